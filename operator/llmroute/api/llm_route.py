@@ -1,0 +1,197 @@
+"""LLMRoute: model names published to applications and how each is served.
+
+An LLMRoute is **namespaced**: application teams own their routes (and their router Deployment) in their own
+namespace, and reference the cluster-scoped ProviderPolicy of the platform team by name. Per published model it
+lists backends in priority order; the failover and circuit-breaker policy bound how hard the router tries before it
+tells the client that no allowed backend is healthy.
+
+Compiled, together with its ProviderPolicy, by :func:`llmroute.core.compile.compile_route`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from llmroute.api.base import (
+    ApiModel,
+    Condition,
+    Duration,
+    Name,
+    NonEmpty,
+    ObjectMeta,
+    Rule,
+    StatusModel,
+    UniqueBy,
+    parse_duration,
+)
+
+ModelName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
+Quantity = Annotated[int | str, Field(description="A Kubernetes quantity, e.g. 500m, 1, 256Mi.")]
+
+
+class PolicyRef(ApiModel):
+    """Reference to the cluster-scoped ProviderPolicy that decides residency for this route."""
+
+    name: Name = Field(description="Name of the ProviderPolicy.")
+
+
+class Backend(ApiModel):
+    """One way to serve a published model: a provider and the model name it knows it by."""
+
+    provider: Name = Field(description="Provider name from the ProviderPolicy.")
+    model: ModelName = Field(description="Upstream model name sent to the provider, e.g. deepseek-ai/DeepSeek-V3.")
+    priority: int = Field(default=0, ge=0, le=100,
+                          description="Lower is tried first; backends of equal priority share traffic by weight.")
+    weight: int = Field(default=1, ge=0, le=1000,
+                        description="Relative share of traffic among backends of the same priority; 0 = standby.")
+
+
+class PublishedModel(ApiModel):
+    """A model name clients send in the request body, and the backends that may serve it."""
+
+    name: ModelName = Field(description="Model name clients send, e.g. deepseek-chat.")
+    backends: Annotated[
+        list[Backend],
+        Field(max_length=16),
+        NonEmpty(message="each model needs at least one backend"),
+        UniqueBy("provider", "model", message="backends must be unique by provider and model"),
+    ] = Field(description="Backends in priority order. Residency filters them per data class before any is tried.")
+
+
+class Failover(ApiModel):
+    """Bounds on how hard the router tries one request across backends."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="duration(self.totalTimeout) >= duration(self.timeToFirstToken)",
+            message="totalTimeout must not be shorter than timeToFirstToken",
+            check=lambda f: parse_duration(f.total_timeout) >= parse_duration(f.time_to_first_token),
+            field="totalTimeout",
+        ),
+    )
+
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Attempts per request over all backends.")
+    connect_timeout: Duration = Field(default="3s", description="TCP+TLS connect budget per attempt.")
+    time_to_first_token: Duration = Field(
+        default="8s",
+        description="An attempt that has produced no token by then is abandoned and the request fails over "
+        "(DeepSeek's keep-alive comments and blank lines are not tokens).",
+    )
+    idle_timeout: Duration = Field(default="30s",
+                                   description="Longest silence between tokens once a response is streaming.")
+    total_timeout: Duration = Field(default="10m",
+                                    description="Wall-clock budget for the whole request, all attempts included.")
+    backoff: Duration = Field(default="200ms", description="Base of the jittered backoff between attempts.")
+
+
+class CircuitBreaker(ApiModel):
+    """Takes a failing backend out of the path and brings it back in steps."""
+
+    consecutive_failures: int = Field(default=5, ge=1, le=1000, description="Failures in a row that open the circuit.")
+    error_rate_percent: int = Field(default=50, ge=1, le=100,
+                                    description="Error rate over the window that opens the circuit.")
+    min_requests: int = Field(default=10, ge=1, le=100000,
+                              description="Requests in the window before the error rate is trusted.")
+    window: Duration = Field(default="30s", description="Sliding window for the error rate.")
+    open_duration: Duration = Field(default="30s", description="Minimum time a circuit stays open before probing.")
+    recovery_steps: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Field(min_length=1, max_length=10)] = Field(
+        default_factory=lambda: [10, 50, 100],
+        description="Traffic shares (percent) a recovering backend is given, one step per recoveryStepDuration.",
+    )
+    recovery_step_duration: Duration = Field(default="15s", description="Time spent at each recovery step.")
+    slow_first_token: Duration | None = Field(
+        default=None,
+        description="A first token slower than this counts as a failure (degradation); unset uses timeToFirstToken.",
+    )
+
+
+class Autoscaling(ApiModel):
+    """Horizontal autoscaling of the router Deployment."""
+
+    min_replicas: int = Field(default=2, ge=1, le=100, description="Lower bound.")
+    max_replicas: int = Field(default=10, ge=1, le=1000, description="Upper bound.")
+    target_cpu_utilization_percent: int = Field(default=70, ge=1, le=100, description="Target CPU utilization.")
+
+
+class Resources(ApiModel):
+    """Container resources (the Kubernetes ResourceRequirements shape)."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict, description="Requested resources.")
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="Resource limits.")
+
+
+class RouterSpec(ApiModel):
+    """The router Deployment the operator runs for this route."""
+
+    replicas: int = Field(default=2, ge=0, le=1000, description="Router replicas (ignored with autoscaling).")
+    image: str | None = Field(default=None, max_length=512,
+                              description="Router image; defaults to the operator's configured router image.")
+    resources: Resources | None = Field(default=None, description="Container resources of the router.")
+    autoscaling: Autoscaling | None = Field(default=None,
+                                            description="Scale the router with a HorizontalPodAutoscaler.")
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+                                   description="Largest request body accepted; larger bodies get 413.")
+
+
+class LLMRouteSpec(ApiModel):
+    """Published models, their ordered backends and the failover policy."""
+
+    policy_ref: PolicyRef = Field(description="The ProviderPolicy that decides residency.")
+    default_data_class: Name | None = Field(
+        default=None,
+        description="Class of requests that send no x-llmroute-data-class header; falls back to the policy's default.",
+    )
+    models: Annotated[
+        list[PublishedModel], Field(min_length=1, max_length=64), UniqueBy("name", message="model names must be unique")
+    ] = Field(description="Model names published to applications.")
+    failover: Failover = Field(default_factory=Failover, description="Retry and failover budget.")
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker, description="Per-backend circuit breaker.")
+    router: RouterSpec = Field(default_factory=RouterSpec, description="The router Deployment.")
+
+
+class ActiveBackend(StatusModel):
+    """Which backend currently serves a model for a data class."""
+
+    model: str = Field(description="Published model name.")
+    data_class: str = Field(description="Data class.")
+    provider: str | None = Field(default=None, description="Provider serving it now; unset if none is available.")
+    upstream_model: str | None = Field(default=None, description="Model name at that provider.")
+    allowed: int = Field(default=0, ge=0, description="Backends residency allows for this class.")
+    healthy: int = Field(default=0, ge=0, description="Allowed backends that are healthy.")
+
+
+class FailoverRecord(StatusModel):
+    """The last time traffic moved from one provider to another."""
+
+    time: str = Field(description="When (RFC 3339).")
+    model: str | None = Field(default=None, description="Published model.")
+    from_provider: str | None = Field(default=None, description="Provider traffic left.")
+    to_provider: str | None = Field(default=None, description="Provider traffic moved to.")
+    reason: str = Field(description="Why, e.g. ProviderDown or CircuitOpen.")
+
+
+class LLMRouteStatus(StatusModel):
+    """Observed state of an LLMRoute, written by the operator."""
+
+    observed_generation: int | None = Field(default=None, description="Generation the status was computed from.")
+    conditions: list[Condition] = Field(default_factory=list, description="Accepted, Ready and Degraded.")
+    model_names: str | None = Field(default=None, description="Published model names, comma separated.")
+    active_provider: str | None = Field(default=None,
+                                        description="Provider serving the first model for the default data class.")
+    active: list[ActiveBackend] = Field(default_factory=list, description="Active backend per model and data class.")
+    last_failover: FailoverRecord | None = Field(default=None, description="The last failover.")
+    config_hash: str | None = Field(default=None, description="Hash of the compiled router config in use.")
+
+
+class LLMRoute(ApiModel):
+    """Namespaced: publishes model names to applications and routes them under a ProviderPolicy."""
+
+    KIND: ClassVar[str] = "LLMRoute"
+
+    api_version: Literal["llmroute.io/v1alpha1"] = Field(default="llmroute.io/v1alpha1", alias="apiVersion")
+    kind: Literal["LLMRoute"] = "LLMRoute"
+    metadata: ObjectMeta
+    spec: LLMRouteSpec
+    status: LLMRouteStatus | None = None

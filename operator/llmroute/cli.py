@@ -1,0 +1,155 @@
+"""The ``llmroute`` command: argument parsing and output only; the work is done by the modules it calls.
+
+Subcommands: ``crds`` (generate CRDs), ``validate`` (check manifests), ``explain`` (why each backend is allowed or
+denied), ``router`` (run the data plane). Errors the user can fix are one line on stderr and exit code 2; nothing
+here prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmroute import __version__
+from llmroute.api.llm_route import LLMRoute
+from llmroute.core.compile import compile_route
+from llmroute.core.explain import RouteExplanation, explain_route
+from llmroute.documents import Bundle, load, load_all
+from llmroute.errors import CompileError, FieldError, InputError, LoadError
+
+EXIT_OK, EXIT_INPUT = 0, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"llmroute: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmroute", description="Residency-aware, failover-safe LLM routing.")
+    p.add_argument("--version", action="version", version=f"llmroute {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    crds = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the API models")
+    crds.add_argument("--output-dir", default="crds", help="folder to write into (default: crds)")
+    crds.add_argument("--check", action="store_true", help="do not write; exit 1 if the folder is out of date")
+    crds.set_defaults(func=_cmd_crds)
+
+    val = sub.add_parser("validate", help="validate ProviderPolicy/LLMRoute/Secret manifests and compile routes")
+    val.add_argument("paths", nargs="+", metavar="FILE", help="YAML files or folders")
+    val.set_defaults(func=_cmd_validate)
+
+    exp = sub.add_parser("explain", help="show, per published model, which backends a data class may use and why")
+    exp.add_argument("paths", nargs="+", metavar="FILE", help="YAML files or folders with the route and its policy")
+    exp.add_argument("--route", help="LLMRoute name (needed when the files hold several)")
+    exp.add_argument("--class", dest="data_class", help="data class (default: the route's default)")
+    exp.add_argument("--output", choices=("table", "json"), default="table")
+    exp.set_defaults(func=_cmd_explain)
+
+    rt = sub.add_parser("router", help="run the OpenAI-compatible router")
+    rt.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
+    rt.add_argument("--config", nargs="+", required=True, metavar="PATH",
+                    help="a compiled RouterConfig file, or YAML files/folders with ProviderPolicy, LLMRoute, Secret")
+    rt.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    rt.set_defaults(func=_cmd_router)
+    return p
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from llmroute.api.crdgen import render_crds, write_crds
+
+    out = Path(args.output_dir)
+    if args.check:
+        stale = [n for n, text in render_crds().items()
+                 if not (out / n).is_file() or (out / n).read_text(encoding="utf-8") != text]
+        for name in stale:
+            print(f"llmroute: {out / name} is out of date; run: llmroute crds --output-dir {out}", file=sys.stderr)
+        return 1 if stale else EXIT_OK
+    for path in write_crds(out):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    bundle, errors = load_all(args.paths)
+    errors.extend(_compile_errors(bundle))
+    for err in errors:
+        print(f"llmroute: error: {err}", file=sys.stderr)
+    if errors:
+        return EXIT_INPUT
+    print(f"ok: {len(bundle.policies)} ProviderPolicy, {len(bundle.routes)} LLMRoute, {len(bundle.secrets)} Secret")
+    for (ns, name), route in sorted(bundle.routes.items()):
+        if route.spec.policy_ref.name not in bundle.policies:
+            print(f'note: LLMRoute {ns}/{name}: ProviderPolicy "{route.spec.policy_ref.name}" is not among the '
+                  "files, so the route was not compiled")
+    return EXIT_OK
+
+
+def _compile_errors(bundle: Bundle) -> list[LoadError]:
+    out: list[LoadError] = []
+    for route in bundle.routes.values():
+        policy = bundle.policies.get(route.spec.policy_ref.name)
+        if policy is None:
+            continue
+        try:
+            compile_route(route, policy)
+        except CompileError as exc:
+            src = bundle.source_of(route)
+            out.extend(LoadError(src.path if src else "input", src.index if src else None, e) for e in exc.errors)
+    return out
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    bundle = load(args.paths)
+    route = bundle.route(args.route)
+    policy = bundle.policies.get(route.spec.policy_ref.name)
+    if policy is None:
+        raise LoadError(_where(bundle, route), None, FieldError(
+            "spec.policyRef.name", f'ProviderPolicy "{route.spec.policy_ref.name}" is not among the files'))
+    explained = explain_route(route, policy, args.data_class)
+    if args.output == "json":
+        print(json.dumps(explained.to_dict(), indent=2))
+    else:
+        print(render_explanation(explained))
+    return EXIT_OK
+
+
+def _where(bundle: Bundle, route: LLMRoute) -> str:
+    src = bundle.source_of(route)
+    return str(src) if src else "input"
+
+
+def render_explanation(e: RouteExplanation) -> str:
+    """The human table for ``llmroute explain``."""
+    lines = [f"LLMRoute {e.route}  ProviderPolicy {e.policy}  data class {e.data_class}", ""]
+    for m in e.models:
+        lines.append(f"{m.name}: {m.allowed_count} of {len(m.backends)} backends allowed")
+        rows = [("TRY", "PROVIDER", "UPSTREAM MODEL", "WHERE", "VERDICT", "WHY")]
+        rows += [(str(b.order) if b.order else "-", b.provider, b.model, b.jurisdiction,
+                  "allowed" if b.allowed else "DENIED", "; ".join(b.reasons)) for b in m.backends]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
+        if m.allowed_count == 0:
+            lines.append(f"  no backend may serve {m.name} for {e.data_class}: requests get 403 no_compliant_backend")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _cmd_router(args: argparse.Namespace) -> int:
+    from llmroute.router.server import serve
+
+    return serve(listen=args.listen, config_paths=list(args.config), log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure decisions: no I/O, no asyncio; `now` and `rng` are arguments."""

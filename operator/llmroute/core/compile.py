@@ -1,0 +1,163 @@
+"""compile_route(): LLMRoute + ProviderPolicy -> RouterConfig. The one place routing intent becomes router config.
+
+Used by the operator (the result goes into the router's ConfigMap) and by local mode (the result is served
+in-process), so the demo and the cluster run the same decisions. Residency is applied here, per published model and
+data class, by :func:`llmroute.core.residency.evaluate`: the router only ever sees the allowed backends, in the order
+to try them, and the denied ones with their reasons (for 403 messages and ``llmroute explain``).
+
+Every problem is collected and reported with the field path it is about, e.g.
+``spec.models[0].backends[1].provider: no provider "fireworks" in ProviderPolicy "default"``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from llmroute.api.base import parse_duration
+from llmroute.api.llm_route import LLMRoute, LLMRouteSpec, PublishedModel
+from llmroute.api.provider_policy import Provider, ProviderPolicy
+from llmroute.core import residency
+from llmroute.core.router_config import (
+    BackendTarget,
+    CircuitSettings,
+    ClassRoute,
+    CredentialRef,
+    Denial,
+    FailoverSettings,
+    HealthProbe,
+    ModelRoute,
+    Origin,
+    ProviderTarget,
+    RouterConfig,
+)
+from llmroute.errors import CompileError, FieldError
+
+DEFAULT_NAMESPACE = "default"
+
+
+def credential_env(provider: str) -> str:
+    """Environment variable a router pod receives ``provider``'s key in, e.g. ``LLMROUTE_KEY_DEEPSEEK``."""
+    return "LLMROUTE_KEY_" + re.sub(r"[^A-Z0-9]", "_", provider.upper())
+
+
+def compile_route(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
+    """Compile ``route`` under ``policy``; raises :class:`CompileError` listing every problem with its field."""
+    spec = route.spec
+    errors = _reference_errors(route, policy)
+    default_class = spec.default_data_class or policy.spec.default_data_class
+    if errors:
+        raise CompileError(errors)
+    assert default_class is not None  # _reference_errors reports a missing default
+    used = _used_providers(spec, policy)
+    return RouterConfig(
+        origin=Origin(
+            route_namespace=route.metadata.namespace or DEFAULT_NAMESPACE,
+            route_name=route.metadata.name,
+            policy_name=policy.metadata.name,
+        ),
+        default_data_class=default_class,
+        data_classes=tuple(c.name for c in policy.spec.data_classes),
+        providers=tuple(_target(p) for p in used),
+        models=tuple(_model_route(m, policy) for m in spec.models),
+        failover=_failover(spec),
+        circuit=_circuit(spec),
+        max_request_bytes=spec.router.max_request_bytes,
+    )
+
+
+def _reference_errors(route: LLMRoute, policy: ProviderPolicy) -> list[FieldError]:
+    spec, pname = route.spec, policy.metadata.name
+    errors: list[FieldError] = []
+    if spec.policy_ref.name != pname:
+        message = f'names ProviderPolicy "{spec.policy_ref.name}", not "{pname}"'
+        errors.append(FieldError("spec.policyRef.name", message))
+    known_classes = ", ".join(c.name for c in policy.spec.data_classes)
+    if spec.default_data_class is not None:
+        if policy.spec.data_class(spec.default_data_class) is None:
+            errors.append(FieldError(
+                "spec.defaultDataClass",
+                f'unknown data class "{spec.default_data_class}" in ProviderPolicy "{pname}" (known: {known_classes})',
+            ))
+    elif policy.spec.default_data_class is None:
+        errors.append(FieldError(
+            "spec.defaultDataClass",
+            f'not set, and ProviderPolicy "{pname}" sets no defaultDataClass either (known: {known_classes})',
+        ))
+    known_providers = ", ".join(p.name for p in policy.spec.providers)
+    for i, model in enumerate(spec.models):
+        for j, backend in enumerate(model.backends):
+            if policy.spec.provider(backend.provider) is None:
+                errors.append(FieldError(
+                    f"spec.models[{i}].backends[{j}].provider",
+                    f'no provider "{backend.provider}" in ProviderPolicy "{pname}" (known: {known_providers})',
+                ))
+    return errors
+
+
+def _used_providers(spec: LLMRouteSpec, policy: ProviderPolicy) -> list[Provider]:
+    names = {b.provider for m in spec.models for b in m.backends}
+    return [p for p in policy.spec.providers if p.name in names]
+
+
+def _target(p: Provider) -> ProviderTarget:
+    cred = None
+    if p.credentials is not None:
+        ref = p.credentials.secret_ref
+        cred = CredentialRef(secret_name=ref.name, secret_key=ref.key, secret_namespace=ref.namespace,
+                             env=credential_env(p.name))
+    hc = p.health_check
+    return ProviderTarget(
+        name=p.name,
+        endpoint=p.endpoint.rstrip("/"),
+        api=p.api.value,
+        jurisdiction=p.jurisdiction,
+        region=p.region,
+        self_hosted=p.self_hosted,
+        credential=cred,
+        health=HealthProbe(path=hc.path, interval_s=parse_duration(hc.interval), timeout_s=parse_duration(hc.timeout),
+                           failure_threshold=hc.failure_threshold, success_threshold=hc.success_threshold),
+    )
+
+
+def _model_route(model: PublishedModel, policy: ProviderPolicy) -> ModelRoute:
+    ordered = sorted(enumerate(model.backends), key=lambda ib: (ib[1].priority, ib[0]))
+    classes = []
+    for data_class in policy.spec.data_classes:
+        allowed: list[BackendTarget] = []
+        denied: list[Denial] = []
+        for _, b in ordered:
+            provider = policy.spec.provider(b.provider)
+            assert provider is not None  # checked by _reference_errors
+            verdict = residency.evaluate(data_class, provider)
+            if verdict.allowed:
+                allowed.append(BackendTarget(provider=b.provider, model=b.model, priority=b.priority, weight=b.weight))
+            else:
+                denied.append(Denial(provider=b.provider, model=b.model, reasons=verdict.reasons))
+        classes.append(ClassRoute(data_class=data_class.name, allowed=tuple(allowed), denied=tuple(denied)))
+    return ModelRoute(name=model.name, classes=tuple(classes))
+
+
+def _failover(spec: LLMRouteSpec) -> FailoverSettings:
+    f = spec.failover
+    return FailoverSettings(
+        max_attempts=f.max_attempts,
+        connect_timeout_s=parse_duration(f.connect_timeout),
+        time_to_first_token_s=parse_duration(f.time_to_first_token),
+        idle_timeout_s=parse_duration(f.idle_timeout),
+        total_timeout_s=parse_duration(f.total_timeout),
+        backoff_s=parse_duration(f.backoff),
+    )
+
+
+def _circuit(spec: LLMRouteSpec) -> CircuitSettings:
+    c, f = spec.circuit_breaker, spec.failover
+    return CircuitSettings(
+        consecutive_failures=c.consecutive_failures,
+        error_rate=c.error_rate_percent / 100,
+        min_requests=c.min_requests,
+        window_s=parse_duration(c.window),
+        open_s=parse_duration(c.open_duration),
+        recovery_steps=tuple(s / 100 for s in c.recovery_steps),
+        recovery_step_s=parse_duration(c.recovery_step_duration),
+        slow_first_token_s=parse_duration(c.slow_first_token or f.time_to_first_token),
+    )
