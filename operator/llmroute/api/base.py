@@ -90,6 +90,10 @@ Duration = Annotated[
 ]
 """A duration string (``3s``, ``10m``, ``1h30m``); CEL's ``duration()`` accepts the same syntax."""
 
+OBJECT_DEFAULT: dict[str, object] = {"default": {}}
+"""``json_schema_extra`` for a sub-object with ``default_factory``: the CRD then defaults it to ``{}`` and the API
+server fills in its fields' defaults, so ``kubectl get -o yaml`` shows the values in force."""
+
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 """A DNS-1123 label: lowercase letters, digits and '-', at most 63 characters."""

@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from llmroute.api.base import (
+    OBJECT_DEFAULT,
     ApiModel,
     Condition,
     Duration,
@@ -146,9 +147,12 @@ class LLMRouteSpec(ApiModel):
     models: Annotated[
         list[PublishedModel], Field(min_length=1, max_length=64), UniqueBy("name", message="model names must be unique")
     ] = Field(description="Model names published to applications.")
-    failover: Failover = Field(default_factory=Failover, description="Retry and failover budget.")
-    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker, description="Per-backend circuit breaker.")
-    router: RouterSpec = Field(default_factory=RouterSpec, description="The router Deployment.")
+    failover: Failover = Field(default_factory=Failover, json_schema_extra=OBJECT_DEFAULT,
+                               description="Retry and failover budget.")
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker, json_schema_extra=OBJECT_DEFAULT,
+                                            description="Per-backend circuit breaker.")
+    router: RouterSpec = Field(default_factory=RouterSpec, json_schema_extra=OBJECT_DEFAULT,
+                                description="The router Deployment.")
 
 
 class ActiveBackend(StatusModel):

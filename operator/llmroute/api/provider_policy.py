@@ -16,6 +16,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from llmroute.api.base import (
+    OBJECT_DEFAULT,
     ApiModel,
     Condition,
     Duration,
@@ -119,13 +120,15 @@ class Provider(ApiModel):
     )
     region: str | None = Field(default=None, max_length=63, description="Provider region, e.g. us-east-1.")
     self_hosted: bool = Field(default=False, description="Served inside this cluster (e.g. the vLLM pool).")
-    data_use: DataUse = Field(default_factory=DataUse, description="What the provider does with inputs.")
+    data_use: DataUse = Field(default_factory=DataUse, json_schema_extra=OBJECT_DEFAULT,
+                              description="What the provider does with inputs.")
     certifications: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=32)] = Field(
         default_factory=list, description="Certifications and contracts in force, e.g. hipaa-baa, soc2, iso27001."
     )
     credentials: Credentials | None = Field(default=None,
                                             description="API key Secret; optional only for self-hosted providers.")
-    health_check: HealthCheck = Field(default_factory=HealthCheck, description="The unbilled health probe.")
+    health_check: HealthCheck = Field(default_factory=HealthCheck, json_schema_extra=OBJECT_DEFAULT,
+                                      description="The unbilled health probe.")
 
 
 class DataClassAllow(ApiModel):
@@ -160,7 +163,7 @@ class DataClass(ApiModel):
 
     name: Name = Field(description="Class name, e.g. public, internal, pii, phi.")
     description: str | None = Field(default=None, max_length=1024, description="What data belongs to this class.")
-    allow: DataClassAllow = Field(default_factory=DataClassAllow,
+    allow: DataClassAllow = Field(default_factory=DataClassAllow, json_schema_extra=OBJECT_DEFAULT,
                                   description="Requirements on providers; empty allows any provider.")
 
 
