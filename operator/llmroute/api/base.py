@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -90,7 +91,7 @@ Duration = Annotated[
 ]
 """A duration string (``3s``, ``10m``, ``1h30m``); CEL's ``duration()`` accepts the same syntax."""
 
-OBJECT_DEFAULT: dict[str, object] = {"default": {}}
+OBJECT_DEFAULT: JsonDict = {"default": {}}
 """``json_schema_extra`` for a sub-object with ``default_factory``: the CRD then defaults it to ``{}`` and the API
 server fills in its fields' defaults, so ``kubectl get -o yaml`` shows the values in force."""
 
