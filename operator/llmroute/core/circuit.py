@@ -1,0 +1,221 @@
+"""Circuit breaker: takes a failing backend out of the path and brings it back in steps (DESIGN.md, last section).
+
+Owns one backend's health state machine::
+
+    HEALTHY -> DEGRADED -> OPEN -> RECOVERING -> HEALTHY          (RECOVERING -> OPEN on any failure)
+    HEALTHY ----------------> OPEN                                 (thresholds crossed at once, or open_now)
+
+* HEALTHY -> DEGRADED at half the opening thresholds: ``ceil(consecutive_failures / 2)`` failures in a row, or an
+  error rate >= ``error_rate / 2`` over the window with >= ``min_requests`` events.
+* HEALTHY/DEGRADED -> OPEN at ``consecutive_failures`` in a row, or error rate >= ``error_rate`` with
+  >= ``min_requests`` events in the window; or forced by :func:`open_now` (402 balance, 401/403/404 misconfigured).
+* DEGRADED -> HEALTHY (hysteresis + dwell): only after ``window_s`` in DEGRADED, with the window's error rate below
+  ``error_rate / 4`` and the last outcome in the window a success (or an empty window: its failures have aged out).
+* OPEN -> RECOVERING: only a good probe (:func:`on_probe`) at least ``open_s`` after opening. A failed probe keeps it
+  OPEN with ``since`` unchanged, so the next good probe may recover it at once. Time alone never closes a circuit.
+* RECOVERING: step ``k`` of ``recovery_steps`` is ``floor((now - since) / recovery_step_s)``; after the last step
+  :func:`tick` makes it HEALTHY. Any failure (passive or probe) re-opens it, so a step survived is a step without
+  failures; successes only go to the window. Stepping needs no minimum number of successes, so a quiet backend is
+  not stuck at a partial share (the probe already vouched for it, and one failure costs one invisible failover).
+  The window is cleared on entering RECOVERING: the outage's failures opened the circuit and must not re-open it.
+
+Called by the router's health module (passive outcomes, probes, a periodic tick), by :mod:`llmroute.core.selection`
+(``traffic_share``, ``summary``) and by ``llmroute explain``. Pure: ``now`` is monotonic seconds, passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from llmroute.core.router_config import CircuitSettings
+
+DEGRADE_FRACTION = 0.5
+"""HEALTHY -> DEGRADED at this fraction of the opening thresholds."""
+HEAL_FRACTION = 0.25
+"""DEGRADED -> HEALTHY only below this fraction of ``error_rate`` (half the degrading rate: hysteresis)."""
+MIN_WINDOW_EVENTS = 256
+"""The window keeps at most ``max(MIN_WINDOW_EVENTS, min_requests)`` newest events."""
+
+
+class State(StrEnum):
+    """A backend's circuit state."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    OPEN = "open"
+    RECOVERING = "recovering"
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """One backend's circuit; ``since`` is when ``state`` was entered, ``events`` are ``(time, ok)`` oldest first."""
+
+    state: State = State.HEALTHY
+    since: float = 0.0
+    consecutive_failures: int = 0
+    events: tuple[tuple[float, bool], ...] = ()
+    step: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The circuit after an event; ``changed`` means the state changed, ``stepped`` that the recovery step did."""
+
+    circuit: Circuit
+    changed: bool
+    reason: str
+    stepped: bool = False
+
+
+def record(c: Circuit, ok: bool, now: float, s: CircuitSettings, *, slow: bool = False) -> Transition:
+    """Record the passive outcome of one attempt; ``ok=False`` or ``slow=True`` is a failure."""
+    failed = not ok or slow
+    c = replace(
+        c,
+        events=_prune((*c.events, (now, not failed)), now, s),
+        consecutive_failures=c.consecutive_failures + 1 if failed else 0,
+    )
+    outcome = ("slow first token" if ok else "failure") if failed else "success"
+    if c.state is State.OPEN:
+        return _stay(c, f"{outcome} recorded while open (a probe brings it back)")
+    if c.state is State.RECOVERING:
+        if failed:
+            share = traffic_share(c, s)
+            return _enter(c, State.OPEN, now, f"{outcome} while recovering at {share:.0%} share")
+        return _stay(c, f"success while recovering at {traffic_share(c, s):.0%} share")
+    opening = _open_reason(c, s)
+    if opening:
+        return _enter(c, State.OPEN, now, opening)
+    if c.state is State.HEALTHY:
+        degrading = _degrade_reason(c, s)
+        return _enter(c, State.DEGRADED, now, degrading) if degrading else _stay(c, f"{outcome} while healthy")
+    return _heal_or_stay(c, now, s, f"{outcome} while degraded")
+
+
+def on_probe(c: Circuit, ok: bool, now: float, s: CircuitSettings) -> Transition:
+    """The result of an unbilled health probe; it matters only to OPEN and RECOVERING circuits."""
+    if c.state is State.OPEN:
+        if not ok:
+            return _stay(c, f"probe failed: still open ({c.reason})")
+        if now - c.since < s.open_s:
+            return _stay(c, f"probe ok but open for {now - c.since:.0f}s < {s.open_s:g}s: still open")
+        recovering = replace(c, events=(), consecutive_failures=0)
+        return _enter(recovering, State.RECOVERING, now,
+                      f"probe ok after {now - c.since:.0f}s open: recovering at {s.recovery_steps[0]:.0%} share")
+    if c.state is State.RECOVERING and not ok:
+        return _enter(c, State.OPEN, now, f"probe failed while recovering at {traffic_share(c, s):.0%} share")
+    return _stay(c, f"probe {'ok' if ok else 'failed'}: ignored while {c.state} (passive outcomes decide)")
+
+
+def tick(c: Circuit, now: float, s: CircuitSettings) -> Transition:
+    """Time passes: prune the window, step RECOVERING up (then to HEALTHY), let a dwelt DEGRADED heal."""
+    c = replace(c, events=_prune(c.events, now, s))
+    if c.state is State.RECOVERING:
+        return _step(c, now, s)
+    if c.state is State.DEGRADED:
+        return _heal_or_stay(c, now, s, "still degraded")
+    if c.state is State.OPEN:
+        return _stay(c, f"open for {now - c.since:.0f}s: only a good probe brings it back")
+    return _stay(c, "healthy")
+
+
+def open_now(c: Circuit, now: float, reason: str) -> Transition:
+    """Force OPEN (402 balance exhausted, 401/403/404 misconfigured); an already open circuit keeps its ``since``."""
+    if c.state is State.OPEN:
+        return Transition(replace(c, reason=reason), False, f"already open; now: {reason}")
+    return _enter(c, State.OPEN, now, reason)
+
+
+def traffic_share(c: Circuit, s: CircuitSettings) -> float:
+    """The share of its normal traffic the backend gets: 1.0 unless OPEN (0.0) or RECOVERING (the step's share)."""
+    if c.state is State.OPEN:
+        return 0.0
+    if c.state is State.RECOVERING:
+        return s.recovery_steps[min(c.step, len(s.recovery_steps) - 1)]
+    return 1.0
+
+
+def retry_in_s(c: Circuit, now: float, s: CircuitSettings) -> float:
+    """Seconds until the backend may serve again, for Retry-After (callers round up): 0.0 unless OPEN.
+
+    An OPEN circuit needs ``open_s`` and then a good probe; past ``open_s`` the probe is due any moment: 1.0.
+    """
+    if c.state is not State.OPEN:
+        return 0.0
+    return max(c.since + s.open_s - now, 1.0)
+
+
+def summary(c: Circuit, now: float, s: CircuitSettings) -> str:
+    """One line for plans, status and ``llmroute explain``, e.g. ``circuit open since 12s: 5 consecutive failures``."""
+    age = f"{now - c.since:.0f}s"
+    if c.state is State.HEALTHY:
+        return "healthy"
+    if c.state is State.OPEN:
+        return f"circuit open since {age}: {c.reason}"
+    if c.state is State.RECOVERING:
+        return f"recovering at {traffic_share(c, s):.0%} share (step {c.step + 1}/{len(s.recovery_steps)})"
+    return f"degraded since {age}: {c.reason}"
+
+
+def error_rate(c: Circuit) -> float:
+    """Failures / events in the window (0.0 for an empty window)."""
+    if not c.events:
+        return 0.0
+    return sum(1 for _, ok in c.events if not ok) / len(c.events)
+
+
+def _open_reason(c: Circuit, s: CircuitSettings) -> str:
+    if c.consecutive_failures >= s.consecutive_failures:
+        return f"{c.consecutive_failures} consecutive failures"
+    return _rate_reason(c, s, s.error_rate)
+
+
+def _degrade_reason(c: Circuit, s: CircuitSettings) -> str:
+    in_a_row = max(1, math.ceil(s.consecutive_failures * DEGRADE_FRACTION))
+    if c.consecutive_failures >= in_a_row:
+        return f"{c.consecutive_failures} consecutive failures"
+    return _rate_reason(c, s, s.error_rate * DEGRADE_FRACTION)
+
+
+def _rate_reason(c: Circuit, s: CircuitSettings, threshold: float) -> str:
+    if len(c.events) < s.min_requests or error_rate(c) < threshold:
+        return ""
+    return f"error rate {error_rate(c):.0%} over {s.window_s:g}s ({len(c.events)} requests)"
+
+
+def _heal_or_stay(c: Circuit, now: float, s: CircuitSettings, staying: str) -> Transition:
+    dwelt, rate, limit = now - c.since, error_rate(c), s.error_rate * HEAL_FRACTION
+    last_ok = not c.events or c.events[-1][1]
+    if dwelt >= s.window_s and rate < limit and last_ok:
+        healed = replace(c, consecutive_failures=0)
+        return _enter(healed, State.HEALTHY, now, f"error rate {rate:.0%} < {limit:.0%} after {dwelt:.0f}s degraded")
+    return _stay(c, f"{staying} ({dwelt:.0f}s, error rate {rate:.0%}; heals below {limit:.0%} after {s.window_s:g}s)")
+
+
+def _step(c: Circuit, now: float, s: CircuitSettings) -> Transition:
+    due = int((now - c.since) // s.recovery_step_s) if s.recovery_step_s > 0 else len(s.recovery_steps)
+    if due >= len(s.recovery_steps):
+        return _enter(c, State.HEALTHY, now,
+                      f"recovered: {len(s.recovery_steps)} steps of {s.recovery_step_s:g}s without failures")
+    if due <= c.step:
+        return _stay(c, f"recovering at {traffic_share(c, s):.0%} share")
+    stepped = replace(c, step=due, reason=f"recovering: step {due + 1}/{len(s.recovery_steps)}")
+    share = traffic_share(stepped, s)
+    return Transition(stepped, False, f"recovering: step up to {share:.0%} share", stepped=True)
+
+
+def _enter(c: Circuit, state: State, now: float, reason: str) -> Transition:
+    return Transition(replace(c, state=state, since=now, step=0, reason=reason), c.state is not state, reason)
+
+
+def _stay(c: Circuit, reason: str) -> Transition:
+    return Transition(c, False, reason)
+
+
+def _prune(events: tuple[tuple[float, bool], ...], now: float, s: CircuitSettings) -> tuple[tuple[float, bool], ...]:
+    start = max(bisect_left(events, (now - s.window_s, False)), len(events) - max(MIN_WINDOW_EVENTS, s.min_requests))
+    return events[start:] if start > 0 else events

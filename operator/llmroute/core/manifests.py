@@ -1,0 +1,304 @@
+"""Desired Kubernetes objects for one LLMRoute's router, as plain dicts. Pure: no I/O, no clock, no client types.
+
+Called by :mod:`llmroute.controller.routes` (which applies the result through :mod:`llmroute.controller.kube`) and
+by the unit tests, which validate every object against the Kubernetes 1.30 and 1.35 schemas.
+
+What a route owns (every object carries a controller ownerReference to the LLMRoute and the
+``app.kubernetes.io/*`` labels):
+
+* ConfigMap ``<route>-router-config``: ``config.json`` = :meth:`RouterConfig.to_json`. References to keys only.
+* Deployment ``<route>-router``: the router, with the ConfigMap mounted at ``/etc/llmroute``, probes on ``/readyz``
+  and ``/healthz``, a hardened security context, and the pod-template annotation ``llmroute.io/config-hash`` =
+  :meth:`RouterConfig.content_hash`. That hash is the only thing that rolls the router: the replica count, resources
+  or provider health never change it.
+* Service ``<route>-router``: port 80 → container port ``http`` (8080), which also serves ``/metrics``.
+* PodDisruptionBudget ``<route>-router`` (minAvailable 1) only when more than one replica is wanted.
+* HorizontalPodAutoscaler ``<route>-router`` (autoscaling/v2) only with ``spec.router.autoscaling``; the Deployment
+  then leaves ``replicas`` to the HPA.
+* Secret ``<route>-provider-keys`` only when a provider key lives in **another namespace**.
+
+Provider keys. A key in the route's own namespace is referenced directly (``secretKeyRef``). A pod cannot reference
+a Secret in another namespace, and ProviderPolicy is cluster-scoped, so for a key in another namespace (the platform
+team's shared key) the operator copies the one key, still base64-encoded and never decoded, into the route-owned
+Secret ``<route>-provider-keys`` under the router's env-var name. The value travels only Secret → Secret; it is never
+put in a ConfigMap, status, Event or log line. ``secretKeyRef.optional`` is true: a missing key for one provider
+must not keep the whole router (and the other providers) from starting; that provider then fails its health check
+and is skipped, and the operator reports the missing key.
+
+:func:`needs_update` decides whether a live object differs from the desired one, so the same inputs send no patch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmroute.api.base import API_VERSION
+from llmroute.api.llm_route import LLMRoute
+from llmroute.core.router_config import CredentialRef, RouterConfig
+from llmroute.errors import FieldError
+
+CONFIG_HASH_ANNOTATION = "llmroute.io/config-hash"
+CONFIG_KEY = "config.json"
+CONFIG_DIR = "/etc/llmroute"
+HTTP_PORT = 8080
+SERVICE_PORT = 80
+MANAGED_BY = "llmroute-operator"
+APP_NAME = "llmroute-router"
+MAX_ROUTE_NAME = 63 - len("-router-config")  # the longest suffix still leaves a valid DNS label
+
+DEFAULT_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+DEFAULT_LIMITS = {"memory": "512Mi"}  # no CPU limit: throttling a proxy adds latency to every request
+
+JsonObj = dict[str, Any]
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Operator-wide inputs to the builders (from :mod:`llmroute.controller.settings`)."""
+
+    image: str
+    image_pull_policy: str = "IfNotPresent"
+    termination_grace_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    """Identifies one object: apiVersion, kind, namespace, name."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What a route should own: ``objects`` to create or patch, ``absent`` optional objects that must not exist."""
+
+    objects: tuple[JsonObj, ...]
+    absent: tuple[ObjectKey, ...] = ()
+    config_hash: str = ""
+    copied_keys: tuple[str, ...] = field(default=())
+
+
+def key_of(obj: Mapping[str, Any]) -> ObjectKey:
+    meta = obj["metadata"]
+    return ObjectKey(obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+def config_map_name(route: str) -> str:
+    return f"{route}-router-config"
+
+
+def router_name(route: str) -> str:
+    return f"{route}-router"
+
+
+def keys_secret_name(route: str) -> str:
+    return f"{route}-provider-keys"
+
+
+def route_errors(route: LLMRoute) -> list[FieldError]:
+    """Problems that compile() cannot see but would make the owned objects invalid."""
+    errors: list[FieldError] = []
+    name = route.metadata.name
+    if len(name) > MAX_ROUTE_NAME or not _DNS_1035.match(name):
+        errors.append(FieldError("metadata.name", f'"{name}" must be a DNS-1035 label (lowercase letters, digits, '
+                                 f"'-', starting with a letter) of at most {MAX_ROUTE_NAME} characters, because "
+                                 f'the router Service is named "{name}-router"'))
+    scaling = route.spec.router.autoscaling
+    if scaling is not None and scaling.max_replicas < scaling.min_replicas:
+        errors.append(FieldError("spec.router.autoscaling.maxReplicas",
+                                 f"{scaling.max_replicas} is less than minReplicas ({scaling.min_replicas})"))
+    return errors
+
+
+def selector_labels(route: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": route}
+
+
+def labels(route: str) -> dict[str, str]:
+    return {**selector_labels(route), "app.kubernetes.io/managed-by": MANAGED_BY,
+            "app.kubernetes.io/component": "router"}
+
+
+def owner_reference(route: LLMRoute) -> JsonObj:
+    """Controller reference to the LLMRoute: the API server's garbage collector removes owned objects with it."""
+    return {"apiVersion": API_VERSION, "kind": "LLMRoute", "name": route.metadata.name,
+            "uid": route.metadata.uid or "", "controller": True, "blockOwnerDeletion": True}
+
+
+def foreign_credentials(route: LLMRoute, config: RouterConfig) -> list[CredentialRef]:
+    """Provider keys in a namespace other than the route's: these are copied into ``<route>-provider-keys``."""
+    ns = route.metadata.namespace
+    return [p.credential for p in config.providers
+            if p.credential is not None and p.credential.secret_namespace not in (None, ns)]
+
+
+def desired_objects(route: LLMRoute, config: RouterConfig, settings: RouterSettings,
+                    copied: Mapping[str, str] | None = None) -> Desired:
+    """Everything ``route`` should own. ``copied`` maps env-var name → base64 key value read from a foreign Secret."""
+    name, ns = route.metadata.name, route.metadata.namespace or "default"
+    meta = _meta_factory(route, ns)
+    objects: list[JsonObj] = [_config_map(meta(config_map_name(name)), config),
+                              _deployment(meta(router_name(name)), route, config, settings),
+                              _service(meta(router_name(name)), name)]
+    absent: list[ObjectKey] = []
+    optional: list[tuple[bool, JsonObj | ObjectKey]] = [
+        _maybe(_wants_pdb(route), lambda: _pdb(meta(router_name(name)), name),
+               ObjectKey("policy/v1", "PodDisruptionBudget", ns, router_name(name))),
+        _maybe(route.spec.router.autoscaling is not None, lambda: _hpa(meta(router_name(name)), route),
+               ObjectKey("autoscaling/v2", "HorizontalPodAutoscaler", ns, router_name(name))),
+        _maybe(bool(foreign_credentials(route, config)),
+               lambda: _keys_secret(meta(keys_secret_name(name)), copied or {}),
+               ObjectKey("v1", "Secret", ns, keys_secret_name(name))),
+    ]
+    for wanted, item in optional:
+        if wanted:
+            assert isinstance(item, dict)
+            objects.append(item)
+        else:
+            assert isinstance(item, ObjectKey)
+            absent.append(item)
+    return Desired(objects=tuple(objects), absent=tuple(absent), config_hash=config.content_hash(),
+                   copied_keys=tuple(sorted((copied or {}).keys())))
+
+
+def _maybe(wanted: bool, build: Any, key: ObjectKey) -> tuple[bool, JsonObj | ObjectKey]:
+    return (True, build()) if wanted else (False, key)
+
+
+def _meta_factory(route: LLMRoute, ns: str) -> Any:
+    def meta(name: str) -> JsonObj:
+        return {"name": name, "namespace": ns, "labels": labels(route.metadata.name),
+                "ownerReferences": [owner_reference(route)]}
+    return meta
+
+
+def _wants_pdb(route: LLMRoute) -> bool:
+    scaling = route.spec.router.autoscaling
+    return (scaling.min_replicas if scaling is not None else route.spec.router.replicas) > 1
+
+
+def _config_map(meta: JsonObj, config: RouterConfig) -> JsonObj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {CONFIG_KEY: config.to_json()}}
+
+
+def _keys_secret(meta: JsonObj, copied: Mapping[str, str]) -> JsonObj:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "data": dict(sorted(copied.items()))}
+
+
+def _env(route: LLMRoute, config: RouterConfig) -> list[JsonObj]:
+    foreign = {c.env for c in foreign_credentials(route, config)}
+    out = []
+    for cred in sorted((p.credential for p in config.providers if p.credential), key=lambda c: c.env):
+        ref = ({"name": keys_secret_name(route.metadata.name), "key": cred.env} if cred.env in foreign
+               else {"name": cred.secret_name, "key": cred.secret_key})
+        out.append({"name": cred.env, "valueFrom": {"secretKeyRef": {**ref, "optional": True}}})
+    return out
+
+
+def _resources(route: LLMRoute) -> JsonObj:
+    spec = route.spec.router.resources
+    requests = {**DEFAULT_REQUESTS, **{k: str(v) for k, v in (spec.requests if spec else {}).items()}}
+    limits = {**DEFAULT_LIMITS, **{k: str(v) for k, v in (spec.limits if spec else {}).items()}}
+    return {"requests": requests, "limits": limits}
+
+
+def _probe(path: str, period: int) -> JsonObj:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "timeoutSeconds": 2,
+            "failureThreshold": 3}
+
+
+def _container(route: LLMRoute, config: RouterConfig, settings: RouterSettings) -> JsonObj:
+    return {
+        "name": "router",
+        "image": route.spec.router.image or settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["llmroute"],
+        "args": ["router", "--listen", f"0.0.0.0:{HTTP_PORT}", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": _env(route, config),
+        "readinessProbe": _probe("/readyz", 5),
+        "livenessProbe": _probe("/healthz", 10),
+        "resources": _resources(route),
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def _deployment(meta: JsonObj, route: LLMRoute, config: RouterConfig, settings: RouterSettings) -> JsonObj:
+    name = route.metadata.name
+    pod_spec: JsonObj = {
+        "automountServiceAccountToken": False,  # the router never talks to the Kubernetes API
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "containers": [_container(route, config, settings)],
+        "volumes": [{"name": "config", "configMap": {"name": config_map_name(name)}},
+                    {"name": "tmp", "emptyDir": {}}],
+    }
+    spec: JsonObj = {
+        "selector": {"matchLabels": selector_labels(name)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {"metadata": {"labels": labels(name),
+                                  "annotations": {CONFIG_HASH_ANNOTATION: config.content_hash()}},
+                     "spec": pod_spec},
+    }
+    if route.spec.router.autoscaling is None:
+        spec = {"replicas": route.spec.router.replicas, **spec}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
+def _service(meta: JsonObj, route: str) -> JsonObj:
+    scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT), "prometheus.io/path": "/metrics"}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {**meta, "annotations": scrape},
+            "spec": {"type": "ClusterIP", "selector": selector_labels(route),
+                     "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def _pdb(meta: JsonObj, route: str) -> JsonObj:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector_labels(route)}}}
+
+
+def _hpa(meta: JsonObj, route: LLMRoute) -> JsonObj:
+    scaling = route.spec.router.autoscaling
+    assert scaling is not None
+    target = {"type": "Utilization", "averageUtilization": scaling.target_cpu_utilization_percent}
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta,
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": router_name(route.metadata.name)},
+                     "minReplicas": scaling.min_replicas, "maxReplicas": scaling.max_replicas,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}]}}
+
+
+def needs_update(desired: Any, live: Any) -> bool:
+    """True unless every field of ``desired`` is present and equal in ``live``.
+
+    Fields the API server adds (defaults, status, resourceVersion) are ignored: a dict matches when it holds at least
+    the desired keys; a list must have the same length with each item matching. Numbers written as strings by the
+    server (quantities) compare by their text.
+    """
+    if isinstance(desired, dict):
+        return not isinstance(live, dict) or any(needs_update(v, live.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (not isinstance(live, list) or len(live) != len(desired)
+                or any(needs_update(d, v) for d, v in zip(desired, live, strict=True)))
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return desired is not live
+    if isinstance(desired, int | float) and isinstance(live, str):
+        return str(desired) != live
+    return bool(desired != live)
+
+
+def owned_by(live: Mapping[str, Any], uid: str) -> bool:
+    """Whether ``live`` carries an ownerReference to the object with ``uid``."""
+    refs = live.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid for r in refs)
