@@ -56,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", choices=("table", "json"), default="table")
     exp.set_defaults(func=_cmd_explain)
 
+    loc = sub.add_parser("local", help="the DeepSeek outage drill on this machine: emulated providers, real router")
+    loc.add_argument("example", nargs="?", type=Path, default=None, metavar="EXAMPLE_DIR",
+                     help="example folder (default: examples/deepseek-residency)")
+    loc.add_argument("--duration", type=float, default=90.0, help="seconds to run (default 90; split over the phases)")
+    loc.add_argument("--no-tui", dest="tui", action="store_false", help="no live view; print the summary only")
+    loc.add_argument("--no-drill", dest="drill", action="store_false", help="steady traffic, no injected faults")
+    loc.add_argument("--port", type=int, default=None, help="router port on 127.0.0.1 (default: a free port)")
+    loc.add_argument("--concurrency", type=int, default=4, help="concurrent client requests (default 4)")
+    loc.add_argument("--time-scale", type=float, default=10.0,
+                     help="run circuit-breaker and probe timings this many times faster (default 10; 1 = as written)")
+    loc.add_argument("--summary-json", type=Path, default=None, help="also write the summary as JSON here")
+    loc.set_defaults(func=_cmd_local)
+
     rt = sub.add_parser("router", help="run the OpenAI-compatible router")
     rt.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
     rt.add_argument("--config", nargs="+", required=True, metavar="PATH",
@@ -143,6 +156,25 @@ def render_explanation(e: RouteExplanation) -> str:
             lines.append(f"  no backend may serve {m.name} for {e.data_class}: requests get 403 no_compliant_backend")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _cmd_local(args: argparse.Namespace) -> int:
+    from llmroute.local.run import run_local
+
+    example = args.example or default_example()
+    if not example.is_dir():
+        raise InputError(f"{example}: no such example folder")
+    if args.duration <= 0 or args.time_scale <= 0:
+        raise InputError("--duration and --time-scale must be positive")
+    return run_local(example, duration=args.duration, tui=args.tui and sys.stdout.isatty(), drill=args.drill,
+                     port=args.port, summary_json=args.summary_json, concurrency=args.concurrency,
+                     time_scale=args.time_scale)
+
+
+def default_example() -> Path:
+    """The bundled DeepSeek residency example (next to the source tree), or ./examples/... from the cwd."""
+    bundled = Path(__file__).resolve().parents[2] / "examples" / "deepseek-residency"
+    return bundled if bundled.is_dir() else Path("examples/deepseek-residency")
 
 
 def _cmd_router(args: argparse.Namespace) -> int:

@@ -105,6 +105,8 @@ async def _parse(request: web.Request, state: EmulatorState, record: Record,
     if isinstance(body.get("model"), str):
         record.model = body["model"][:100]
     record.stream = body.get("stream") is True
+    if isinstance(body.get("user"), str):
+        record.user = body["user"][:100]
     for name, types in required.items():
         if name not in body:
             raise _Reject(422, f"{_DESERIALIZE}: missing field `{name}`")

@@ -49,6 +49,7 @@ class Record:
     outcome: Outcome = Outcome.OK
     auth: Auth = Auth.MISSING
     tokens: int = 0  # generated tokens actually sent (reasoning + content, per choice)
+    user: str | None = None  # the OpenAI `user` field (an end-user id, not content); the local demo tags classes here
 
 
 @dataclass

@@ -1,0 +1,156 @@
+"""Orchestration of ``llmroute local``: start the stack, drive traffic, play the drill, show, summarise.
+
+The loop samples four times a second: the drill phase (applying its fault plan to the target's emulator when it
+changes), the router's /metrics (circuit states, failovers, denials) and the emulators' counters. Everything stops
+by itself after ``duration`` seconds, or on Ctrl-C (the stack's context managers stop the router and emulators).
+Exit code 0 when every request went only where its class allows, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+from rich.console import Console
+from rich.live import Live
+
+from llmroute.core.compile import compile_route
+from llmroute.emulator import INCIDENTS, FaultPlan
+from llmroute.local import stack as stk
+from llmroute.local.drill import DEEPSEEK_DRILL, NO_DRILL, Slot, phase_at, schedule
+from llmroute.local.report import Summary, summarise
+from llmroute.local.stack import Metrics
+from llmroute.local.traffic import USER_TAG, Result, Traffic
+from llmroute.local.view import ProviderRow, Snapshot, render, render_summary
+
+_SEVERITY = ("healthy", "degraded", "recovering", "open")
+
+
+def run_local(example: Path, *, duration: float, tui: bool, drill: bool, port: int | None,
+              summary_json: Path | None, concurrency: int, time_scale: float, seed: int = 0) -> int:
+    """Run a local session; returns the process exit code."""
+    console = Console(width=max(Console().width, 110))
+    if time_scale != 1:
+        console.print(f"local mode: circuit-breaker and probe timings run {time_scale:g}x faster than the route "
+                      "says (timeouts and time-to-first-token budgets are unchanged)")
+    summary = asyncio.run(_session(example, duration=duration, tui=tui, drill=drill, port=port,
+                                   concurrency=concurrency, seed=seed, time_scale=time_scale))
+    console.print(render_summary(summary))
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return 0 if summary.total_violations == 0 and summary.sensitive_to_cn == 0 else 1
+
+
+def pick_target(st: stk.Stack) -> str:
+    """The drill's target: the provider called deepseek, else the first CN provider, else the first provider."""
+    names = list(st.emulators)
+    if "deepseek" in names:
+        return "deepseek"
+    return next((n for n in names if st.provider(n).jurisdiction == "CN"), names[0])
+
+
+async def _session(example: Path, *, duration: float, tui: bool, drill: bool, port: int | None,
+                   concurrency: int, seed: int, time_scale: float) -> Summary:
+    async with stk.running(example, port=port, seed=seed, time_scale=time_scale) as st:
+        config = compile_route(st.route, st.policy)
+        slots = schedule(DEEPSEEK_DRILL if drill else NO_DRILL, duration)
+        target = pick_target(st)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        traffic = Traffic(st.router_url, tuple(m.name for m in st.route.spec.models),
+                          phase_of=lambda t: phase_at(slots, t).phase.name, concurrency=concurrency, seed=seed)
+        task = asyncio.create_task(traffic.run())
+        timeline: list[tuple[float, str]] = []
+        metrics: Metrics = {}
+        async with aiohttp.ClientSession() as http:
+            live = Live(auto_refresh=False, transient=False) if tui else None
+            with live if live is not None else contextlib.nullcontext():
+                current: Slot | None = None
+                last_counts: dict[str, tuple[int, float]] = {}
+                while (t := loop.time() - t0) < duration:
+                    slot = phase_at(slots, t)
+                    if slot is not current:
+                        current = slot
+                        fault = INCIDENTS[slot.phase.faults] if slot.phase.faults else FaultPlan()
+                        st.emulators[target].set_faults(fault)
+                    with contextlib.suppress(aiohttp.ClientError):
+                        metrics = await stk.scrape_metrics(http, st.router_url)
+                    timeline.append((t, _circuit(metrics, target)))
+                    if live is not None:
+                        live.update(render(_snapshot(st, slot, t, duration, metrics, traffic.results, last_counts)),
+                                    refresh=True)
+                    await asyncio.sleep(0.25)
+            traffic.stop.set()
+            await _drain(task)
+            with contextlib.suppress(aiohttp.ClientError):
+                metrics = await stk.scrape_metrics(http, st.router_url)
+        return summarise(target=target, slots=slots, results=traffic.results, received=_received(st),
+                         config=config, circuit_timeline=timeline,
+                         residency_denials=int(_sum(metrics, "llmroute_residency_denials_total")))
+
+
+async def _drain(task: asyncio.Task[None], grace: float = 30.0) -> None:
+    try:
+        await asyncio.wait_for(asyncio.shield(task), grace)
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _received(st: stk.Stack) -> dict[str, dict[str, int]]:
+    """Provider -> data class -> requests that provider's emulator received (from the ``user`` tags)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, emu in st.emulators.items():
+        tags = Counter(r.user.removeprefix(USER_TAG) for r in emu.stats.records
+                       if r.user and r.user.startswith(USER_TAG))
+        out[name] = dict(tags)
+    return out
+
+
+def _circuit(metrics: Metrics, provider: str) -> str:
+    states = [dict(lbl)["state"] for (name, lbl), v in metrics.items()
+              if name == "llmroute_circuit_state" and v == 1 and dict(lbl).get("provider") == provider]
+    return max(states, key=_SEVERITY.index) if states else "-"
+
+
+def _sum(metrics: Metrics, name: str, **match: str) -> float:
+    return sum(v for (n, lbl), v in metrics.items()
+               if n == name and all(dict(lbl).get(k) == want for k, want in match.items()))
+
+
+def _rate(count: int, t: float, previous: tuple[int, float] | None) -> float:
+    if previous is None or t <= previous[1]:
+        return 0.0
+    return (count - previous[0]) / (t - previous[1])
+
+
+def _snapshot(st: stk.Stack, slot: Slot, t: float, total: float, metrics: Metrics, results: list[Result],
+              last: dict[str, tuple[int, float]]) -> Snapshot:
+    rows = []
+    for name, emu in st.emulators.items():
+        stats = emu.stats
+        recent = [r for r in results[-400:] if r.provider == name and r.ttft_s is not None and r.started > t - 10]
+        errors = sum(n for o, n in stats.outcomes.items() if o != "ok")
+        rows.append(ProviderRow(
+            name=name, jurisdiction=st.provider(name).jurisdiction, circuit=_circuit(metrics, name),
+            rps=_rate(stats.total, t, last.get(name)), error_rate=errors / stats.total if stats.total else 0,
+            ttft_p50_s=statistics.median(r.ttft_s for r in recent if r.ttft_s is not None) if recent else None,
+        ))
+        last[name] = (stats.total, t)
+    by_class: dict[str, Counter[str]] = {}
+    for name, classes in _received(st).items():
+        for cls, n in classes.items():
+            by_class.setdefault(cls, Counter())[st.provider(name).jurisdiction] += n
+    return Snapshot(
+        phase=slot.phase.name, incident=slot.phase.incident, elapsed_s=t, total_s=total, providers=tuple(rows),
+        class_jurisdictions={c: dict(v) for c, v in sorted(by_class.items())},
+        failovers=int(_sum(metrics, "llmroute_failovers_total")),
+        residency_denials=int(_sum(metrics, "llmroute_residency_denials_total")),
+        client_errors=sum(1 for r in results if not r.ok), requests=len(results),
+    )

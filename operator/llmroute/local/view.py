@@ -1,0 +1,86 @@
+"""What ``llmroute local`` shows: a live view while the drill runs and the summary at the end (rich).
+
+:class:`Snapshot` is the view's whole input, built by :mod:`llmroute.local.run` from the router's /metrics, the
+emulators' counters and the clients' results; rendering is a pure function of it, so the TUI can be recorded and
+checked headlessly (``rich.console.Console(record=True)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from llmroute.local.report import Summary
+
+_STATE_STYLE = {"healthy": "green", "degraded": "yellow", "recovering": "cyan", "open": "bold red", "-": "dim"}
+
+
+@dataclass(frozen=True)
+class ProviderRow:
+    name: str
+    jurisdiction: str
+    circuit: str
+    rps: float
+    error_rate: float
+    ttft_p50_s: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    phase: str
+    incident: str
+    elapsed_s: float
+    total_s: float
+    providers: tuple[ProviderRow, ...]
+    class_jurisdictions: dict[str, dict[str, int]]  # data class -> jurisdiction -> requests received there
+    failovers: int
+    residency_denials: int
+    client_errors: int
+    requests: int
+
+
+def render(s: Snapshot) -> RenderableType:
+    """The live view."""
+    head = Text.assemble(("llmroute local", "bold"), f"  phase {s.phase}: {s.incident}  ",
+                         (f"{s.elapsed_s:5.1f}s / {s.total_s:.0f}s", "dim"))
+    providers = Table(title="providers", title_justify="left", expand=False)
+    for col in ("provider", "where", "circuit", "req/s", "errors", "TTFT p50"):
+        providers.add_column(col, justify="right" if col in ("req/s", "errors", "TTFT p50") else "left")
+    for p in s.providers:
+        providers.add_row(p.name, p.jurisdiction, Text(p.circuit, style=_STATE_STYLE.get(p.circuit, "")),
+                          f"{p.rps:.1f}", f"{p.error_rate:.0%}",
+                          "-" if p.ttft_p50_s is None else f"{p.ttft_p50_s * 1000:.0f} ms")
+    classes = Table(title="where each data class went", title_justify="left")
+    classes.add_column("data class")
+    classes.add_column("jurisdictions (requests received)")
+    for cls, where in s.class_jurisdictions.items():
+        classes.add_row(cls, ", ".join(f"{j}: {n}" for j, n in sorted(where.items())) or "-")
+    totals = Text(f"requests {s.requests}   client-visible errors {s.client_errors}   failovers {s.failovers}   "
+                  f"residency denials {s.residency_denials}")
+    return Group(head, providers, classes, totals)
+
+
+def render_summary(summary: Summary) -> RenderableType:
+    """The end-of-run summary table and the residency proof."""
+    table = Table(title=f"drill summary (target: {summary.target})", title_justify="left")
+    for col in ("phase", "requests", "client errors\nnon-stream/stream", "failed\nover",
+                f"{summary.target}\nopen after", "served by", "p50"):
+        table.add_column(col, no_wrap=col != "served by")
+    for p in summary.phases:
+        share = " ".join(f"{name} {frac:.0%}" for name, frac in p.share.items())
+        table.add_row(
+            p.name, str(p.requests), f"{p.errors_non_stream}/{p.errors_stream}", str(p.failed_over),
+            "-" if p.target_open_after_s is None else f"{p.target_open_after_s:.1f}s",
+            share or "-", "-" if p.latency_p50_s is None else f"{p.latency_p50_s * 1000:.0f} ms",
+        )
+    legend = Text("\n".join(f"{p.name}: {p.incident}" for p in summary.phases), style="dim")
+    proof_style = "bold green" if summary.sensitive_to_cn == 0 and summary.total_violations == 0 else "bold red"
+    proof = Text.assemble(
+        (f"pii/phi requests sent to CN: {summary.sensitive_to_cn}", proof_style),
+        f"   requests sent where their class forbids: {summary.total_violations}"
+        f"   residency denials (403): {summary.residency_denials}",
+    )
+    return Group(legend, table, proof)

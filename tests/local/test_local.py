@@ -1,0 +1,94 @@
+"""``llmroute local``: the whole drill as a subprocess (emulators, the real router process, the openai SDK), and the
+live view rendered headlessly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from llmroute.local.drill import DEEPSEEK_DRILL, schedule
+from llmroute.local.report import PhaseSummary, Summary
+from llmroute.local.view import ProviderRow, Snapshot, render, render_summary
+
+pytestmark = pytest.mark.router
+
+
+@pytest.fixture(scope="module")
+def drill(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    out = tmp_path_factory.mktemp("local") / "summary.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmroute", "local", "--no-tui", "--duration", "30", "--summary-json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    return proc, json.loads(out.read_text()) if out.exists() else {}
+
+
+def test_drill_exits_zero_and_prints_the_proof(drill: tuple[subprocess.CompletedProcess[str], dict[str, object]]) -> None:
+    proc, _ = drill
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pii/phi requests sent to CN: 0" in proc.stdout
+    for phase in DEEPSEEK_DRILL:
+        assert phase.name in proc.stdout
+
+
+def test_no_sensitive_request_reached_cn(drill: tuple[subprocess.CompletedProcess[str], dict[str, object]]) -> None:
+    _, summary = drill
+    assert summary["sensitiveToCN"] == 0
+    assert set(summary["violations"].values()) == {0}  # type: ignore[union-attr]
+    received = summary["received"]
+    assert set(received["deepseek"]) <= {"public"}  # type: ignore[index]
+    assert received["deepseek"].get("public", 0) > 0  # type: ignore[index]  # the drill did reach DeepSeek
+
+
+def test_full_outage_is_invisible_to_non_streaming_clients(
+    drill: tuple[subprocess.CompletedProcess[str], dict[str, object]],
+) -> None:
+    _, summary = drill
+    phases = {p["name"]: p for p in summary["phases"]}  # type: ignore[union-attr]
+    outage = phases["full-outage"]
+    assert outage["requests"] > 0
+    assert outage["errors_non_stream"] == 0
+    assert outage["failed_over"] > 0
+    assert outage["target_open_after_s"] is not None
+    assert "deepseek" not in outage["share"] or outage["share"]["deepseek"] < 0.05
+    assert phases["baseline"]["share"].get("deepseek", 0) > 0.2
+
+
+def test_missing_example_is_one_clear_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "llmroute", "local", str(tmp_path / "nope")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"llmroute: error: {tmp_path / 'nope'}: no such example folder"
+
+
+def test_live_view_shows_every_section() -> None:
+    snap = Snapshot(
+        phase="full-outage", incident="Jan 2025, ~18 h: complete API outage", elapsed_s=12.0, total_s=90.0,
+        providers=(ProviderRow("deepseek", "CN", "open", 0.0, 1.0, None),
+                   ProviderRow("together", "US", "healthy", 12.5, 0.0, 0.012)),
+        class_jurisdictions={"pii": {"US": 40}, "public": {"CN": 10, "US": 30}},
+        failovers=7, residency_denials=0, client_errors=0, requests=120,
+    )
+    console = Console(record=True, width=120)
+    console.print(render(snap))
+    text = console.export_text()
+    for expected in ("phase full-outage", "providers", "circuit", "open", "TTFT p50", "12 ms",
+                     "where each data class went", "pii", "US: 40", "failovers 7", "residency denials 0"):
+        assert expected in text
+
+
+def test_summary_table() -> None:
+    slots = schedule(DEEPSEEK_DRILL, 60)
+    phases = tuple(PhaseSummary(s.phase.name, s.phase.incident, 10, 0, 1, 2, {"together": 1.0}, 0.01, 0.4, None)
+                   for s in slots)
+    summary = Summary("deepseek", phases, {"deepseek": {"public": 3}}, {"pii": 0}, 0, 0)
+    console = Console(record=True, width=140)
+    console.print(render_summary(summary))
+    text = console.export_text()
+    assert "pii/phi requests sent to CN: 0" in text
+    assert "full-outage: Jan 2025" in text and "together 100%" in text
