@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -16,10 +17,11 @@ from llmroute.local.report import PhaseSummary, Summary
 from llmroute.local.view import ProviderRow, Snapshot, render, render_summary
 
 pytestmark = pytest.mark.router
+Drill = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def drill(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+def drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
     out = tmp_path_factory.mktemp("local") / "summary.json"
     proc = subprocess.run(
         [sys.executable, "-m", "llmroute", "local", "--no-tui", "--duration", "30", "--summary-json", str(out)],
@@ -28,7 +30,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complete
     return proc, json.loads(out.read_text()) if out.exists() else {}
 
 
-def test_drill_exits_zero_and_prints_the_proof(drill: tuple[subprocess.CompletedProcess[str], dict[str, object]]) -> None:
+def test_drill_exits_zero_and_prints_the_proof(drill: Drill) -> None:
     proc, _ = drill
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "pii/phi requests sent to CN: 0" in proc.stdout
@@ -36,20 +38,20 @@ def test_drill_exits_zero_and_prints_the_proof(drill: tuple[subprocess.Completed
         assert phase.name in proc.stdout
 
 
-def test_no_sensitive_request_reached_cn(drill: tuple[subprocess.CompletedProcess[str], dict[str, object]]) -> None:
+def test_no_sensitive_request_reached_cn(drill: Drill) -> None:
     _, summary = drill
     assert summary["sensitiveToCN"] == 0
-    assert set(summary["violations"].values()) == {0}  # type: ignore[union-attr]
+    assert set(summary["violations"].values()) == {0}
     received = summary["received"]
-    assert set(received["deepseek"]) <= {"public"}  # type: ignore[index]
-    assert received["deepseek"].get("public", 0) > 0  # type: ignore[index]  # the drill did reach DeepSeek
+    assert set(received["deepseek"]) <= {"public"}
+    assert received["deepseek"].get("public", 0) > 0  # the drill did reach DeepSeek
 
 
 def test_full_outage_is_invisible_to_non_streaming_clients(
-    drill: tuple[subprocess.CompletedProcess[str], dict[str, object]],
+    drill: Drill,
 ) -> None:
     _, summary = drill
-    phases = {p["name"]: p for p in summary["phases"]}  # type: ignore[union-attr]
+    phases = {p["name"]: p for p in summary["phases"]}
     outage = phases["full-outage"]
     assert outage["requests"] > 0
     assert outage["errors_non_stream"] == 0
