@@ -16,7 +16,7 @@ from pathlib import Path
 from llmroute import __version__
 from llmroute.api.llm_route import LLMRoute
 from llmroute.core.compile import compile_route
-from llmroute.core.explain import RouteExplanation, explain_route
+from llmroute.core.explain import BackendExplanation, RouteExplanation, explain_route
 from llmroute.documents import Bundle, load, load_all
 from llmroute.errors import CompileError, FieldError, InputError, LoadError
 
@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("paths", nargs="+", metavar="FILE", help="YAML files or folders with the route and its policy")
     exp.add_argument("--route", help="LLMRoute name (needed when the files hold several)")
     exp.add_argument("--class", dest="data_class", help="data class (default: the route's default)")
+    exp.add_argument("--down", action="append", default=[], metavar="PROVIDER",
+                     help="what-if: assume this provider is down (repeatable)")
     exp.add_argument("--output", choices=("table", "json"), default="table")
     exp.set_defaults(func=_cmd_explain)
 
@@ -129,7 +131,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if policy is None:
         raise LoadError(_where(bundle, route), None, FieldError(
             "spec.policyRef.name", f'ProviderPolicy "{route.spec.policy_ref.name}" is not among the files'))
-    explained = explain_route(route, policy, args.data_class)
+    unknown = [p for p in args.down if policy.spec.provider(p) is None]
+    if unknown:
+        known = ", ".join(p.name for p in policy.spec.providers)
+        raise InputError(f'--down: no provider "{unknown[0]}" in ProviderPolicy "{policy.metadata.name}" '
+                         f"(known: {known})")
+    explained = explain_route(route, policy, args.data_class, frozenset(args.down))
     if args.output == "json":
         print(json.dumps(explained.to_dict(), indent=2))
     else:
@@ -144,18 +151,23 @@ def _where(bundle: Bundle, route: LLMRoute) -> str:
 
 def render_explanation(e: RouteExplanation) -> str:
     """The human table for ``llmroute explain``."""
-    lines = [f"LLMRoute {e.route}  ProviderPolicy {e.policy}  data class {e.data_class}", ""]
+    down = f"  assumed down: {', '.join(e.down)}" if e.down else ""
+    lines = [f"LLMRoute {e.route}  ProviderPolicy {e.policy}  data class {e.data_class}{down}", ""]
     for m in e.models:
-        lines.append(f"{m.name}: {m.allowed_count} of {len(m.backends)} backends allowed")
-        rows = [("TRY", "PROVIDER", "UPSTREAM MODEL", "WHERE", "VERDICT", "WHY")]
-        rows += [(str(b.order) if b.order else "-", b.provider, b.model, b.jurisdiction,
-                  "allowed" if b.allowed else "DENIED", "; ".join(b.reasons)) for b in m.backends]
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
-        if m.allowed_count == 0:
-            lines.append(f"  no backend may serve {m.name} for {e.data_class}: requests get 403 no_compliant_backend")
+        lines.append(f"{m.name}: {m.allowed_count} of {len(m.backends)} backends allowed; {m.outcome}")
+        rows = [("TRY", "PROVIDER", "UPSTREAM MODEL", "WHERE", "VERDICT", "FIRST", "WHY")]
+        rows += [(str(b.order) if b.order else "-", b.provider, b.model, b.jurisdiction, _verdict(b),
+                  f"{b.first_share:.0%}" if b.first_share else "-", "; ".join(b.reasons)) for b in m.backends]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6] for r in rows]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _verdict(b: BackendExplanation) -> str:
+    if not b.allowed:
+        return "DENIED"
+    return "down" if b.down else "allowed"
 
 
 def _cmd_local(args: argparse.Namespace) -> int:

@@ -1,6 +1,11 @@
 """Explanations of routing decisions: for a route, a policy and a data class, every backend and why it is
 allowed or denied, in the order the router would try the allowed ones.
 
+What-if: with ``down`` (providers assumed down, as an open circuit), the explanation says which backends the router
+would skip and where the first attempt would go. First-attempt shares are exact: inside the first priority group
+that has an available backend, each healthy backend is tried first with probability weight / total weight, which is
+what :func:`llmroute.core.selection.plan_attempts`' weighted shuffle does.
+
 Pure; called by ``llmroute explain`` (table and JSON output). The verdicts come from
 :func:`llmroute.core.residency.evaluate` and the order from :func:`llmroute.core.compile.compile_route`, so the
 explanation cannot drift from what the router actually runs.
@@ -8,7 +13,7 @@ explanation cannot drift from what the router actually runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llmroute.api.llm_route import LLMRoute
@@ -29,6 +34,8 @@ class BackendExplanation:
     allowed: bool
     order: int | None  # 1-based position among allowed backends; None when denied
     reasons: tuple[str, ...]
+    down: bool = False  # assumed down (what-if): the router would skip it
+    first_share: float = 0.0  # probability that a request's first attempt goes here
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,16 @@ class ModelExplanation:
     def allowed_count(self) -> int:
         return sum(1 for b in self.backends if b.allowed)
 
+    @property
+    def outcome(self) -> str:
+        """What a request for this model gets, in one line."""
+        if self.allowed_count == 0:
+            return "403 no_compliant_backend: residency allows no backend"
+        first = [b for b in self.backends if b.first_share > 0]
+        if not first:
+            return "503 no_healthy_backend: every allowed backend is down"
+        return "first attempt: " + ", ".join(f"{b.provider} {b.first_share:.0%}" for b in first)
+
 
 @dataclass(frozen=True)
 class RouteExplanation:
@@ -47,14 +64,17 @@ class RouteExplanation:
     policy: str
     data_class: str
     models: tuple[ModelExplanation, ...]
+    down: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "route": self.route,
             "policy": self.policy,
             "dataClass": self.data_class,
+            "down": list(self.down),
             "models": [
-                {"name": m.name, "backends": [_backend_dict(b) for b in m.backends]} for m in self.models
+                {"name": m.name, "outcome": m.outcome, "backends": [_backend_dict(b) for b in m.backends]}
+                for m in self.models
             ],
         }
 
@@ -62,12 +82,15 @@ class RouteExplanation:
 def _backend_dict(b: BackendExplanation) -> dict[str, Any]:
     return {
         "provider": b.provider, "model": b.model, "jurisdiction": b.jurisdiction, "priority": b.priority,
-        "weight": b.weight, "allowed": b.allowed, "order": b.order, "reasons": list(b.reasons),
+        "weight": b.weight, "allowed": b.allowed, "order": b.order, "reasons": list(b.reasons), "down": b.down,
+        "firstAttemptShare": round(b.first_share, 4),
     }
 
 
-def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | None = None) -> RouteExplanation:
-    """Explain every backend of every model of ``route`` for ``data_class`` (default: the route's default).
+def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | None = None,
+                  down: frozenset[str] = frozenset()) -> RouteExplanation:
+    """Explain every backend of every model of ``route`` for ``data_class`` (default: the route's default),
+    with the providers in ``down`` assumed down.
 
     Raises :class:`llmroute.errors.CompileError` if the route does not compile and
     :class:`llmroute.errors.UnknownDataClassError` for a class the policy lacks.
@@ -86,13 +109,26 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
             provider = policy.spec.provider(b.provider)
             assert provider is not None
             verdict = residency.evaluate(cls, provider)
+            is_down = verdict.allowed and b.provider in down
+            reasons = (*verdict.reasons, "assumed down: skipped") if is_down else verdict.reasons
             explained.append(BackendExplanation(
                 provider=b.provider, model=b.model, jurisdiction=provider.jurisdiction, priority=b.priority,
                 weight=b.weight, allowed=verdict.allowed, order=order.get((b.provider, b.model)),
-                reasons=verdict.reasons,
+                reasons=reasons, down=is_down,
             ))
         explained.sort(key=lambda e: (e.order is None, e.order or 0, e.priority))
-        models.append(ModelExplanation(name=published.name, backends=tuple(explained)))
+        models.append(ModelExplanation(name=published.name, backends=_with_first_shares(explained)))
     ns = route.metadata.namespace or "default"
     return RouteExplanation(route=f"{ns}/{route.metadata.name}", policy=policy.metadata.name, data_class=cls.name,
-                            models=tuple(models))
+                            models=tuple(models), down=tuple(sorted(down)))
+
+
+def _with_first_shares(backends: list[BackendExplanation]) -> tuple[BackendExplanation, ...]:
+    """Set ``first_share`` on the backends of the first priority group that has an available backend."""
+    available = [b for b in backends if b.allowed and not b.down]
+    if not available:
+        return tuple(backends)
+    group = [b for b in available if b.priority == min(a.priority for a in available)]
+    total = sum(b.weight for b in group)
+    shares = {id(b): b.weight / total for b in group} if total else {id(group[0]): 1.0}
+    return tuple(replace(b, first_share=shares.get(id(b), 0.0)) for b in backends)

@@ -1,0 +1,172 @@
+"""core.manifests: the router's owned objects per route shape; schema-valid for Kubernetes 1.30 and 1.35; no key
+values outside the Secret copy; needs_update() is the "no patch for the same inputs" rule."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from llmroute.api.llm_route import LLMRoute
+from llmroute.api.provider_policy import ProviderPolicy
+from llmroute.core.compile import compile_route
+from llmroute.core.manifests import (
+    CONFIG_HASH_ANNOTATION,
+    Desired,
+    RouterSettings,
+    desired_objects,
+    needs_update,
+    route_errors,
+)
+from tests.conftest import example_doc
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = RouterSettings(image="registry.example/llmroute:1")
+COPIED = {"LLMROUTE_KEY_DEEPSEEK": "ZGVlcA==", "LLMROUTE_KEY_TOGETHER": "dG9n"}
+
+
+def build(edit: Callable[[dict[str, Any], dict[str, Any]], None] = lambda r, p: None) -> Desired:
+    route_doc, policy_doc = example_doc("route"), example_doc("policy")
+    route_doc["metadata"]["uid"] = "uid-1"
+    edit(route_doc, policy_doc)
+    route, policy = LLMRoute.model_validate(route_doc), ProviderPolicy.model_validate(policy_doc)
+    return desired_objects(route, compile_route(route, policy), SETTINGS, COPIED)
+
+
+def by_kind(d: Desired) -> dict[str, dict[str, Any]]:
+    return {o["kind"]: o for o in d.objects}
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    def edit(route: dict[str, Any], policy: dict[str, Any]) -> None:
+        node = route
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return edit
+
+
+def _keys_local(route: dict[str, Any], policy: dict[str, Any]) -> None:
+    for p in policy["spec"]["providers"]:
+        if "credentials" in p:
+            p["credentials"]["secretRef"].pop("namespace")
+
+
+SHAPES = [
+    pytest.param(lambda r, p: None, {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "Secret"},
+                 {"HorizontalPodAutoscaler"}, id="example-2-replicas-foreign-keys"),
+    pytest.param(_set("spec.router", {"replicas": 1}), {"ConfigMap", "Deployment", "Service", "Secret"},
+                 {"HorizontalPodAutoscaler", "PodDisruptionBudget"}, id="1-replica-no-pdb"),
+    pytest.param(_set("spec.router", {"autoscaling": {"minReplicas": 2, "maxReplicas": 6}}),
+                 {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Secret"},
+                 set(), id="autoscaling-hpa-and-pdb"),
+    pytest.param(_keys_local, {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"},
+                 {"HorizontalPodAutoscaler", "Secret"}, id="keys-in-route-namespace-no-copy"),
+]
+
+
+@pytest.mark.parametrize(("edit", "kinds", "absent"), SHAPES)
+def test_objects_per_route_shape(edit: Any, kinds: set[str], absent: set[str]) -> None:
+    d = build(edit)
+    assert {o["kind"] for o in d.objects} == kinds
+    assert {k.kind for k in d.absent} == absent
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.35"])
+@pytest.mark.parametrize(("edit", "kinds", "absent"), SHAPES)
+def test_every_object_validates_strictly(edit: Any, kinds: set[str], absent: set[str], version: str) -> None:
+    for obj in build(edit).objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_validation_would_catch_a_bad_object() -> None:
+    dep = by_kind(build())["Deployment"]
+    dep["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, "1.35", strict=True)
+
+
+def test_deployment_runs_the_router_hardened_with_probes_and_hash() -> None:
+    d = build()
+    dep = by_kind(d)["Deployment"]
+    pod = dep["spec"]["template"]
+    c = pod["spec"]["containers"][0]
+    assert c["args"] == ["router", "--listen", "0.0.0.0:8080", "--config", "/etc/llmroute/config.json"]
+    assert c["image"] == "registry.example/llmroute:1"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == d.config_hash
+    assert pod["metadata"]["labels"] == {"app.kubernetes.io/name": "llmroute-router",
+                                         "app.kubernetes.io/instance": "deepseek",
+                                         "app.kubernetes.io/managed-by": "llmroute-operator",
+                                         "app.kubernetes.io/component": "router"}
+    assert dep["spec"]["replicas"] == 2
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    assert {"name": "config", "mountPath": "/etc/llmroute", "readOnly": True} in c["volumeMounts"]
+
+
+def test_resources_from_spec_override_defaults() -> None:
+    d = build(_set("spec.router.resources", {"requests": {"cpu": 1}, "limits": {"cpu": "2", "memory": "1Gi"}}))
+    res = by_kind(d)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res == {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+
+
+def test_autoscaling_leaves_replicas_to_the_hpa() -> None:
+    d = build(_set("spec.router", {"autoscaling": {"minReplicas": 3, "maxReplicas": 9,
+                                                    "targetCpuUtilizationPercent": 60}}))
+    assert "replicas" not in by_kind(d)["Deployment"]["spec"]
+    hpa = by_kind(d)["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 9)
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+
+
+@pytest.mark.parametrize(("edit", "secret_name", "key"), [
+    pytest.param(lambda r, p: None, "deepseek-provider-keys", "LLMROUTE_KEY_DEEPSEEK", id="foreign-copied"),
+    pytest.param(_keys_local, "llm-provider-keys", "deepseek", id="local-referenced"),
+])
+def test_keys_reach_the_pod_only_as_secret_refs(edit: Any, secret_name: str, key: str) -> None:
+    d = build(edit)
+    env = {e["name"]: e for e in by_kind(d)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LLMROUTE_KEY_DEEPSEEK"] == {"name": "LLMROUTE_KEY_DEEPSEEK", "valueFrom": {"secretKeyRef": {
+        "name": secret_name, "key": key, "optional": True}}}
+    assert "LLMROUTE_KEY_VLLM" not in env  # self-hosted, no key
+    outside = json.dumps([o for o in d.objects if o["kind"] != "Secret"])
+    assert not [v for v in COPIED.values() if v in outside]
+
+
+def test_replicas_change_keeps_the_config_hash_routing_change_does_not() -> None:
+    base = build().config_hash
+    assert build(_set("spec.router.replicas", 5)).config_hash == base
+    assert build(_set("spec.failover.maxAttempts", 2)).config_hash != base
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    pytest.param(lambda r, p: r["metadata"].update(name="x" * 50), "metadata.name", id="name-too-long"),
+    pytest.param(lambda r, p: r["metadata"].update(name="9lives"), "metadata.name", id="name-not-dns-1035"),
+    pytest.param(_set("spec.router.autoscaling", {"minReplicas": 5, "maxReplicas": 2}),
+                 "spec.router.autoscaling.maxReplicas", id="max-below-min"),
+])
+def test_route_errors_name_the_field(edit: Any, field: str) -> None:
+    doc = example_doc("route")
+    edit(doc, {})
+    assert [e.path for e in route_errors(LLMRoute.model_validate(doc))] == [field]
+
+
+@pytest.mark.parametrize(("desired", "live", "differs"), [
+    pytest.param({"a": 1}, {"a": 1, "b": 2}, False, id="server-added-fields-ignored"),
+    pytest.param({"a": 1}, {"a": 2}, True, id="changed-value"),
+    pytest.param({"a": {"b": [1, 2]}}, {"a": {"b": [1]}}, True, id="list-length"),
+    pytest.param({"l": [{"x": 1}]}, {"l": [{"x": 1, "default": "y"}]}, False, id="defaults-inside-list-items"),
+    pytest.param({"q": 1}, {"q": "1"}, False, id="quantity-as-text"),
+    pytest.param({"f": False}, {"f": 0}, True, id="bool-is-not-int"),
+    pytest.param({"a": 1}, None, True, id="missing"),
+])
+def test_needs_update(desired: Any, live: Any, differs: bool) -> None:
+    assert needs_update(desired, live) is differs

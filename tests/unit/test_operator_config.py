@@ -1,0 +1,39 @@
+"""Operator settings from the environment, and the ClusterRole as a valid manifest."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from llmroute.controller.rbac import allows, cluster_role
+from llmroute.controller.settings import DEFAULT_ROUTER_IMAGE, Settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_settings_defaults_and_env() -> None:
+    assert Settings.from_env({}) == Settings(router_image=DEFAULT_ROUTER_IMAGE, namespaces=(), log_level="INFO")
+    s = Settings.from_env({"LLMROUTE_ROUTER_IMAGE": "r:1", "LLMROUTE_NAMESPACES": "a, b,,",
+                           "LLMROUTE_LOG_LEVEL": "debug", "LLMROUTE_RESYNC_SECONDS": "5"})
+    assert (s.router_image, s.namespaces, s.log_level, s.resync_seconds) == ("r:1", ("a", "b"), "DEBUG", 5.0)
+    assert s.router.image == "r:1"
+
+
+@pytest.mark.parametrize("env", [{"LLMROUTE_LOG_LEVEL": "loud"}, {"LLMROUTE_RESYNC_SECONDS": "0"}])
+def test_bad_settings_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="log level|resync"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.35"])
+def test_cluster_role_is_valid(version: str) -> None:
+    kubernetes_validate.validate(cluster_role(), version, strict=True)
+
+
+def test_cluster_role_is_least_privilege() -> None:
+    role = cluster_role()
+    assert allows(role, "", "secrets", "get")
+    assert not allows(role, "", "secrets", "list")  # keys are read by name only
+    assert not allows(role, "apps", "deployments", "list")
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in role["rules"])
+    assert not allows(role, "coordination.k8s.io", "leases", "create")  # standalone: no peering
