@@ -1,7 +1,8 @@
 """The ``llmroute`` command: argument parsing and output only; the work is done by the modules it calls.
 
 Subcommands: ``crds`` (generate CRDs), ``validate`` (check manifests), ``explain`` (why each backend is allowed or
-denied), ``router`` (run the data plane). Errors the user can fix are one line on stderr and exit code 2; nothing
+denied, and what-if), ``local`` (the outage drill on emulators), ``operator`` (the kopf operator), ``router`` (the
+data plane). Errors the user can fix are one line on stderr and exit code 2; nothing
 here prints a traceback for bad input.
 """
 
@@ -70,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="run circuit-breaker and probe timings this many times faster (default 10; 1 = as written)")
     loc.add_argument("--summary-json", type=Path, default=None, help="also write the summary as JSON here")
     loc.set_defaults(func=_cmd_local)
+
+    op = sub.add_parser("operator", help="run the kopf operator (same as: kopf run -m llmroute.controller)")
+    op.add_argument("--namespace", dest="namespaces", action="append", default=None, metavar="NS",
+                    help="watch only this namespace (repeatable; default: LLMROUTE_NAMESPACES or the whole cluster)")
+    op.add_argument("--router-image", default=None, help="router image for routes that name none "
+                    "(default: LLMROUTE_ROUTER_IMAGE or the operator's own version)")
+    op.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                    type=str.upper, help="default: LLMROUTE_LOG_LEVEL or INFO")
+    op.set_defaults(func=_cmd_operator)
 
     rt = sub.add_parser("router", help="run the OpenAI-compatible router")
     rt.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
@@ -187,6 +197,12 @@ def default_example() -> Path:
     """The bundled DeepSeek residency example (next to the source tree), or ./examples/... from the cwd."""
     bundled = Path(__file__).resolve().parents[2] / "examples" / "deepseek-residency"
     return bundled if bundled.is_dir() else Path("examples/deepseek-residency")
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from llmroute.controller.run import run_operator
+
+    return run_operator(args.namespaces, router_image=args.router_image, log_level=args.log_level)
 
 
 def _cmd_router(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ def test_settings_defaults_and_env() -> None:
 
 @pytest.mark.parametrize("env", [{"LLMROUTE_LOG_LEVEL": "loud"}, {"LLMROUTE_RESYNC_SECONDS": "0"}])
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
-    with pytest.raises(ValueError, match="log level|resync"):
+    with pytest.raises(ValueError, match=r"log level|resync"):
         Settings.from_env(env)
 
 

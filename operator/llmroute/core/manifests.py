@@ -31,8 +31,8 @@ and is skipped, and the operator reports the missing key.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from llmroute.api.base import API_VERSION
@@ -82,7 +82,7 @@ class Desired:
     objects: tuple[JsonObj, ...]
     absent: tuple[ObjectKey, ...] = ()
     config_hash: str = ""
-    copied_keys: tuple[str, ...] = field(default=())
+    copied_keys: tuple[str, ...] = ()
 
 
 def key_of(obj: Mapping[str, Any]) -> ObjectKey:
@@ -100,6 +100,16 @@ def router_name(route: str) -> str:
 
 def keys_secret_name(route: str) -> str:
     return f"{route}-provider-keys"
+
+
+def all_owned_keys(route: str, namespace: str) -> tuple[ObjectKey, ...]:
+    """Every object a route may own, whether or not its current spec wants it (deletion removes them all)."""
+    return (ObjectKey("v1", "ConfigMap", namespace, config_map_name(route)),
+            ObjectKey("apps/v1", "Deployment", namespace, router_name(route)),
+            ObjectKey("v1", "Service", namespace, router_name(route)),
+            ObjectKey("policy/v1", "PodDisruptionBudget", namespace, router_name(route)),
+            ObjectKey("autoscaling/v2", "HorizontalPodAutoscaler", namespace, router_name(route)),
+            ObjectKey("v1", "Secret", namespace, keys_secret_name(route)))
 
 
 def route_errors(route: LLMRoute) -> list[FieldError]:
@@ -148,31 +158,24 @@ def desired_objects(route: LLMRoute, config: RouterConfig, settings: RouterSetti
                               _deployment(meta(router_name(name)), route, config, settings),
                               _service(meta(router_name(name)), name)]
     absent: list[ObjectKey] = []
-    optional: list[tuple[bool, JsonObj | ObjectKey]] = [
-        _maybe(_wants_pdb(route), lambda: _pdb(meta(router_name(name)), name),
-               ObjectKey("policy/v1", "PodDisruptionBudget", ns, router_name(name))),
-        _maybe(route.spec.router.autoscaling is not None, lambda: _hpa(meta(router_name(name)), route),
-               ObjectKey("autoscaling/v2", "HorizontalPodAutoscaler", ns, router_name(name))),
-        _maybe(bool(foreign_credentials(route, config)),
-               lambda: _keys_secret(meta(keys_secret_name(name)), copied or {}),
-               ObjectKey("v1", "Secret", ns, keys_secret_name(name))),
+    optional: list[tuple[bool, Callable[[], JsonObj], ObjectKey]] = [
+        (_wants_pdb(route), lambda: _pdb(meta(router_name(name)), name),
+         ObjectKey("policy/v1", "PodDisruptionBudget", ns, router_name(name))),
+        (route.spec.router.autoscaling is not None, lambda: _hpa(meta(router_name(name)), route),
+         ObjectKey("autoscaling/v2", "HorizontalPodAutoscaler", ns, router_name(name))),
+        (bool(foreign_credentials(route, config)), lambda: _keys_secret(meta(keys_secret_name(name)), copied or {}),
+         ObjectKey("v1", "Secret", ns, keys_secret_name(name))),
     ]
-    for wanted, item in optional:
+    for wanted, build, key in optional:
         if wanted:
-            assert isinstance(item, dict)
-            objects.append(item)
+            objects.append(build())
         else:
-            assert isinstance(item, ObjectKey)
-            absent.append(item)
+            absent.append(key)
     return Desired(objects=tuple(objects), absent=tuple(absent), config_hash=config.content_hash(),
                    copied_keys=tuple(sorted((copied or {}).keys())))
 
 
-def _maybe(wanted: bool, build: Any, key: ObjectKey) -> tuple[bool, JsonObj | ObjectKey]:
-    return (True, build()) if wanted else (False, key)
-
-
-def _meta_factory(route: LLMRoute, ns: str) -> Any:
+def _meta_factory(route: LLMRoute, ns: str) -> Callable[[str], JsonObj]:
     def meta(name: str) -> JsonObj:
         return {"name": name, "namespace": ns, "labels": labels(route.metadata.name),
                 "ownerReferences": [owner_reference(route)]}
@@ -189,7 +192,8 @@ def _config_map(meta: JsonObj, config: RouterConfig) -> JsonObj:
 
 
 def _keys_secret(meta: JsonObj, copied: Mapping[str, str]) -> JsonObj:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "data": dict(sorted(copied.items()))}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
+            "data": dict(sorted(copied.items()))}
 
 
 def _env(route: LLMRoute, config: RouterConfig) -> list[JsonObj]:

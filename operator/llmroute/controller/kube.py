@@ -1,0 +1,176 @@
+"""The only module that talks to the Kubernetes API: owned objects, status, annotations, Secret copies, Events.
+
+Handlers in :mod:`llmroute.controller.routes` and :mod:`llmroute.controller.policies` decide *what* should exist
+(with the pure builders of :mod:`llmroute.core.manifests` and :mod:`llmroute.controller.status`); this module makes
+it so, idempotently:
+
+* :meth:`Kube.apply` creates an object, or merge-patches it **only when** :func:`needs_update` says the live object
+  differs, so re-running a reconcile on the same inputs sends no write at all. Merge-patch replaces lists whole, which
+  is what drift repair wants (an env var or volume added by hand disappears). Server-side apply would be the
+  alternative on a real cluster; the emulator used in tests has none, and the diff-then-patch keeps the "no write"
+  property observable there.
+* An object that exists under a desired name but is not owned by the route is never taken over: :class:`NotOwned`.
+* The official ``kubernetes`` client is synchronous, so every call runs in a worker thread (``asyncio.to_thread``);
+  a blocking call on the event loop would stall kopf's watches.
+* API failures become ``kopf.TemporaryError`` (kopf retries the handler; a timer tries again at its next tick).
+  Error texts carry the HTTP status and the API's reason only, never a request body: a body may hold a provider key.
+* Secret values are read only by :meth:`Kube.read_secret_data`, which returns the base64 text untouched; nothing here
+  logs bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kopf
+import kubernetes
+
+from llmroute import __version__
+from llmroute.api.base import API_VERSION
+from llmroute.core.manifests import ObjectKey, key_of, needs_update, owned_by
+
+logger = logging.getLogger(__name__)
+
+JsonObj = dict[str, Any]
+USER_AGENT = f"llmroute-operator/{__version__}"
+REQUEST_TIMEOUT_S = 10.0
+RETRY_DELAY_S = 5.0
+
+PLURALS: Mapping[str, str] = {
+    "ConfigMap": "configmaps", "Secret": "secrets", "Service": "services", "Deployment": "deployments",
+    "PodDisruptionBudget": "poddisruptionbudgets", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "LLMRoute": "llmroutes", "ProviderPolicy": "providerpolicies",
+}
+
+
+class NotOwned(Exception):
+    """An object with a desired name exists but belongs to someone else; it is left alone."""
+
+    def __init__(self, key: ObjectKey) -> None:
+        super().__init__(f"{key.kind} {key.namespace}/{key.name} exists and is not owned by this LLMRoute")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The live object after :meth:`Kube.apply` and what was done: ``created``, ``patched`` or ``unchanged``."""
+
+    live: JsonObj
+    action: str
+
+
+def path_of(key: ObjectKey, subresource: str | None = None) -> str:
+    prefix = "/api/v1" if key.api_version == "v1" else f"/apis/{key.api_version}"
+    ns = f"/namespaces/{key.namespace}" if key.namespace else ""
+    name = f"/{key.name}" if key.name else ""
+    sub = f"/{subresource}" if subresource else ""
+    return f"{prefix}{ns}/{PLURALS[key.kind]}{name}{sub}"
+
+
+class Kube:
+    """Kubernetes API access for the operator; one instance per operator, kept in kopf's memo."""
+
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        client.user_agent = USER_AGENT  # tells the operator's writes apart in audit logs (and in tests)
+        self._client = client
+
+    @classmethod
+    def for_url(cls, url: str) -> Kube:
+        """A client for an unauthenticated API server URL (tests, ``kubectl proxy``)."""
+        return cls(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=url.rstrip("/"))))
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """In-cluster service account credentials, else the current kubeconfig context (as kopf logs in)."""
+        config = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+        return cls(kubernetes.client.ApiClient(config))
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    async def _call(self, method: str, path: str, body: Any = None,
+                    content_type: str = "application/json") -> tuple[int, JsonObj | None]:
+        return await asyncio.to_thread(self._call_sync, method, path, body, content_type)
+
+    def _call_sync(self, method: str, path: str, body: Any, content_type: str) -> tuple[int, JsonObj | None]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            _, url, headers, body, _ = self._client.param_serialize(
+                method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"])
+            resp = self._client.call_api(method, url, header_params=headers, body=body,
+                                         _request_timeout=REQUEST_TIMEOUT_S)
+            data = resp.read()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # connection errors, timeouts: retried like 5xx
+            raise kopf.TemporaryError(f"{method} {path}: {type(exc).__name__}", delay=RETRY_DELAY_S) from None
+        parsed = json.loads(data) if data else None
+        return resp.status, parsed if isinstance(parsed, dict) else None
+
+    async def _checked(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                       ok: tuple[int, ...] = ()) -> tuple[int, JsonObj | None]:
+        status, data = await self._call(method, path, body, content_type)
+        if status < 400 or status in ok:
+            return status, data
+        reason = (data or {}).get("reason") or "error"
+        raise kopf.TemporaryError(f"{method} {path}: HTTP {status} {reason}", delay=RETRY_DELAY_S)
+
+    async def get(self, key: ObjectKey) -> JsonObj | None:
+        status, data = await self._checked("GET", path_of(key), ok=(404,))
+        return None if status == 404 else data
+
+    async def merge_patch(self, key: ObjectKey, patch: Mapping[str, Any], subresource: str | None = None) -> JsonObj:
+        _, data = await self._checked("PATCH", path_of(key, subresource), dict(patch), "application/merge-patch+json")
+        return data or {}
+
+    async def apply(self, desired: JsonObj, owner_uid: str) -> Applied:
+        """Create ``desired``, or patch the live object when it differs; never touches objects owned by others."""
+        key = key_of(desired)
+        live = await self.get(key)
+        if live is None:
+            status, data = await self._checked("POST", path_of(ObjectKey(key.api_version, key.kind, key.namespace,
+                                                                          "")), desired, ok=(409,))
+            if status != 409:
+                return Applied(data or desired, "created")
+            live = await self.get(key)  # created concurrently: fall through to the diff
+            if live is None:
+                raise kopf.TemporaryError(f"{key.kind} {key.namespace}/{key.name} vanished", delay=RETRY_DELAY_S)
+        if not owned_by(live, owner_uid):
+            raise NotOwned(key)
+        if not needs_update(desired, live):
+            return Applied(live, "unchanged")
+        return Applied(await self.merge_patch(key, desired), "patched")
+
+    async def delete_owned(self, key: ObjectKey, owner_uid: str) -> bool:
+        """Delete ``key`` if it exists and is owned by ``owner_uid``; True if something was deleted."""
+        live = await self.get(key)
+        if live is None or not owned_by(live, owner_uid):
+            return False
+        status, _ = await self._checked("DELETE", path_of(key), ok=(404,))
+        return status != 404
+
+    async def read_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's ``data`` (base64 values, as stored, never decoded); empty if the Secret is missing."""
+        secret = await self.get(ObjectKey("v1", "Secret", namespace, name))
+        data = (secret or {}).get("data") or {}
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self.merge_patch(ObjectKey(API_VERSION, kind, namespace, name), {"status": dict(status)}, "status")
+
+    async def annotate(self, kind: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        key = ObjectKey(API_VERSION, kind, namespace, name)
+        await self.merge_patch(key, {"metadata": {"annotations": dict(annotations)}})
+
+
+def post_event(body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
+    """A Kubernetes Event on ``body`` (queued by kopf). Messages are built by the callers from names, never values."""
+    obj = body if isinstance(body, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(body)))
+    kopf.event(obj, type="Warning" if warning else "Normal", reason=reason, message=message)

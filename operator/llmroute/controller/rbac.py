@@ -1,0 +1,58 @@
+"""The least ClusterRole the operator needs, as data: the chart renders it, a test checks it against real traffic.
+
+``tests/operator/test_rbac.py`` runs the real operator through create, update, policy change, drift and delete
+against the emulator, turns every request the operator made into (group, resource, verb) and asserts that
+:func:`allows` grants each one, so a new API call without a rule fails CI rather than a production install.
+
+Notes on the rules:
+
+* **Secrets** need ``get`` cluster-wide: a ProviderPolicy (cluster-scoped) may name a key Secret in any namespace,
+  and the operator copies that one key into ``<route>-provider-keys`` next to the router. ``create``/``patch``/
+  ``delete`` are needed for those copies only. A chart that keeps shared keys in one namespace can narrow ``get`` to
+  a Role there.
+* ``llmroutes/finalizers: update`` lets owned objects set ``blockOwnerDeletion`` on clusters with the
+  OwnerReferencesPermissionEnforcement admission plugin.
+* kopf itself needs: watch/list/patch of the custom resources (finalizers, annotations), ``events: create``,
+  ``customresourcedefinitions: list, watch`` and ``namespaces: list, watch``. The operator runs **standalone**
+  (no peering), so no ``kopfpeerings`` or ``leases`` rules.
+* No ``list``/``watch`` on owned kinds: the operator reads them by name only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmroute.api.base import GROUP
+
+OWNED = ["get", "create", "patch", "delete"]
+
+RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    (GROUP, ("llmroutes", "providerpolicies"), ("get", "list", "watch", "patch")),
+    (GROUP, ("llmroutes/status", "providerpolicies/status"), ("get", "patch")),
+    (GROUP, ("llmroutes/finalizers",), ("update",)),
+    ("", ("configmaps", "services", "secrets"), tuple(OWNED)),
+    ("apps", ("deployments",), tuple(OWNED)),
+    ("policy", ("poddisruptionbudgets",), tuple(OWNED)),
+    ("autoscaling", ("horizontalpodautoscalers",), tuple(OWNED)),
+    ("", ("events",), ("create",)),
+    ("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")),
+    ("", ("namespaces",), ("list", "watch")),
+)
+
+
+def cluster_role(name: str = "llmroute-operator") -> dict[str, Any]:
+    """The ClusterRole manifest (rbac.authorization.k8s.io/v1)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "llmroute-operator",
+                                              "app.kubernetes.io/component": "operator"}},
+        "rules": [{"apiGroups": [group], "resources": list(resources), "verbs": list(verbs)}
+                  for group, resources, verbs in RULES],
+    }
+
+
+def allows(role: dict[str, Any], group: str, resource: str, verb: str) -> bool:
+    """Whether ``role`` grants ``verb`` on ``resource`` (``plural`` or ``plural/subresource``) in ``group``."""
+    return any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+               for rule in role["rules"])

@@ -1,0 +1,190 @@
+"""LLMRoute handlers: one level-based reconcile for resume, create, update and the periodic resync.
+
+``reconcile()`` recomputes everything from the route's spec and the ProviderPolicy found in the index, never from the
+diff that triggered it: parse → look up the policy → compile → build the desired objects → apply → status. So the same
+handler serves a restart (resume), a new route, a spec change, a policy change (the policy handler bumps the route's
+``llmroute.io/policy-hash`` annotation, which kopf sees as an update) and drift (the resync timer finds an owned
+object deleted or edited and puts it back). Objects are written only when they differ; status only when it changed.
+
+Decisions:
+
+* **Missing or broken policy, compile errors: keep the last good router.** The route gets ``Ready=False`` (reason
+  ``PolicyNotFound``/``CompileFailed``...) and a Warning Event, and the operator leaves the ConfigMap and Deployment
+  as they are. The running config was compiled under a policy that allowed it, and residency is enforced by the
+  router from that config, so nothing is sent anywhere the last accepted policy forbade; scaling to zero instead
+  would turn a typo or a delete-and-recreate of the policy into an outage for every application. A route that was
+  never compiled gets no router at all.
+* **Deletion** removes the owned objects explicitly (``@kopf.on.delete``) besides the ownerReferences the API
+  server's garbage collector follows: cheap, immediate, and observable on API servers without GC (the emulator).
+* Reconciles of one route are serialised with a lock, as the resync timer may fire while a handler runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from llmroute.api.llm_route import LLMRoute
+from llmroute.api.provider_policy import ProviderPolicy
+from llmroute.controller import status as st
+from llmroute.controller.indexes import ROUTES, first
+from llmroute.controller.kube import Kube, NotOwned, post_event
+from llmroute.controller.settings import Settings
+from llmroute.core import manifests
+from llmroute.core.compile import compile_route
+from llmroute.core.router_config import RouterConfig
+from llmroute.errors import CompileError, FieldError
+
+Body = Mapping[str, Any]
+COMPILED = st.Cond(st.TRUE, "Compiled", "the spec compiles against its ProviderPolicy")
+
+
+class Rejected(Exception):
+    """The route cannot be rolled out as it is; ``ready``/``accepted`` say why (becomes status, not a retry)."""
+
+    def __init__(self, accepted: st.Cond, ready: st.Cond, permanent: bool = False) -> None:
+        super().__init__(accepted.message or ready.message)
+        self.accepted, self.ready, self.permanent = accepted, ready, permanent
+
+
+async def on_route(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """resume + create + update: reconcile; an invalid spec is a permanent error (kopf stops retrying)."""
+    rejected = await reconcile(body, memo, kwargs["policies_by_name"])
+    if rejected is not None and rejected.permanent:
+        raise kopf.PermanentError(str(rejected))
+
+
+async def on_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Timer: repair drift and pick up router readiness and provider health (index kwargs come from kopf)."""
+    await reconcile(body, memo, kwargs["policies_by_name"])
+
+
+async def on_route_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    meta = body["metadata"]
+    kube: Kube = memo.kube
+    for key in manifests.all_owned_keys(meta["name"], meta.get("namespace") or "default"):
+        await kube.delete_owned(key, meta["uid"])
+    memo.locks.pop(meta["uid"], None)
+
+
+async def reconcile(body: Body, memo: kopf.Memo, policies: kopf.Index[str, Any]) -> Rejected | None:
+    """Make the cluster match the route; returns why the route was rejected, if it was."""
+    locks: dict[str, asyncio.Lock] = memo.locks
+    async with locks.setdefault(body["metadata"]["uid"], asyncio.Lock()):
+        kube: Kube = memo.kube
+        try:
+            route, policy = parse(body), find_policy(body, policies)
+            config = compile_checked(route, policy)
+            obs = await roll_out(kube, memo.settings, route, config, policy)
+        except Rejected as rejected:
+            await write_status(kube, body, st.RouteObservation(accepted=rejected.accepted, ready=rejected.ready))
+            return rejected
+        await write_status(kube, body, obs)
+        return None
+
+
+def parse(body: Body) -> LLMRoute:
+    try:
+        return LLMRoute.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body})
+    except ValidationError as exc:
+        msg = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" if e["loc"][:1] == ("spec",)
+                        else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise Rejected(st.Cond(st.FALSE, "InvalidSpec", msg), st.Cond(st.FALSE, "InvalidSpec", msg),
+                       permanent=True) from None
+
+
+def find_policy(body: Body, policies: kopf.Index[str, Any]) -> ProviderPolicy:
+    name = body["spec"]["policyRef"]["name"]
+    raw = first(policies, name)
+    if raw is None:
+        msg = f'ProviderPolicy "{name}" does not exist; the router keeps its last good config'
+        raise Rejected(st.Cond(st.UNKNOWN, "PolicyNotFound", msg), st.Cond(st.FALSE, "PolicyNotFound", msg))
+    try:
+        return ProviderPolicy.model_validate(raw)
+    except ValidationError:
+        msg = f'ProviderPolicy "{name}" is invalid (see its status); the router keeps its last good config'
+        raise Rejected(st.Cond(st.FALSE, "PolicyInvalid", msg), st.Cond(st.FALSE, "PolicyInvalid", msg)) from None
+
+
+def compile_checked(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
+    errors: list[FieldError] = manifests.route_errors(route)
+    try:
+        config = compile_route(route, policy)
+    except CompileError as exc:
+        errors.extend(exc.errors)
+    if errors:
+        msg = str(CompileError(errors))
+        raise Rejected(st.Cond(st.FALSE, "CompileFailed", msg),
+                       st.Cond(st.FALSE, "CompileFailed", msg + "; the router keeps its last good config"))
+    return config
+
+
+async def roll_out(kube: Kube, settings: Settings, route: LLMRoute, config: RouterConfig,
+                   policy: ProviderPolicy) -> st.RouteObservation:
+    """Copy foreign keys, apply the desired objects, remove unwanted ones; observe the router Deployment."""
+    copied, missing = await copy_keys(kube, route, config)
+    desired = manifests.desired_objects(route, config, settings.router, copied)
+    uid = route.metadata.uid or ""
+    try:
+        applied = {manifests.key_of(obj): await kube.apply(obj, uid) for obj in desired.objects}
+    except NotOwned as exc:
+        raise Rejected(COMPILED, st.Cond(st.FALSE, "ObjectConflict", str(exc))) from None
+    for key in desired.absent:
+        await kube.delete_owned(key, uid)
+    deployment = next(a.live for k, a in applied.items() if k.kind == "Deployment")
+    return st.RouteObservation(
+        accepted=COMPILED, ready=st.deployment_ready(deployment), config=config, health=st.health_of(policy.status),
+        extra_degraded=f"provider key missing: {', '.join(missing)}" if missing else "")
+
+
+async def copy_keys(kube: Kube, route: LLMRoute, config: RouterConfig) -> tuple[dict[str, str], list[str]]:
+    """Read the provider keys that live in other namespaces (values stay base64; never logged)."""
+    copied: dict[str, str] = {}
+    missing: list[str] = []
+    secrets: dict[tuple[str, str], dict[str, str]] = {}
+    for cred in manifests.foreign_credentials(route, config):
+        where = (cred.secret_namespace or "", cred.secret_name)
+        if where not in secrets:
+            secrets[where] = await kube.read_secret_data(*where)
+        value = secrets[where].get(cred.secret_key)
+        if value is None:
+            missing.append(f"{where[0]}/{where[1]}[{cred.secret_key}]")
+        else:
+            copied[cred.env] = value
+    return copied, missing
+
+
+async def write_status(kube: Kube, body: Body, obs: st.RouteObservation) -> None:
+    meta, previous = body["metadata"], body.get("status")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    new, changes = st.route_status(previous, meta.get("generation"), now, obs)
+    patch = st.status_patch(previous, new)
+    if patch is not None:
+        await kube.patch_status("LLMRoute", meta["namespace"], meta["name"], patch)
+    post_events(body, changes, (previous or {}).get("configHash"), new.get("configHash"))
+
+
+def post_events(body: Body, changes: list[st.Transition], old_hash: str | None, new_hash: str | None) -> None:
+    """An Event per condition change and per new config; a new route's first Degraded=False and not-yet-available
+    router are progress, not news, and Unknown says nothing."""
+    for change in changes:
+        good = change.cond.status == (st.FALSE if change.type == "Degraded" else st.TRUE)
+        quiet = change.first and ((change.type == "Degraded" and good) or (change.type == "Ready" and not good))
+        if change.cond.status != st.UNKNOWN and not quiet:
+            post_event(body, warning=not good, reason=change.cond.reason, message=change.cond.message)
+    if new_hash is not None and new_hash != old_hash:
+        what = "created" if old_hash is None else f"changed from {old_hash}; rolling the router"
+        post_event(body, warning=False, reason="ConfigChanged", message=f"router config {new_hash} {what}")
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on(*ROUTES, registry=registry, id="reconcile")(on_route)
+    kopf.timer(*ROUTES, registry=registry, id="resync", interval=settings.resync_seconds,
+               initial_delay=settings.resync_seconds)(on_resync)
+    kopf.on.delete(*ROUTES, registry=registry, id="cleanup")(on_route_delete)

@@ -1,0 +1,54 @@
+"""Operator-wide setup: kopf settings at startup, shared state in the memo, the liveness probe.
+
+Progress and the last-handled configuration are stored in **annotations** with the prefix ``operator.llmroute.io``,
+not in ``status.kopf``: the CRDs' status schemas are strict (a real API server would prune ``status.kopf`` and kopf
+would lose track of its handlers). The prefix is deliberately not ``llmroute.io`` itself: kopf drops every
+annotation under its own prefix from the objects' "essence", and ``llmroute.io/policy-hash`` must stay in it so that
+a policy fan-out triggers the routes' update handler.
+
+Peering is off (standalone): one operator replica, no leases or peering resources to grant. Only warnings are posted
+as Events from log lines; meaningful Events are posted on purpose by the handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from llmroute import __version__
+from llmroute.controller.kube import Kube
+from llmroute.controller.settings import Settings
+
+FINALIZER = "llmroute.io/finalizer"
+STORAGE_PREFIX = "operator.llmroute.io"
+
+
+def configure(kopf_settings: kopf.OperatorSettings) -> None:
+    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=STORAGE_PREFIX)
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.peering.standalone = True
+    kopf_settings.watching.server_timeout = 300
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure(settings)
+        memo.setdefault("settings", operator_settings)
+        memo.setdefault("locks", {})
+        if "kube" not in memo:
+            memo.kube = Kube.from_environment()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        memo.kube.close()
+
+    @kopf.on.probe(registry=registry, id="version")
+    def version(**_: Any) -> str:
+        return __version__
+
+    operator_settings = settings

@@ -1,0 +1,159 @@
+"""LLMRoute lifecycle against the real operator: create, Ready, update (rollout or not), no-op resync, delete,
+drift repair, restart."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import example_doc
+from tests.operator.conftest import Cluster, available, eventually, settled, stop, writes
+from tests.operator.helpers import (
+    GV,
+    NS,
+    OWNED,
+    ROUTE,
+    cond,
+    config_map,
+    deploy_example,
+    deployment,
+    pod_hash,
+    reasons,
+    route_status,
+)
+
+pytestmark = pytest.mark.operator
+
+
+async def test_create_owns_objects_then_ready_when_deployment_available(operator: Cluster) -> None:
+    await deploy_example(operator)
+    status = await eventually(lambda: route_status(operator), what="route status")
+    route = await operator.get(GV, "llmroutes", NS, ROUTE)
+    for api_version, plural, name in OWNED:
+        obj = await eventually(lambda a=api_version, p=plural, n=name: operator.get(a, p, NS, n), what=name)
+        assert obj["metadata"]["ownerReferences"] == [{
+            "apiVersion": GV, "kind": "LLMRoute", "name": ROUTE, "uid": route["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "llmroute-operator"
+    assert pod_hash(await deployment(operator)) == status["configHash"]
+    assert await operator.get("autoscaling/v2", "horizontalpodautoscalers", NS, "deepseek-router") is None
+    assert (await cond(operator, "Accepted"))["status"] == "True"
+    assert (await cond(operator, "Ready"))["reason"] == "RouterUnavailable"
+    assert status["modelNames"] == "deepseek-chat,deepseek-reasoner"
+    assert status["activeProvider"] == "together"  # internal (the default class) may not go to deepseek (CN)
+
+    await operator.patch("apps/v1", "deployments", NS, "deepseek-router", available(), sub="status")
+    ready = await eventually(lambda: _is(cond(operator, "Ready"), "True"), what="Ready=True")
+    assert ready["reason"] == "RouterAvailable"
+    expected = {("Normal", "Compiled"), ("Normal", "ConfigChanged"), ("Normal", "RouterAvailable")}
+    await eventually(lambda: _has(reasons(operator), expected), what=f"Events {expected}")
+    assert not [r for r in await reasons(operator) if r[0] == "Warning"]
+
+
+async def _has(got: Awaitable[list[tuple[str, str]]], expected: set[tuple[str, str]]) -> bool:
+    return expected <= set(await got)
+
+
+async def _is(cond_: Awaitable[dict[str, Any]], status: str) -> dict[str, Any] | None:
+    c = await cond_
+    return c if c.get("status") == status else None
+
+
+async def test_routing_change_rolls_the_router_replica_change_does_not(operator: Cluster) -> None:
+    await deploy_example(operator)
+    first = pod_hash(await eventually(lambda: deployment(operator), what="deployment"))
+    await operator.patch(GV, "llmroutes", NS, ROUTE, {"spec": {"failover": {"maxAttempts": 2}}})
+    second = await eventually(lambda: _changed(deployment(operator), first), what="new config hash")
+    assert '"maxAttempts":2' in (await config_map(operator) or {})["data"]["config.json"]
+    await eventually(lambda: _hash_is(route_status(operator), second), what="status.configHash")
+
+    await operator.patch(GV, "llmroutes", NS, ROUTE, {"spec": {"router": {"replicas": 1}}})
+    dep = await eventually(lambda: _replicas(deployment(operator), 1), what="replicas=1")
+    assert pod_hash(dep) == second  # no rollout for a replica change
+    await eventually(lambda: _absent(operator.get("policy/v1", "poddisruptionbudgets", NS, "deepseek-router")),
+                     what="PDB removed below 2 replicas")
+
+
+async def _changed(dep: Awaitable[dict[str, Any] | None], old: str | None) -> str | None:
+    new = pod_hash(await dep)
+    return new if new and new != old else None
+
+
+async def _hash_is(status: Awaitable[dict[str, Any]], expected: str) -> bool:
+    return (await status).get("configHash") == expected
+
+
+async def _replicas(dep: Awaitable[dict[str, Any] | None], n: int) -> dict[str, Any] | None:
+    d = await dep
+    return d if d and d["spec"].get("replicas") == n else None
+
+
+async def _absent(obj: Awaitable[Any]) -> bool:
+    return await obj is None
+
+
+async def test_autoscaling_adds_hpa_and_leaves_replicas_to_it(operator: Cluster) -> None:
+    route = example_doc("route")
+    route["spec"]["router"] = {"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}
+    await deploy_example(operator, route)
+    hpa = await eventually(lambda: operator.get("autoscaling/v2", "horizontalpodautoscalers", NS, "deepseek-router"),
+                           what="HPA")
+    assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 5
+    assert "replicas" not in (await deployment(operator) or {})["spec"]
+
+
+async def test_same_inputs_send_no_writes(operator: Cluster) -> None:
+    await deploy_example(operator)
+    await eventually(lambda: deployment(operator), what="deployment")
+    await settled(operator)
+    before, reads_before = len(writes(operator)), len(operator.operator_requests())
+    await settled(operator, quiet=5 * 0.3)  # five resync ticks
+    assert len(writes(operator)) == before
+    assert len(operator.operator_requests()) > reads_before  # the resync did run (reads only)
+
+
+async def test_delete_removes_owned_objects(operator: Cluster) -> None:
+    await deploy_example(operator)
+    await eventually(lambda: deployment(operator), what="deployment")
+    await operator.delete(GV, "llmroutes", NS, ROUTE)
+    for api_version, plural, name in OWNED:
+        await eventually(lambda a=api_version, p=plural, n=name: _absent(operator.get(a, p, NS, n)),
+                         what=f"{name} deleted")
+    await eventually(lambda: _absent(operator.get(GV, "llmroutes", NS, ROUTE)), what="route gone (finalizer off)")
+
+
+async def test_drift_is_repaired(operator: Cluster) -> None:
+    await deploy_example(operator)
+    dep = await eventually(lambda: deployment(operator), what="deployment")
+    cm = await config_map(operator)
+    await operator.delete("v1", "configmaps", NS, "deepseek-router-config")
+    restored = await eventually(lambda: config_map(operator), what="ConfigMap restored")
+    assert restored["data"] == cm["data"]
+
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    tampered = {**container, "image": "evil/image:latest", "env": [*container["env"], {"name": "X", "value": "1"}]}
+    await operator.patch("apps/v1", "deployments", NS, "deepseek-router",
+                         {"spec": {"replicas": 7, "template": {"spec": {"containers": [tampered]}}}})
+    repaired = await eventually(lambda: _replicas(deployment(operator), 2), what="Deployment repaired")
+    assert repaired["spec"]["template"]["spec"]["containers"][0] == container
+
+
+async def test_restart_resumes_without_duplicates_or_patches(
+        start_operator: Callable[[], Awaitable[Any]], cluster: Cluster) -> None:
+    first = await start_operator()
+    await deploy_example(cluster)
+    await eventually(lambda: deployment(cluster), what="deployment")
+    await settled(cluster)
+    await stop(first)
+    before = len(writes(cluster))
+    hash_before = pod_hash(await deployment(cluster))
+
+    await start_operator()
+    await settled(cluster)
+    new_writes = writes(cluster)[before:]
+    owned = {"configmaps", "deployments", "services", "poddisruptionbudgets", "secrets", "horizontalpodautoscalers"}
+    assert [(str(r.method), r.resource.plural) for r in new_writes if r.resource.plural in owned] == []
+    assert pod_hash(await deployment(cluster)) == hash_before
+    assert len(await cluster.list("v1", "configmaps")) == 1
