@@ -1,0 +1,194 @@
+"""The router's aiohttp application: routes, the client-facing HTTP, and the process-wide runtime.
+
+Owns, through one ``cleanup_ctx`` (the lifespan), everything that lives as long as the process: the ONE shared
+upstream client (:class:`llmroute.router.upstream.Upstream`), the circuits (:class:`llmroute.router.health.Health`)
+and their tick/probe task, and the config watcher (:class:`llmroute.router.config_source.ConfigWatcher`) and its
+poll task. Every config load result is counted here (``llmroute_config_reloads_total``) and a new config is
+handed to the circuits and the metrics.
+
+Routes, each also without the ``/v1`` prefix: ``POST /v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings`` (:class:`llmroute.router.proxy.Proxy`), ``GET /v1/models`` (the published names); plus
+``GET /healthz`` (the process is alive), ``GET /readyz`` (a valid config is loaded, else 503) and ``GET /metrics``.
+Anything else gets an OpenAI-shaped 404.
+
+Built by :func:`build_app`, run by :mod:`llmroute.router.server` (and by tests through pytest-aiohttp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from llmroute.router import metrics, openai_errors
+from llmroute.router.client import EVENT_STREAM, ClientGone, Reply
+from llmroute.router.config_source import POLL_INTERVAL_S, ConfigWatcher, Snapshot
+from llmroute.router.failover import Failover
+from llmroute.router.health import Health
+from llmroute.router.proxy import Kind, Proxy
+from llmroute.router.upstream import Upstream
+
+MAX_CLIENT_BODY = 256 * 1024 * 1024 + 1
+"""aiohttp's own cap on request bodies (the largest ``maxRequestBytes`` an LLMRoute may set); the config's limit is
+checked by the proxy."""
+_SSE_HEADERS = {"Content-Type": f"{EVENT_STREAM}; charset=utf-8", "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class Runtime:
+    """The process-wide objects, filled in by the lifespan (``None`` before startup)."""
+
+    config_paths: Sequence[str]
+    poll_interval_s: float
+    watcher: ConfigWatcher | None = None
+    proxy: Proxy | None = None
+
+    def snapshot(self) -> Snapshot | None:
+        return self.watcher.current if self.watcher is not None else None
+
+
+RUNTIME = web.AppKey("llmroute_router_runtime", Runtime)
+
+
+def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTERVAL_S) -> web.Application:
+    """The router application for ``config_paths``; the config is loaded at startup."""
+    app = web.Application(client_max_size=MAX_CLIENT_BODY)
+    app[RUNTIME] = Runtime(list(config_paths), poll_interval_s)
+    app.cleanup_ctx.append(_lifespan)
+    for prefix in ("/v1", ""):
+        for kind in Kind:
+            app.router.add_post(prefix + kind.value, _proxy_handler(kind))
+        app.router.add_get(prefix + "/models", _models)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+async def _lifespan(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    loop = asyncio.get_running_loop()
+    upstream = Upstream()
+    await upstream.open()
+    health = Health(upstream, loop.time)
+    info: list[tuple[str, str]] = []
+
+    def on_result(snapshot: Snapshot | None, result: str) -> None:
+        metrics.config_reload(result)
+        if snapshot is not None:
+            health.use(snapshot)
+            info[:] = [metrics.prepare(snapshot.config, info[0] if info else None)]
+
+    watcher = ConfigWatcher(runtime.config_paths, on_result, runtime.poll_interval_s)
+    runtime.watcher = watcher
+    watcher.load_now()
+    runtime.proxy = Proxy(watcher, Failover(upstream, health))
+    tasks = [asyncio.create_task(watcher.run(), name="config-watcher"),
+             asyncio.create_task(health.run(), name="health")]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await upstream.close()
+
+
+class _Sink:
+    """:class:`llmroute.router.client.ClientSink` on an aiohttp streaming response."""
+
+    __slots__ = ("request", "response")
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response: web.StreamResponse | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.response is not None
+
+    async def start(self, headers: Mapping[str, str]) -> None:
+        response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
+        self.response = response
+        try:
+            await response.prepare(self.request)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone from exc
+
+    async def write(self, data: bytes) -> None:
+        assert self.response is not None
+        try:
+            await self.response.write(data)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone from exc
+
+    async def end(self) -> None:
+        assert self.response is not None
+        try:
+            await self.response.write_eof()
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone from exc
+
+
+def _render(reply: Reply) -> web.Response:
+    return web.Response(status=reply.status, body=reply.body,
+                        headers={**reply.headers, "Content-Type": reply.content_type})
+
+
+def _proxy_handler(kind: Kind) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        proxy = request.app[RUNTIME].proxy
+        if proxy is None:
+            return _render(Reply.error(openai_errors.not_ready()))
+        refused = proxy.refuse_oversized(request.content_length)
+        if refused is not None:
+            return _render(refused)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _render(Reply.error(openai_errors.too_large(request.content_length or 0, MAX_CLIENT_BODY - 1)))
+        sink = _Sink(request)
+        reply = await proxy.handle(kind, body, request.headers, sink)
+        if reply is not None:
+            return _render(reply)
+        if sink.response is not None:
+            return sink.response
+        return web.Response(status=499)  # the client left before anything was sent; nobody reads this
+
+    return handler
+
+
+async def _models(request: web.Request) -> web.Response:
+    snapshot = request.app[RUNTIME].snapshot()
+    if snapshot is None:
+        return _render(Reply.error(openai_errors.not_ready()))
+    return web.Response(body=snapshot.models_body, content_type="application/json")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    snapshot = request.app[RUNTIME].snapshot()
+    if snapshot is None:
+        return _render(Reply.error(openai_errors.not_ready()))
+    body = {"status": "ready", "route": snapshot.route_name, "configHash": snapshot.hash}
+    return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return _render(Reply.error(openai_errors.not_found(request.path)))

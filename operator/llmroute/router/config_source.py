@@ -1,0 +1,286 @@
+"""Where the router's configuration comes from, and how a new one replaces the old without dropping requests.
+
+Owns loading, key lookup and live reload:
+
+* **Cluster mode**: a compiled RouterConfig file (JSON, or YAML with ``kind: RouterConfig``; a folder holding one,
+  as a ConfigMap mount is). Keys come from ``$LLMROUTE_KEYS_DIR/<provider>`` if that folder is set and holds the
+  file, else from the environment variable named by ``CredentialRef.env`` (a ``secretKeyRef`` in the pod).
+* **Local mode**: YAML files/folders with ProviderPolicy, LLMRoute and ``v1/Secret`` documents, compiled in-process
+  with :func:`llmroute.core.compile.compile_route` (the operator's code path). Keys come from the Secret documents;
+  the Secret's namespace is ``CredentialRef.secret_namespace`` or the route's namespace.
+
+A load produces a frozen :class:`Snapshot`: the config plus everything the hot path would otherwise recompute per
+request (lookups by model and class, pre-built upstream headers, the ``/v1/models`` body). :class:`ConfigWatcher`
+polls the paths about once a second, comparing a content hash (ConfigMap updates swap a symlink, so mtimes lie),
+and swaps the snapshot atomically. An invalid config, or a RouterConfig whose ``version`` this router does not
+know, is logged in one line (no secrets) and the old snapshot keeps serving. Requests hold the snapshot they
+started with, so a swap never changes a request in flight.
+
+Used by :mod:`llmroute.router.app` (startup, the watcher task) and read by :mod:`llmroute.router.proxy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from llmroute import __version__
+from llmroute.core.compile import compile_route
+from llmroute.core.router_config import CONFIG_VERSION, BackendTarget, ClassRoute, ProviderTarget, RouterConfig
+from llmroute.documents import Bundle, first_field_error, load
+from llmroute.errors import ConfigVersionError, InputError, LLMRouteError
+
+log = logging.getLogger("llmroute.router.config")
+
+KEYS_DIR_ENV = "LLMROUTE_KEYS_DIR"
+POLL_INTERVAL_S = 1.0
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A provider as the upstream module calls it: the target and its pre-built request headers."""
+
+    provider: ProviderTarget
+    headers: Mapping[str, str] | None = field(repr=False)  # None: the key is missing, never call it
+    missing_key: str = ""  # why ``headers`` is None
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    """One published model for one data class, ready for the hot path."""
+
+    model: str
+    data_class: str
+    route: ClassRoute
+    usable: tuple[BackendTarget, ...]  # allowed by residency and with a key, in config order
+    keyless: tuple[str, ...]  # why allowed backends are unusable (missing keys)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One loaded configuration; never mutated, replaced whole on reload."""
+
+    config: RouterConfig
+    hash: str
+    source: str
+    endpoints: Mapping[str, Endpoint]
+    routes: Mapping[tuple[str, str], RouteEntry]
+    models_body: bytes
+    published: tuple[str, ...]
+
+    @property
+    def route_name(self) -> str:
+        return f"{self.config.origin.route_namespace}/{self.config.origin.route_name}"
+
+
+def load_snapshot(paths: Sequence[str]) -> Snapshot:
+    """Load, compile and key a configuration; raises :class:`LLMRouteError` with a one-line message."""
+    files = config_files(paths)
+    compiled = _compiled_config(files)
+    if compiled is not None:
+        path, raw = compiled
+        config = _validate_router_config(path, raw)
+        keys = {p.name: _cluster_key(p) for p in config.providers}
+        return build_snapshot(config, keys, "RouterConfig " + str(path))
+    bundle = load(paths)
+    route = bundle.route(None)
+    policy = bundle.policies.get(route.spec.policy_ref.name)
+    if policy is None:
+        known = ", ".join(sorted(bundle.policies)) or "none"
+        raise InputError(f'LLMRoute "{route.metadata.name}": no ProviderPolicy "{route.spec.policy_ref.name}" in '
+                         f"the config files (found: {known})")
+    config = compile_route(route, policy)
+    keys = {p.name: _secret_key(bundle, config, p) for p in config.providers}
+    return build_snapshot(config, keys, f"LLMRoute {config.origin.route_namespace}/{config.origin.route_name}")
+
+
+def build_snapshot(config: RouterConfig, keys: Mapping[str, str | None], source: str) -> Snapshot:
+    """A snapshot of ``config`` with provider ``keys`` (None = missing); pure apart from hashing."""
+    endpoints = {p.name: _endpoint(p, keys.get(p.name)) for p in config.providers}
+    routes: dict[tuple[str, str], RouteEntry] = {}
+    for model in config.models:
+        for cr in model.classes:
+            usable = tuple(b for b in cr.allowed if endpoints[b.provider].headers is not None)
+            keyless = tuple(f"{b.provider}/{b.model}: {endpoints[b.provider].missing_key}"
+                            for b in cr.allowed if endpoints[b.provider].headers is None)
+            routes[(model.name, cr.data_class)] = RouteEntry(model.name, cr.data_class, cr, usable, keyless)
+    published = tuple(m.name for m in config.models)
+    body = {"object": "list",
+            "data": [{"id": n, "object": "model", "created": 0, "owned_by": "llmroute"} for n in published]}
+    return Snapshot(config=config, hash=config.content_hash(), source=source, endpoints=endpoints, routes=routes,
+                    models_body=json.dumps(body).encode(), published=published)
+
+
+def _endpoint(p: ProviderTarget, key: str | None) -> Endpoint:
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity",
+               "User-Agent": f"llmroute/{__version__}"}
+    if p.credential is None:
+        return Endpoint(p, headers)
+    if not key:
+        return Endpoint(p, None, f"no API key ({_key_hint(p)})")
+    headers["Authorization"] = f"Bearer {key}"
+    return Endpoint(p, headers)
+
+
+def _key_hint(p: ProviderTarget) -> str:
+    assert p.credential is not None
+    c = p.credential
+    return f"Secret {c.secret_name} key {c.secret_key}, env {c.env}"
+
+
+def _secret_key(bundle: Bundle, config: RouterConfig, p: ProviderTarget) -> str | None:
+    if p.credential is None:
+        return None
+    c = p.credential
+    namespace = c.secret_namespace or config.origin.route_namespace
+    return bundle.secrets.get((namespace, c.secret_name), {}).get(c.secret_key)
+
+
+def _cluster_key(p: ProviderTarget) -> str | None:
+    if p.credential is None:
+        return None
+    keys_dir = os.environ.get(KEYS_DIR_ENV)
+    if keys_dir:
+        path = Path(keys_dir) / p.name
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip() or None
+    return os.environ.get(p.credential.env) or None
+
+
+def config_files(paths: Sequence[str]) -> list[Path]:
+    """The files a config is read from: named files, and folders' ``*.json``/``*.yaml``/``*.yml`` (sorted)."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.suffix in _CONFIG_SUFFIXES and f.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(f"{raw}: no such file or directory")
+    return out
+
+
+def _compiled_config(files: Sequence[Path]) -> tuple[Path, dict[str, Any]] | None:
+    """The one RouterConfig document among ``files``, or None when they are local-mode manifests."""
+    found: list[tuple[Path, dict[str, Any]]] = []
+    for path in files:
+        for doc in _documents(path):
+            if isinstance(doc, dict) and doc.get("kind") == "RouterConfig":
+                found.append((path, doc))
+    if len(found) > 1:
+        raise InputError(f"more than one RouterConfig: {', '.join(str(p) for p, _ in found)}")
+    return found[0] if found else None
+
+
+def _documents(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            return [json.loads(text)]
+        return list(yaml.safe_load_all(text))
+    except ValueError as exc:
+        raise InputError(f"{path}: invalid JSON: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: invalid YAML: {where}{problem}") from None
+
+
+def _validate_router_config(path: Path, raw: dict[str, Any]) -> RouterConfig:
+    version = raw.get("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ConfigVersionError(f"{path}: RouterConfig version {version!r} is not supported "
+                                 f"(this router implements version {CONFIG_VERSION})")
+    try:
+        return RouterConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(f"{path}: {first_field_error(exc)}") from None
+
+
+def fingerprint(paths: Sequence[str]) -> str:
+    """A hash of everything a load reads (config files and key files); cheap enough to take every second."""
+    digest = hashlib.sha256()
+    try:
+        files = config_files(paths)
+    except InputError as exc:
+        return "missing:" + str(exc)
+    keys_dir = os.environ.get(KEYS_DIR_ENV)
+    if keys_dir and Path(keys_dir).is_dir():
+        files += sorted(f for f in Path(keys_dir).iterdir() if f.is_file())
+    for f in files:
+        digest.update(str(f).encode() + b"\0")
+        try:
+            digest.update(f.read_bytes())
+        except OSError as exc:
+            digest.update(f"unreadable:{exc.errno}".encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class ConfigWatcher:
+    """Holds the current snapshot and replaces it when the files change and the new config is valid."""
+
+    def __init__(self, paths: Sequence[str], on_result: Callable[[Snapshot | None, str], None],
+                 interval_s: float = POLL_INTERVAL_S) -> None:
+        self.paths = list(paths)
+        self.current: Snapshot | None = None
+        self._on_result = on_result  # (new snapshot or None, result label) after each load attempt
+        self._interval_s = interval_s
+        self._seen = ""
+
+    def load_now(self) -> Snapshot | None:
+        """Load synchronously (at startup); a failure is logged and leaves ``current`` as it was."""
+        seen = fingerprint(self.paths)
+        self._apply(seen, self._attempt())
+        return self.current
+
+    async def run(self) -> None:
+        """Poll forever (cancel to stop); loads run in a thread so the event loop keeps serving."""
+        while True:
+            await asyncio.sleep(self._interval_s)
+            seen = fingerprint(self.paths)
+            if seen == self._seen:
+                continue
+            result = await asyncio.to_thread(self._attempt)
+            self._apply(seen, result)
+
+    def _attempt(self) -> Snapshot | LLMRouteError:
+        try:
+            return load_snapshot(self.paths)
+        except LLMRouteError as exc:
+            return exc
+        except (OSError, UnicodeDecodeError) as exc:
+            return InputError(f"cannot read the config: {exc}")
+        except Exception as exc:  # a bug must not stop the watcher: the old config keeps serving
+            log.exception("unexpected error while loading the config")
+            return InputError(f"unexpected error while loading the config: {type(exc).__name__}")
+
+    def _apply(self, seen: str, result: Snapshot | LLMRouteError) -> None:
+        self._seen = seen
+        old = self.current
+        if isinstance(result, LLMRouteError):
+            label = "unsupported_version" if isinstance(result, ConfigVersionError) else "invalid"
+            keeping = f"keeping config {old.hash}" if old else "no config loaded yet"
+            log.error("config rejected (%s): %s", keeping, " ".join(str(result).split()))
+            self._on_result(None, label)
+            return
+        if old is not None and old.hash == result.hash and old.endpoints == result.endpoints:
+            self._on_result(None, "unchanged")
+            return
+        self.current = result
+        log.info("config loaded: %s hash %s (%d models, %d providers)", result.source, result.hash,
+                 len(result.config.models), len(result.config.providers))
+        self._on_result(result, "ok")

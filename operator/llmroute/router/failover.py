@@ -1,0 +1,342 @@
+"""The attempts of one request: plan, call, classify, record, fail over - until an answer, or the budget is spent.
+
+Owns the execution of a request whose route is already decided (:mod:`llmroute.router.proxy`). Every decision comes
+from the pure core: the order from :func:`llmroute.core.selection.plan_attempts` (over ``RouteEntry.usable``: the
+backends residency allows for the request's class that have a key - so no attempt, retry or failover can ever
+leave that set), what a result means from :mod:`llmroute.core.retry`, backoff from ``retry.backoff_s``, circuit
+updates through :mod:`llmroute.router.health`. Rounds: the plan is tried in order; if ``max_attempts`` is not used
+up, the plan is made again (open circuits drop out) and retried with jittered backoff, honouring Retry-After,
+bounded by ``max_attempts`` and ``total_timeout``.
+
+Three ways to talk to the upstream:
+
+* ``STREAM`` - the client asked for a stream: :class:`llmroute.router.sse.StreamRelay` relays it. Failover is
+  invisible until the first data event went to the client; after it, a stall longer than ``idle_timeout`` (no
+  bytes at all) or a cut ends the stream with an OpenAI-shaped error event, counted in
+  ``llmroute_stream_errors_total``.
+* ``ASSEMBLE`` - non-streaming chat/completions: the upstream is asked for a stream and
+  :class:`llmroute.router.sse.Assembler` builds the JSON answer (see :mod:`llmroute.router.sse` for why). Nothing
+  reaches the client before the end, so any failure, even mid-answer, fails over invisibly.
+* ``PLAIN`` - embeddings: one JSON exchange, bounded by ``time_to_first_token`` as a response timeout.
+
+In every mode the first data must come within ``time_to_first_token`` of sending the attempt (keep-alive comments
+and blank lines are not data), else the attempt is abandoned: DeepSeek's 5-10 s time-to-first-token incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from llmroute.core import retry
+from llmroute.core.retry import Action, FailureKind
+from llmroute.core.router_config import BackendTarget
+from llmroute.core.selection import backend_key, earliest_retry_s, plan_attempts
+from llmroute.router import metrics, openai_errors
+from llmroute.router.client import EVENT_STREAM, JSON, ClientGone, ClientSink, Reply
+from llmroute.router.config_source import RouteEntry, Snapshot
+from llmroute.router.health import Health
+from llmroute.router.metrics import Outcome
+from llmroute.router.sse import Assembler, ProtocolError, StreamRelay, end_comment
+from llmroute.router.upstream import Exchange, Upstream, UpstreamFailure
+
+log = logging.getLogger("llmroute.router.failover")
+
+BACKOFF_CAP_S = 5.0
+"""Longest wait before retrying a backend already tried (a longer Retry-After skips that backend instead)."""
+ERROR_BODY_S = 2.0
+"""How long an upstream error body may take to arrive (read so the connection can be reused)."""
+MAX_BODY = 256 * 1024 * 1024
+
+
+class Mode(Enum):
+    STREAM = "stream"
+    ASSEMBLE = "assemble"
+    PLAIN = "plain"
+
+
+@dataclass
+class Call:
+    """One client request, parsed and routed: what to send, and the residency-checked route it may use."""
+
+    snapshot: Snapshot
+    entry: RouteEntry
+    path: str
+    body: dict[str, Any]
+    mode: Mode
+    chat: bool
+    headers: dict[str, str]
+    started: float
+
+
+@dataclass(frozen=True)
+class Served:
+    """How the request ended: a reply to send (None if streamed), its outcome and the serving provider."""
+
+    reply: Reply | None
+    outcome: Outcome
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
+class _Failure:
+    outcome: retry.Outcome
+    detail: str
+
+
+class Failover:
+    """Per-process dependencies of the attempt loop."""
+
+    def __init__(self, upstream: Upstream, health: Health, rng: random.Random | None = None) -> None:
+        self.upstream = upstream
+        self.health = health
+        self.rng = rng or random.Random()
+
+    async def run(self, call: Call, sink: ClientSink) -> Served:
+        return await _Attempts(self, call, sink).run()
+
+
+@dataclass
+class _Attempts:
+    deps: Failover
+    call: Call
+    sink: ClientSink
+    attempts: int = 0
+    notes: list[str] = field(default_factory=list)
+    retry_after: dict[str, float] = field(default_factory=dict)
+    pending: tuple[str, str] | None = None  # (provider, reason) of a failure not yet counted as a failover
+
+    def __post_init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.config = self.call.snapshot.config
+        self.deadline = self.call.started + self.config.failover.total_timeout_s
+
+    async def run(self) -> Served:
+        f, s = self.config.failover, self.config.circuit
+        for round_ in range(f.max_attempts):
+            if self.attempts >= f.max_attempts or self.loop.time() >= self.deadline:
+                break
+            plan = plan_attempts(self.call.entry.usable, self.deps.health.circuits, s,
+                                 max_attempts=f.max_attempts - self.attempts, now=self.loop.time(),
+                                 rng=self.deps.rng)
+            if round_ == 0:
+                self.notes += [f"skipped {backend_key(k.backend)}: {k.reason}" for k in plan.skipped]
+            tried = self.attempts
+            for b in plan.attempts:
+                if self.attempts >= f.max_attempts or self.loop.time() >= self.deadline:
+                    break
+                if self.deps.health.is_open(b) or (round_ and not await self._back_off(round_, b)):
+                    continue
+                result = await self._attempt(b)
+                if isinstance(result, Served):
+                    return result
+                self._failed(b, result)
+            if self.attempts == tried:
+                break
+        return await self._give_up()
+
+    async def _back_off(self, round_: int, b: BackendTarget) -> bool:
+        wait_after = self.retry_after.get(backend_key(b))
+        cap = min(BACKOFF_CAP_S, self.deadline - self.loop.time())
+        if wait_after is not None and wait_after > cap:
+            self.notes.append(f"{backend_key(b)}: Retry-After {wait_after:g}s is beyond the budget")
+            return False
+        delay = retry.backoff_s(round_ - 1, base_s=self.config.failover.backoff_s, cap_s=max(cap, 0.0),
+                                rng=self.deps.rng, retry_after_s=wait_after)
+        await asyncio.sleep(delay)
+        return self.loop.time() < self.deadline
+
+    async def _attempt(self, b: BackendTarget) -> Served | _Failure:
+        self.attempts += 1
+        if self.pending is not None:
+            metrics.failover(self.call.entry.model, *self.pending)
+            self.pending = None
+        endpoint = self.call.snapshot.endpoints[b.provider]
+        assert endpoint.headers is not None  # RouteEntry.usable holds keyed backends only
+        self.call.body["model"] = b.model
+        data = json.dumps(self.call.body, separators=(",", ":"), ensure_ascii=False).encode()
+        started = self.loop.time()
+        deadline, kind = self._bounded(started + self.config.failover.time_to_first_token_s, FailureKind.TTFT)
+        try:
+            ex = await self.deps.upstream.post(
+                endpoint, self.call.path, data, {**self.call.headers, **endpoint.headers},
+                connect_s=self.config.failover.connect_timeout_s, deadline=deadline, on_timeout=kind)
+        except UpstreamFailure as exc:
+            return _Failure(retry.classify_failure(exc.kind), exc.detail)
+        if not 200 <= ex.status < 300:
+            return await self._status(b, ex)
+        if self.call.mode is Mode.STREAM:
+            return await self._stream(b, ex, started, deadline, kind)
+        if self.call.mode is Mode.ASSEMBLE and EVENT_STREAM in ex.content_type:
+            return await self._assemble(b, ex, started, deadline, kind)
+        return await self._plain(b, ex, deadline, kind)
+
+    def _bounded(self, when: float, kind: FailureKind) -> tuple[float, FailureKind]:
+        return (when, kind) if when < self.deadline else (self.deadline, FailureKind.TOTAL)
+
+    def _headers(self, b: BackendTarget) -> dict[str, str]:
+        return {"x-llmroute-provider": b.provider, "x-llmroute-data-class": self.call.entry.data_class,
+                "x-llmroute-attempts": str(self.attempts)}
+
+    async def _status(self, b: BackendTarget, ex: Exchange) -> Served | _Failure:
+        outcome = retry.classify_status(ex.status, ex.header("Retry-After"), now_epoch=time.time())
+        try:
+            body = await ex.read_body(min(self.loop.time() + ERROR_BODY_S, self.deadline), FailureKind.TOTAL)
+            ex.finish()
+        except UpstreamFailure:
+            body = b""
+            ex.abandon()
+        if outcome.action is not Action.RETURN:
+            return _Failure(outcome, f"HTTP {ex.status}")
+        self._succeeded(b, None, outcome.reason)
+        if self.sink.started:
+            event = body if body.lstrip().startswith(b"{") else openai_errors.stream_interrupted(
+                b.provider, f"HTTP {ex.status}").body()
+            return await self._end_stream(b"data: " + event.strip() + b"\n\n", Outcome.UPSTREAM_CLIENT_ERROR,
+                                          b.provider)
+        reply = Reply(ex.status, body, ex.content_type or JSON, self._headers(b))
+        return Served(reply, Outcome.UPSTREAM_CLIENT_ERROR, b.provider)
+
+    async def _stream(self, b: BackendTarget, ex: Exchange, started: float, deadline: float,
+                      kind: FailureKind) -> Served | _Failure:
+        relay = StreamRelay(end_comment(b.provider, self.attempts) if self.sink.started else None)
+        ttft: float | None = None
+        try:
+            while not relay.done:
+                chunk = await ex.read(deadline, kind)
+                if not chunk:
+                    break
+                out = relay.feed(chunk)
+                if out:
+                    if not self.sink.started:
+                        await self.sink.start(self._headers(b))
+                    await self.sink.write(out)
+                if relay.first_data:
+                    now = self.loop.time()
+                    ttft = self._first_token(b, started, now) if ttft is None else ttft
+                    deadline, kind = self._bounded(now + self.config.failover.idle_timeout_s, FailureKind.IDLE)
+        except UpstreamFailure as exc:
+            ex.abandon()
+            return self._early(exc.kind, exc.detail) if ttft is None else await self._broken(b, exc.kind)
+        except ProtocolError as exc:
+            ex.abandon()
+            return _Failure(retry.classify_status(502), str(exc))
+        except ClientGone:
+            ex.abandon()
+            return Served(None, Outcome.CLIENT_CLOSED, b.provider)
+        if not relay.done:
+            ex.abandon()
+            return self._early(FailureKind.RESET, "closed early") if ttft is None else await self._broken(
+                b, FailureKind.RESET)
+        ex.finish()
+        self._succeeded(b, ttft)
+        try:
+            await self.sink.end()
+        except ClientGone:
+            return Served(None, Outcome.CLIENT_CLOSED, b.provider)
+        return Served(None, Outcome.OK, b.provider)
+
+    def _early(self, kind: FailureKind, detail: str) -> _Failure:
+        return _Failure(retry.classify_failure(kind), detail)
+
+    def _first_token(self, b: BackendTarget, started: float, now: float) -> float:
+        ttft = now - started
+        metrics.first_token(b.provider, ttft)
+        return ttft
+
+    async def _broken(self, b: BackendTarget, kind: FailureKind) -> Served:
+        """A stream failed after its first event: the client learns it from an error event."""
+        outcome = retry.classify_failure(kind)
+        metrics.attempt(b.provider, outcome.reason)
+        metrics.stream_error(
+            b.provider, outcome.reason if outcome.reason in metrics.STREAM_ERRORS else "upstream_error")
+        if outcome.circuit_failure:
+            self.deps.health.record(b, ok=False)
+        log.info("stream from %s broke after the first token: %s", backend_key(b), outcome.reason)
+        event = openai_errors.stream_interrupted(b.provider, outcome.reason).sse_event()
+        return await self._end_stream(event, Outcome.STREAM_ERROR, b.provider)
+
+    async def _end_stream(self, event: bytes, outcome: Outcome, provider: str | None) -> Served:
+        try:
+            await self.sink.write(event)
+            await self.sink.end()
+        except ClientGone:
+            return Served(None, Outcome.CLIENT_CLOSED, provider)
+        return Served(None, outcome, provider)
+
+    async def _assemble(self, b: BackendTarget, ex: Exchange, started: float, deadline: float,
+                        kind: FailureKind) -> Served | _Failure:
+        asm = Assembler(self.call.chat)
+        ttft: float | None = None
+        try:
+            while not asm.done:
+                chunk = await ex.read(deadline, kind)
+                if not chunk:
+                    break
+                asm.feed(chunk)
+                if asm.first_data:
+                    now = self.loop.time()
+                    ttft = self._first_token(b, started, now) if ttft is None else ttft
+                    deadline, kind = self._bounded(now + self.config.failover.idle_timeout_s, FailureKind.IDLE)
+        except UpstreamFailure as exc:
+            ex.abandon()
+            return _Failure(retry.classify_failure(exc.kind), exc.detail)
+        except ProtocolError as exc:
+            ex.abandon()
+            return _Failure(retry.classify_status(502), str(exc))
+        if not asm.done:
+            ex.abandon()
+            return _Failure(retry.classify_failure(FailureKind.RESET), "stream ended without [DONE]")
+        ex.finish()
+        self._succeeded(b, ttft)
+        body = json.dumps(asm.result(), ensure_ascii=False).encode()
+        return Served(Reply(200, body, JSON, self._headers(b)), Outcome.OK, b.provider)
+
+    async def _plain(self, b: BackendTarget, ex: Exchange, deadline: float, kind: FailureKind) -> Served | _Failure:
+        try:
+            body = await ex.read_body(deadline, kind, MAX_BODY)
+        except UpstreamFailure as exc:
+            ex.abandon()
+            return _Failure(retry.classify_failure(exc.kind), exc.detail)
+        ex.finish()
+        self._succeeded(b, None)
+        return Served(Reply(ex.status, body, ex.content_type or JSON, self._headers(b)), Outcome.OK, b.provider)
+
+    def _succeeded(self, b: BackendTarget, ttft: float | None, reason: str = "ok") -> None:
+        slow = ttft is not None and ttft > self.config.circuit.slow_first_token_s
+        self.deps.health.record(b, ok=True, slow=slow)
+        metrics.attempt(b.provider, reason)
+
+    def _failed(self, b: BackendTarget, failure: _Failure) -> None:
+        o, key = failure.outcome, backend_key(b)
+        metrics.attempt(b.provider, o.reason)
+        self.notes.append(f"{key}: {o.reason}")
+        if o.action is Action.MISCONFIGURED:
+            self.deps.health.force_open(b, f"misconfigured: {o.reason} ({failure.detail})")
+        elif o.action is Action.TAKE_OUT:
+            self.deps.health.take_out(b.provider, f"taken out: {o.reason} ({failure.detail})")
+        elif o.circuit_failure:
+            self.deps.health.record(b, ok=False)
+        if o.retry_after_s is not None:
+            self.retry_after[key] = o.retry_after_s
+        self.pending = (b.provider, o.reason)
+        log.debug("attempt %d on %s failed: %s (%s)", self.attempts, key, o.reason, failure.detail)
+
+    async def _give_up(self) -> Served:
+        entry = self.call.entry
+        if self.loop.time() >= self.deadline:
+            self.notes.append(f"total timeout of {self.config.failover.total_timeout_s:g}s reached")
+        wait = earliest_retry_s(entry.usable, self.deps.health.circuits, self.config.circuit, now=self.loop.time())
+        err = openai_errors.no_healthy_backend(entry.model, entry.data_class, [*entry.keyless, *self.notes],
+                                               max(1, math.ceil(wait or 0)))
+        if self.sink.started:
+            return await self._end_stream(err.sse_event(), Outcome.NO_HEALTHY_BACKEND, None)
+        headers = {"x-llmroute-data-class": entry.data_class, "x-llmroute-attempts": str(self.attempts)}
+        return Served(Reply.error(err, headers), Outcome.NO_HEALTHY_BACKEND, None)

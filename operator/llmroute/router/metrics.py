@@ -1,0 +1,186 @@
+"""Every Prometheus metric the router exports, declared once.
+
+Naming: ``llmroute_<noun>_<unit>[_total]`` in base units (seconds). Labels take values from the config (model,
+provider, data class, backend model names) or from fixed vocabularies (:class:`Outcome`, ``core.retry.REASONS``,
+circuit states, :data:`STREAM_ERRORS`, :data:`RELOAD_RESULTS`) - never prompts, keys, request ids or anything a client
+can invent: an unknown model or class is counted as ``none``. Label values are pre-created for each loaded config
+(:func:`prepare`), so dashboards and alerts see every series at zero before the first failure.
+
+Updated by :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`, :mod:`llmroute.router.health` and
+:mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from enum import StrEnum
+from functools import lru_cache
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from llmroute.core import retry
+from llmroute.core.circuit import State
+from llmroute.core.router_config import RouterConfig
+
+NONE = "none"
+"""Label value when there is no provider (the router answered itself) or the client's name is unknown."""
+
+
+class Outcome(StrEnum):
+    """How a client request ended (``llmroute_requests_total{outcome}``)."""
+
+    OK = "ok"
+    UPSTREAM_CLIENT_ERROR = "upstream_client_error"  # upstream 400/422 returned as it came
+    STREAM_ERROR = "stream_error"  # a stream broke after its first event
+    NO_HEALTHY_BACKEND = "no_healthy_backend"
+    NO_COMPLIANT_BACKEND = "no_compliant_backend"
+    INVALID_REQUEST = "invalid_request"  # bad JSON, too large, unknown model or data class
+    CLIENT_CLOSED = "client_closed"
+
+
+STREAM_ERRORS = ("idle_timeout", "reset", "total_timeout", "upstream_error")
+RELOAD_RESULTS = ("ok", "invalid", "unsupported_version", "unchanged")
+_PROVIDER_OUTCOMES = (Outcome.OK, Outcome.UPSTREAM_CLIENT_ERROR, Outcome.STREAM_ERROR, Outcome.CLIENT_CLOSED)
+_ROUTER_OUTCOMES = (Outcome.NO_HEALTHY_BACKEND, Outcome.NO_COMPLIANT_BACKEND, Outcome.INVALID_REQUEST,
+                    Outcome.CLIENT_CLOSED)
+
+# No *_created series: they double the scrape size, and no dashboard or alert uses them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+REQUESTS = Counter("llmroute_requests", "Client requests by how they ended.",
+                   ["model", "provider", "jurisdiction", "data_class", "outcome"], registry=REGISTRY)
+REQUEST_DURATION = Histogram(
+    "llmroute_request_duration_seconds", "Time from request to the last byte of the response, by serving provider.",
+    ["provider"], registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+TIME_TO_FIRST_TOKEN = Histogram(
+    "llmroute_time_to_first_token_seconds", "Time from sending an attempt to its first data event, by provider.",
+    ["provider"], registry=REGISTRY, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 30, 60))
+FAILOVERS = Counter("llmroute_failovers", "Attempts that failed and moved the request on, by why.",
+                    ["model", "from_provider", "reason"], registry=REGISTRY)
+RESIDENCY_DENIALS = Counter("llmroute_residency_denials",
+                            "Requests refused because no backend may receive their data class.",
+                            ["model", "data_class"], registry=REGISTRY)
+UPSTREAM_ATTEMPTS = Counter("llmroute_upstream_attempts", "Upstream attempts by provider and result.",
+                            ["provider", "reason"], registry=REGISTRY)
+CIRCUIT_STATE = Gauge("llmroute_circuit_state", "1 for the state each backend's circuit is in, 0 for the others.",
+                      ["provider", "backend", "state"], registry=REGISTRY)
+STREAM_ERRORS_TOTAL = Counter("llmroute_stream_errors", "Streams that broke after their first event.",
+                              ["provider", "reason"], registry=REGISTRY)
+INFLIGHT = Gauge("llmroute_inflight_requests", "Client requests being served.", registry=REGISTRY)
+CONFIG_RELOADS = Counter("llmroute_config_reloads", "Config load attempts by result.", ["result"],
+                         registry=REGISTRY)
+CONFIG_INFO = Gauge("llmroute_config_info", "1 for the config being served.", ["route", "hash"], registry=REGISTRY)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition body and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def prepare(config: RouterConfig, previous_info: tuple[str, str] | None) -> tuple[str, str]:
+    """Pre-create the label values of ``config``; returns its ``config_info`` labels (pass them back next time)."""
+    if previous_info is not None:
+        CONFIG_INFO.remove(*previous_info)
+    info = (f"{config.origin.route_namespace}/{config.origin.route_name}", config.content_hash())
+    CONFIG_INFO.labels(*info).set(1)
+    jurisdiction = {p.name: p.jurisdiction for p in config.providers}
+    for model in config.models:
+        for cr in model.classes:
+            for outcome in _ROUTER_OUTCOMES:
+                REQUESTS.labels(model.name, NONE, NONE, cr.data_class, outcome)
+            for b in cr.allowed:
+                for outcome in _PROVIDER_OUTCOMES:
+                    REQUESTS.labels(model.name, b.provider, jurisdiction[b.provider], cr.data_class, outcome)
+                for reason in retry.REASONS:
+                    FAILOVERS.labels(model.name, b.provider, reason)
+            if cr.denied:
+                RESIDENCY_DENIALS.labels(model.name, cr.data_class)
+    REQUESTS.labels(NONE, NONE, NONE, NONE, Outcome.INVALID_REQUEST)
+    for p in config.providers:
+        REQUEST_DURATION.labels(p.name)
+        TIME_TO_FIRST_TOKEN.labels(p.name)
+        for reason in retry.REASONS:
+            UPSTREAM_ATTEMPTS.labels(p.name, reason)
+        for reason in STREAM_ERRORS:
+            STREAM_ERRORS_TOTAL.labels(p.name, reason)
+    for result in RELOAD_RESULTS:
+        CONFIG_RELOADS.labels(result)
+    return info
+
+
+def set_circuit_state(provider: str, backend: str, state: State) -> None:
+    for s in State:
+        CIRCUIT_STATE.labels(provider, backend, s).set(1 if s is state else 0)
+
+
+def remove_circuit(provider: str, backend: str) -> None:
+    for s in State:
+        with contextlib.suppress(KeyError):
+            CIRCUIT_STATE.remove(provider, backend, s)
+
+
+# The hot path: children are cached so a request costs dictionary lookups, not label validation.
+
+@lru_cache(maxsize=4096)
+def _request_child(model: str, provider: str, jurisdiction: str, data_class: str, outcome: str) -> Counter:
+    return REQUESTS.labels(model, provider, jurisdiction, data_class, outcome)
+
+
+@lru_cache(maxsize=256)
+def _duration_child(provider: str) -> Histogram:
+    return REQUEST_DURATION.labels(provider)
+
+
+@lru_cache(maxsize=256)
+def _ttft_child(provider: str) -> Histogram:
+    return TIME_TO_FIRST_TOKEN.labels(provider)
+
+
+@lru_cache(maxsize=4096)
+def _attempt_child(provider: str, reason: str) -> Counter:
+    return UPSTREAM_ATTEMPTS.labels(provider, reason)
+
+
+def request_done(model: str, provider: str, jurisdiction: str, data_class: str, outcome: Outcome,
+                 duration_s: float) -> None:
+    _request_child(model, provider, jurisdiction, data_class, outcome).inc()
+    if provider != NONE:
+        _duration_child(provider).observe(duration_s)
+
+
+def first_token(provider: str, seconds: float) -> None:
+    _ttft_child(provider).observe(seconds)
+
+
+def attempt(provider: str, reason: str) -> None:
+    _attempt_child(provider, reason).inc()
+
+
+def failover(model: str, from_provider: str, reason: str) -> None:
+    FAILOVERS.labels(model, from_provider, reason).inc()
+
+
+def residency_denial(model: str, data_class: str) -> None:
+    RESIDENCY_DENIALS.labels(model, data_class).inc()
+
+
+def stream_error(provider: str, reason: str) -> None:
+    STREAM_ERRORS_TOTAL.labels(provider, reason).inc()
+
+
+def config_reload(result: str) -> None:
+    CONFIG_RELOADS.labels(result).inc()

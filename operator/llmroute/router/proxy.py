@@ -1,0 +1,144 @@
+"""One client request, from bytes to routing decision: parse, look up the model, resolve the data class, check
+residency, then hand over to :mod:`llmroute.router.failover` for the attempts.
+
+Owns the request-level contract (issue "Router data plane"): the body is parsed once (``json``) to read ``model``
+and ``stream``; unknown fields pass through untouched, and ``model`` is replaced per attempt by the backend's
+upstream name. The data class is the ``x-llmroute-data-class`` header, else the config's default. The refusals are
+OpenAI-shaped (:mod:`llmroute.router.openai_errors`): 413 too large, 400 malformed JSON, 404 ``model_not_found``,
+400 ``unknown_data_class``, 403 ``no_compliant_backend`` (each denied backend with its reasons), 503
+``no_healthy_backend``. Every request is counted once in ``llmroute_requests_total`` with bounded labels.
+
+Nothing here logs a prompt, a completion or a key. Called by :mod:`llmroute.router.app`, which owns HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from llmroute.router import metrics, openai_errors
+from llmroute.router.client import ClientSink, Reply
+from llmroute.router.config_source import ConfigWatcher, RouteEntry, Snapshot
+from llmroute.router.failover import Call, Failover, Mode, Served
+from llmroute.router.metrics import NONE, Outcome
+from llmroute.router.openai_errors import RouterError
+from llmroute.router.upstream import client_headers
+
+DATA_CLASS_HEADER = "x-llmroute-data-class"
+
+
+class Kind(StrEnum):
+    """The proxied endpoints, by upstream path (appended to the provider's endpoint, which ends in /v1)."""
+
+    CHAT = "/chat/completions"
+    COMPLETIONS = "/completions"
+    EMBEDDINGS = "/embeddings"
+
+
+class _Refusal(Exception):
+    def __init__(self, error: RouterError, outcome: Outcome, model: str = NONE, data_class: str = NONE) -> None:
+        super().__init__(error.message)
+        self.error, self.outcome, self.model, self.data_class = error, outcome, model, data_class
+
+
+class Proxy:
+    """Serves proxied requests with the watcher's current snapshot (held for the whole request)."""
+
+    def __init__(self, watcher: ConfigWatcher, failover: Failover) -> None:
+        self.watcher = watcher
+        self.failover = failover
+
+    async def handle(self, kind: Kind, body: bytes, headers: Mapping[str, str], sink: ClientSink) -> Reply | None:
+        """Serve one request; returns the reply to send, or None when it was streamed into ``sink``."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        snapshot = self.watcher.current
+        if snapshot is None:
+            return Reply.error(openai_errors.not_ready())
+        metrics.INFLIGHT.inc()
+        try:
+            call = _route(snapshot, kind, body, headers, started)
+        except _Refusal as refusal:
+            metrics.INFLIGHT.dec()
+            metrics.request_done(refusal.model, NONE, NONE, refusal.data_class, refusal.outcome, 0.0)
+            extra = {DATA_CLASS_HEADER: refusal.data_class} if refusal.data_class != NONE else {}
+            return Reply.error(refusal.error, extra)
+        served = Served(None, Outcome.CLIENT_CLOSED)
+        try:
+            served = await self.failover.run(call, sink)
+        finally:
+            metrics.INFLIGHT.dec()
+            provider = served.provider or NONE
+            endpoint = snapshot.endpoints.get(provider)
+            jurisdiction = endpoint.provider.jurisdiction if endpoint else NONE
+            metrics.request_done(call.entry.model, provider, jurisdiction, call.entry.data_class, served.outcome,
+                                 loop.time() - started)
+        return served.reply
+
+    def refuse_oversized(self, size: int | None) -> Reply | None:
+        """413 before reading a body whose declared length is over the limit (None: read it)."""
+        snapshot = self.watcher.current
+        if snapshot is None or size is None or size <= snapshot.config.max_request_bytes:
+            return None
+        metrics.request_done(NONE, NONE, NONE, NONE, Outcome.INVALID_REQUEST, 0.0)
+        return Reply.error(openai_errors.too_large(size, snapshot.config.max_request_bytes))
+
+
+def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str], started: float) -> Call:
+    """Parse and route, or raise :class:`_Refusal`."""
+    config = snapshot.config
+    if len(raw) > config.max_request_bytes:
+        raise _Refusal(openai_errors.too_large(len(raw), config.max_request_bytes), Outcome.INVALID_REQUEST)
+    body = _parse(raw)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _Refusal(openai_errors.invalid_body("you must provide a model parameter", "model"),
+                       Outcome.INVALID_REQUEST)
+    data_class = headers.get(DATA_CLASS_HEADER) or config.default_data_class
+    if data_class not in config.data_classes:
+        known_model = model if snapshot.routes.get((model, config.default_data_class)) else NONE
+        raise _Refusal(openai_errors.unknown_data_class(data_class, config.data_classes), Outcome.INVALID_REQUEST,
+                       known_model)
+    entry = snapshot.routes.get((model, data_class))
+    if entry is None:
+        raise _Refusal(openai_errors.model_not_found(model, snapshot.published), Outcome.INVALID_REQUEST,
+                       data_class=data_class)
+    _check_route(entry)
+    mode = _mode(kind, body)
+    return Call(snapshot=snapshot, entry=entry, path=kind.value, body=body, mode=mode, chat=kind is Kind.CHAT,
+                headers=client_headers(headers), started=started)
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise _Refusal(openai_errors.invalid_json(str(exc)), Outcome.INVALID_REQUEST) from None
+    if not isinstance(body, dict):
+        raise _Refusal(openai_errors.invalid_body("the request body must be a JSON object"), Outcome.INVALID_REQUEST)
+    return body
+
+
+def _check_route(entry: RouteEntry) -> None:
+    if not entry.route.allowed:
+        metrics.residency_denial(entry.model, entry.data_class)
+        raise _Refusal(openai_errors.no_compliant_backend(entry.model, entry.data_class, entry.route.denied),
+                       Outcome.NO_COMPLIANT_BACKEND, entry.model, entry.data_class)
+    if not entry.usable:
+        raise _Refusal(openai_errors.no_healthy_backend(entry.model, entry.data_class, entry.keyless, 60),
+                       Outcome.NO_HEALTHY_BACKEND, entry.model, entry.data_class)
+
+
+def _mode(kind: Kind, body: dict[str, Any]) -> Mode:
+    """How to talk to the upstream; a non-streaming completion is asked for as a stream (see sse.Assembler)."""
+    if kind is Kind.EMBEDDINGS:
+        return Mode.PLAIN
+    if body.get("stream") is True:
+        return Mode.STREAM
+    options = body.get("stream_options")
+    body["stream"] = True
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return Mode.ASSEMBLE

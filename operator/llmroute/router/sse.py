@@ -1,0 +1,250 @@
+"""Server-sent events between the upstream and the client: relaying a stream and assembling a JSON answer from one.
+
+Owns two per-attempt state machines, fed with the raw chunks the upstream module reads (no I/O here):
+
+* :class:`StreamRelay` - what to write to a streaming client. Until the first ``data:`` event it works line by
+  line: ``: keep-alive`` comments, blank lines and ``event:``/``id:`` lines pass through as they came (so the
+  client's headers may already be out), and the first data event is detected (``first_data``: the first token,
+  which ends the failover-invisible phase). A data event carrying ``{"error": ...}`` before that is an upstream
+  failure, not a token (:class:`ProtocolError`). After the first event chunks are relayed as they arrived - never
+  parsed, never re-serialised - and only watched for ``data: [DONE]``; if a failover happened after the headers
+  went out, a comment ``: llmroute provider=<name> attempts=<n>`` is put in front of ``data: [DONE]``.
+* :class:`Assembler` - a non-streaming answer built from an upstream stream. The router asks providers for a stream
+  even when the client did not (``stream: true``, ``stream_options.include_usage: true``): DeepSeek answers a
+  non-streaming request with blank lines until the whole answer is ready, so without a stream "no token yet" and
+  "still thinking" look the same, and the time-to-first-token budget could not protect non-streaming clients. The
+  assembled body has the upstream's non-streaming shape: ``id``, ``object`` (``chat.completion`` or
+  ``text_completion``), ``created``, ``model``, ``system_fingerprint``, ``choices`` (``message`` with ``role``,
+  ``content``, ``reasoning_content``/``reasoning`` and any other text fields, ``tool_calls`` merged from their
+  deltas; or ``text``), ``logprobs``, ``finish_reason``, ``usage``, and unknown top-level fields.
+
+Used by :mod:`llmroute.router.failover`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+DONE = b"data: [DONE]"
+_DONE_COMPACT = b"data:[DONE]"
+
+
+class ProtocolError(Exception):
+    """The upstream sent an error event or an unparsable chunk before the answer was committed."""
+
+
+def end_comment(provider: str, attempts: int) -> bytes:
+    """The SSE comment that names the serving provider after a failover the client could not see."""
+    return f": llmroute provider={provider} attempts={attempts}\n\n".encode()
+
+
+def _payload(line: bytes) -> bytes:
+    """The data of a ``data:`` line (one optional space after the colon removed, as the SSE spec says)."""
+    value = line[5:]
+    return value[1:] if value[:1] == b" " else value
+
+
+def _is_error_event(payload: bytes) -> bool:
+    return payload.lstrip().startswith((b'{"error"', b'{ "error"'))
+
+
+def _is_done(line: bytes) -> bool:
+    return line.rstrip(b"\r") in (DONE, _DONE_COMPACT)
+
+
+class StreamRelay:
+    """One streaming attempt: ``feed`` upstream chunks, write what it returns to the client."""
+
+    __slots__ = ("_comment", "_partial", "_tail", "done", "first_data")
+
+    def __init__(self, comment: bytes | None = None) -> None:
+        self._comment = comment  # inserted before data: [DONE] (set after a failover behind sent headers)
+        self._partial = b""
+        self._tail = b""
+        self.first_data = False
+        self.done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Bytes to relay for ``chunk``; raises :class:`ProtocolError` for an error event before the first."""
+        if self.first_data and self._comment is None:
+            window = self._tail + chunk
+            if DONE in window or _DONE_COMPACT in window:
+                self.done = True
+            self._tail = chunk[-len(DONE):]
+            return chunk
+        return self._by_line(chunk)
+
+    def _by_line(self, chunk: bytes) -> bytes:
+        data = self._partial + chunk
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._partial = data
+            return b""
+        complete, self._partial = data[:end + 1], data[end + 1:]
+        out: list[bytes] = []
+        for line in complete.split(b"\n")[:-1]:
+            if not self.first_data and line.startswith(b"data:"):
+                if _is_error_event(_payload(line)):
+                    raise ProtocolError("error event before the first token")
+                self.first_data = True
+            elif self.first_data and _is_done(line):
+                self.done = True
+                if self._comment is not None:
+                    out.append(self._comment.rstrip(b"\n"))
+                    out.append(b"")
+            out.append(line)
+        relayed = b"\n".join(out) + b"\n"
+        if self.first_data and self._comment is None:  # from here on, raw relay
+            relayed, self._partial = relayed + self._partial, b""
+            self._tail = relayed[-len(DONE):]
+        return relayed
+
+
+class Assembler:
+    """Builds the non-streaming response body from the chunks of one upstream stream."""
+
+    def __init__(self, chat: bool) -> None:
+        self.chat = chat
+        self.first_data = False
+        self.done = False
+        self._partial = b""
+        self._head: dict[str, Any] = {}
+        self._extra: dict[str, Any] = {}
+        self._choices: dict[int, _Choice] = {}
+        self._usage: Any = None
+
+    def feed(self, chunk: bytes) -> None:
+        """Consume ``chunk``; blank lines and comments are ignored; raises :class:`ProtocolError`."""
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line.startswith(b"data:"):
+                self._data(_payload(line).strip())
+
+    def _data(self, payload: bytes) -> None:
+        if payload == b"[DONE]":
+            self.done = True
+            return
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            raise ProtocolError("unparsable data event") from None
+        if not isinstance(chunk, dict) or "error" in chunk:
+            raise ProtocolError("error event" if isinstance(chunk, dict) else "data event is not an object")
+        self.first_data = True
+        self._merge(chunk)
+
+    def _merge(self, chunk: dict[str, Any]) -> None:
+        for key in ("id", "created", "model", "system_fingerprint"):
+            if key in chunk and key not in self._head:
+                self._head[key] = chunk[key]
+        for key, value in chunk.items():
+            if key not in ("id", "object", "created", "model", "system_fingerprint", "choices", "usage"):
+                self._extra[key] = value
+        if chunk.get("usage") is not None:
+            self._usage = chunk["usage"]
+        for raw in chunk.get("choices") or ():
+            index = raw.get("index", 0)
+            choice = self._choices.get(index)
+            if choice is None:
+                choice = self._choices[index] = _Choice(index)
+            choice.merge(raw, self.chat)
+
+    def result(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self._head.get("id"),
+            "object": "chat.completion" if self.chat else "text_completion",
+            "created": self._head.get("created"),
+            "model": self._head.get("model"),
+        }
+        if "system_fingerprint" in self._head:
+            body["system_fingerprint"] = self._head["system_fingerprint"]
+        body["choices"] = [self._choices[i].render(self.chat) for i in sorted(self._choices)]
+        if self._usage is not None:
+            body["usage"] = self._usage
+        body.update(self._extra)
+        return body
+
+
+class _Choice:
+    """One choice being assembled."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.role: str | None = None
+        self.text: dict[str, list[str]] = {}  # delta text fields (content, reasoning_content, ...) or "text"
+        self.seen: set[str] = set()  # text fields present at all (even only as null)
+        self.other: dict[str, Any] = {}
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.logprobs: dict[str, Any] | None = None
+        self.finish_reason: Any = None
+        self.extra: dict[str, Any] = {}
+
+    def merge(self, raw: dict[str, Any], chat: bool) -> None:
+        if chat:
+            self._delta(raw.get("delta") or {})
+        elif isinstance(raw.get("text"), str):
+            self.text.setdefault("text", []).append(raw["text"])
+        if raw.get("logprobs") is not None:
+            self._logprobs(raw["logprobs"])
+        if raw.get("finish_reason") is not None:
+            self.finish_reason = raw["finish_reason"]
+        for key, value in raw.items():
+            if key not in ("index", "delta", "text", "logprobs", "finish_reason"):
+                self.extra[key] = value
+
+    def _delta(self, delta: dict[str, Any]) -> None:
+        for key, value in delta.items():
+            if key == "role":
+                self.role = value or self.role
+            elif key == "tool_calls":
+                for call in value or ():
+                    self._tool_call(call)
+            elif isinstance(value, str):
+                self.seen.add(key)
+                self.text.setdefault(key, []).append(value)
+            elif value is None:
+                self.seen.add(key)
+            else:
+                self.other[key] = value
+
+    def _tool_call(self, call: dict[str, Any]) -> None:
+        slot = self.tool_calls.setdefault(call.get("index", len(self.tool_calls)), {})
+        for key, value in call.items():
+            if key == "function" and isinstance(value, dict):
+                fn = slot.setdefault("function", {})
+                for fkey, fvalue in value.items():
+                    fn[fkey] = fn.get(fkey, "") + fvalue if isinstance(fvalue, str) else fvalue
+            elif key != "index" and value is not None:
+                slot[key] = value
+
+    def _logprobs(self, logprobs: Any) -> None:
+        if not isinstance(logprobs, dict):
+            self.logprobs = logprobs
+            return
+        acc = self.logprobs if isinstance(self.logprobs, dict) else {}
+        for key, value in logprobs.items():
+            if isinstance(value, list) and isinstance(acc.get(key), list):
+                acc[key] = acc[key] + value
+            else:
+                acc[key] = value
+        self.logprobs = acc
+
+    def render(self, chat: bool) -> dict[str, Any]:
+        if not chat:
+            return {"text": "".join(self.text.get("text", [])), "index": self.index, "logprobs": self.logprobs,
+                    "finish_reason": self.finish_reason, **self.extra}
+        content = "".join(self.text["content"]) if "content" in self.text else None
+        if content is None and not self.tool_calls:
+            content = ""
+        message: dict[str, Any] = {"role": self.role or "assistant", "content": content}
+        for key in sorted(self.seen - {"content"}):
+            if key in self.text:
+                message[key] = "".join(self.text[key])
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        message.update(self.other)
+        return {"index": self.index, "message": message, "logprobs": self.logprobs,
+                "finish_reason": self.finish_reason, **self.extra}
