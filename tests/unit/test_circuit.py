@@ -307,3 +307,21 @@ def test_transitions_explain_themselves() -> None:
     assert on_probe(opened, False, 50.0, S).reason == "probe failed: still open (5 consecutive failures)"
     assert tick(opened, 20.0, S).reason == "open for 10s: only a good probe brings it back"
     assert on_probe(Circuit(), True, 1.0, S).reason == "probe ok: ignored while healthy (passive outcomes decide)"
+
+
+def test_failure_count_stays_exact_over_random_histories() -> None:
+    """The incremental ``failures`` counter (kept so the error rate is O(1) per request) never drifts."""
+    import random
+
+    rng = random.Random(7)
+    c, now = Circuit(), 0.0
+    for _ in range(5000):
+        now += rng.random() * 0.5
+        action = rng.random()
+        if action < 0.8:
+            c = record(c, rng.random() < 0.7, now, S).circuit
+        elif action < 0.9:
+            c = tick(c, now, S).circuit
+        else:
+            c = on_probe(c, rng.random() < 0.5, now, S).circuit
+        assert c.failures == sum(1 for _, ok in c.events if not ok)

@@ -59,6 +59,12 @@ class Circuit:
     events: tuple[tuple[float, bool], ...] = ()
     step: int = 0
     reason: str = ""
+    failures: int = -1
+    """Failed events in ``events``, kept up to date so the error rate is O(1) on the request path (-1: count them)."""
+
+    def __post_init__(self) -> None:
+        if self.failures < 0:
+            object.__setattr__(self, "failures", sum(1 for _, ok in self.events if not ok))
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,7 @@ class Transition:
 def record(c: Circuit, ok: bool, now: float, s: CircuitSettings, *, slow: bool = False) -> Transition:
     """Record the passive outcome of one attempt; ``ok=False`` or ``slow=True`` is a failure."""
     failed = not ok or slow
-    c = replace(
-        c,
-        events=_prune((*c.events, (now, not failed)), now, s),
-        consecutive_failures=c.consecutive_failures + 1 if failed else 0,
-    )
+    c = _windowed(c, now, s, (now, not failed), consecutive_failures=c.consecutive_failures + 1 if failed else 0)
     outcome = ("slow first token" if ok else "failure") if failed else "success"
     if c.state is State.OPEN:
         return _stay(c, f"{outcome} recorded while open (a probe brings it back)")
@@ -103,7 +105,7 @@ def on_probe(c: Circuit, ok: bool, now: float, s: CircuitSettings) -> Transition
             return _stay(c, f"probe failed: still open ({c.reason})")
         if now - c.since < s.open_s:
             return _stay(c, f"probe ok but open for {now - c.since:.0f}s < {s.open_s:g}s: still open")
-        recovering = replace(c, events=(), consecutive_failures=0)
+        recovering = replace(c, events=(), failures=0, consecutive_failures=0)
         return _enter(recovering, State.RECOVERING, now,
                       f"probe ok after {now - c.since:.0f}s open: recovering at {s.recovery_steps[0]:.0%} share")
     if c.state is State.RECOVERING and not ok:
@@ -113,7 +115,7 @@ def on_probe(c: Circuit, ok: bool, now: float, s: CircuitSettings) -> Transition
 
 def tick(c: Circuit, now: float, s: CircuitSettings) -> Transition:
     """Time passes: prune the window, step RECOVERING up (then to HEALTHY), let a dwelt DEGRADED heal."""
-    c = replace(c, events=_prune(c.events, now, s))
+    c = _windowed(c, now, s)
     if c.state is State.RECOVERING:
         return _step(c, now, s)
     if c.state is State.DEGRADED:
@@ -151,9 +153,9 @@ def retry_in_s(c: Circuit, now: float, s: CircuitSettings) -> float:
 
 def summary(c: Circuit, now: float, s: CircuitSettings) -> str:
     """One line for plans, status and ``llmroute explain``, e.g. ``circuit open since 12s: 5 consecutive failures``."""
-    age = f"{now - c.since:.0f}s"
     if c.state is State.HEALTHY:
         return "healthy"
+    age = f"{now - c.since:.0f}s"
     if c.state is State.OPEN:
         return f"circuit open since {age}: {c.reason}"
     if c.state is State.RECOVERING:
@@ -163,9 +165,7 @@ def summary(c: Circuit, now: float, s: CircuitSettings) -> str:
 
 def error_rate(c: Circuit) -> float:
     """Failures / events in the window (0.0 for an empty window)."""
-    if not c.events:
-        return 0.0
-    return sum(1 for _, ok in c.events if not ok) / len(c.events)
+    return c.failures / len(c.events) if c.events else 0.0
 
 
 def _open_reason(c: Circuit, s: CircuitSettings) -> str:
@@ -216,6 +216,15 @@ def _stay(c: Circuit, reason: str) -> Transition:
     return Transition(c, False, reason)
 
 
-def _prune(events: tuple[tuple[float, bool], ...], now: float, s: CircuitSettings) -> tuple[tuple[float, bool], ...]:
+def _windowed(c: Circuit, now: float, s: CircuitSettings, new: tuple[float, bool] | None = None,
+              consecutive_failures: int | None = None) -> Circuit:
+    """``c`` with ``new`` appended to the window and events older than ``window_s`` (or beyond the cap) dropped."""
+    events, failures = c.events, c.failures
+    if new is not None:
+        events, failures = (*events, new), failures + (not new[1])
     start = max(bisect_left(events, (now - s.window_s, False)), len(events) - max(MIN_WINDOW_EVENTS, s.min_requests))
-    return events[start:] if start > 0 else events
+    if start > 0:
+        failures -= sum(1 for _, ok in events[:start] if not ok)
+        events = events[start:]
+    streak = c.consecutive_failures if consecutive_failures is None else consecutive_failures
+    return replace(c, events=events, failures=failures, consecutive_failures=streak)
