@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "hi"}]}
 STREAM_BODY = {**BODY, "stream": True}
+CLIENT_KEY = "sk-llmroute-bench-7f3a9c2e5b1d4a6f8e0c9b7a5d3f1e2c"
+"""The client's key: LiteLLM needs it as its master key; llmroute and nginx ignore it (never forwarded)."""
 
 
 def free_port() -> int:
@@ -123,7 +125,7 @@ http {{
 def wrk(url: str, connections: int, duration: int, tmp: Path) -> dict[str, float]:
     script = tmp / "post.lua"
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      'wrk.headers["Authorization"] = "Bearer client-key"\n'
+                      f'wrk.headers["Authorization"] = "Bearer {CLIENT_KEY}"\n'
                       f"wrk.body = '{json.dumps(BODY)}'\n")
     threads = 1 if connections == 1 else 2
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
@@ -160,7 +162,7 @@ async def stream_timings(url: str, n: int) -> dict[str, float]:
     first: list[float] = []
     total: list[float] = []
     keepalives = 0
-    async with aiohttp.ClientSession(headers={"Authorization": "Bearer client-key"}) as session:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {CLIENT_KEY}"}) as session:
         for _ in range(n):
             start = time.perf_counter()
             async with session.post(url, json=STREAM_BODY) as resp:
@@ -228,7 +230,7 @@ def targets(args: argparse.Namespace, tmp: Path, up: int, st: int) -> list[tuple
     def litellm() -> Any:
         return _pair(lambda u, p: ([args.litellm, "--config", str(litellm_config(tmp / f"l{p}", u)), "--port", str(p),
                                     "--num_workers", "1"], f"http://127.0.0.1:{p}/health/liveliness",
-                                   {"LITELLM_LOG": "ERROR"}), up, st, tmp)
+                                   {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": CLIENT_KEY}), up, st, tmp)
 
     def nginx() -> Any:
         return _pair(lambda u, p: (["nginx", "-p", str(tmp), "-c", str(nginx_config(tmp / f"n{p}", u, p)), "-g",

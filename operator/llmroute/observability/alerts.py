@@ -1,0 +1,169 @@
+"""The alerting rules for llmroute, as data: rendered into ``charts/llmroute/files/alerts.yaml`` (a Prometheus rule
+file, which the chart wraps in a PrometheusRule) by :func:`render_rules`.
+
+Every alert is a *signal* (a PromQL expression that returns one series per thing that can be in trouble) compared
+with a *threshold*: ``expr = signal + " " + condition``. The split is what the live test in
+``tests/observability/test_live.py`` relies on: against a real Prometheus scraping a live router and operator it
+evaluates each ``signal`` and requires series back (the metric names, labels and label values exist and join), and
+evaluates each full ``expr`` for the alerts the scenario drives into firing. ``promtool test rules``
+(``tests/observability/alerts_test.yaml``) covers each alert firing and not firing.
+
+Labels used for grouping are the ones the chart's PodMonitor attaches to router series (``namespace`` and
+``llmroute_route``, the LLMRoute's name) plus the metric labels of :mod:`llmroute.router.metrics` and
+:mod:`llmroute.controller.metrics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+ROUTE = "namespace, llmroute_route"
+"""The labels that identify one LLMRoute's routers (from the PodMonitor's relabelling)."""
+
+DEEPSEEK = "deepseek.*"
+"""Provider names the DeepSeek-specific circuit alert is about (the generic one covers all other providers)."""
+
+SERVER_ERRORS = "no_healthy_backend|stream_error"
+"""Router outcomes that reach the client as a 5xx (503 no healthy backend, 502 stream interrupted)."""
+
+REFUSED = "invalid_request|no_compliant_backend"
+"""Router outcomes of requests refused before any upstream attempt (they can never fail over)."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alerting rule; ``signal`` is evaluated on its own by the live test."""
+
+    name: str
+    signal: str
+    condition: str
+    for_: str
+    severity: str
+    summary: str
+    description: str
+
+    @property
+    def expr(self) -> str:
+        signal = "(\n  " + self.signal.replace("\n", "\n  ") + "\n)" if "\n" in self.signal else self.signal
+        return f"{signal} {self.condition}"
+
+    def rule(self) -> dict[str, Any]:
+        return {"alert": self.name, "expr": self.expr, "for": self.for_,
+                "labels": {"severity": self.severity},
+                "annotations": {"summary": self.summary, "description": self.description}}
+
+
+def _circuit_open(selector: str) -> str:
+    # max_over_time: a circuit that probes and re-opens within the window still counts as open for the whole window.
+    return (f"max by ({ROUTE}, provider, backend) "
+            f'(max_over_time(llmroute_circuit_state{{state="open", {selector}}}[2m]))')
+
+
+def _ratio(numerator: str, denominator: str, by: str, window: str = "5m") -> str:
+    return (f"sum by ({by}) (rate(llmroute_requests_total{{{numerator}}}[{window}]))\n"
+            f"/\nsum by ({by}) (rate(llmroute_requests_total{{{denominator}}}[{window}]))")
+
+
+PROVIDERS = (
+    Alert("LLMRouteProviderDown",
+          'max by (policy, provider) (llmroute_provider_health{state="Down"})', "== 1", "5m", "warning",
+          "Provider {{ $labels.provider }} is down",
+          "The operator's health probes have found provider {{ $labels.provider }} of ProviderPolicy "
+          "{{ $labels.policy }} down for 5 minutes. Routers fail over to the next allowed backend; check the "
+          "provider's status page and the LLMRoutes' Degraded condition."),
+    Alert("LLMRouteProviderMisconfigured",
+          'max by (policy, provider) (llmroute_provider_health{state="Misconfigured"})', "== 1", "5m", "warning",
+          "Provider {{ $labels.provider }} rejects llmroute's credentials or path",
+          "Probes of provider {{ $labels.provider }} (ProviderPolicy {{ $labels.policy }}) get 401/403/404: check "
+          "the key in its credentials Secret and the endpoint. The provider is skipped until this is fixed."),
+    Alert("LLMRouteCircuitOpen", _circuit_open(f'provider!~"{DEEPSEEK}"'), "== 1", "5m",
+          "warning",
+          "Circuit open for {{ $labels.provider }}/{{ $labels.backend }}",
+          "The circuit of backend {{ $labels.provider }}/{{ $labels.backend }} in LLMRoute "
+          "{{ $labels.namespace }}/{{ $labels.llmroute_route }} has been open for more than 5 minutes: its traffic "
+          "goes to the next allowed backends."),
+    Alert("LLMRouteDeepSeekCircuitOpen", _circuit_open(f'provider=~"{DEEPSEEK}"'), "== 1", "5m", "warning",
+          "DeepSeek circuit open: traffic is on the fallback hosts",
+          "The circuit of {{ $labels.provider }}/{{ $labels.backend }} in LLMRoute "
+          "{{ $labels.namespace }}/{{ $labels.llmroute_route }} has been open for more than 5 minutes. Requests "
+          "that DeepSeek's API would serve go to the fallback hosts (higher cost); pii/phi traffic is unaffected. "
+          "Check DeepSeek's status page; the router probes and brings it back in steps when it recovers."),
+)
+
+ROUTER = (
+    Alert("LLMRouteFailoverRateHigh",
+          f"sum by ({ROUTE}, model) (rate(llmroute_failovers_total[5m]))\n/\n"
+          f'sum by ({ROUTE}, model) (rate(llmroute_requests_total{{outcome!~"{REFUSED}"}}[5m]))',
+          "> 0.25", "10m", "warning",
+          "Failovers on {{ $value | humanizePercentage }} of {{ $labels.model }} requests",
+          "More than 25% of the requests to model {{ $labels.model }} in LLMRoute "
+          "{{ $labels.namespace }}/{{ $labels.llmroute_route }} needed another backend for 10 minutes: a backend "
+          "is failing without its circuit opening (partial outage, rate limiting). See failovers by reason."),
+    Alert("LLMRouteResidencyDenialsSpike",
+          f"sum by ({ROUTE}, model, data_class) (increase(llmroute_residency_denials_total[10m]))",
+          "> 10", "2m", "warning",
+          "Requests of class {{ $labels.data_class }} for {{ $labels.model }} are refused by residency policy",
+          "More than 10 requests in 10 minutes asked LLMRoute {{ $labels.namespace }}/{{ $labels.llmroute_route }} "
+          "for model {{ $labels.model }} with data class {{ $labels.data_class }}, which no backend of the model may "
+          "receive. Usually a misconfiguration: a route without a compliant backend for a class its clients use, "
+          "or clients sending the wrong x-llmroute-data-class. `llmroute explain` shows why each backend is denied."),
+    Alert("LLMRouteNoHealthyBackend",
+          _ratio('outcome="no_healthy_backend"', 'outcome!~"invalid_request|client_closed"',
+                 f"{ROUTE}, model, data_class"),
+          "> 0.5", "2m", "critical",
+          "No healthy backend for {{ $labels.model }} / data class {{ $labels.data_class }}",
+          "Most requests ({{ $value | humanizePercentage }}) for model {{ $labels.model }} with data class "
+          "{{ $labels.data_class }} in LLMRoute {{ $labels.namespace }}/{{ $labels.llmroute_route }} find no "
+          "healthy allowed backend and get 503. Residency is never relaxed: restore a backend or add a compliant "
+          "one for this class."),
+    Alert("LLMRouteRouter5xxRatio",
+          _ratio(f'outcome=~"{SERVER_ERRORS}"', 'outcome!="client_closed"', ROUTE),
+          "> 0.05", "5m", "warning",
+          "Router 5xx ratio {{ $value | humanizePercentage }}",
+          "More than 5% of requests to LLMRoute {{ $labels.namespace }}/{{ $labels.llmroute_route }} end in a "
+          "server error (no healthy backend, or a stream that broke after its first byte)."),
+)
+
+OPERATOR = (
+    Alert("LLMRouteOperatorReconcileErrors",
+          'sum by (kind, result) (increase(llmroute_operator_reconciles_total{result!="success"}[10m]))',
+          "> 0", "10m", "warning",
+          "{{ $labels.kind }} reconciles fail: {{ $labels.result }}",
+          "The llmroute operator has been failing {{ $labels.kind }} reconciles ({{ $labels.result }}) for 10 "
+          "minutes. Routers keep serving their last good config; see the custom resources' conditions and Events."),
+)
+
+GROUPS: dict[str, tuple[Alert, ...]] = {
+    "llmroute.providers": PROVIDERS,
+    "llmroute.router": ROUTER,
+    "llmroute.operator": OPERATOR,
+}
+
+
+def all_alerts() -> list[Alert]:
+    return [a for alerts in GROUPS.values() for a in alerts]
+
+
+def rule_groups() -> dict[str, Any]:
+    """The rule file document: ``{"groups": [...]}``, as Prometheus and PrometheusRule.spec expect it."""
+    return {"groups": [{"name": name, "rules": [a.rule() for a in alerts]} for name, alerts in GROUPS.items()]}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block scalars for multi-line expressions, so the rule file reads like a hand-written one."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str)
+
+HEADER = "# GENERATED by `python -m llmroute.observability` from llmroute/observability/alerts.py; do not edit.\n"
+
+
+def render_rules() -> str:
+    return HEADER + yaml.dump(rule_groups(), Dumper=_Dumper, sort_keys=False, width=100_000, allow_unicode=True)

@@ -1,0 +1,271 @@
+"""The llmroute Grafana dashboard, built with grafana-foundation-sdk (Grafana 11.6 schema) and rendered to the JSON
+checked in as ``charts/llmroute/files/dashboard.json`` (the chart ships it in a ConfigMap for Grafana's sidecar).
+
+Panels are what a platform team looks at during a DeepSeek incident, top to bottom: the overview stats; request and
+error rate by provider; traffic share by jurisdiction and data class, and residency denials; failovers by reason and
+circuit state per backend over time; TTFT and latency p50/p95/p99 by provider; provider health from the operator's
+probes; router saturation (in-flight requests, CPU and memory from the standard ``process_*`` metrics).
+
+Variables: ``datasource`` (any Prometheus), ``namespace`` and ``route`` (the ``llmroute_route`` label the chart's
+PodMonitor puts on router series). Every router query carries :data:`SELECTOR`; operator queries do not (one
+operator per cluster). The tests evaluate every query against a live Prometheus, so only the names in
+:mod:`llmroute.router.metrics` and :mod:`llmroute.controller.metrics` may appear here.
+
+grafana-foundation-sdk is a development dependency (the ``test`` extra): import this module only to generate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, timeseries
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common, dashboard
+
+UID = "llmroute-overview"
+SELECTOR = 'namespace=~"$namespace", llmroute_route=~"$route"'
+RATE = "$__rate_interval"
+DATASOURCE = dashboard.DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+
+def sel(*extra: str) -> str:
+    """The router selector plus extra matchers, in braces."""
+    return "{" + ", ".join((SELECTOR, *extra)) + "}"
+
+
+def rate(metric: str, *extra: str, by: str = "") -> str:
+    grouping = f" by ({by}) " if by else ""
+    return f"sum{grouping}(rate({metric}{sel(*extra)}[{RATE}]))"
+
+
+def quantile(q: float, metric: str, by: str, selector: str | None = None) -> str:
+    return (f"histogram_quantile({q}, sum by ({by}, le) "
+            f"(rate({metric}_bucket{sel() if selector is None else selector}[{RATE}])))")
+
+
+def state_code(metric: str, by: str, codes: Sequence[str], selector: str = "") -> str:
+    """One series per ``by`` whose value is the index in ``codes`` of the state gauged 1 (the worst wins)."""
+    extra = f"{selector}, " if selector else ""
+    terms = [f'{metric}{{{extra}state="{s}"}} * {i}' for i, s in reversed(list(enumerate(codes)))]
+    return f"max by ({by}) (\n  " + "\n  or ".join(terms) + "\n)"
+
+
+CIRCUIT_STATES = ("healthy", "degraded", "recovering", "open")
+CIRCUIT_COLORS = ("green", "yellow", "blue", "red")
+PROVIDER_STATES = ("Healthy", "Unknown", "Degraded", "Misconfigured", "Down")
+PROVIDER_COLORS = ("green", "text", "yellow", "orange", "red")
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A panel as data: kind (timeseries, stat, state-timeline), title, queries and display options."""
+
+    title: str
+    queries: tuple[Query, ...]
+    kind: str = "timeseries"
+    unit: str = "short"
+    description: str = ""
+    width: int = 12
+    height: int = 8
+    stacking: str = ""
+    states: tuple[tuple[str, str], ...] = ()  # value mapping for state timelines: (text, colour) by index
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _q(expr: str, legend: str = "") -> tuple[Query, ...]:
+    return (Query(expr, legend),)
+
+
+REQUESTS = "llmroute_requests_total"
+ATTEMPTS = "llmroute_upstream_attempts_total"
+SERVED = 'provider!="none"'
+SERVER_ERROR = 'outcome=~"no_healthy_backend|stream_error"'
+
+OVERVIEW = (
+    Panel("Requests/s", _q(rate(REQUESTS)), "stat", "reqps", width=5, height=4),
+    Panel("Client-visible 5xx", _q(f"{rate(REQUESTS, SERVER_ERROR)} / {rate(REQUESTS)}"), "stat", "percentunit",
+          "Share of requests answered 503 (no healthy backend) or whose stream broke after its first byte.",
+          width=5, height=4),
+    Panel("Failovers/s", _q(rate("llmroute_failovers_total")), "stat", "short", width=5, height=4),
+    Panel("Open circuits", _q("sum(llmroute_circuit_state" + sel('state="open"') + ")"),
+          "stat", "short", "Backends whose circuit is open in some router pod.", width=5, height=4),
+    Panel("Providers down", _q('sum(llmroute_provider_health{state=~"Down|Misconfigured"})'), "stat", "short",
+          "Providers the operator's probes find Down or Misconfigured.", width=4, height=4),
+)
+
+TRAFFIC = (
+    Panel("Request rate by provider", _q(rate(REQUESTS, by="provider"), "{{provider}}"), unit="reqps",
+          description='Client requests by the provider that served them ("none": the router answered itself).'),
+    Panel("Upstream error ratio by provider",
+          _q(rate(ATTEMPTS, 'reason!~"ok|client_error"', by="provider") + " / " + rate(ATTEMPTS, by="provider"),
+             "{{provider}}"),
+          unit="percentunit", description="Share of upstream attempts that failed (timeouts, resets, 429, 5xx, auth)."),
+    Panel("Requests by outcome", _q(rate(REQUESTS, by="outcome"), "{{outcome}}"), unit="reqps", stacking="normal"),
+    Panel("Stream errors by provider", _q(rate("llmroute_stream_errors_total", by="provider, reason"),
+                                          "{{provider}}: {{reason}}"), unit="reqps",
+          description="Streams that broke after their first event (the client saw a partial answer)."),
+)
+
+RESIDENCY = (
+    Panel("Traffic share by jurisdiction", _q(rate(REQUESTS, SERVED, by="jurisdiction"), "{{jurisdiction}}"),
+          unit="percentunit", stacking="percent",
+          description="Where served requests went, by the provider's jurisdiction."),
+    Panel("Traffic by data class and jurisdiction",
+          _q(rate(REQUESTS, SERVED, by="data_class, jurisdiction"), "{{data_class}} → {{jurisdiction}}"),
+          unit="reqps", stacking="normal",
+          description="pii/phi must never show a jurisdiction their class does not allow."),
+    Panel("Residency denials", _q(rate("llmroute_residency_denials_total", by="model, data_class"),
+                                  "{{model}} / {{data_class}}"), unit="reqps",
+          description="Requests refused because no backend of the model may receive their data class (403)."),
+)
+
+FAILOVER = (
+    Panel("Failovers by reason", _q(rate("llmroute_failovers_total", by="from_provider, reason"),
+                                    "{{from_provider}}: {{reason}}"), unit="reqps", stacking="normal"),
+    Panel("Circuit state per backend",
+          _q(state_code("llmroute_circuit_state", "provider, backend", CIRCUIT_STATES, SELECTOR),
+             "{{provider}}/{{backend}}"),
+          "state-timeline", states=tuple(zip(CIRCUIT_STATES, CIRCUIT_COLORS, strict=True)),
+          description="The worst state over the route's router pods."),
+    Panel("Upstream attempts by result", _q(rate(ATTEMPTS, by="provider, reason"),
+                                            "{{provider}}: {{reason}}"), unit="reqps", width=24),
+)
+
+
+def _quantiles(metric: str) -> tuple[Query, ...]:
+    return tuple(Query(quantile(q, metric, "provider"), f"p{round(q * 100)} {{{{provider}}}}")
+                 for q in (0.5, 0.95, 0.99))
+
+
+LATENCY = (
+    Panel("Time to first token p50/p95/p99 by provider", _quantiles("llmroute_time_to_first_token_seconds"),
+          unit="s"),
+    Panel("Request duration p50/p95/p99 by provider", _quantiles("llmroute_request_duration_seconds"), unit="s"),
+)
+
+OPERATOR_RATE = "llmroute_operator_reconciles_total"
+PROVIDERS = (
+    Panel("Provider health (operator probes)",
+          _q(state_code("llmroute_provider_health", "policy, provider", PROVIDER_STATES), "{{policy}}/{{provider}}"),
+          "state-timeline", states=tuple(zip(PROVIDER_STATES, PROVIDER_COLORS, strict=True))),
+    Panel("Probe latency", _q("max by (policy, provider) (llmroute_provider_probe_latency_seconds)",
+                              "{{policy}}/{{provider}}"), unit="s"),
+    Panel("Operator reconciles by result", _q(f"sum by (kind, result) (rate({OPERATOR_RATE}[{RATE}]))",
+                                              "{{kind}}: {{result}}"), unit="ops", stacking="normal"),
+    Panel("Operator reconcile duration p95",
+          (Query(quantile(0.95, "llmroute_operator_reconcile_duration_seconds", "kind", ""), "{{kind}}"),),
+          unit="s"),
+)
+
+SATURATION = (
+    Panel("In-flight requests by pod", _q(f"sum by (pod) (llmroute_inflight_requests{sel()})", "{{pod}}"),
+          width=8),
+    Panel("Router CPU by pod", _q(f"sum by (pod) (rate(process_cpu_seconds_total{sel()}[{RATE}]))", "{{pod}}"),
+          unit="percentunit", width=8, description="CPU seconds per second (1.0 = one core)."),
+    Panel("Router memory (RSS) by pod", _q(f"sum by (pod) (process_resident_memory_bytes{sel()})", "{{pod}}"),
+          unit="bytes", width=8),
+    Panel("Config reloads", _q(f"sum by (result) (increase(llmroute_config_reloads_total{sel()}[{RATE}]))",
+                               "{{result}}"), width=12),
+    Panel("Config in service (router pods per config hash)",
+          _q(f"count by (route, hash) (llmroute_config_info{sel()})", "{{route}} {{hash}}"), width=12),
+)
+
+ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
+    ("Overview", OVERVIEW),
+    ("Traffic and errors by provider", TRAFFIC),
+    ("Residency", RESIDENCY),
+    ("Failover and circuits", FAILOVER),
+    ("Latency", LATENCY),
+    ("Providers (operator)", PROVIDERS),
+    ("Router saturation", SATURATION),
+)
+
+
+def _targets(panel: Panel) -> list[Builder[Any]]:
+    return [prometheus.Dataquery().expr(q.expr).legend_format(q.legend or "__auto").ref_id(chr(ord("A") + i))
+            .datasource(DATASOURCE) for i, q in enumerate(panel.queries)]
+
+
+def _mappings(states: Sequence[tuple[str, str]]) -> list[dashboard.ValueMapping]:
+    options = {str(i): dashboard.ValueMappingResult(text=text, color=color, index=i)
+               for i, (text, color) in enumerate(states)}
+    return [dashboard.ValueMap(options=options)]
+
+
+def _build_panel(panel: Panel, panel_id: int) -> Builder[Any]:
+    builder: Any
+    if panel.kind == "stat":
+        builder = stat.Panel().reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]))
+    elif panel.kind == "state-timeline":
+        builder = (statetimeline.Panel().mappings(_mappings(panel.states)).show_value(common.VisibilityMode.NEVER)
+                   .color_scheme(dash_b.FieldColor().mode(dashboard.FieldColorModeId.FIXED)))
+    else:
+        builder = timeseries.Panel().fill_opacity(10)
+        if panel.stacking:
+            builder = builder.stacking(common_b.StackingConfig().mode(common.StackingMode(panel.stacking)))
+    builder = (builder.id(panel_id).title(panel.title).datasource(DATASOURCE).unit(panel.unit)
+               .span(panel.width).height(panel.height))
+    if panel.description:
+        builder = builder.description(panel.description)
+    for target in _targets(panel):
+        builder = builder.with_target(target)
+    return builder  # type: ignore[no-any-return]
+
+
+def _variables() -> list[Builder[dashboard.VariableModel]]:
+    def query(name: str, label: str, promql: str) -> Builder[dashboard.VariableModel]:
+        return (dash_b.QueryVariable(name).label(label).datasource(DATASOURCE).query(promql).multi(True)
+                .include_all(True).all_value(".*").refresh(dashboard.VariableRefresh.ON_TIME_RANGE_CHANGED)
+                .sort(dashboard.VariableSort.ALPHABETICAL_ASC)
+                .current(dashboard.VariableOption(text="All", value="$__all", selected=True)))
+
+    return [
+        dash_b.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        query("namespace", "Namespace", f"label_values({REQUESTS}, namespace)"),
+        query("route", "LLMRoute", f'label_values({REQUESTS}{{namespace=~"$namespace"}}, llmroute_route)'),
+    ]
+
+
+def build() -> dict[str, Any]:
+    """The dashboard as a JSON-ready dict."""
+    d = (dash_b.Dashboard("llmroute: routing, residency and failover").uid(UID)
+         .description("LLM traffic through llmroute routers: providers, residency, failover, circuits, latency, "
+                      "provider health from the operator, router saturation.")
+         .tags(["llmroute", "llm"]).refresh("30s").time("now-1h", "now").timezone("browser").editable()
+         .tooltip(dashboard.DashboardCursorSync.CROSSHAIR))
+    for variable in _variables():
+        d = d.with_variable(variable)
+    next_id = 1
+    for title, panels in ROWS:
+        d = d.with_row(dash_b.Row(title).id(next_id))
+        next_id += 1
+        for panel in panels:
+            d = d.with_panel(_build_panel(panel, next_id))
+            next_id += 1
+    result: dict[str, Any] = json.loads(json.dumps(d.build(), cls=JSONEncoder))
+    return result
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def panel_queries(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expr) for every target of every panel in a dashboard document (rows included)."""
+    out = []
+    for panel in doc["panels"]:
+        for inner in [panel, *panel.get("panels", [])]:
+            out += [(inner["title"], t["expr"]) for t in inner.get("targets", [])]
+    return out

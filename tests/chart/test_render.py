@@ -1,0 +1,196 @@
+"""``helm template`` output: every manifest valid for Kubernetes 1.30 and 1.35 (kubernetes-validate, strict), the
+Prometheus Operator objects valid against :mod:`tests.chart.monitoring_schemas`, and the objects wired together:
+probes and Services find their ports, monitors select what they should (the PodMonitor is checked against the router
+Deployment the operator really builds), and the generated files land in the chart unchanged."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from llmroute.api.llm_route import LLMRoute
+from llmroute.api.provider_policy import ProviderPolicy
+from llmroute.controller.rbac import cluster_role
+from llmroute.core.compile import compile_route
+from llmroute.core.manifests import RouterSettings, desired_objects
+from llmroute.observability import alerts
+from tests.chart.conftest import CHART, KUBE_VERSIONS, NAMESPACE, VALUES_CASES, by_kind, one
+from tests.chart.monitoring_schemas import SCHEMAS
+from tests.chart.toolchain import run, tool
+
+pytestmark = pytest.mark.chart
+Rendered = dict[tuple[str, str], list[dict[str, Any]]]
+CASES = [(case, v) for case in VALUES_CASES for v in KUBE_VERSIONS]
+BASE_KINDS = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
+              "Deployment", "ConfigMap"}
+MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+@pytest.mark.parametrize(("case", "version"), CASES, ids=[f"{c}-k8s{v}" for c, v in CASES])
+def test_every_manifest_is_valid(rendered: Rendered, case: str, version: str) -> None:
+    docs = rendered[case, version]
+    for doc in docs:
+        name = f'{doc["kind"]} {doc["metadata"]["name"]}'
+        if doc["kind"] in SCHEMAS:
+            jsonschema.validate(doc, SCHEMAS[doc["kind"]])
+        else:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{name} is invalid for Kubernetes {version}: {exc.message} at {list(exc.path)}")
+
+
+def test_defaults_render_the_base_objects_and_no_monitoring(rendered: Rendered) -> None:
+    kinds = {d["kind"] for d in rendered["defaults", "1.35"]}
+    assert kinds == BASE_KINDS
+    assert len(by_kind(rendered["defaults", "1.35"], "CustomResourceDefinition")) == 2
+
+
+def test_all_on_renders_the_prometheus_operator_objects(rendered: Rendered) -> None:
+    assert {d["kind"] for d in rendered["all-on", "1.35"]} == BASE_KINDS | MONITORING_KINDS
+
+
+def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_operator_deployment_is_hardened(rendered: Rendered) -> None:
+    pod = one(rendered["defaults", "1.35"], "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"].items() >= {"runAsNonRoot": True, "runAsUser": 65532,
+                                              "seccompProfile": {"type": "RuntimeDefault"}}.items()
+    c = _container(rendered["defaults", "1.35"])
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]  # writable scratch on a read-only root
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+
+
+def test_operator_runs_the_operator_with_env_from_values(rendered: Rendered) -> None:
+    c = _container(rendered["defaults", "1.35"])
+    assert c["image"] == "ghcr.io/llmroute/llmroute:0.1.0"
+    assert c["args"] == ["operator"]  # the image's ENTRYPOINT is `llmroute`
+    env = _env(c)
+    assert env["LLMROUTE_ROUTER_IMAGE"] == c["image"]  # routers default to the operator's own image
+    assert env["LLMROUTE_NAMESPACES"] == ""
+    assert (env["LLMROUTE_LOG_LEVEL"], env["LLMROUTE_RESYNC_SECONDS"]) == ("INFO", "60")
+    assert (env["LLMROUTE_METRICS_PORT"], env["LLMROUTE_HEALTH_PORT"]) == ("8081", "8080")
+    assert env["LLMROUTE_PROBE_PROVIDERS"] == "true"
+
+    c = _container(rendered["all-on", "1.35"])
+    env = _env(c)
+    assert c["image"] == "registry.example.com/platform/llmroute:0.1.0-rc1"
+    assert env["LLMROUTE_ROUTER_IMAGE"] == "registry.example.com/platform/llmroute-router:0.1.0"
+    assert env["LLMROUTE_NAMESPACES"] == "apps,batch-jobs"
+    assert (env["LLMROUTE_LOG_LEVEL"], env["LLMROUTE_RESYNC_SECONDS"]) == ("DEBUG", "30")
+    assert env["LLMROUTE_METRICS_PORT"] == "9102"
+    assert env["LLMROUTE_PROBE_PROVIDERS"] == "false"
+    assert env["HTTPS_PROXY"] == "http://proxy.example.com:3128"
+
+
+def test_scheduling_values_reach_the_pod(rendered: Rendered) -> None:
+    pod = one(rendered["all-on", "1.35"], "Deployment")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"][0] == {"key": "dedicated", "operator": "Equal", "value": "platform",
+                                     "effect": "NoSchedule"}
+    assert "podAntiAffinity" in pod["affinity"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["serviceAccountName"] == "llmroute-operator-sa"
+
+
+def test_probes_and_service_find_named_container_ports(rendered: Rendered) -> None:
+    for case in VALUES_CASES:
+        docs = rendered[case, "1.35"]
+        c = _container(docs)
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert c["livenessProbe"]["httpGet"]["port"] in ports and c["readinessProbe"]["httpGet"]["port"] in ports
+        svc = one(docs, "Service")
+        pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+        assert svc["spec"]["selector"].items() <= pod_labels.items()
+        assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["metrics"]
+        assert svc["spec"]["ports"][0]["port"] == ports["metrics"]
+
+
+def test_cluster_role_is_generated_from_the_operator_rbac(rendered: Rendered) -> None:
+    docs = rendered["defaults", "1.35"]
+    assert one(docs, "ClusterRole")["rules"] == cluster_role()["rules"]
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    sa = one(docs, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": NAMESPACE}]
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa["name"]
+
+
+def test_service_monitor_selects_the_metrics_service(rendered: Rendered) -> None:
+    docs = rendered["all-on", "1.35"]
+    monitor, svc = one(docs, "ServiceMonitor"), one(docs, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in svc["spec"]["ports"]]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_pod_monitor_selects_the_routers_the_operator_creates(rendered: Rendered, route: LLMRoute,
+                                                               policy: ProviderPolicy) -> None:
+    desired = desired_objects(route, compile_route(route, policy), RouterSettings(image="llmroute:test"))
+    router = next(o for o in desired.objects if o["kind"] == "Deployment")["spec"]["template"]
+    port_names = {p["name"] for p in router["spec"]["containers"][0]["ports"]}
+    for case, namespaces in (("all-on", {"matchNames": ["apps"]}),
+                             ("examples/helm/values-production.yaml", {"matchNames": ["apps", "data-science"]})):
+        monitor = one(rendered[case, "1.35"], "PodMonitor")["spec"]
+        assert monitor["selector"]["matchLabels"].items() <= router["metadata"]["labels"].items()
+        assert monitor["namespaceSelector"] == namespaces
+        (endpoint,) = monitor["podMetricsEndpoints"]
+        assert endpoint["port"] in port_names and endpoint["path"] == "/metrics"
+        (relabel,) = endpoint["relabelings"]
+        assert relabel["targetLabel"] == "llmroute_route"  # the label the dashboard and alerts group by
+        source = relabel["sourceLabels"][0].removeprefix("__meta_kubernetes_pod_label_")
+        assert source in {k.replace(".", "_").replace("/", "_").replace("-", "_") for k in router["metadata"]["labels"]}
+
+
+def test_pod_monitor_watches_every_namespace_by_default() -> None:
+    from tests.chart.conftest import helm_template
+
+    docs = helm_template(None, "1.35", "--set", "podMonitor.enabled=true")
+    assert one(docs, "PodMonitor")["spec"]["namespaceSelector"] == {"any": True}
+
+
+def test_prometheus_rule_holds_the_generated_alerts(rendered: Rendered) -> None:
+    rule = one(rendered["all-on", "1.35"], "PrometheusRule")
+    assert rule["spec"] == alerts.rule_groups()
+
+
+def test_dashboard_config_map_is_labelled_for_the_grafana_sidecar(rendered: Rendered) -> None:
+    for case, namespace in (("defaults", NAMESPACE), ("all-on", "monitoring")):
+        cm = one(rendered[case, "1.35"], "ConfigMap")
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["namespace"] == namespace
+        dashboard = json.loads(cm["data"]["llmroute.json"])
+        assert dashboard == json.loads((CHART / "files" / "dashboard.json").read_text())
+    assert one(rendered["all-on", "1.35"], "ConfigMap")["metadata"]["annotations"] == {"grafana_folder": "LLM"}
+
+
+def test_kubernetes_older_than_1_28_is_refused() -> None:
+    proc = run([tool("helm"), "template", "r", str(CHART), "--kube-version", "1.27.0"])
+    assert proc.returncode != 0
+    assert "chart requires kubeVersion: >=1.28.0-0 which is incompatible with Kubernetes v1.27.0" in proc.stderr
+
+
+def test_metrics_can_be_switched_off() -> None:
+    from tests.chart.conftest import helm_template
+
+    docs = helm_template(None, "1.35", "--set", "metrics.enabled=false", "--set", "serviceMonitor.enabled=true")
+    assert not by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor")
+    c = _container(docs)
+    assert _env(c)["LLMROUTE_METRICS_PORT"] == "0"
+    assert [p["name"] for p in c["ports"]] == ["health"]

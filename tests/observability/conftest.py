@@ -1,0 +1,301 @@
+"""The live stack for the observability tier, started once per session (``live``):
+
+* a real Prometheus (Debian's 2.42) scraping every second, with ``charts/llmroute/files/alerts.yaml`` loaded;
+* provider emulators (deepseek in CN; together, fireworks, bedrock in the US) in a background event loop;
+* the real router process (``python -m llmroute router``) on loopback, scraped as job ``router`` with the labels the
+  chart's PodMonitor gives router pods in a cluster (``namespace``, ``llmroute_route``, ``pod``);
+* the operator's metrics endpoint (:func:`llmroute.controller.metrics.start_metrics_server`) in this process, scraped
+  as job ``operator``, with provider health, probe latencies and reconciles fed while traffic flows.
+
+Scenario (:func:`drive`): once Prometheus has scraped both targets, openai-SDK traffic of several data classes,
+streaming and not, runs for a baseline; then DeepSeek goes into a full outage (its port refuses connections) while
+together fails half of its requests (too few in a row to open its circuit). Failovers happen, DeepSeek's circuit
+opens, deepseek-reasoner (DeepSeek only) has no healthy backend, ``restricted`` requests are denied by residency.
+Then traffic stops, and two more scrapes are awaited before the tests query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openai
+import pytest
+import yaml
+
+from llmroute.api.provider_policy import ProviderState
+from llmroute.controller import metrics as operator_metrics
+from llmroute.emulator import Emulator, FaultPlan
+from tests.chart.toolchain import ROOT, tool
+
+T = TypeVar("T")
+ALERTS = ROOT / "charts" / "llmroute" / "files" / "alerts.yaml"
+DASHBOARD = ROOT / "charts" / "llmroute" / "files" / "dashboard.json"
+NAMESPACE, ROUTE, POLICY = "apps", "chat", "residency"
+PROVIDERS = {"deepseek": "CN", "together": "US", "fireworks": "US", "bedrock": "US"}
+KEYS = {name: f"sk-{name}-observability-0123456789" for name in PROVIDERS}
+BASELINE_S, OUTAGE_S = 1.5, 6.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Prometheus:
+    """A real Prometheus server on loopback and a small client for its HTTP API."""
+
+    def __init__(self, folder: Path, targets: dict[str, tuple[int, dict[str, str]]]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+            "rule_files": [str(ALERTS)],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"],
+                                                                   "labels": labels}]}
+                               for job, (port, labels) in targets.items()],
+        }
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.log = (folder / "prometheus.log").open("wb")
+        self.proc = subprocess.Popen(
+            [tool("prometheus"), f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def api(self, path: str, **params: str) -> Any:
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.load(resp)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.api("query", query=expr)
+        assert data["resultType"] == "vector", data
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def wait_for(self, expr: str, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "prometheus exited"
+            with contextlib.suppress(OSError):
+                if self.query(expr):
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"{expr} returned nothing for {timeout_s}s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class Emulators:
+    """The provider emulators, served by their own event loop in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="emulators", daemon=True)
+        self.thread.start()
+        self.by_name = {name: self.call(Emulator(name, api_key=KEYS[name], seed=11).start()) for name in PROVIDERS}
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        for emulator in self.by_name.values():
+            self.call(emulator.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+def config_docs(emulators: Emulators) -> dict[str, Any]:
+    def provider(name: str, training: str, retention: str, certs: list[str]) -> dict[str, Any]:
+        return {"name": name, "endpoint": emulators.by_name[name].url, "jurisdiction": PROVIDERS[name],
+                "dataUse": {"training": training, "retention": retention}, "certifications": certs,
+                "credentials": {"secretRef": {"name": "provider-keys", "namespace": NAMESPACE, "key": name}},
+                "healthCheck": {"path": "/models", "interval": "200ms", "timeout": "500ms"}}
+
+    policy = {"apiVersion": "llmroute.io/v1alpha1", "kind": "ProviderPolicy", "metadata": {"name": POLICY},
+              "spec": {"defaultDataClass": "public",
+                       "providers": [provider("deepseek", "Unknown", "Unknown", []),
+                                     provider("together", "NotUsed", "Bounded", ["soc2"]),
+                                     provider("fireworks", "NotUsed", "Zero", ["soc2"]),
+                                     provider("bedrock", "NotUsed", "Zero", ["soc2", "hipaa-baa"])],
+                       "dataClasses": [{"name": "public"},
+                                       {"name": "pii", "allow": {"jurisdictions": ["US", "EU"], "training": "NotUsed"}},
+                                       {"name": "restricted", "allow": {"jurisdictions": ["DE"]}}]}}
+    route = {"apiVersion": "llmroute.io/v1alpha1", "kind": "LLMRoute",
+             "metadata": {"name": ROUTE, "namespace": NAMESPACE},
+             "spec": {"policyRef": {"name": POLICY},
+                      "models": [
+                          {"name": "deepseek-chat", "backends": [
+                              {"provider": "deepseek", "model": "deepseek-chat", "priority": 0},
+                              {"provider": "together", "model": "deepseek-ai/DeepSeek-V3", "priority": 1},
+                              {"provider": "fireworks", "model": "accounts/fireworks/models/deepseek-v3",
+                               "priority": 2},
+                              {"provider": "bedrock", "model": "deepseek.v3-v1:0", "priority": 3}]},
+                          {"name": "deepseek-reasoner", "backends": [
+                              {"provider": "deepseek", "model": "deepseek-reasoner", "priority": 0}]}],
+                      "failover": {"maxAttempts": 4, "connectTimeout": "500ms", "timeToFirstToken": "2s",
+                                   "idleTimeout": "2s", "totalTimeout": "10s", "backoff": "10ms"},
+                      "circuitBreaker": {"consecutiveFailures": 12, "errorRatePercent": 80, "minRequests": 20,
+                                         "window": "30s", "openDuration": "60s", "recoverySteps": [50, 100],
+                                         "recoveryStepDuration": "5s"}}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "provider-keys", "namespace": NAMESPACE},
+              "stringData": KEYS}
+    return {"policy": policy, "route": route, "secrets": secret}
+
+
+class Router:
+    """``python -m llmroute router`` on a free loopback port."""
+
+    def __init__(self, config_dir: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = (config_dir.parent / "router.log").open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "llmroute", "router", "--listen", f"127.0.0.1:{port}",
+                                      "--config", str(config_dir)], stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "router exited"
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError("router not ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+Request = Callable[[openai.OpenAI], None]
+
+
+def _chat(model: str, data_class: str, stream: bool = False) -> Request:
+    def send(client: openai.OpenAI) -> None:
+        with contextlib.suppress(openai.APIStatusError):  # 403 denials and 503 no-healthy-backend are expected
+            kwargs: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Say hello"}],
+                                      "extra_headers": {"x-llmroute-data-class": data_class}}
+            if stream:
+                for _ in client.chat.completions.create(stream=True, **kwargs):
+                    pass
+            else:
+                client.chat.completions.create(**kwargs)
+    return send
+
+
+STEADY = [_chat("deepseek-chat", "public"), _chat("deepseek-chat", "public", stream=True),
+          _chat("deepseek-chat", "pii"), _chat("deepseek-chat", "pii", stream=True),
+          _chat("deepseek-chat", "restricted"), _chat("deepseek-chat", "no-such-class")]
+OUTAGE_ONLY = [_chat("deepseek-reasoner", "public")]
+
+
+@dataclass
+class Operator:
+    """Feeds the operator metrics as the operator's reconciles and prober would."""
+
+    stop: threading.Event
+
+    def run(self) -> None:
+        health = {"deepseek": ProviderState.DOWN, "together": ProviderState.DEGRADED,
+                  "fireworks": ProviderState.MISCONFIGURED, "bedrock": ProviderState.HEALTHY}
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            for provider, state in health.items():
+                operator_metrics.set_provider_health(POLICY, provider, state)
+                operator_metrics.set_probe_latency(POLICY, provider, 0.01 * (1 + n % 5))
+            result = operator_metrics.Result.COMPILE_ERROR if n % 4 == 0 else operator_metrics.Result.SUCCESS
+            operator_metrics.reconcile_done("LLMRoute", result, 0.002 * (1 + n % 7))
+            operator_metrics.reconcile_done("ProviderPolicy", operator_metrics.Result.SUCCESS, 0.001)
+            self.stop.wait(0.2)
+
+
+def drive(router: Router, emulators: Emulators) -> None:
+    """The traffic scenario: a healthy baseline, then DeepSeek's full outage and together's partial one."""
+    stop = threading.Event()
+    phase: dict[str, list[Request]] = {"requests": list(STEADY)}
+
+    def worker(offset: int) -> None:
+        with openai.OpenAI(base_url=router.url + "/v1", api_key="sk-client", max_retries=0, timeout=15) as client:
+            i = offset
+            while not stop.is_set():
+                requests = phase["requests"]
+                requests[i % len(requests)](client)
+                i += 1
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(worker, k) for k in range(4)]
+        time.sleep(BASELINE_S)
+        emulators.call(emulators.by_name["deepseek"].stop_listening())
+        emulators.by_name["together"].set_faults(FaultPlan(error_rate=0.5, error_status=503))
+        phase["requests"] = STEADY + OUTAGE_ONLY
+        time.sleep(OUTAGE_S)
+        stop.set()
+        for f in futures:
+            f.result()
+
+
+@dataclass
+class Live:
+    prometheus: Prometheus
+    router: Router
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    folder = tmp_path_factory.mktemp("observability")
+    router_port, operator_port = free_port(), free_port()
+    prometheus = Prometheus(folder, {
+        "router": (router_port, {"namespace": NAMESPACE, "llmroute_route": ROUTE, "pod": f"{ROUTE}-router-0"}),
+        "operator": (operator_port, {"namespace": "llmroute-system", "pod": "llmroute-operator-0"}),
+    })  # started first: it needs ~5 s before its first scrape, which the rest of the setup overlaps
+    emulators = Emulators()
+    operator_metrics.start_metrics_server("127.0.0.1", operator_port)
+    feeding = Operator(threading.Event())
+    feeder = threading.Thread(target=feeding.run, name="operator-metrics", daemon=True)
+    feeder.start()
+    config_dir = folder / "config"
+    config_dir.mkdir()
+    for name, doc in config_docs(emulators).items():
+        (config_dir / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    router = Router(config_dir, router_port)
+    try:
+        prometheus.wait_for('up{job="router"} == 1 and on() up{job="operator"} == 1')
+        drive(router, emulators)
+        feeding.stop.set()  # the operator's values stay as they were; other tests may count reconciles of their own
+        time.sleep(2.5)  # two more scrapes and rule evaluations after the last request
+        yield Live(prometheus, router)
+    finally:
+        feeding.stop.set()
+        router.stop()
+        prometheus.stop()
+        emulators.close()
+
+
+def dashboard_doc() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return doc

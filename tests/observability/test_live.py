@@ -1,0 +1,92 @@
+"""Every dashboard query and every alert expression, evaluated by a real Prometheus that scraped a live router (and
+the operator's metrics endpoint) while the DeepSeek outage scenario of ``conftest.py`` played.
+
+How the evaluation is made honest:
+
+* Dashboard queries run exactly as Grafana would send them, with ``$namespace``/``$route`` set to the scraped route
+  (``apps``/``chat``, the labels the chart's PodMonitor attaches) and ``$__rate_interval`` to ``1m``. Each must return
+  at least one series with a finite value (a ratio that is NaN everywhere, e.g. 0/0, does not count).
+* Alert rules are conditions, and a condition may rightly be false. So for every alert its *signal* (the expression
+  before the comparison, :attr:`Alert.signal`) must return finite series: that proves the metric names, labels,
+  label values and joins are right. On top, the alerts this scenario really provokes (:data:`FIRING`) must have
+  their full expression return series; ``for:`` durations are not waited out (promtool's unit tests cover them).
+  Prometheus also evaluates the loaded rule file every second; every rule must report health ``ok``.
+* Grafana's variable queries (``label_values(...)``) run through the labels API and must offer the scraped values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pytest
+
+from llmroute.observability.alerts import Alert, all_alerts
+from llmroute.observability.dashboard import panel_queries
+from tests.observability.conftest import NAMESPACE, POLICY, ROUTE, Live, dashboard_doc
+from tests.observability.test_dashboard import substitute
+
+pytestmark = pytest.mark.observability
+QUERIES = panel_queries(dashboard_doc())
+FIRING = {"LLMRouteProviderDown", "LLMRouteProviderMisconfigured", "LLMRouteDeepSeekCircuitOpen",
+          "LLMRouteFailoverRateHigh", "LLMRouteResidencyDenialsSpike", "LLMRouteNoHealthyBackend",
+          "LLMRouteRouter5xxRatio", "LLMRouteOperatorReconcileErrors"}
+"""Alerts whose condition the scenario makes true (only LLMRouteCircuitOpen, for non-DeepSeek backends, stays quiet)."""
+
+
+def finite(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in result if math.isfinite(float(r["value"][1]))]
+
+
+def value_of(live: Live, expr: str) -> dict[str, float]:
+    """``{"a/b": value}`` for each series ``{x="a", y="b"}`` of an instant query (label values in name order)."""
+    return {"/".join(v for _, v in sorted(r["metric"].items())): float(r["value"][1])
+            for r in live.prometheus.query(expr)}
+
+
+@pytest.mark.parametrize(("title", "expr"), QUERIES, ids=[f"{i:02d}-{t}" for i, (t, _) in enumerate(QUERIES)])
+def test_dashboard_query_returns_data(live: Live, title: str, expr: str) -> None:
+    result = live.prometheus.query(substitute(expr))
+    assert finite(result), f"{title}: {substitute(expr)} returned {result}"
+
+
+def test_dashboard_variables_offer_the_scraped_route(live: Live) -> None:
+    variables = {v["name"]: v["query"] for v in dashboard_doc()["templating"]["list"] if v["type"] == "query"}
+    expected = {"namespace": NAMESPACE, "route": ROUTE}
+    for name, query in variables.items():
+        match = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+        assert match, query
+        values = live.prometheus.api(f"label/{match.group(2)}/values", **{"match[]": substitute(match.group(1))})
+        assert expected[name] in values, f"{name}: {values}"
+
+
+@pytest.mark.parametrize("alert", all_alerts(), ids=lambda a: a.name)
+def test_alert_signal_returns_data(live: Live, alert: Alert) -> None:
+    result = live.prometheus.query(alert.signal)
+    assert finite(result), f"{alert.name}: {alert.signal} returned {result}"
+
+
+@pytest.mark.parametrize("alert", [a for a in all_alerts() if a.name in FIRING], ids=lambda a: a.name)
+def test_alert_condition_holds_in_the_outage(live: Live, alert: Alert) -> None:
+    assert live.prometheus.query(alert.expr), f"{alert.name} is false; signal: {value_of(live, alert.signal)}"
+
+
+def test_every_loaded_rule_evaluates_cleanly(live: Live) -> None:
+    rules = [r for g in live.prometheus.api("rules")["groups"] for r in g["rules"]]
+    assert {r["name"] for r in rules} == {a.name for a in all_alerts()}
+    assert {r["name"]: r["health"] for r in rules if r["health"] != "ok"} == {}
+    assert {r["name"] for r in rules if r["state"] == "pending"} >= FIRING - {"LLMRouteResidencyDenialsSpike"}
+
+
+def test_the_outage_is_visible_as_the_dashboard_shows_it(live: Live) -> None:
+    circuits = value_of(live, next(e for t, e in QUERIES if t == "Circuit state per backend").replace(
+        "$namespace", NAMESPACE).replace("$route", ROUTE))
+    assert circuits["deepseek-chat/deepseek"] == 3  # {backend, provider}: open
+    assert circuits["accounts/fireworks/models/deepseek-v3/fireworks"] < 3
+    health = value_of(live, next(e for t, e in QUERIES if t == "Provider health (operator probes)"))
+    assert health[f"{POLICY}/deepseek"] == 4 and health[f"{POLICY}/bedrock"] == 0  # Down, Healthy
+    pii_by_jurisdiction = value_of(live, 'sum by (jurisdiction) (llmroute_requests_total{data_class="pii"})')
+    assert pii_by_jurisdiction.get("CN", 0) == 0 and pii_by_jurisdiction["US"] > 0  # residency held throughout
+    failovers = value_of(live, "sum by (from_provider, reason) (llmroute_failovers_total)")
+    assert failovers["deepseek/connect_error"] > 0 and failovers["together/unavailable"] > 0  # {from_provider, reason}
