@@ -26,7 +26,6 @@ and blank lines are not data), else the attempt is abandoned: DeepSeek's 5-10 s 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
@@ -39,7 +38,7 @@ from llmroute.core import retry
 from llmroute.core.retry import Action, FailureKind
 from llmroute.core.router_config import BackendTarget
 from llmroute.core.selection import backend_key, earliest_retry_s, plan_attempts
-from llmroute.router import metrics, openai_errors
+from llmroute.router import jsonwire, metrics, openai_errors
 from llmroute.router.client import EVENT_STREAM, JSON, ClientGone, ClientSink, Reply
 from llmroute.router.config_source import RouteEntry, Snapshot
 from llmroute.router.health import Health
@@ -161,7 +160,7 @@ class _Attempts:
         endpoint = self.call.snapshot.endpoints[b.provider]
         assert endpoint.headers is not None  # RouteEntry.usable holds keyed backends only
         self.call.body["model"] = b.model
-        data = json.dumps(self.call.body, separators=(",", ":"), ensure_ascii=False).encode()
+        data = jsonwire.dumps(self.call.body)
         started = self.loop.time()
         deadline, kind = self._bounded(started + self.config.failover.time_to_first_token_s, FailureKind.TTFT)
         try:
@@ -296,7 +295,7 @@ class _Attempts:
             return _Failure(retry.classify_failure(FailureKind.RESET), "stream ended without [DONE]")
         ex.finish()
         self._succeeded(b, ttft)
-        body = json.dumps(asm.result(), ensure_ascii=False).encode()
+        body = jsonwire.dumps(asm.result())
         return Served(Reply(200, body, JSON, self._headers(b)), Outcome.OK, b.provider)
 
     async def _plain(self, b: BackendTarget, ex: Exchange, deadline: float, kind: FailureKind) -> Served | _Failure:

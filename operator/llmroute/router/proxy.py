@@ -14,12 +14,11 @@ Nothing here logs a prompt, a completion or a key. Called by :mod:`llmroute.rout
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from llmroute.router import metrics, openai_errors
+from llmroute.router import jsonwire, metrics, openai_errors
 from llmroute.router.client import ClientSink, Reply
 from llmroute.router.config_source import ConfigWatcher, RouteEntry, Snapshot
 from llmroute.router.failover import Call, Failover, Mode, Served
@@ -114,7 +113,7 @@ def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str
 
 def _parse(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = jsonwire.loads(raw)
     except ValueError as exc:
         raise _Refusal(openai_errors.invalid_json(str(exc)), Outcome.INVALID_REQUEST) from None
     if not isinstance(body, dict):

@@ -23,8 +23,9 @@ Used by :mod:`llmroute.router.failover`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from llmroute.router import jsonwire
 
 DONE = b"data: [DONE]"
 _DONE_COMPACT = b"data:[DONE]"
@@ -128,7 +129,7 @@ class Assembler:
             self.done = True
             return
         try:
-            chunk = json.loads(payload)
+            chunk = jsonwire.loads(payload)
         except ValueError:
             raise ProtocolError("unparsable data event") from None
         if not isinstance(chunk, dict) or "error" in chunk:

@@ -1,0 +1,38 @@
+"""JSON on the request path: orjson when it can (several times faster than ``json`` for the bodies and SSE chunks
+the router parses and writes per request), the standard library when orjson refuses an input it accepts.
+
+The fallback keeps behaviour identical to ``json``: orjson rejects the ``NaN``/``Infinity`` literals that ``json``
+accepts and reads integers beyond 64 bits as floats (silently changing a value the client sent), so input with
+such literals or with a run of 19+ digits is parsed by ``json`` instead. Used by
+:mod:`llmroute.router.proxy` (request bodies), :mod:`llmroute.router.failover` (upstream bodies, assembled answers)
+and :mod:`llmroute.router.sse` (chunks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON; raises ``ValueError`` (as ``json.loads`` does) when neither parser accepts it."""
+    raw = data.encode() if isinstance(data, str) else data
+    if _LONG_NUMBER.search(raw):
+        return json.loads(raw)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON (non-ASCII kept as is, like ``ensure_ascii=False``)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
