@@ -33,3 +33,11 @@ def test_loads_rejects_what_json_rejects() -> None:
 @pytest.mark.parametrize("obj", [{"content": "héllo ✓", "n": 1}, {"seed": 2**70}])
 def test_dumps_is_compact_utf8(obj: dict[str, object]) -> None:
     assert jsonwire.dumps(obj) == json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_chunks_parse_like_json() -> None:
+    chunk = b'{"id":"x","choices":[{"index":0,"delta":{"content":"h\\u00e9"}}],"usage":null}'
+    assert jsonwire.loads_chunk(chunk) == json.loads(chunk)
+    assert jsonwire.loads_chunk(b'{"x": NaN}')["x"] != 0
+    with pytest.raises(ValueError):
+        jsonwire.loads_chunk(b"{")

@@ -3,7 +3,9 @@ the router parses and writes per request), the standard library when orjson refu
 
 The fallback keeps behaviour identical to ``json``: orjson rejects the ``NaN``/``Infinity`` literals that ``json``
 accepts and reads integers beyond 64 bits as floats (silently changing a value the client sent), so input with
-such literals or with a run of 19+ digits is parsed by ``json`` instead. Used by
+such literals or with a run of 19+ digits is parsed by ``json`` instead. That check costs more than the parse, so
+it is made where it matters, on what clients send (:func:`loads`); upstream SSE chunks, parsed ten-plus times per
+answer only to assemble it, use :func:`loads_chunk` (token counts, timestamps and ids there fit in 64 bits). Used by
 :mod:`llmroute.router.proxy` (request bodies), :mod:`llmroute.router.failover` (upstream bodies, assembled answers)
 and :mod:`llmroute.router.sse` (chunks).
 """
@@ -24,6 +26,14 @@ def loads(data: bytes | str) -> Any:
     raw = data.encode() if isinstance(data, str) else data
     if _LONG_NUMBER.search(raw):
         return json.loads(raw)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def loads_chunk(data: bytes) -> Any:
+    """Parse one upstream SSE chunk; raises ``ValueError`` when neither parser accepts it."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:

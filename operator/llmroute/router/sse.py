@@ -129,7 +129,7 @@ class Assembler:
             self.done = True
             return
         try:
-            chunk = jsonwire.loads(payload)
+            chunk = jsonwire.loads_chunk(payload)
         except ValueError:
             raise ProtocolError("unparsable data event") from None
         if not isinstance(chunk, dict) or "error" in chunk:
