@@ -11,6 +11,19 @@ import yaml
 
 from llmroute.api.llm_route import LLMRoute
 from llmroute.api.provider_policy import ProviderPolicy
+from llmroute.core.router_config import CircuitSettings
+
+CIRCUIT = CircuitSettings(
+    consecutive_failures=5,
+    error_rate=0.5,
+    min_requests=10,
+    window_s=30.0,
+    open_s=30.0,
+    recovery_steps=(0.1, 0.5, 1.0),
+    recovery_step_s=15.0,
+    slow_first_token_s=8.0,
+)
+"""The circuit settings the example route compiles to (defaults), in seconds and fractions."""
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "deepseek-residency"

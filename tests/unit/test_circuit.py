@@ -19,20 +19,11 @@ from llmroute.core.circuit import (
     tick,
     traffic_share,
 )
-from llmroute.core.router_config import CircuitSettings
+from tests.conftest import CIRCUIT
 
 pytestmark = pytest.mark.unit
 
-S = CircuitSettings(
-    consecutive_failures=5,
-    error_rate=0.5,
-    min_requests=10,
-    window_s=30.0,
-    open_s=30.0,
-    recovery_steps=(0.1, 0.5, 1.0),
-    recovery_step_s=15.0,
-    slow_first_token_s=8.0,
-)
+S = CIRCUIT
 
 HEALTHY, DEGRADED, OPEN, RECOVERING = State.HEALTHY, State.DEGRADED, State.OPEN, State.RECOVERING
 

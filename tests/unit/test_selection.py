@@ -10,21 +10,13 @@ from collections.abc import Mapping
 import pytest
 
 from llmroute.core.circuit import Circuit, State
-from llmroute.core.router_config import BackendTarget, CircuitSettings
+from llmroute.core.router_config import BackendTarget
 from llmroute.core.selection import Plan, Skip, backend_key, earliest_retry_s, plan_attempts
+from tests.conftest import CIRCUIT
 
 pytestmark = pytest.mark.unit
 
-S = CircuitSettings(
-    consecutive_failures=5,
-    error_rate=0.5,
-    min_requests=10,
-    window_s=30.0,
-    open_s=30.0,
-    recovery_steps=(0.1, 0.5, 1.0),
-    recovery_step_s=15.0,
-    slow_first_token_s=8.0,
-)
+S = CIRCUIT
 NOW = 100.0
 OPEN = Circuit(State.OPEN, since=88.0, reason="5 consecutive failures")
 DEGRADED = Circuit(State.DEGRADED, since=95.0, reason="3 consecutive failures")
