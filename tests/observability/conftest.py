@@ -11,6 +11,7 @@ Scenario (:func:`drive`): once Prometheus has scraped both targets, openai-SDK t
 streaming and not, runs for a baseline; then DeepSeek goes into a full outage (its port refuses connections) while
 together fails half of its requests (too few in a row to open its circuit). Failovers happen, DeepSeek's circuit
 opens, deepseek-reasoner (DeepSeek only) has no healthy backend, ``restricted`` requests are denied by residency.
+Throughout, a drill (``spec.drills``) rehearses an overload of bedrock, the last resort, so the drill series exist.
 Then traffic stops, and two more scrapes are awaited before the tests query.
 """
 
@@ -164,7 +165,9 @@ def config_docs(emulators: Emulators) -> dict[str, Any]:
                                    "idleTimeout": "2s", "totalTimeout": "10s", "backoff": "10ms"},
                       "circuitBreaker": {"consecutiveFailures": 12, "errorRatePercent": 80, "minRequests": 20,
                                          "window": "30s", "openDuration": "60s", "recoverySteps": [50, 100],
-                                         "recoveryStepDuration": "5s"}}}
+                                         "recoveryStepDuration": "5s"},
+                      "drills": [{"provider": "bedrock", "fault": "Overloaded",
+                                  "until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}]}}
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "provider-keys", "namespace": NAMESPACE},
               "stringData": KEYS}
     return {"policy": policy, "route": route, "secrets": secret}

@@ -1,13 +1,15 @@
-"""compile_route(): residency per model and class, ordering, settings in seconds, errors that name the field."""
+"""compile_route(): residency per model and class, ordering, settings in seconds, drills, errors that name the field."""
 
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from llmroute.api.llm_route import LLMRoute
+from llmroute.api.llm_route import DrillFault, LLMRoute
 from llmroute.api.provider_policy import ProviderPolicy
 from llmroute.core.compile import compile_route, credential_env
 from llmroute.core.router_config import RouterConfig
@@ -140,3 +142,57 @@ def test_every_error_is_reported(route_doc: dict[str, Any], policy: ProviderPoli
         compile_route(LLMRoute.model_validate(route_doc), policy)
     assert [e.path for e in exc.value.errors] == ["spec.models[0].backends[0].provider",
                                                  "spec.models[1].backends[2].provider"]
+
+
+# --- drills ---------------------------------------------------------------------------------------------------
+
+DRILLS: list[dict[str, Any]] = [
+    {"provider": "deepseek", "fault": "FullOutage", "until": "2026-03-01T15:00:00Z"},
+    {"provider": "together", "fault": "HalfErrors", "until": "2026-03-01T23:30:00+08:00"},
+    {"provider": "bedrock", "fault": "RateLimited", "until": "2026-03-01T15:00:00.25Z", "errorRate": 20},
+]
+
+
+def test_drills_compile_to_epoch_and_resolved_error_rates(route_doc: dict[str, Any], policy: ProviderPolicy) -> None:
+    route_doc["spec"]["drills"] = DRILLS
+    config = compile_route(LLMRoute.model_validate(route_doc), policy)
+    assert [(d.provider, d.fault, d.until_epoch, d.error_rate) for d in config.drills] == [
+        ("deepseek", DrillFault.FULL_OUTAGE, 1772377200.0, 1.0),
+        ("together", DrillFault.HALF_ERRORS, 1772377200.0 + 1800, 0.5),  # 23:30+08:00 is 15:30Z
+        ("bedrock", DrillFault.RATE_LIMITED, 1772377200.25, 0.2),
+    ]
+    assert RouterConfig.model_validate_json(config.to_json()) == config
+
+
+def test_drills_never_change_the_hash_and_appear_in_the_config_only_when_set(
+    route_doc: dict[str, Any], policy: ProviderPolicy
+) -> None:
+    plain = compile_route(LLMRoute.model_validate(route_doc), policy)
+    assert "drills" not in json.loads(plain.to_json())  # byte-for-byte what routers before drills read
+    route_doc["spec"]["drills"] = DRILLS
+    drilled = compile_route(LLMRoute.model_validate(route_doc), policy)
+    route_doc["spec"]["drills"] = DRILLS[:1]
+    fewer = compile_route(LLMRoute.model_validate(route_doc), policy)
+    assert plain.content_hash() == drilled.content_hash() == fewer.content_hash()  # a drill never rolls the router
+    assert len({plain.to_json(), drilled.to_json(), fewer.to_json()}) == 3  # but it reaches the ConfigMap
+    assert [d["provider"] for d in json.loads(drilled.to_json())["drills"]] == ["deepseek", "together", "bedrock"]
+
+
+def test_a_drill_must_name_a_backend_provider_of_the_route(route_doc: dict[str, Any], policy: ProviderPolicy) -> None:
+    for model in route_doc["spec"]["models"]:  # vllm stays in the policy but is no longer a backend of the route
+        model["backends"] = [b for b in model["backends"] if b["provider"] != "vllm"]
+    route_doc["spec"]["drills"] = [DRILLS[0], {**DRILLS[1], "provider": "vllm"}, {**DRILLS[2], "provider": "openai"}]
+    with pytest.raises(CompileError) as exc:
+        compile_route(LLMRoute.model_validate(route_doc), policy)
+    backends = "(backend providers: deepseek, together, fireworks, bedrock)"
+    assert [str(e) for e in exc.value.errors] == [
+        f'spec.drills[1].provider: "vllm" is not a backend provider of this route {backends}',
+        f'spec.drills[2].provider: "openai" is not a backend provider of this route {backends}',
+    ]
+
+
+@pytest.mark.parametrize("until", ["2026-03-01T15:00:00", "2026-03-01", "tomorrow", "2026-02-30T15:00:00Z"])
+def test_a_drill_until_must_be_rfc3339_with_an_offset(route_doc: dict[str, Any], until: str) -> None:
+    route_doc["spec"]["drills"] = [{**DRILLS[0], "until": until}]
+    with pytest.raises(ValidationError, match="is not an RFC 3339 time with an offset"):
+        LLMRoute.model_validate(route_doc)

@@ -147,6 +147,16 @@ def test_replicas_change_keeps_the_config_hash_routing_change_does_not() -> None
     assert build(_set("spec.failover.maxAttempts", 2)).config_hash != base
 
 
+def test_a_drill_changes_the_config_map_but_never_rolls_the_router() -> None:
+    base = build()
+    drill = [{"provider": "deepseek", "fault": "FullOutage", "until": "2026-03-01T15:00:00Z"}]
+    drilled = build(_set("spec.drills", drill))
+    assert drilled.config_hash == base.config_hash
+    assert by_kind(drilled)["Deployment"] == by_kind(base)["Deployment"]
+    assert needs_update(by_kind(drilled)["ConfigMap"], by_kind(base)["ConfigMap"])
+    assert json.loads(by_kind(drilled)["ConfigMap"]["data"]["config.json"])["drills"][0]["provider"] == "deepseek"
+
+
 @pytest.mark.parametrize(("edit", "field"), [
     pytest.param(lambda r, p: r["metadata"].update(name="x" * 50), "metadata.name", id="name-too-long"),
     pytest.param(lambda r, p: r["metadata"].update(name="9lives"), "metadata.name", id="name-not-dns-1035"),

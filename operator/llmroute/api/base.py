@@ -7,7 +7,8 @@ Owns the conventions that make the pydantic models the single source of truth fo
 * :class:`Rule` and :class:`UniqueBy` - cross-field rules written once, enforced twice: as Python validators
   (``llmroute validate``, the operator, local mode) and as CEL ``x-kubernetes-validations`` in the generated CRDs
   (the API server). Both report the same message, so users see one wording wherever they hit it.
-* Kubernetes-shaped helpers: durations (``3s``, ``10m``), names, Secret references, conditions, object metadata.
+* Kubernetes-shaped helpers: durations (``3s``, ``10m``), RFC 3339 timestamps, names, Secret references,
+  conditions, object metadata.
 
 Imported by :mod:`llmroute.api.provider_policy`, :mod:`llmroute.api.llm_route` and :mod:`llmroute.api.crdgen`.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
@@ -79,17 +81,50 @@ def parse_duration(value: str) -> float:
     return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(value))
 
 
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
+def _checked_by(parse: Callable[[str], float]) -> AfterValidator:
+    """A validator that keeps the string as written once ``parse`` accepts it (its ValueError is the message)."""
+
+    def check(value: str) -> str:
+        parse(value)
+        return value
+
+    return AfterValidator(check)
 
 
 Duration = Annotated[
     str,
-    AfterValidator(_check_duration),
+    _checked_by(parse_duration),
     Field(json_schema_extra={"pattern": DURATION_PATTERN}),
 ]
 """A duration string (``3s``, ``10m``, ``1h30m``); CEL's ``duration()`` accepts the same syntax."""
+
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+_TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
+
+
+def parse_timestamp(value: str) -> float:
+    """Epoch seconds of an RFC 3339 time with an explicit offset, e.g. ``2026-03-01T15:00:00Z``."""
+    problem = f'"{value}" is not an RFC 3339 time with an offset, e.g. "2026-03-01T15:00:00Z"'
+    if not _TIMESTAMP_RE.match(value):
+        raise ValueError(problem)
+    whole, _, rest = value.partition(".")
+    if rest:  # Python reads at most 6 fraction digits; RFC 3339 allows more (Kubernetes writes up to 9)
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        value = f"{whole}.{rest[:min(digits, 6)]}{rest[digits:]}"
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise ValueError(problem) from None
+
+
+Timestamp = Annotated[
+    str,
+    _checked_by(parse_timestamp),
+    Field(max_length=64, json_schema_extra={"format": "date-time", "pattern": TIMESTAMP_PATTERN}),
+]
+"""An RFC 3339 time with an explicit offset (``2026-03-01T15:00:00Z``, ``2026-03-01T23:00:00+08:00``); the
+pattern makes the API server accept exactly what Python accepts (``format: date-time`` alone also takes times
+without an offset, which would be read in whatever zone the reader happens to be in)."""
 
 OBJECT_DEFAULT: JsonDict = {"default": {}}
 """``json_schema_extra`` for a sub-object with ``default_factory``: the CRD then defaults it to ``{}`` and the API

@@ -3,13 +3,15 @@
 An LLMRoute is **namespaced**: application teams own their routes (and their router Deployment) in their own
 namespace, and reference the cluster-scoped ProviderPolicy of the platform team by name. Per published model it
 lists backends in priority order; the failover and circuit-breaker policy bound how hard the router tries before it
-tells the client that no allowed backend is healthy.
+tells the client that no allowed backend is healthy. ``spec.drills`` rehearses an outage of one provider: the router
+simulates the failures itself (it only ever withholds traffic, never adds a destination), until a set time.
 
 Compiled, together with its ProviderPolicy, by :func:`llmroute.core.compile.compile_route`.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -24,6 +26,7 @@ from llmroute.api.base import (
     ObjectMeta,
     Rule,
     StatusModel,
+    Timestamp,
     UniqueBy,
     parse_duration,
 )
@@ -108,6 +111,37 @@ class CircuitBreaker(ApiModel):
     )
 
 
+class DrillFault(StrEnum):
+    """An outage shape a drill simulates: DeepSeek's recorded incidents, as ``llmroute local`` replays them."""
+
+    FULL_OUTAGE = "FullOutage"
+    HALF_ERRORS = "HalfErrors"
+    SLOW_FIRST_TOKEN = "SlowFirstToken"
+    PARTIAL_OUTAGE = "PartialOutage"
+    OVERLOADED = "Overloaded"
+    RATE_LIMITED = "RateLimited"
+
+
+class Drill(ApiModel):
+    """A failover rehearsal: until a set time, the router fails attempts to one provider itself, never sending them."""
+
+    provider: Name = Field(description="Provider whose outage is simulated; must be a backend provider of this route.")
+    fault: DrillFault = Field(
+        description="Outage shape: FullOutage (connections fail), HalfErrors (50% answered 503), SlowFirstToken "
+        "(attempts exceed timeToFirstToken), PartialOutage (30% answered 503), Overloaded (every request answered "
+        "503), RateLimited (429 with Retry-After 2). Failed attempts and probes are never sent to the provider.",
+    )
+    until: Timestamp = Field(
+        description="End of the drill, an RFC 3339 time with an offset (e.g. 2026-03-01T15:00:00Z); the drill is "
+        "active only before it, so a forgotten drill ends by itself.",
+    )
+    error_rate: int | None = Field(
+        default=None, ge=1, le=100,
+        description="Percent of attempts (and probes) that fail; overrides the fault's own share (HalfErrors 50, "
+        "PartialOutage 30, all others 100).",
+    )
+
+
 class Autoscaling(ApiModel):
     """Horizontal autoscaling of the router Deployment."""
 
@@ -153,6 +187,15 @@ class LLMRouteSpec(ApiModel):
                                             description="Per-backend circuit breaker.")
     router: RouterSpec = Field(default_factory=RouterSpec, json_schema_extra=OBJECT_DEFAULT,
                                 description="The router Deployment.")
+    drills: Annotated[
+        list[Drill], Field(max_length=8), UniqueBy("provider", message="drills must be unique by provider")
+    ] = Field(
+        default_factory=list,
+        description="Failover rehearsals: simulated outages of providers, each until a set time. Failover, circuits "
+        "and metrics run as in a real outage; a drill only withholds traffic, so requests still go only to backends "
+        "residency allows for their data class. Changing drills does not restart the router (it reloads its config "
+        "live). Who may edit this LLMRoute may start a drill.",
+    )
 
 
 class ActiveBackend(StatusModel):

@@ -7,16 +7,20 @@ to try them, and the denied ones with their reasons (for 403 messages and ``llmr
 
 Every problem is collected and reported with the field path it is about, e.g.
 ``spec.models[0].backends[1].provider: no provider "fireworks" in ProviderPolicy "default"``.
+
+Drills (``spec.drills``) are checked to name a backend provider of the route and compiled to ``until`` in epoch
+seconds and a resolved error rate. Compile is pure and has no clock: a drill whose ``until`` has passed compiles
+fine, and the router ignores it.
 """
 
 from __future__ import annotations
 
 import re
 
-from llmroute.api.base import parse_duration
-from llmroute.api.llm_route import LLMRoute, LLMRouteSpec, PublishedModel
+from llmroute.api.base import parse_duration, parse_timestamp
+from llmroute.api.llm_route import Drill, LLMRoute, LLMRouteSpec, PublishedModel
 from llmroute.api.provider_policy import Provider, ProviderPolicy
-from llmroute.core import residency
+from llmroute.core import drills, residency
 from llmroute.core.router_config import (
     BackendTarget,
     CircuitSettings,
@@ -30,6 +34,7 @@ from llmroute.core.router_config import (
     ProviderTarget,
     RouterConfig,
 )
+from llmroute.core.router_config import Drill as CompiledDrill
 from llmroute.errors import CompileError, FieldError
 
 DEFAULT_NAMESPACE = "default"
@@ -62,6 +67,7 @@ def compile_route(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
         failover=_failover(spec),
         circuit=_circuit(spec),
         max_request_bytes=spec.router.max_request_bytes,
+        drills=tuple(_drill(d) for d in spec.drills),
     )
 
 
@@ -91,6 +97,14 @@ def _reference_errors(route: LLMRoute, policy: ProviderPolicy) -> list[FieldErro
                     f"spec.models[{i}].backends[{j}].provider",
                     f'no provider "{backend.provider}" in ProviderPolicy "{pname}" (known: {known_providers})',
                 ))
+    backend_providers = list(dict.fromkeys(b.provider for m in spec.models for b in m.backends))
+    for i, drill in enumerate(spec.drills):
+        if drill.provider not in backend_providers:
+            errors.append(FieldError(
+                f"spec.drills[{i}].provider",
+                f'"{drill.provider}" is not a backend provider of this route '
+                f'(backend providers: {", ".join(backend_providers)})',
+            ))
     return errors
 
 
@@ -135,6 +149,11 @@ def _model_route(model: PublishedModel, policy: ProviderPolicy) -> ModelRoute:
                 denied.append(Denial(provider=b.provider, model=b.model, reasons=verdict.reasons))
         classes.append(ClassRoute(data_class=data_class.name, allowed=tuple(allowed), denied=tuple(denied)))
     return ModelRoute(name=model.name, classes=tuple(classes))
+
+
+def _drill(d: Drill) -> CompiledDrill:
+    return CompiledDrill(provider=d.provider, fault=d.fault, until_epoch=parse_timestamp(d.until),
+                         error_rate=drills.error_rate(d.fault, d.error_rate))
 
 
 def _failover(spec: LLMRouteSpec) -> FailoverSettings:

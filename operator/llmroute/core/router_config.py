@@ -8,17 +8,26 @@ filterapi does during rolling upgrades).
 It carries **references** to provider keys only (Secret name/key and the environment variable or file the router
 pod receives the value through), never a key. Residency is already decided here: per model and data class the
 router gets the ordered list of allowed backends, so a request can only ever go to one of those.
+
+Drills (``drills``, from LLMRoute ``spec.drills``) are fast-changing state, not routing: starting or ending one must
+not restart the router. So they are **excluded from** :meth:`RouterConfig.content_hash` (the hash that rolls the
+router Deployment and is reported in status and ``llmroute_config_info``) and reach running routers through the
+ConfigMap and the router's live reload alone. They are also left out of :meth:`RouterConfig.to_json` when there are
+none, so a config without drills is byte-for-byte what routers before drills read (``extra="forbid"`` there would
+reject the key; a router that old rejects a config *with* drills and keeps serving its last one - no drill, no
+harm). A drill can never add a destination: the router applies it only to backends already in the allowed lists.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from llmroute.api.base import ApiModel
+from llmroute.api.llm_route import DrillFault
 
 CONFIG_VERSION = 1
 
@@ -114,6 +123,15 @@ class CircuitSettings(ApiModel):
     slow_first_token_s: float
 
 
+class Drill(ApiModel):
+    """A simulated outage of one provider, active while the wall clock is before ``until_epoch``."""
+
+    provider: str
+    fault: DrillFault
+    until_epoch: float = Field(description="End of the drill, Unix epoch seconds.")
+    error_rate: float = Field(ge=0, le=1, description="Share of attempts and probes that fail (already resolved).")
+
+
 class Origin(ApiModel):
     """Which objects the config was compiled from (for logs and /readyz). No generations: the config, and so its
     hash, changes only when routing changes, not when e.g. the replica count does."""
@@ -136,6 +154,7 @@ class RouterConfig(ApiModel):
     failover: FailoverSettings
     circuit: CircuitSettings
     max_request_bytes: int
+    drills: tuple[Drill, ...] = Field(default=(), description="Active or future drills; not part of the hash.")
 
     def model_route(self, name: str) -> ModelRoute | None:
         return next((m for m in self.models if m.name == name), None)
@@ -143,10 +162,24 @@ class RouterConfig(ApiModel):
     def provider(self, name: str) -> ProviderTarget | None:
         return next((p for p in self.providers if p.name == name), None)
 
+    def wire(self) -> dict[str, Any]:
+        """The wire form; ``drills`` only when there are some (see the module docstring)."""
+        out = super().wire()
+        if not out.get("drills"):
+            out.pop("drills", None)
+        return out
+
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys) - what the ConfigMap holds and what the hash is taken of."""
-        return json.dumps(self.wire(), sort_keys=True, separators=(",", ":"))
+        """Canonical JSON (sorted keys) - what the ConfigMap holds."""
+        return _canonical(self.wire())
 
     def content_hash(self) -> str:
-        """A short, stable hash of the config; the operator rolls the router only when it changes."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """A short, stable hash of the routing config (drills excluded); the operator rolls the router only when it
+        changes, so starting or ending a drill never restarts router pods."""
+        routing = self.wire()
+        routing.pop("drills", None)
+        return hashlib.sha256(_canonical(routing).encode()).hexdigest()[:16]
+
+
+def _canonical(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))

@@ -3,8 +3,9 @@ checked in as ``charts/llmroute/files/dashboard.json`` (the chart ships it in a 
 
 Panels are what a platform team looks at during a DeepSeek incident, top to bottom: the overview stats; request and
 error rate by provider; traffic share by jurisdiction and data class, and residency denials; failovers by reason and
-circuit state per backend over time; TTFT and latency p50/p95/p99 by provider; provider health from the operator's
-probes; router saturation (in-flight requests, CPU and memory from the standard ``process_*`` metrics).
+circuit state per backend over time, and drills (rehearsed outages) beside them; TTFT and latency p50/p95/p99 by
+provider; provider health from the operator's probes; router saturation (in-flight requests, CPU and memory from the
+standard ``process_*`` metrics).
 
 Variables: ``datasource`` (any Prometheus), ``namespace`` and ``route`` (the ``llmroute_route`` label the chart's
 PodMonitor puts on router series). Every router query carries :data:`SELECTOR`; operator queries do not (one
@@ -140,7 +141,13 @@ FAILOVER = (
           "state-timeline", states=tuple(zip(CIRCUIT_STATES, CIRCUIT_COLORS, strict=True)),
           description="The worst state over the route's router pods."),
     Panel("Upstream attempts by result", _q(rate(ATTEMPTS, by="provider, reason"),
-                                            "{{provider}}: {{reason}}"), unit="reqps", width=24),
+                                            "{{provider}}: {{reason}}"), unit="reqps"),
+    Panel("Drills: simulated failures", (
+        Query(rate("llmroute_drill_injections_total", by="provider, fault"), "{{provider}}: {{fault}}"),
+        Query(f"max by (provider, fault) (llmroute_drill_active{sel()})", "active: {{provider}} {{fault}}"),
+    ), unit="short",
+          description="Attempts a drill (LLMRoute spec.drills) failed without sending them, per second, and 1 while "
+          "a drill is active: the failovers and circuits above are a rehearsal, not an outage."),
 )
 
 

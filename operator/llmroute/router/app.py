@@ -2,9 +2,9 @@
 
 Owns, through one ``cleanup_ctx`` (the lifespan), everything that lives as long as the process: the ONE shared
 upstream client (:class:`llmroute.router.upstream.Upstream`), the circuits (:class:`llmroute.router.health.Health`)
-and their tick/probe task, and the config watcher (:class:`llmroute.router.config_source.ConfigWatcher`) and its
-poll task. Every config load result is counted here (``llmroute_config_reloads_total``) and a new config is
-handed to the circuits and the metrics.
+and their tick/probe task, the drills (:class:`llmroute.router.drills.Drills`), and the config watcher
+(:class:`llmroute.router.config_source.ConfigWatcher`) and its poll task. Every config load result is counted here
+(``llmroute_config_reloads_total``) and a new config is handed to the drills, the circuits and the metrics.
 
 Routes, each also without the ``/v1`` prefix: ``POST /v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings`` (:class:`llmroute.router.proxy.Proxy`), ``GET /v1/models`` (the published names); plus
@@ -27,6 +27,7 @@ from aiohttp import web
 from llmroute.router import metrics, openai_errors
 from llmroute.router.client import EVENT_STREAM, ClientGone, Reply
 from llmroute.router.config_source import POLL_INTERVAL_S, ConfigWatcher, Snapshot
+from llmroute.router.drills import Drills
 from llmroute.router.failover import Failover
 from llmroute.router.health import Health
 from llmroute.router.proxy import Kind, Proxy
@@ -76,19 +77,21 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     upstream = Upstream()
     await upstream.open()
-    health = Health(upstream, loop.time)
+    drills = Drills()
+    health = Health(upstream, loop.time, drills)
     info: list[tuple[str, str]] = []
 
     def on_result(snapshot: Snapshot | None, result: str) -> None:
         metrics.config_reload(result)
         if snapshot is not None:
+            drills.use(snapshot.config.drills)
             health.use(snapshot)
             info[:] = [metrics.prepare(snapshot.config, info[0] if info else None)]
 
     watcher = ConfigWatcher(runtime.config_paths, on_result, runtime.poll_interval_s)
     runtime.watcher = watcher
     watcher.load_now()
-    runtime.proxy = Proxy(watcher, Failover(upstream, health))
+    runtime.proxy = Proxy(watcher, Failover(upstream, health, drills=drills))
     tasks = [asyncio.create_task(watcher.run(), name="config-watcher"),
              asyncio.create_task(health.run(), name="health")]
     try:

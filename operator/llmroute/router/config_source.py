@@ -12,9 +12,10 @@ Owns loading, key lookup and live reload:
 A load produces a frozen :class:`Snapshot`: the config plus everything the hot path would otherwise recompute per
 request (lookups by model and class, pre-built upstream headers, the ``/v1/models`` body). :class:`ConfigWatcher`
 polls the paths about once a second, comparing a content hash (ConfigMap updates swap a symlink, so mtimes lie),
-and swaps the snapshot atomically. An invalid config, or a RouterConfig whose ``version`` this router does not
-know, is logged in one line (no secrets) and the old snapshot keeps serving. Requests hold the snapshot they
-started with, so a swap never changes a request in flight.
+and swaps the snapshot atomically; a change of drills alone counts as a change, though it leaves the config hash as
+it was. An invalid config, or a RouterConfig whose ``version`` this router does not know, is logged in one line
+(no secrets) and the old snapshot keeps serving. Requests hold the snapshot they started with, so a swap never
+changes a request in flight.
 
 Used by :mod:`llmroute.router.app` (startup, the watcher task) and read by :mod:`llmroute.router.proxy`.
 """
@@ -277,10 +278,11 @@ class ConfigWatcher:
             log.error("config rejected (%s): %s", keeping, " ".join(str(result).split()))
             self._on_result(None, label)
             return
-        if old is not None and old.hash == result.hash and old.endpoints == result.endpoints:
+        if (old is not None and old.hash == result.hash and old.endpoints == result.endpoints
+                and old.config.drills == result.config.drills):
             self._on_result(None, "unchanged")
             return
         self.current = result
-        log.info("config loaded: %s hash %s (%d models, %d providers)", result.source, result.hash,
-                 len(result.config.models), len(result.config.providers))
+        log.info("config loaded: %s hash %s (%d models, %d providers, %d drills)", result.source, result.hash,
+                 len(result.config.models), len(result.config.providers), len(result.config.drills))
         self._on_result(result, "ok")

@@ -21,6 +21,11 @@ Three ways to talk to the upstream:
 
 In every mode the first data must come within ``time_to_first_token`` of sending the attempt (keep-alive comments
 and blank lines are not data), else the attempt is abandoned: DeepSeek's 5-10 s time-to-first-token incident.
+
+Drills: before an attempt is sent, :meth:`llmroute.router.drills.Drills.inject` may turn it into a simulated failure
+of the chosen backend (never another one). Nothing is sent; the failure is classified by :mod:`llmroute.core.retry`
+and recorded exactly like a real one (attempt metrics, circuit, Retry-After, failover), so the rehearsal exercises the
+real failover path.
 """
 
 from __future__ import annotations
@@ -35,12 +40,14 @@ from enum import Enum
 from typing import Any
 
 from llmroute.core import retry
+from llmroute.core.drills import SimulatedFailure
 from llmroute.core.retry import Action, FailureKind
 from llmroute.core.router_config import BackendTarget
 from llmroute.core.selection import backend_key, earliest_retry_s, plan_attempts
 from llmroute.router import jsonwire, metrics, openai_errors
 from llmroute.router.client import EVENT_STREAM, JSON, ClientGone, ClientSink, Reply
 from llmroute.router.config_source import RouteEntry, Snapshot
+from llmroute.router.drills import Drills
 from llmroute.router.health import Health
 from llmroute.router.metrics import Outcome
 from llmroute.router.sse import Assembler, ProtocolError, StreamRelay, end_comment
@@ -93,9 +100,11 @@ class _Failure:
 class Failover:
     """Per-process dependencies of the attempt loop."""
 
-    def __init__(self, upstream: Upstream, health: Health, rng: random.Random | None = None) -> None:
+    def __init__(self, upstream: Upstream, health: Health, rng: random.Random | None = None,
+                 drills: Drills | None = None) -> None:
         self.upstream = upstream
         self.health = health
+        self.drills = drills or health.drills  # one Drills per process: the probes and the attempts share it
         self.rng = rng or random.Random()
 
     async def run(self, call: Call, sink: ClientSink) -> Served:
@@ -157,6 +166,9 @@ class _Attempts:
         if self.pending is not None:
             metrics.failover(self.call.entry.model, *self.pending)
             self.pending = None
+        simulated = self.deps.drills.inject(b.provider)
+        if simulated is not None:
+            return await self._simulated(simulated)
         endpoint = self.call.snapshot.endpoints[b.provider]
         assert endpoint.headers is not None  # RouteEntry.usable holds keyed backends only
         self.call.body["model"] = b.model
@@ -176,6 +188,16 @@ class _Attempts:
         if self.call.mode is Mode.ASSEMBLE and EVENT_STREAM in ex.content_type:
             return await self._assemble(b, ex, started, deadline, kind)
         return await self._plain(b, ex, deadline, kind)
+
+    async def _simulated(self, sim: SimulatedFailure) -> _Failure:
+        """A drill's failure of this attempt, which was not sent; classified as if it were real."""
+        if sim.status is not None:
+            return _Failure(retry.classify_status(sim.status, sim.retry_after, now_epoch=time.time()), sim.detail)
+        kind = sim.failure or FailureKind.CONNECT
+        if sim.wait_for_ttft:  # as long as a real slow first token would hold the attempt
+            deadline, kind = self._bounded(self.loop.time() + self.config.failover.time_to_first_token_s, kind)
+            await asyncio.sleep(max(deadline - self.loop.time(), 0.0))
+        return _Failure(retry.classify_failure(kind), sim.detail)
 
     def _bounded(self, when: float, kind: FailureKind) -> tuple[float, FailureKind]:
         return (when, kind) if when < self.deadline else (self.deadline, FailureKind.TOTAL)

@@ -8,7 +8,9 @@ Owns one :class:`llmroute.core.circuit.Circuit` per backend (key ``provider/mode
   exhausted (402, :meth:`Health.take_out`: every backend of that provider);
 * a background task (:meth:`Health.run`) that ticks every circuit (window pruning, recovery steps, healing) and
   probes providers that have an OPEN or RECOVERING backend with ``GET {endpoint}{health.path}`` and the provider
-  key, at the provider's probe interval and timeout - never a paid completion.
+  key, at the provider's probe interval and timeout - never a paid completion. While a drill is active for a
+  provider, its probes are drawn like its attempts (:meth:`llmroute.router.drills.Drills.inject`): a simulated
+  failure is a failed probe that was never sent, so the circuit stays open for the drill as in a real outage.
 
 Circuits survive config reloads for backends that stay; gauges (``llmroute_circuit_state``) follow every change.
 Transitions are logged in one line (names and reasons only). Used by :mod:`llmroute.router.app` (creation, the
@@ -28,6 +30,7 @@ from llmroute.core.router_config import BackendTarget, CircuitSettings
 from llmroute.core.selection import backend_key
 from llmroute.router import metrics
 from llmroute.router.config_source import Snapshot
+from llmroute.router.drills import Drills
 from llmroute.router.upstream import Upstream
 
 log = logging.getLogger("llmroute.router.health")
@@ -39,9 +42,10 @@ _NEEDS_PROBE = (State.OPEN, State.RECOVERING)
 class Health:
     """All circuits of the current config; single event loop, so no locks."""
 
-    def __init__(self, upstream: Upstream, clock: Callable[[], float]) -> None:
+    def __init__(self, upstream: Upstream, clock: Callable[[], float], drills: Drills | None = None) -> None:
         self._upstream = upstream
         self._clock = clock
+        self.drills = drills or Drills()
         self.circuits: dict[str, Circuit] = {}
         self._backends: dict[str, BackendTarget] = {}
         self._snapshot: Snapshot | None = None
@@ -116,6 +120,7 @@ class Health:
         s, snapshot = self.settings, self._snapshot
         if s is None or snapshot is None:
             return
+        self.drills.tick()
         now = self._clock()
         for key in list(self.circuits):
             self._apply(key, circuit.tick(self.circuits[key], now, s))
@@ -137,7 +142,11 @@ class Health:
     async def _probe(self, provider: str, snapshot: Snapshot) -> None:
         try:
             endpoint = snapshot.endpoints[provider]
-            ok, why = await self._upstream.probe(endpoint, endpoint.provider.health.timeout_s)
+            simulated = self.drills.inject(provider, probe=True)
+            if simulated is not None:
+                ok, why = False, simulated.detail
+            else:
+                ok, why = await self._upstream.probe(endpoint, endpoint.provider.health.timeout_s)
             log.debug("probe %s: %s", provider, why)
             self.on_probe(provider, ok)
         finally:

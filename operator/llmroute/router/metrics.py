@@ -2,12 +2,16 @@
 
 Naming: ``llmroute_<noun>_<unit>[_total]`` in base units (seconds). Labels take values from the config (model,
 provider, data class, backend model names) or from fixed vocabularies (:class:`Outcome`, ``core.retry.REASONS``,
-circuit states, :data:`STREAM_ERRORS`, :data:`RELOAD_RESULTS`) - never prompts, keys, request ids or anything a client
-can invent: an unknown model or class is counted as ``none``. Label values are pre-created for each loaded config
-(:func:`prepare`), so dashboards and alerts see every series at zero before the first failure.
+circuit states, :data:`STREAM_ERRORS`, :data:`RELOAD_RESULTS`, drill faults) - never prompts, keys, request ids or
+anything a client can invent: an unknown model or class is counted as ``none``. Label values are pre-created for each
+loaded config (:func:`prepare`), so dashboards and alerts see every series at zero before the first failure.
 
-Updated by :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`, :mod:`llmroute.router.health` and
-:mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
+Drills are visible twice: as what they cause (attempts, failovers, circuits - the same series a real outage moves)
+and as themselves (``llmroute_drill_active``, ``llmroute_drill_injections_total``), so a dashboard can tell a
+rehearsal from an incident.
+
+Updated by :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`, :mod:`llmroute.router.health`,
+:mod:`llmroute.router.drills` and :mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -84,6 +88,11 @@ INFLIGHT = Gauge("llmroute_inflight_requests", "Client requests being served.", 
 CONFIG_RELOADS = Counter("llmroute_config_reloads", "Config load attempts by result.", ["result"],
                          registry=REGISTRY)
 CONFIG_INFO = Gauge("llmroute_config_info", "1 for the config being served.", ["route", "hash"], registry=REGISTRY)
+DRILL_ACTIVE = Gauge("llmroute_drill_active", "1 while a drill simulates an outage of the provider, 0 after it ended.",
+                     ["provider", "fault"], registry=REGISTRY)
+DRILL_INJECTIONS = Counter("llmroute_drill_injections",
+                           "Attempts a drill failed without sending them to the provider, by fault.",
+                           ["provider", "fault"], registry=REGISTRY)
 
 
 def render() -> tuple[bytes, str]:
@@ -119,6 +128,8 @@ def prepare(config: RouterConfig, previous_info: tuple[str, str] | None) -> tupl
             STREAM_ERRORS_TOTAL.labels(p.name, reason)
     for result in RELOAD_RESULTS:
         CONFIG_RELOADS.labels(result)
+    for d in config.drills:
+        DRILL_INJECTIONS.labels(d.provider, d.fault)
     return info
 
 
@@ -184,3 +195,16 @@ def stream_error(provider: str, reason: str) -> None:
 
 def config_reload(result: str) -> None:
     CONFIG_RELOADS.labels(result).inc()
+
+
+def drill_injection(provider: str, fault: str) -> None:
+    DRILL_INJECTIONS.labels(provider, fault).inc()
+
+
+def set_drill_active(provider: str, fault: str, active: bool) -> None:
+    DRILL_ACTIVE.labels(provider, fault).set(1 if active else 0)
+
+
+def remove_drill(provider: str, fault: str) -> None:
+    with contextlib.suppress(KeyError):
+        DRILL_ACTIVE.remove(provider, fault)
