@@ -272,13 +272,20 @@ async def cluster(kmock: Any) -> AsyncIterator[Cluster]:
 OperatorRunner = Callable[[], Awaitable[None]]
 
 
+StartOperator = Callable[..., Awaitable[asyncio.Task[None]]]
+
+
 @pytest.fixture()
-async def start_operator(cluster: Cluster) -> AsyncIterator[Callable[[], Awaitable[asyncio.Task[None]]]]:
-    """Starts (and at teardown stops) the real operator; call it again after stopping one to test a restart."""
+async def start_operator(cluster: Cluster) -> AsyncIterator[StartOperator]:
+    """Starts (and at teardown stops) the real operator; call it again after stopping one to test a restart.
+    Keyword arguments override :class:`Settings` fields; the provider prober is off unless ``probe_providers=True``
+    (the example policy's endpoints are the real providers')."""
     tasks: list[asyncio.Task[None]] = []
 
-    async def start() -> asyncio.Task[None]:
-        settings = Settings(router_image="registry.example/llmroute:test", resync_seconds=RESYNC_S)
+    async def start(**overrides: Any) -> asyncio.Task[None]:
+        fields: dict[str, Any] = {"router_image": "registry.example/llmroute:test", "resync_seconds": RESYNC_S,
+                                  "probe_providers": False, **overrides}
+        settings = Settings(**fields)
         registry = build_registry(settings)
 
         @kopf.on.login(registry=registry)
@@ -306,6 +313,6 @@ async def stop(task: asyncio.Task[None]) -> None:
 
 
 @pytest.fixture()
-async def operator(start_operator: Callable[[], Awaitable[asyncio.Task[None]]], cluster: Cluster) -> Cluster:
+async def operator(start_operator: StartOperator, cluster: Cluster) -> Cluster:
     await start_operator()
     return cluster

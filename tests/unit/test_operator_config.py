@@ -12,16 +12,22 @@ pytestmark = pytest.mark.unit
 
 
 def test_settings_defaults_and_env() -> None:
-    assert Settings.from_env({}) == Settings(router_image=DEFAULT_ROUTER_IMAGE, namespaces=(), log_level="INFO")
+    assert Settings.from_env({}) == Settings(router_image=DEFAULT_ROUTER_IMAGE, namespaces=(), log_level="INFO",
+                                             probe_providers=True, metrics_port=8081, health_port=8080)
+    assert (Settings().metrics_port, Settings().health_port) == (None, None)  # by hand: no fixed ports
+    off = Settings.from_env({"LLMROUTE_PROBE_PROVIDERS": "false", "LLMROUTE_METRICS_PORT": "0",
+                             "LLMROUTE_HEALTH_PORT": "9000"})
+    assert (off.probe_providers, off.metrics_port, off.health_port) == (False, None, 9000)
     s = Settings.from_env({"LLMROUTE_ROUTER_IMAGE": "r:1", "LLMROUTE_NAMESPACES": "a, b,,",
                            "LLMROUTE_LOG_LEVEL": "debug", "LLMROUTE_RESYNC_SECONDS": "5"})
     assert (s.router_image, s.namespaces, s.log_level, s.resync_seconds) == ("r:1", ("a", "b"), "DEBUG", 5.0)
     assert s.router.image == "r:1"
 
 
-@pytest.mark.parametrize("env", [{"LLMROUTE_LOG_LEVEL": "loud"}, {"LLMROUTE_RESYNC_SECONDS": "0"}])
+@pytest.mark.parametrize("env", [{"LLMROUTE_LOG_LEVEL": "loud"}, {"LLMROUTE_RESYNC_SECONDS": "0"},
+                                 {"LLMROUTE_METRICS_PORT": "70000"}])
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
-    with pytest.raises(ValueError, match=r"log level|resync"):
+    with pytest.raises(ValueError, match=r"log level|resync|port"):
         Settings.from_env(env)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import kopf
 
-from llmroute.controller import indexes, policies, routes, setup
+from llmroute.controller import indexes, policies, prober, routes, setup
 from llmroute.controller.settings import Settings
 
 
@@ -21,6 +21,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> kopf.Operat
     indexes.register(registry)
     routes.register(registry, settings)
     policies.register(registry)
+    if settings.probe_providers:
+        prober.register(registry)
     return registry
 
 

@@ -1,8 +1,9 @@
 """kopf indexes: the in-memory lookups the handlers use instead of listing the API on every event.
 
 * ``policies_by_name``: ProviderPolicy name → its spec and status (a route's compile input and provider health).
-* ``routes_by_policy``: ProviderPolicy name → the LLMRoutes that reference it, with the policy hash each route last
-  saw (so a policy change fans out to exactly its routes, and only the stale ones get patched).
+* ``routes_by_policy``: ProviderPolicy name → the LLMRoutes that reference it, with the policy hash and provider
+  health key each route last saw (so a policy change or a provider going Down/up fans out to exactly its routes,
+  and only the stale ones get patched).
 
 kopf fills every index before the first handler runs, so at startup a route never sees its policy as missing just
 because the policy watch has not caught up yet. Registered by :func:`llmroute.controller.register`.
@@ -20,17 +21,20 @@ import kopf
 from llmroute.api.base import GROUP, VERSION
 
 POLICY_HASH_ANNOTATION = "llmroute.io/policy-hash"
+HEALTH_ANNOTATION = "llmroute.io/provider-health"
+"""Set by the prober on dependent routes when the set of Down/Misconfigured providers changes (a fingerprint)."""
 POLICIES = (GROUP, VERSION, "providerpolicies")
 ROUTES = (GROUP, VERSION, "llmroutes")
 
 
 @dataclass(frozen=True)
 class RouteRef:
-    """A route as the fan-out needs it: where it is and which policy hash it last reconciled against."""
+    """A route as the fan-outs need it: where it is, and which policy hash and health key it was last told."""
 
     namespace: str
     name: str
     policy_hash: str | None
+    health_key: str | None = None
 
 
 def policies_by_name(name: str, spec: Mapping[str, Any], status: Mapping[str, Any],
@@ -45,7 +49,8 @@ def routes_by_policy(namespace: str | None, name: str, spec: Mapping[str, Any], 
     policy = (spec.get("policyRef") or {}).get("name")
     if not isinstance(policy, str):
         return {}
-    return {policy: RouteRef(namespace or "default", name, annotations.get(POLICY_HASH_ANNOTATION))}
+    return {policy: RouteRef(namespace or "default", name, annotations.get(POLICY_HASH_ANNOTATION),
+                             annotations.get(HEALTH_ANNOTATION))}
 
 
 def first(index: kopf.Index[str, Any], key: str) -> Any:

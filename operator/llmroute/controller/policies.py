@@ -9,7 +9,8 @@ The same path runs when a policy appears (routes waiting with ``PolicyNotFound``
 (routes turn ``Ready=False PolicyNotFound``). A policy edit that does not change a route's compiled config changes
 its ConfigMap hash not at all, so it rolls no router.
 
-The shared provider prober (one daemon per policy writing ``status.providers``) is not part of this module yet.
+Provider health (``status.providers``, ``summary`` and the ``Ready`` condition) belongs to the shared prober,
+:mod:`llmroute.controller.prober`; this handler writes only ``observedGeneration`` and ``Accepted`` (a partial patch).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import kopf
 from pydantic import ValidationError
 
 from llmroute.api.provider_policy import ProviderPolicy
+from llmroute.controller import metrics
 from llmroute.controller import status as st
 from llmroute.controller.indexes import POLICIES, POLICY_HASH_ANNOTATION, RouteRef
 from llmroute.controller.kube import Kube, post_event
@@ -50,16 +52,20 @@ def validate(body: Mapping[str, Any]) -> st.Cond:
 async def on_policy(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """resume + create + update: status, then fan-out (also for an invalid policy: its routes must learn of it)."""
     kube: Kube = memo.kube
-    accepted = validate(body)
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    new, changes = st.policy_status(body.get("status"), body["metadata"].get("generation"), now, accepted)
-    patch = st.status_patch(body.get("status"), new, partial=True)
-    if patch is not None:
-        await kube.patch_status("ProviderPolicy", "", body["metadata"]["name"], patch)
-    for change in changes:
-        post_event(body, warning=change.cond.status != st.TRUE, reason=change.cond.reason, message=change.cond.message)
-    dependents = kwargs["routes_by_policy"].get(body["metadata"]["name"], [])
-    await fan_out(kube, dependents, policy_hash(dict(body["spec"])))
+    with metrics.timed_reconcile("ProviderPolicy") as outcome:
+        accepted = validate(body)
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        new, changes = st.policy_status(body.get("status"), body["metadata"].get("generation"), now, accepted)
+        patch = st.status_patch(body.get("status"), new, partial=True)
+        if patch is not None:
+            await kube.patch_status("ProviderPolicy", "", body["metadata"]["name"], patch)
+        for change in changes:
+            post_event(body, warning=change.cond.status != st.TRUE, reason=change.cond.reason,
+                       message=change.cond.message)
+        dependents = kwargs["routes_by_policy"].get(body["metadata"]["name"], [])
+        await fan_out(kube, dependents, policy_hash(dict(body["spec"])))
+        if accepted.status != st.TRUE:
+            outcome.result = metrics.Result.COMPILE_ERROR
     if accepted.status != st.TRUE:
         raise kopf.PermanentError(accepted.message)
 

@@ -16,7 +16,13 @@ Decisions:
   never compiled gets no router at all.
 * **Deletion** removes the owned objects explicitly (``@kopf.on.delete``) besides the ownerReferences the API
   server's garbage collector follows: cheap, immediate, and observable on API servers without GC (the emulator).
-* Reconciles of one route are serialised with a lock, as the resync timer may fire while a handler runs.
+* Reconciles of one route are serialised with a lock, as the resync timer may fire while a handler runs; at most
+  ``setup.RECONCILE_CONCURRENCY`` run at once (bounded memory when a thousand routes start together).
+* **Provider health** comes from the prober's in-memory view (``memo.health``, never behind the API), else from the
+  policy's status in the index (right after a restart). The prober bumps ``llmroute.io/provider-health`` on the
+  route when the set of Down/Misconfigured providers changes, which brings it here; health changes status and
+  Events (``Failover``/``Failback``, ``lastFailover``) but never the compiled config, so no owned object is written.
+* Every reconcile is counted and timed (:mod:`llmroute.controller.metrics`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import kopf
 from pydantic import ValidationError
 
 from llmroute.api.llm_route import LLMRoute
-from llmroute.api.provider_policy import ProviderPolicy
+from llmroute.api.provider_policy import ProviderHealth, ProviderPolicy
+from llmroute.controller import metrics
 from llmroute.controller import status as st
 from llmroute.controller.indexes import ROUTES, first
 from llmroute.controller.kube import Kube, NotOwned, post_event
@@ -72,20 +79,33 @@ async def on_route_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.locks.pop(meta["uid"], None)
 
 
+REJECTED_RESULTS = {"PolicyNotFound": metrics.Result.POLICY_NOT_FOUND, "CompileFailed": metrics.Result.COMPILE_ERROR,
+                    "InvalidSpec": metrics.Result.COMPILE_ERROR, "PolicyInvalid": metrics.Result.COMPILE_ERROR}
+
+
 async def reconcile(body: Body, memo: kopf.Memo, policies: kopf.Index[str, Any]) -> Rejected | None:
     """Make the cluster match the route; returns why the route was rejected, if it was."""
     locks: dict[str, asyncio.Lock] = memo.locks
-    async with locks.setdefault(body["metadata"]["uid"], asyncio.Lock()):
-        kube: Kube = memo.kube
-        try:
-            route, policy = parse(body), find_policy(body, policies)
-            config = compile_checked(route, policy)
-            obs = await roll_out(kube, memo.settings, route, config, policy)
-        except Rejected as rejected:
-            await write_status(kube, body, st.RouteObservation(accepted=rejected.accepted, ready=rejected.ready))
-            return rejected
-        await write_status(kube, body, obs)
-        return None
+    gate: asyncio.Semaphore = memo.gate  # shared: kopf gives each object a shallow copy of the operator's memo
+    async with locks.setdefault(body["metadata"]["uid"], asyncio.Lock()), gate:
+        with metrics.timed_reconcile("LLMRoute") as outcome:
+            kube: Kube = memo.kube
+            try:
+                route, policy = parse(body), find_policy(body, policies)
+                config = compile_checked(route, policy)
+                obs = await roll_out(kube, memo.settings, route, config, policy_health(memo, policy))
+            except Rejected as rejected:
+                outcome.result = REJECTED_RESULTS.get(rejected.ready.reason, metrics.Result.ERROR)
+                await write_status(kube, body, st.RouteObservation(accepted=rejected.accepted, ready=rejected.ready))
+                return rejected
+            await write_status(kube, body, obs)
+            return None
+
+
+def policy_health(memo: kopf.Memo, policy: ProviderPolicy) -> Mapping[str, ProviderHealth]:
+    """The prober's live view of the policy's providers, else what the policy's status says."""
+    live: Mapping[str, ProviderHealth] | None = memo.get("health", {}).get(policy.metadata.name)
+    return live if live else st.health_of(policy.status)
 
 
 def parse(body: Body) -> LLMRoute:
@@ -125,7 +145,7 @@ def compile_checked(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
 
 
 async def roll_out(kube: Kube, settings: Settings, route: LLMRoute, config: RouterConfig,
-                   policy: ProviderPolicy) -> st.RouteObservation:
+                   health: Mapping[str, ProviderHealth]) -> st.RouteObservation:
     """Copy foreign keys, apply the desired objects, remove unwanted ones; observe the router Deployment."""
     copied, missing = await copy_keys(kube, route, config)
     desired = manifests.desired_objects(route, config, settings.router, copied)
@@ -138,7 +158,7 @@ async def roll_out(kube: Kube, settings: Settings, route: LLMRoute, config: Rout
         await kube.delete_owned(key, uid)
     deployment = next(a.live for k, a in applied.items() if k.kind == "Deployment")
     return st.RouteObservation(
-        accepted=COMPILED, ready=st.deployment_ready(deployment), config=config, health=st.health_of(policy.status),
+        accepted=COMPILED, ready=st.deployment_ready(deployment), config=config, health=dict(health),
         extra_degraded=f"provider key missing: {', '.join(missing)}" if missing else "")
 
 
@@ -162,11 +182,12 @@ async def copy_keys(kube: Kube, route: LLMRoute, config: RouterConfig) -> tuple[
 async def write_status(kube: Kube, body: Body, obs: st.RouteObservation) -> None:
     meta, previous = body["metadata"], body.get("status")
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    new, changes = st.route_status(previous, meta.get("generation"), now, obs)
+    new, changes, moved = st.route_status(previous, meta.get("generation"), now, obs)
     patch = st.status_patch(previous, new)
     if patch is not None:
         await kube.patch_status("LLMRoute", meta["namespace"], meta["name"], patch)
     post_events(body, changes, (previous or {}).get("configHash"), new.get("configHash"))
+    post_move_events(body, moved)
 
 
 def post_events(body: Body, changes: list[st.Transition], old_hash: str | None, new_hash: str | None) -> None:
@@ -180,6 +201,18 @@ def post_events(body: Body, changes: list[st.Transition], old_hash: str | None, 
     if new_hash is not None and new_hash != old_hash:
         what = "created" if old_hash is None else f"changed from {old_hash}; rolling the router"
         post_event(body, warning=False, reason="ConfigChanged", message=f"router config {new_hash} {what}")
+
+
+def post_move_events(body: Body, moved: list[st.Move]) -> None:
+    """One Event per (from, to) pair: ``Failover`` (Warning) away from an unhealthy provider, ``Failback`` (Normal)
+    to a recovered one."""
+    groups: dict[tuple[str | None, str | None, bool], list[st.Move]] = {}
+    for m in moved:
+        groups.setdefault((m.from_provider, m.to_provider, m.failover), []).append(m)
+    for (src, dst, failover), ms in groups.items():
+        which = ", ".join(f"{m.model}/{m.data_class}" for m in ms)
+        post_event(body, warning=failover, reason="Failover" if failover else "Failback",
+                   message=f"{which}: {src or 'none'} -> {dst or 'none'} ({ms[0].detail})")
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:

@@ -12,7 +12,14 @@ LLMROUTE_NAMESPACES        comma-separated namespaces to watch         empty: th
 LLMROUTE_LOG_LEVEL         DEBUG, INFO, WARNING or ERROR               INFO
 LLMROUTE_RESYNC_SECONDS    how often each route is re-checked          60
                            (drift repair, router readiness)
+LLMROUTE_PROBE_PROVIDERS   run the shared provider prober (0/false:    true
+                           off; routes then see every provider as
+                           Unknown, i.e. usable)
+LLMROUTE_METRICS_PORT      Prometheus ``/metrics`` port (0: off)       8081
+LLMROUTE_HEALTH_PORT       kopf's liveness ``/healthz`` port (0: off)  8080
 =========================  ==========================================  ==============================
+
+Settings built by hand (tests) serve neither port unless asked: a fixed port cannot be bound twice in one process.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from llmroute.core.manifests import RouterSettings
 
 DEFAULT_ROUTER_IMAGE = f"ghcr.io/llmroute/llmroute:{__version__}"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_METRICS_PORT = 8081
+DEFAULT_HEALTH_PORT = 8080
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,9 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
     resync_seconds: float = 60.0
+    probe_providers: bool = True
+    metrics_port: int | None = None
+    health_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -52,8 +65,18 @@ class Settings:
             namespaces=namespaces,
             log_level=(env.get("LLMROUTE_LOG_LEVEL") or "INFO").upper(),
             resync_seconds=float(env.get("LLMROUTE_RESYNC_SECONDS") or 60.0),
+            probe_providers=(env.get("LLMROUTE_PROBE_PROVIDERS") or "true").strip().lower() not in FALSE_WORDS,
+            metrics_port=_port(env.get("LLMROUTE_METRICS_PORT"), DEFAULT_METRICS_PORT),
+            health_port=_port(env.get("LLMROUTE_HEALTH_PORT"), DEFAULT_HEALTH_PORT),
         )
 
     @property
     def router(self) -> RouterSettings:
         return RouterSettings(image=self.router_image)
+
+
+def _port(value: str | None, default: int) -> int | None:
+    port = int(value) if value not in (None, "") else default
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0..65535, got {port}")
+    return port or None

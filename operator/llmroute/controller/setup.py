@@ -8,21 +8,33 @@ a policy fan-out triggers the routes' update handler.
 
 Peering is off (standalone): one operator replica, no leases or peering resources to grant. Only warnings are posted
 as Events from log lines; meaningful Events are posted on purpose by the handlers.
+
+The memo holds the settings, the per-route locks, the reconcile gate, the :class:`Kube` client and ``health``
+(policy → provider → health, kept by the prober). kopf hands each object a shallow copy of it, so everything shared
+is created here, once. The Prometheus endpoint (:mod:`llmroute.controller.metrics`) is started here when
+``Settings.metrics_port`` is set, so ``llmroute operator`` and ``kopf run -m llmroute.controller`` both serve it; it
+is started once per process (a thread that lives as long as the process).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
 
 from llmroute import __version__
+from llmroute.controller import metrics
 from llmroute.controller.kube import Kube
 from llmroute.controller.settings import Settings
 
 FINALIZER = "llmroute.io/finalizer"
 STORAGE_PREFIX = "operator.llmroute.io"
+RECONCILE_CONCURRENCY = 32
+"""LLMRoute reconciles in flight at once (``memo.gate``): API calls go through a small thread pool anyway, and a
+thousand reconciles holding their compiled configs and desired objects at once only cost memory."""
+_serving: set[int] = set()
 
 
 def configure(kopf_settings: kopf.OperatorSettings) -> None:
@@ -34,14 +46,24 @@ def configure(kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.watching.server_timeout = 300
 
 
+def serve_metrics(port: int | None, host: str = "0.0.0.0") -> None:
+    """Start the metrics endpoint on ``port`` unless it is None or already served by this process."""
+    if port is not None and port not in _serving:
+        metrics.start_metrics_server(host, port)
+        _serving.add(port)
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings)
         memo.setdefault("settings", operator_settings)
         memo.setdefault("locks", {})
+        memo.setdefault("health", {})
+        memo.setdefault("gate", asyncio.Semaphore(RECONCILE_CONCURRENCY))
         if "kube" not in memo:
             memo.kube = Kube.from_environment()
+        serve_metrics(operator_settings.metrics_port)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:

@@ -13,7 +13,13 @@ Conditions (``metav1.Condition`` shape, each with ``observedGeneration``):
 
 ``lastTransitionTime`` changes only when a condition's status changes. Per model and data class the active backend
 is the first allowed backend, in the compiled order, whose provider the shared prober does not report Down or
-Misconfigured (provider health comes from the ProviderPolicy's status).
+Misconfigured (provider health comes from the prober, :mod:`llmroute.controller.prober`).
+
+``lastFailover`` records the last time the active backend of a model/data class moved **because of provider
+health** - the compiled config (hash) being the same before and after; a new config moving it is a rollout, not a
+failover. A move away from a Down/Misconfigured provider is a failover (reason ``ProviderDown`` /
+``ProviderMisconfigured``), a move back to a preferred provider that recovered is a failback (``ProviderRecovered``);
+both are recorded, as both move traffic. :func:`route_status` returns the moves so the caller posts Events for them.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmroute.api.base import Condition, ConditionStatus
-from llmroute.api.llm_route import ActiveBackend, LLMRouteStatus
-from llmroute.api.provider_policy import ProviderPolicyStatus, ProviderState
+from llmroute.api.llm_route import ActiveBackend, FailoverRecord, LLMRouteStatus
+from llmroute.api.provider_policy import ProviderHealth, ProviderPolicyStatus, ProviderState
 from llmroute.core.router_config import RouterConfig
 
 UNHEALTHY = frozenset({ProviderState.DOWN, ProviderState.MISCONFIGURED})
@@ -67,16 +73,21 @@ def transitions(previous: Sequence[Condition], new: Mapping[str, Cond]) -> list[
     return [Transition(t, c, t not in old) for t, c in new.items() if old.get(t) != (c.status, c.reason)]
 
 
-def health_of(status: ProviderPolicyStatus | None) -> dict[str, ProviderState]:
-    """Provider name → state from a ProviderPolicy's status (empty until the prober has written any)."""
-    return {p.name: p.state for p in status.providers} if status is not None else {}
+def health_of(status: ProviderPolicyStatus | None) -> dict[str, ProviderHealth]:
+    """Provider name → health from a ProviderPolicy's status (empty until the prober has written any)."""
+    return {p.name: p for p in status.providers} if status is not None else {}
 
 
-def active_backends(config: RouterConfig, health: Mapping[str, ProviderState]) -> list[ActiveBackend]:
+def state_of(health: Mapping[str, ProviderHealth], provider: str | None) -> ProviderState:
+    found = health.get(provider) if provider is not None else None
+    return found.state if found is not None else ProviderState.UNKNOWN
+
+
+def active_backends(config: RouterConfig, health: Mapping[str, ProviderHealth]) -> list[ActiveBackend]:
     out = []
     for model in config.models:
         for route in model.classes:
-            healthy = [b for b in route.allowed if health.get(b.provider, ProviderState.UNKNOWN) not in UNHEALTHY]
+            healthy = [b for b in route.allowed if state_of(health, b.provider) not in UNHEALTHY]
             first = healthy[0] if healthy else None
             out.append(ActiveBackend(model=model.name, data_class=route.data_class,
                                      provider=first.provider if first else None,
@@ -107,27 +118,71 @@ def deployment_ready(deployment: Mapping[str, Any] | None) -> Cond:
 
 
 @dataclass(frozen=True)
+class Move:
+    """The active backend of one model/data class moved because of provider health (``failover``: away from an
+    unhealthy provider; otherwise back to a recovered one). ``detail`` is for the Event (names and reasons)."""
+
+    model: str
+    data_class: str
+    from_provider: str | None
+    to_provider: str | None
+    failover: bool
+    reason: str
+    detail: str
+
+
+def moves(old: Sequence[ActiveBackend], new: Sequence[ActiveBackend],
+          health: Mapping[str, ProviderHealth]) -> list[Move]:
+    """Active backends that moved between two computations under the same compiled config."""
+    before = {(a.model, a.data_class): a.provider for a in old}
+    out = []
+    for a in new:
+        key = (a.model, a.data_class)
+        if key not in before or before[key] == a.provider:
+            continue
+        src = before[key]
+        src_health = health.get(src) if src is not None else None
+        if src_health is not None and src_health.state in UNHEALTHY:
+            detail = f"{src} is {src_health.state}" + (f": {src_health.reason}" if src_health.reason else "")
+            out.append(Move(a.model, a.data_class, src, a.provider, True, f"Provider{src_health.state}", detail))
+        elif a.provider is None:
+            out.append(Move(a.model, a.data_class, src, None, True, "NoHealthyBackend", "no healthy backend left"))
+        else:
+            detail = f"{a.provider} is {state_of(health, a.provider)} again"
+            out.append(Move(a.model, a.data_class, src, a.provider, False, "ProviderRecovered", detail))
+    return out
+
+
+@dataclass(frozen=True)
 class RouteObservation:
     """What one reconcile of an LLMRoute found; ``config`` is None when nothing new could be compiled."""
 
     accepted: Cond
     ready: Cond
     config: RouterConfig | None = None
-    health: Mapping[str, ProviderState] | None = None
+    health: Mapping[str, ProviderHealth] | None = None
     extra_degraded: str = ""
 
 
 def route_status(previous: Mapping[str, Any] | None, generation: int | None, now: str,
-                 obs: RouteObservation) -> tuple[dict[str, Any], list[Transition]]:
-    """The new ``status`` stanza (wire form) and the condition transitions since ``previous``."""
+                 obs: RouteObservation) -> tuple[dict[str, Any], list[Transition], list[Move]]:
+    """The new ``status`` stanza (wire form), the condition transitions and the health moves since ``previous``."""
     old = LLMRouteStatus.model_validate(previous or {})
+    moved: list[Move] = []
+    last_failover = old.last_failover
     if obs.config is not None:
         active = active_backends(obs.config, obs.health or {})
         first = next((a for a in active if a.data_class == obs.config.default_data_class), None)
+        config_hash = obs.config.content_hash()
         carry: dict[str, Any] = {"active": active, "model_names": ",".join(m.name for m in obs.config.models),
-                                 "active_provider": first.provider if first else None,
-                                 "config_hash": obs.config.content_hash()}
+                                 "active_provider": first.provider if first else None, "config_hash": config_hash}
         deg = degraded(active)
+        if old.config_hash == config_hash:
+            moved = moves(old.active, active, obs.health or {})
+        if moved:
+            m = moved[0]
+            last_failover = FailoverRecord(time=now, model=m.model, from_provider=m.from_provider,
+                                           to_provider=m.to_provider, reason=m.reason)
     else:  # the router keeps its last good config: keep reporting what it serves
         carry = {"active": old.active, "model_names": old.model_names, "active_provider": old.active_provider,
                  "config_hash": old.config_hash}
@@ -138,8 +193,8 @@ def route_status(previous: Mapping[str, Any] | None, generation: int | None, now
     new = {"Accepted": obs.accepted, "Ready": obs.ready, "Degraded": deg}
     conditions = merge_conditions(old.conditions, new, generation, now)
     status = LLMRouteStatus(observed_generation=generation, conditions=conditions,
-                            last_failover=old.last_failover, **carry)
-    return status.wire(), transitions(old.conditions, new)
+                            last_failover=last_failover, **carry)
+    return status.wire(), transitions(old.conditions, new), moved
 
 
 def policy_status(previous: Mapping[str, Any] | None, generation: int | None, now: str,
