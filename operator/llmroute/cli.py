@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("paths", nargs="+", metavar="FILE", help="YAML files or folders with the route and its policy")
     exp.add_argument("--route", help="LLMRoute name (needed when the files hold several)")
     exp.add_argument("--class", dest="data_class", help="data class (default: the route's default)")
+    exp.add_argument("--model", help="only this published model (as a sample request names it)")
+    exp.add_argument("--text", help="sample prompt text, checked for personal data (never printed back)")
     exp.add_argument("--down", action="append", default=[], metavar="PROVIDER",
                      help="what-if: assume this provider is down (repeatable)")
     exp.add_argument("--output", choices=("table", "json"), default="table")
@@ -146,7 +148,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         known = ", ".join(p.name for p in policy.spec.providers)
         raise InputError(f'--down: no provider "{unknown[0]}" in ProviderPolicy "{policy.metadata.name}" '
                          f"(known: {known})")
-    explained = explain_route(route, policy, args.data_class, frozenset(args.down))
+    explained = explain_route(route, policy, args.data_class, frozenset(args.down), model=args.model, text=args.text)
     if args.output == "json":
         print(json.dumps(explained.to_dict(), indent=2))
     else:
@@ -163,6 +165,11 @@ def render_explanation(e: RouteExplanation) -> str:
     """The human table for ``llmroute explain``."""
     down = f"  assumed down: {', '.join(e.down)}" if e.down else ""
     lines = [f"LLMRoute {e.route}  ProviderPolicy {e.policy}  data class {e.data_class}{down}", ""]
+    if e.text_findings is not None:
+        reach = ", ".join(e.reachable_jurisdictions) or "nowhere"
+        found = e.text_findings
+        looks = "no personal data found" if found == "none" else f"looks like personal data: {found}"
+        lines += [f"sample text: {looks}; as {e.data_class} it may go to: {reach}", ""]
     for m in e.models:
         lines.append(f"{m.name}: {m.allowed_count} of {len(m.backends)} backends allowed; {m.outcome}")
         rows = [("TRY", "PROVIDER", "UPSTREAM MODEL", "WHERE", "VERDICT", "FIRST", "WHY")]

@@ -4,8 +4,11 @@ live view rendered headlessly."""
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +97,34 @@ def test_summary_table() -> None:
     text = console.export_text()
     assert "pii/phi requests sent to CN: 0" in text
     assert "full-outage: Jan 2025" in text and "together 100%" in text
+
+
+def test_port_in_use_is_one_clear_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "llmroute", "local", "--no-tui", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"llmroute: error: port {port} on 127.0.0.1 is in use; pick another with --port"
+    assert "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "llmroute", "local", "--no-tui", "--duration", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    router: list[str] = []
+    while not router and time.monotonic() < deadline:  # wait until the router child is serving
+        time.sleep(0.3)
+        children = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(proc.pid)], capture_output=True,
+                                  text=True, check=False).stdout
+        router = [line.split()[0] for line in children.splitlines() if "llmroute router" in line]
+    assert router, "the router process never started"
+    time.sleep(2)  # traffic is flowing
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert subprocess.run(["ps", "-p", router[0]], capture_output=True, check=False).returncode != 0, "router left"

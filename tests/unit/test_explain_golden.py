@@ -24,6 +24,8 @@ CASES = {
     "pii-us-hosts-down": ["--class", "pii", "--down", "together", "--down", "fireworks"],
     "phi-all-down": ["--class", "phi", "--down", "bedrock", "--down", "vllm"],
     "public-deepseek-down.json": ["--class", "public", "--down", "deepseek", "--output", "json"],
+    "public-chat-with-pii-text": ["--class", "public", "--model", "deepseek-chat",
+                                  "--text", "Refund jane@example.com, card 4111 1111 1111 1111"],
 }
 
 

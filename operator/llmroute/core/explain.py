@@ -18,8 +18,9 @@ from typing import Any
 
 from llmroute.api.llm_route import LLMRoute
 from llmroute.api.provider_policy import ProviderPolicy
-from llmroute.core import residency
+from llmroute.core import pii, residency
 from llmroute.core.compile import compile_route
+from llmroute.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ class RouteExplanation:
     data_class: str
     models: tuple[ModelExplanation, ...]
     down: tuple[str, ...] = ()
+    text_findings: str | None = None  # "1 email, 1 us_ssn" for --text; kinds and counts only, never the text
+
+    @property
+    def reachable_jurisdictions(self) -> tuple[str, ...]:
+        """Jurisdictions an allowed backend of any explained model is in."""
+        return tuple(sorted({b.jurisdiction for m in self.models for b in m.backends if b.allowed}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +79,8 @@ class RouteExplanation:
             "policy": self.policy,
             "dataClass": self.data_class,
             "down": list(self.down),
+            "textFindings": self.text_findings,
+            "reachableJurisdictions": list(self.reachable_jurisdictions),
             "models": [
                 {"name": m.name, "outcome": m.outcome, "backends": [_backend_dict(b) for b in m.backends]}
                 for m in self.models
@@ -88,17 +97,22 @@ def _backend_dict(b: BackendExplanation) -> dict[str, Any]:
 
 
 def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | None = None,
-                  down: frozenset[str] = frozenset()) -> RouteExplanation:
-    """Explain every backend of every model of ``route`` for ``data_class`` (default: the route's default),
-    with the providers in ``down`` assumed down.
+                  down: frozenset[str] = frozenset(), *, model: str | None = None,
+                  text: str | None = None) -> RouteExplanation:
+    """Explain every backend of every model of ``route`` (or only ``model``) for ``data_class`` (default: the
+    route's default), with the providers in ``down`` assumed down; ``text`` is a sample prompt checked for PII.
 
     Raises :class:`llmroute.errors.CompileError` if the route does not compile and
     :class:`llmroute.errors.UnknownDataClassError` for a class the policy lacks.
     """
     config = compile_route(route, policy)
     cls = residency.resolve_class(policy.spec, data_class or config.default_data_class)
+    published_models = [m for m in route.spec.models if model is None or m.name == model]
+    if not published_models:
+        names = ", ".join(m.name for m in route.spec.models)
+        raise InputError(f'the route publishes no model "{model}" (published: {names})')
     models = []
-    for published in route.spec.models:
+    for published in published_models:
         compiled = config.model_route(published.name)
         assert compiled is not None
         class_route = compiled.for_class(cls.name)
@@ -119,8 +133,9 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
         explained.sort(key=lambda e: (e.order is None, e.order or 0, e.priority))
         models.append(ModelExplanation(name=published.name, backends=_with_first_shares(explained)))
     ns = route.metadata.namespace or "default"
+    findings = None if text is None else pii.summarise(pii.detect(text))
     return RouteExplanation(route=f"{ns}/{route.metadata.name}", policy=policy.metadata.name, data_class=cls.name,
-                            models=tuple(models), down=tuple(sorted(down)))
+                            models=tuple(models), down=tuple(sorted(down)), text_findings=findings)
 
 
 def _with_first_shares(backends: list[BackendExplanation]) -> tuple[BackendExplanation, ...]:

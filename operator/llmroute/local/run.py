@@ -60,38 +60,55 @@ async def _session(example: Path, *, duration: float, tui: bool, drill: bool, po
         config = compile_route(st.route, st.policy)
         slots = schedule(DEEPSEEK_DRILL if drill else NO_DRILL, duration)
         target = pick_target(st)
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         traffic = Traffic(st.router_url, tuple(m.name for m in st.route.spec.models),
                           phase_of=lambda t: phase_at(slots, t).phase.name, concurrency=concurrency, seed=seed)
         task = asyncio.create_task(traffic.run())
-        timeline: list[tuple[float, str]] = []
-        metrics: Metrics = {}
-        async with aiohttp.ClientSession() as http:
-            live = Live(auto_refresh=False, transient=False) if tui else None
-            with live if live is not None else contextlib.nullcontext():
-                current: Slot | None = None
-                last_counts: dict[str, tuple[int, float]] = {}
-                while (t := loop.time() - t0) < duration:
-                    slot = phase_at(slots, t)
-                    if slot is not current:
-                        current = slot
-                        fault = INCIDENTS[slot.phase.faults] if slot.phase.faults else FaultPlan()
-                        st.emulators[target].set_faults(fault)
-                    with contextlib.suppress(aiohttp.ClientError):
-                        metrics = await stk.scrape_metrics(http, st.router_url)
-                    timeline.append((t, _circuit(metrics, target)))
-                    if live is not None:
-                        live.update(render(_snapshot(st, slot, t, duration, metrics, traffic.results, last_counts)),
-                                    refresh=True)
-                    await asyncio.sleep(0.25)
-            traffic.stop.set()
-            await _drain(task)
-            with contextlib.suppress(aiohttp.ClientError):
-                metrics = await stk.scrape_metrics(http, st.router_url)
+        try:
+            async with aiohttp.ClientSession() as http:
+                timeline = await _play(st, http, slots, target, duration, traffic, tui)
+                traffic.stop.set()
+                await _drain(task)
+                metrics = await _scrape(http, st.router_url)
+        finally:  # Ctrl-C cancels us: stop the clients first, so the router has nothing left to drain
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         return summarise(target=target, slots=slots, results=traffic.results, received=_received(st),
                          config=config, circuit_timeline=timeline,
                          residency_denials=int(_sum(metrics, "llmroute_residency_denials_total")))
+
+
+async def _play(st: stk.Stack, http: aiohttp.ClientSession, slots: tuple[Slot, ...], target: str, duration: float,
+                traffic: Traffic, tui: bool) -> list[tuple[float, str]]:
+    """Run the drill's clock: apply each phase's faults, sample the router, refresh the view. The circuit timeline."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    timeline: list[tuple[float, str]] = []
+    current: Slot | None = None
+    last_counts: dict[str, tuple[int, float]] = {}
+    live = Live(auto_refresh=False, transient=False) if tui else None
+    with live if live is not None else contextlib.nullcontext():
+        while (t := loop.time() - t0) < duration:
+            slot = phase_at(slots, t)
+            if slot is not current:
+                current = slot
+                st.emulators[target].set_faults(INCIDENTS[slot.phase.faults] if slot.phase.faults else FaultPlan())
+            metrics = await _scrape(http, st.router_url)
+            timeline.append((t, _circuit(metrics, target)))
+            if live is not None:
+                snapshot = _snapshot(st, slot, t, duration, metrics, traffic.results, last_counts)
+                live.update(render(snapshot), refresh=True)
+            await asyncio.sleep(0.25)
+    return timeline
+
+
+async def _scrape(http: aiohttp.ClientSession, url: str) -> Metrics:
+    """The router's metrics; empty when it does not answer (the view shows "-")."""
+    try:
+        return await stk.scrape_metrics(http, url)
+    except aiohttp.ClientError:
+        return {}
 
 
 async def _drain(task: asyncio.Task[None], grace: float = 30.0) -> None:
