@@ -18,6 +18,7 @@ from rich.console import Console
 from llmroute.local.drill import DEEPSEEK_DRILL, schedule
 from llmroute.local.report import PhaseSummary, Summary
 from llmroute.local.view import ProviderRow, Snapshot, render, render_summary
+from tests.conftest import EXAMPLE
 
 pytestmark = pytest.mark.router
 Drill = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
@@ -128,3 +129,16 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert "Traceback" not in err
     assert subprocess.run(["ps", "-p", router[0]], capture_output=True, check=False).returncode != 0, "router left"
+
+
+def test_invalid_example_is_one_clear_line(tmp_path: Path) -> None:
+    for name in ("policy", "route", "secrets"):
+        (tmp_path / f"{name}.yaml").write_text((EXAMPLE / f"{name}.yaml").read_text())
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy.read_text().replace("training: NotUsed", "training: no", 1))
+    proc = subprocess.run([sys.executable, "-m", "llmroute", "local", "--no-tui", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith(f"llmroute: error: {policy} (document 1): spec.providers[1].dataUse.training: ")
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 
 from llmroute.core.compile import compile_route
+from llmroute.documents import load
 from llmroute.emulator import INCIDENTS, FaultPlan
 from llmroute.local import stack as stk
 from llmroute.local.drill import DEEPSEEK_DRILL, NO_DRILL, Slot, phase_at, schedule
@@ -34,6 +35,7 @@ _SEVERITY = ("healthy", "degraded", "recovering", "open")
 def run_local(example: Path, *, duration: float, tui: bool, drill: bool, port: int | None,
               summary_json: Path | None, concurrency: int, time_scale: float, seed: int = 0) -> int:
     """Run a local session; returns the process exit code."""
+    stk.pick_route(load([example]))  # a broken example is one clear error before anything starts
     console = Console(width=max(Console().width, 110))
     if time_scale != 1:
         console.print(f"local mode: circuit-breaker and probe timings run {time_scale:g}x faster than the route "
