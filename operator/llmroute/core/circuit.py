@@ -38,6 +38,7 @@ HEAL_FRACTION = 0.25
 """DEGRADED -> HEALTHY only below this fraction of ``error_rate`` (half the degrading rate: hysteresis)."""
 MIN_WINDOW_EVENTS = 256
 """The window keeps at most ``max(MIN_WINDOW_EVENTS, min_requests)`` newest events."""
+_HEALTHY_SUCCESS = "success while healthy"
 
 
 class State(StrEnum):
@@ -80,6 +81,9 @@ class Transition:
 def record(c: Circuit, ok: bool, now: float, s: CircuitSettings, *, slow: bool = False) -> Transition:
     """Record the passive outcome of one attempt; ``ok=False`` or ``slow=True`` is a failure."""
     failed = not ok or slow
+    if not failed and c.state is State.HEALTHY and c.failures == 0 and s.error_rate > 0 and s.consecutive_failures:
+        # The common case, kept cheap: no failure in the window, so no threshold can be crossed.
+        return Transition(_windowed(c, now, s, (now, True), consecutive_failures=0), False, _HEALTHY_SUCCESS)
     c = _windowed(c, now, s, (now, not failed), consecutive_failures=c.consecutive_failures + 1 if failed else 0)
     outcome = ("slow first token" if ok else "failure") if failed else "success"
     if c.state is State.OPEN:
@@ -222,9 +226,12 @@ def _windowed(c: Circuit, now: float, s: CircuitSettings, new: tuple[float, bool
     events, failures = c.events, c.failures
     if new is not None:
         events, failures = (*events, new), failures + (not new[1])
-    start = max(bisect_left(events, (now - s.window_s, False)), len(events) - max(MIN_WINDOW_EVENTS, s.min_requests))
-    if start > 0:
+    if events and (events[0][0] < now - s.window_s or len(events) > max(MIN_WINDOW_EVENTS, s.min_requests)):
+        start = max(bisect_left(events, (now - s.window_s, False)),
+                    len(events) - max(MIN_WINDOW_EVENTS, s.min_requests))
         failures -= sum(1 for _, ok in events[:start] if not ok)
         events = events[start:]
     streak = c.consecutive_failures if consecutive_failures is None else consecutive_failures
-    return replace(c, events=events, failures=failures, consecutive_failures=streak)
+    if new is None and events is c.events and streak == c.consecutive_failures:
+        return c  # nothing aged out (the common tick)
+    return Circuit(c.state, c.since, streak, events, c.step, c.reason, failures)

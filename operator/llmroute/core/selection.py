@@ -29,6 +29,7 @@ from llmroute.core.circuit import Circuit, State, retry_in_s, summary, traffic_s
 from llmroute.core.router_config import BackendTarget, CircuitSettings
 
 _Candidate = tuple[BackendTarget, str]
+_HEALTHY = ("healthy",)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ def plan_attempts(
     """Order ``allowed`` (residency-filtered, any order) into attempts by priority, health and weight."""
     if max_attempts < 0:
         raise ValueError(f"max_attempts must be >= 0, got {max_attempts}")
+    if len(allowed) == 1 and max_attempts and allowed[0].weight > 0:  # the common one-backend route, kept cheap
+        c = circuits.get(backend_key(allowed[0]))
+        if c is None or c.state is State.HEALTHY:
+            return Plan(tuple(allowed), (), _HEALTHY)
     ordered: list[_Candidate] = []
     last_resort: list[_Candidate] = []
     skipped: list[Skip] = []

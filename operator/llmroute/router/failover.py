@@ -35,7 +35,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -68,7 +68,7 @@ class Mode(Enum):
     PLAIN = "plain"
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One client request, parsed and routed: what to send, and the residency-checked route it may use."""
 
@@ -82,7 +82,7 @@ class Call:
     started: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Served:
     """How the request ended: a reply to send (None if streamed), its outcome and the serving provider."""
 
@@ -91,7 +91,7 @@ class Served:
     provider: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Failure:
     outcome: retry.Outcome
     detail: str
@@ -111,20 +111,22 @@ class Failover:
         return await _Attempts(self, call, sink).run()
 
 
-@dataclass
 class _Attempts:
-    deps: Failover
-    call: Call
-    sink: ClientSink
-    attempts: int = 0
-    notes: list[str] = field(default_factory=list)
-    retry_after: dict[str, float] = field(default_factory=dict)
-    pending: tuple[str, str] | None = None  # (provider, reason) of a failure not yet counted as a failover
+    """The attempt loop of one request."""
 
-    def __post_init__(self) -> None:
+    __slots__ = ("attempts", "call", "config", "deadline", "deps", "loop", "notes", "pending", "retry_after", "sink")
+
+    def __init__(self, deps: Failover, call: Call, sink: ClientSink) -> None:
+        self.deps = deps
+        self.call = call
+        self.sink = sink
+        self.attempts = 0
+        self.notes: list[str] = []
+        self.retry_after: dict[str, float] = {}
+        self.pending: tuple[str, str] | None = None  # (provider, reason) of a failure not yet counted as a failover
         self.loop = asyncio.get_running_loop()
-        self.config = self.call.snapshot.config
-        self.deadline = self.call.started + self.config.failover.total_timeout_s
+        self.config = call.snapshot.config
+        self.deadline = call.started + self.config.failover.total_timeout_s
 
     async def run(self) -> Served:
         f, s = self.config.failover, self.config.circuit
@@ -134,7 +136,7 @@ class _Attempts:
             plan = plan_attempts(self.call.entry.usable, self.deps.health.circuits, s,
                                  max_attempts=f.max_attempts - self.attempts, now=self.loop.time(),
                                  rng=self.deps.rng)
-            if round_ == 0:
+            if round_ == 0 and plan.skipped:
                 self.notes += [f"skipped {backend_key(k.backend)}: {k.reason}" for k in plan.skipped]
             tried = self.attempts
             for b in plan.attempts:

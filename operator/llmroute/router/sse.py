@@ -29,6 +29,12 @@ from llmroute.router import jsonwire
 
 DONE = b"data: [DONE]"
 _DONE_COMPACT = b"data:[DONE]"
+_HEAD = ("id", "created", "model", "system_fingerprint")
+"""Top-level fields whose first value is the answer's."""
+_TOP_LEVEL = frozenset({*_HEAD, "object", "choices", "usage"})
+"""Top-level fields the assembler handles; any other passes through (last value wins)."""
+_CHOICE_FIELDS = frozenset({"index", "delta", "text", "logprobs", "finish_reason"})
+"""Choice fields the assembler handles; any other passes through (last value wins)."""
 
 
 class ProtocolError(Exception):
@@ -78,6 +84,8 @@ class StreamRelay:
 
     def _by_line(self, chunk: bytes) -> bytes:
         data = self._partial + chunk
+        if self._comment is None:
+            return self._to_first(data)
         end = data.rfind(b"\n")
         if end < 0:
             self._partial = data
@@ -102,8 +110,47 @@ class StreamRelay:
         return relayed
 
 
+    def _to_first(self, data: bytes) -> bytes:
+        """Before the first event, without a comment to insert: scan lines only up to the first event, then relay
+        everything (the rest of a large first read is not split into lines, only searched for ``[DONE]``)."""
+        pos = 0
+        while (nl := data.find(b"\n", pos)) >= 0:
+            if data.startswith(b"data:", pos):
+                if _is_error_event(_payload(data[pos:nl])):
+                    raise ProtocolError("error event before the first token")
+                self.first_data = True
+                self.done = _has_done_line(data, nl + 1)
+                self._partial = b""
+                self._tail = data[-len(DONE):]
+                return data
+            pos = nl + 1
+        self._partial = data[pos:]
+        return data[:pos]
+
+
+def _has_done_line(data: bytes, start: int) -> bool:
+    """Whether a complete line of ``data`` from ``start`` on is ``data: [DONE]`` (trailing ``\\r`` allowed)."""
+    for marker in (DONE, _DONE_COMPACT):
+        i = data.find(marker, start)
+        while i >= 0:
+            k = i + len(marker)
+            while k < len(data) and data[k] == 13:
+                k += 1
+            if (i == 0 or data[i - 1] == 10) and k < len(data) and data[k] == 10:
+                return True
+            i = data.find(marker, i + 1)
+    return False
+
+
 class Assembler:
-    """Builds the non-streaming response body from the chunks of one upstream stream."""
+    """Builds the non-streaming response body from the chunks of one upstream stream.
+
+    Runs about ten times per non-streaming request, so the common shapes take short paths (a complete head after
+    the first chunk, no unknown top-level or choice fields, text-only deltas) with the same result as the general
+    merge.
+    """
+
+    __slots__ = ("_choices", "_extra", "_head", "_need_head", "_partial", "_usage", "chat", "done", "first_data")
 
     def __init__(self, chat: bool) -> None:
         self.chat = chat
@@ -111,23 +158,24 @@ class Assembler:
         self.done = False
         self._partial = b""
         self._head: dict[str, Any] = {}
+        self._need_head = True  # until every _HEAD key has been seen (the first chunk usually has them all)
         self._extra: dict[str, Any] = {}
         self._choices: dict[int, _Choice] = {}
         self._usage: Any = None
 
     def feed(self, chunk: bytes) -> None:
         """Consume ``chunk``; blank lines and comments are ignored; raises :class:`ProtocolError`."""
-        data = self._partial + chunk
-        lines = data.split(b"\n")
+        lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()
         for line in lines:
-            if line.startswith(b"data:"):
-                self._data(_payload(line).strip())
+            if line[:5] == b"data:":
+                payload = line[5:].strip()  # the SSE spec's one optional space, and any \r or padding
+                if payload == b"[DONE]":
+                    self.done = True
+                else:
+                    self._data(payload)
 
     def _data(self, payload: bytes) -> None:
-        if payload == b"[DONE]":
-            self.done = True
-            return
         try:
             chunk = jsonwire.loads_chunk(payload)
         except ValueError:
@@ -135,17 +183,19 @@ class Assembler:
         if not isinstance(chunk, dict) or "error" in chunk:
             raise ProtocolError("error event" if isinstance(chunk, dict) else "data event is not an object")
         self.first_data = True
-        self._merge(chunk)
-
-    def _merge(self, chunk: dict[str, Any]) -> None:
-        for key in ("id", "created", "model", "system_fingerprint"):
-            if key in chunk and key not in self._head:
-                self._head[key] = chunk[key]
-        for key, value in chunk.items():
-            if key not in ("id", "object", "created", "model", "system_fingerprint", "choices", "usage"):
-                self._extra[key] = value
-        if chunk.get("usage") is not None:
-            self._usage = chunk["usage"]
+        if self._need_head:
+            head = self._head
+            for key in _HEAD:
+                if key in chunk and key not in head:
+                    head[key] = chunk[key]
+            self._need_head = len(head) < len(_HEAD)
+        if not _TOP_LEVEL.issuperset(chunk):
+            for key, value in chunk.items():
+                if key not in _TOP_LEVEL:
+                    self._extra[key] = value
+        usage = chunk.get("usage")
+        if usage is not None:
+            self._usage = usage
         for raw in chunk.get("choices") or ():
             index = raw.get("index", 0)
             choice = self._choices.get(index)
@@ -172,11 +222,13 @@ class Assembler:
 class _Choice:
     """One choice being assembled."""
 
+    __slots__ = ("extra", "finish_reason", "index", "logprobs", "other", "role", "text", "tool_calls")
+
     def __init__(self, index: int) -> None:
         self.index = index
         self.role: str | None = None
-        self.text: dict[str, list[str]] = {}  # delta text fields (content, reasoning_content, ...) or "text"
-        self.seen: set[str] = set()  # text fields present at all (even only as null)
+        self.text: dict[str, list[str]] = {}  # delta text fields (content, reasoning_content, ...) or "text"; a
+        # field only ever null is left out of the message (content excepted: it is always there)
         self.other: dict[str, Any] = {}
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.logprobs: dict[str, Any] | None = None
@@ -185,31 +237,42 @@ class _Choice:
 
     def merge(self, raw: dict[str, Any], chat: bool) -> None:
         if chat:
-            self._delta(raw.get("delta") or {})
+            delta = raw.get("delta")
+            if delta:
+                text = self.text
+                for key, value in delta.items():
+                    if isinstance(value, str) and key != "role" and key != "tool_calls":
+                        parts = text.get(key)
+                        if parts is None:
+                            text[key] = [value]
+                        else:
+                            parts.append(value)
+                    else:
+                        self._delta(key, value)
         elif isinstance(raw.get("text"), str):
             self.text.setdefault("text", []).append(raw["text"])
-        if raw.get("logprobs") is not None:
-            self._logprobs(raw["logprobs"])
-        if raw.get("finish_reason") is not None:
-            self.finish_reason = raw["finish_reason"]
-        for key, value in raw.items():
-            if key not in ("index", "delta", "text", "logprobs", "finish_reason"):
-                self.extra[key] = value
+        logprobs = raw.get("logprobs")
+        if logprobs is not None:
+            self._logprobs(logprobs)
+        finish_reason = raw.get("finish_reason")
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+        if not _CHOICE_FIELDS.issuperset(raw):
+            for key, value in raw.items():
+                if key not in _CHOICE_FIELDS:
+                    self.extra[key] = value
 
-    def _delta(self, delta: dict[str, Any]) -> None:
-        for key, value in delta.items():
-            if key == "role":
-                self.role = value or self.role
-            elif key == "tool_calls":
-                for call in value or ():
-                    self._tool_call(call)
-            elif isinstance(value, str):
-                self.seen.add(key)
-                self.text.setdefault(key, []).append(value)
-            elif value is None:
-                self.seen.add(key)
-            else:
-                self.other[key] = value
+    def _delta(self, key: str, value: Any) -> None:
+        """A delta field that is not plain text."""
+        if key == "role":
+            self.role = value or self.role
+        elif key == "tool_calls":
+            for call in value or ():
+                self._tool_call(call)
+        elif isinstance(value, str):
+            self.text.setdefault(key, []).append(value)
+        elif value is not None:
+            self.other[key] = value
 
     def _tool_call(self, call: dict[str, Any]) -> None:
         slot = self.tool_calls.setdefault(call.get("index", len(self.tool_calls)), {})
@@ -241,9 +304,8 @@ class _Choice:
         if content is None and not self.tool_calls:
             content = ""
         message: dict[str, Any] = {"role": self.role or "assistant", "content": content}
-        for key in sorted(self.seen - {"content"}):
-            if key in self.text:
-                message[key] = "".join(self.text[key])
+        for key in sorted(self.text.keys() - {"content"}):
+            message[key] = "".join(self.text[key])
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         message.update(self.other)
