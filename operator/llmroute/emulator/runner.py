@@ -9,6 +9,7 @@ can come back on the same port. Used by router tests, ``llmroute local`` and the
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -27,8 +28,10 @@ class Emulator:
 
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                  faults: FaultPlan | None = None, reasoning_field: str = "reasoning_content", seed: int = 0,
-                 models: Sequence[str] = DEFAULT_MODELS, strict_models: bool = False) -> None:
+                 models: Sequence[str] = DEFAULT_MODELS, strict_models: bool = False,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.name, self.host, self.port = name, host, port
+        self.ssl_context = ssl_context  # serve HTTPS (like a real provider) when given
         self.app = build_app(name, api_key=api_key, faults=faults, reasoning_field=reasoning_field, seed=seed,
                              models=models, strict_models=strict_models)
         self._runner: web.AppRunner | None = None
@@ -40,7 +43,8 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -86,7 +90,8 @@ class Emulator:
         if self._listener is not None or self._runner is None or self._runner.server is None:
             return
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self._runner.server, self.host, self.port, reuse_address=True)
+        self._listener = await loop.create_server(self._runner.server, self.host, self.port, reuse_address=True,
+                                                  ssl=self.ssl_context)
         self.port = self._listener.sockets[0].getsockname()[1]
 
     async def stop_listening(self) -> None:
