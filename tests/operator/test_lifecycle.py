@@ -1,15 +1,29 @@
-"""LLMRoute lifecycle against the real operator: create, Ready, update (rollout or not), no-op resync, delete,
-drift repair, restart."""
+"""LLMRoute lifecycle against the real operator: create, Ready, update (rollout or not), a steady state that sends
+no request (resyncs read the watch cache), delete, drift repair and readiness driven by the watch (not the resync),
+restart."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from llmroute.controller.metrics import REGISTRY
 from tests.conftest import example_doc
-from tests.operator.conftest import Cluster, available, eventually, settled, stop, writes
+from tests.operator.conftest import (
+    RESYNC_S,
+    Cluster,
+    StartOperator,
+    available,
+    eventually,
+    secret_doc,
+    settled,
+    stop,
+    writes,
+)
 from tests.operator.helpers import (
     GV,
     NS,
@@ -104,14 +118,33 @@ async def test_autoscaling_adds_hpa_and_leaves_replicas_to_it(operator: Cluster)
     assert "replicas" not in (await deployment(operator) or {})["spec"]
 
 
-async def test_same_inputs_send_no_writes(operator: Cluster) -> None:
+OWNED_PLURALS = {"configmaps", "deployments", "services", "poddisruptionbudgets", "secrets",
+                 "horizontalpodautoscalers"}
+NO_RESYNC = 3600.0  # resync far beyond the tests' waits: what happens is the watch's doing
+
+
+def reconciles() -> float:
+    return REGISTRY.get_sample_value("llmroute_operator_reconciles_total",
+                                     {"kind": "LLMRoute", "result": "success"}) or 0.0
+
+
+async def test_steady_state_sends_no_request(operator: Cluster) -> None:
     await deploy_example(operator)
     await eventually(lambda: deployment(operator), what="deployment")
     await settled(operator)
-    before, reads_before = len(writes(operator)), len(operator.operator_requests())
-    await settled(operator, quiet=5 * 0.3)  # five resync ticks
-    assert len(writes(operator)) == before
-    assert len(operator.operator_requests()) > reads_before  # the resync did run (reads only)
+    sent, done = len(operator.operator_requests()), reconciles()
+    await asyncio.sleep(5 * RESYNC_S)  # about five resyncs per route
+    assert reconciles() > done  # the resync did run: against the watch cache
+    assert [(str(r.method), r.url.path) for r in operator.operator_requests()[sent:]] == []
+
+    watches = [r for r in operator.operator_requests() if r.resource is not None
+               and r.resource.plural in OWNED_PLURALS and r.params.get("watch") == "true"]
+    assert {r.resource.plural for r in watches} == OWNED_PLURALS
+    assert {r.params.get("labelSelector") for r in watches} == {"app.kubernetes.io/managed-by=llmroute-operator"}
+    gets = [r for r in operator.operator_requests() if r.resource is not None and r.resource.plural in OWNED_PLURALS
+            and str(r.method).upper().endswith("GET") and r.name]
+    source = secret_doc()["metadata"]
+    assert [r.url.path for r in gets] == [f"/api/v1/namespaces/{source['namespace']}/secrets/{source['name']}"]
 
 
 async def test_delete_removes_owned_objects(operator: Cluster) -> None:
@@ -124,20 +157,39 @@ async def test_delete_removes_owned_objects(operator: Cluster) -> None:
     await eventually(lambda: _absent(operator.get(GV, "llmroutes", NS, ROUTE)), what="route gone (finalizer off)")
 
 
-async def test_drift_is_repaired(operator: Cluster) -> None:
-    await deploy_example(operator)
-    dep = await eventually(lambda: deployment(operator), what="deployment")
-    cm = await config_map(operator)
-    await operator.delete("v1", "configmaps", NS, "deepseek-router-config")
-    restored = await eventually(lambda: config_map(operator), what="ConfigMap restored")
+async def test_drift_is_repaired_by_the_watch(start_operator: StartOperator, cluster: Cluster) -> None:
+    await start_operator(resync_seconds=NO_RESYNC)
+    await deploy_example(cluster)
+    dep = await eventually(lambda: deployment(cluster), what="deployment")
+    cm = await config_map(cluster)
+    await settled(cluster)
+    deleted = time.monotonic()
+    await cluster.delete("v1", "configmaps", NS, "deepseek-router-config")
+    restored = await eventually(lambda: config_map(cluster), within=2.0, what="ConfigMap restored")
     assert restored["data"] == cm["data"]
+    assert time.monotonic() - deleted < 2.0 < NO_RESYNC
 
     container = dep["spec"]["template"]["spec"]["containers"][0]
     tampered = {**container, "image": "evil/image:latest", "env": [*container["env"], {"name": "X", "value": "1"}]}
-    await operator.patch("apps/v1", "deployments", NS, "deepseek-router",
-                         {"spec": {"replicas": 7, "template": {"spec": {"containers": [tampered]}}}})
-    repaired = await eventually(lambda: _replicas(deployment(operator), 2), what="Deployment repaired")
+    await cluster.patch("apps/v1", "deployments", NS, "deepseek-router",
+                        {"spec": {"replicas": 7, "template": {"spec": {"containers": [tampered]}}}})
+    repaired = await eventually(lambda: _replicas(deployment(cluster), 2), within=2.0, what="Deployment repaired")
     assert repaired["spec"]["template"]["spec"]["containers"][0] == container
+
+
+async def test_ready_follows_the_deployment_without_resync(start_operator: StartOperator, cluster: Cluster) -> None:
+    await start_operator(resync_seconds=NO_RESYNC)
+    await deploy_example(cluster)
+    await eventually(lambda: _is(cond(cluster, "Ready"), "False"), what="Ready=False")
+    await settled(cluster)
+    sent = len(cluster.operator_requests())
+    await cluster.patch("apps/v1", "deployments", NS, "deepseek-router", available(), sub="status")
+    ready = await eventually(lambda: _is(cond(cluster, "Ready"), "True"), within=2.0, what="Ready=True")
+    assert ready["reason"] == "RouterAvailable"
+    await settled(cluster)
+    owned = [r for r in cluster.operator_requests()[sent:] if r.resource is not None
+             and r.resource.plural in OWNED_PLURALS]
+    assert owned == []  # the status came from the watch: no GET, and nothing to write to the Deployment
 
 
 async def test_restart_resumes_without_duplicates_or_patches(

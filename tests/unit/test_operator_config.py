@@ -38,8 +38,9 @@ def test_cluster_role_is_valid(version: str) -> None:
 
 def test_cluster_role_is_least_privilege() -> None:
     role = cluster_role()
-    assert allows(role, "", "secrets", "get")
-    assert not allows(role, "", "secrets", "list")  # keys are read by name only
-    assert not allows(role, "apps", "deployments", "list")
+    assert allows(role, "", "secrets", "get")  # source keys: read by name (never watched)
+    assert allows(role, "apps", "deployments", "watch")  # owned objects: the watch cache (label-selected)
+    assert not allows(role, "", "secrets", "deletecollection") and not allows(role, "", "secrets", "update")
+    assert not allows(role, "", "pods", "list")
     assert not any("*" in r["verbs"] or "*" in r["resources"] for r in role["rules"])
     assert not allows(role, "coordination.k8s.io", "leases", "create")  # standalone: no peering

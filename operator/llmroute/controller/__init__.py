@@ -4,22 +4,23 @@
 with settings from the environment. ``llmroute operator`` (:func:`llmroute.controller.run.run_operator`) and the tests
 build a fresh registry with :func:`build_registry` instead, so each gets its own settings (e.g. a short resync).
 
-Handlers are registered by functions rather than decorators at import time because some of their options (the
-resync interval) are settings.
+Handlers are registered by functions rather than decorators at import time because some of them depend on settings
+(the prober is optional).
 """
 
 from __future__ import annotations
 
 import kopf
 
-from llmroute.controller import indexes, policies, prober, routes, setup
+from llmroute.controller import cache, indexes, policies, prober, routes, setup
 from llmroute.controller.settings import Settings
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> kopf.OperatorRegistry:
     setup.register(registry, settings)
     indexes.register(registry)
-    routes.register(registry, settings)
+    cache.register(registry)
+    routes.register(registry)
     policies.register(registry)
     if settings.probe_providers:
         prober.register(registry)

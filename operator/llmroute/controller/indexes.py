@@ -12,7 +12,7 @@ because the policy watch has not caught up yet. Registered by :func:`llmroute.co
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,7 @@ def routes_by_policy(namespace: str | None, name: str, spec: Mapping[str, Any], 
                              annotations.get(HEALTH_ANNOTATION))}
 
 
-def first(index: kopf.Index[str, Any], key: str) -> Any:
+def first(index: kopf.Index[Any, Any], key: Hashable) -> Any:
     """The single value stored under ``key``, or None."""
     return next(iter(index.get(key, [])), None)
 

@@ -1,21 +1,27 @@
-"""The only module that talks to the Kubernetes API: owned objects, status, annotations, Secret copies, Events.
+"""The only module that talks to the Kubernetes API: owned objects, status, annotations, Secret reads, Events.
 
 Handlers in :mod:`llmroute.controller.routes` and :mod:`llmroute.controller.policies` decide *what* should exist
 (with the pure builders of :mod:`llmroute.core.manifests` and :mod:`llmroute.controller.status`); this module makes
 it so, idempotently:
 
-* :meth:`Kube.apply` creates an object, or merge-patches it **only when** :func:`needs_update` says the live object
-  differs, so re-running a reconcile on the same inputs sends no write at all. Merge-patch replaces lists whole, which
-  is what drift repair wants (an env var or volume added by hand disappears). Server-side apply would be the
-  alternative on a real cluster; the emulator used in tests has none, and the diff-then-patch keeps the "no write"
-  property observable there.
+* :meth:`Kube.apply` never reads an owned object from the API in the normal case: it takes the live object from an
+  :class:`ObjectCache` (the watch cache of :mod:`llmroute.controller.cache`), creates the object when the cache has
+  none, and merge-patches it **only when** :func:`needs_update` says the cached object differs, so re-running a
+  reconcile on the same inputs sends no request at all. It tells the cache about every write (write-through), so a
+  reconcile that follows before the watch has delivered the write compares against what was written. A create that
+  finds the object already there (409: the cache was behind) is the one case that reads it with a GET. Merge-patch
+  replaces lists whole, which is what drift repair wants (an env var or volume added by hand disappears).
+  Server-side apply would be the alternative on a real cluster; the emulator used in tests has none, and the
+  diff-then-patch keeps the "no write" property observable there.
 * An object that exists under a desired name but is not owned by the route is never taken over: :class:`NotOwned`.
-* The official ``kubernetes`` client is synchronous, so every call runs in a worker thread (``asyncio.to_thread``);
-  a blocking call on the event loop would stall kopf's watches.
-* API failures become ``kopf.TemporaryError`` (kopf retries the handler; a timer tries again at its next tick).
+* The official ``kubernetes`` client is synchronous, so every call runs in a worker thread of the client's own pool
+  (:data:`API_THREADS`, matched by the HTTP connection pool); a blocking call on the event loop would stall kopf's
+  watches, and asyncio's default pool (cores + 4 threads) would cap the calls in flight below the reconciles that
+  run at once.
+* API failures become ``kopf.TemporaryError`` (kopf retries the handler; a route worker retries after the delay).
   Error texts carry the HTTP status and the API's reason only, never a request body: a body may hold a provider key.
-* Secret values are read only by :meth:`Kube.read_secret_data`, which returns the base64 text untouched; nothing here
-  logs bodies.
+* Secret values are read only by :meth:`Kube.read_secret_data` (a direct GET of one named Secret, cached by the
+  callers with a short TTL), which returns the base64 text untouched; nothing here logs bodies.
 """
 
 from __future__ import annotations
@@ -24,15 +30,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import kopf
 import kubernetes
 
 from llmroute import __version__
 from llmroute.api.base import API_VERSION
-from llmroute.core.manifests import ObjectKey, key_of, needs_update, owned_by
+from llmroute.core.manifests import ObjectKey, comparable, key_of, needs_update, owned_by
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,7 @@ JsonObj = dict[str, Any]
 USER_AGENT = f"llmroute-operator/{__version__}"
 REQUEST_TIMEOUT_S = 10.0
 RETRY_DELAY_S = 5.0
+API_THREADS = 16
 
 PLURALS: Mapping[str, str] = {
     "ConfigMap": "configmaps", "Secret": "secrets", "Service": "services", "Deployment": "deployments",
@@ -64,6 +72,16 @@ class Applied:
     action: str
 
 
+class ObjectCache(Protocol):
+    """Where :meth:`Kube.apply` and :meth:`Kube.delete_owned` read owned objects, and whom they tell of writes."""
+
+    def get(self, key: ObjectKey) -> JsonObj | None:
+        """The live object as last seen or written (possibly in :func:`comparable` form); None if there is none."""
+
+    def wrote(self, key: ObjectKey, live: JsonObj | None) -> None:
+        """The operator just wrote ``key``: ``live`` is the API's answer, None after a delete."""
+
+
 def path_of(key: ObjectKey, subresource: str | None = None) -> str:
     prefix = "/api/v1" if key.api_version == "v1" else f"/apis/{key.api_version}"
     ns = f"/namespaces/{key.namespace}" if key.namespace else ""
@@ -78,11 +96,14 @@ class Kube:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
         client.user_agent = USER_AGENT  # tells the operator's writes apart in audit logs (and in tests)
         self._client = client
+        self._pool = ThreadPoolExecutor(API_THREADS, thread_name_prefix="kube-api")
 
     @classmethod
     def for_url(cls, url: str) -> Kube:
         """A client for an unauthenticated API server URL (tests, ``kubectl proxy``)."""
-        return cls(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=url.rstrip("/"))))
+        config = kubernetes.client.Configuration(host=url.rstrip("/"))
+        config.connection_pool_maxsize = API_THREADS
+        return cls(kubernetes.client.ApiClient(config))
 
     @classmethod
     def from_environment(cls) -> Kube:
@@ -92,14 +113,17 @@ class Kube:
             kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+        config.connection_pool_maxsize = API_THREADS
         return cls(kubernetes.client.ApiClient(config))
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, method: str, path: str, body: Any = None,
                     content_type: str = "application/json") -> tuple[int, JsonObj | None]:
-        return await asyncio.to_thread(self._call_sync, method, path, body, content_type)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call_sync, method, path, body,
+                                                                content_type)
 
     def _call_sync(self, method: str, path: str, body: Any, content_type: str) -> tuple[int, JsonObj | None]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -130,30 +154,34 @@ class Kube:
         _, data = await self._checked("PATCH", path_of(key, subresource), dict(patch), "application/merge-patch+json")
         return data or {}
 
-    async def apply(self, desired: JsonObj, owner_uid: str) -> Applied:
+    async def apply(self, desired: JsonObj, owner_uid: str, cache: ObjectCache) -> Applied:
         """Create ``desired``, or patch the live object when it differs; never touches objects owned by others."""
         key = key_of(desired)
-        live = await self.get(key)
+        live = cache.get(key)
         if live is None:
             status, data = await self._checked("POST", path_of(ObjectKey(key.api_version, key.kind, key.namespace,
                                                                           "")), desired, ok=(409,))
             if status != 409:
+                cache.wrote(key, data or desired)
                 return Applied(data or desired, "created")
-            live = await self.get(key)  # created concurrently: fall through to the diff
+            live = await self.get(key)  # the cache was behind (or someone else created it): fall through to the diff
             if live is None:
                 raise kopf.TemporaryError(f"{key.kind} {key.namespace}/{key.name} vanished", delay=RETRY_DELAY_S)
         if not owned_by(live, owner_uid):
             raise NotOwned(key)
-        if not needs_update(desired, live):
+        if not needs_update(comparable(desired), comparable(live)):
             return Applied(live, "unchanged")
-        return Applied(await self.merge_patch(key, desired), "patched")
+        patched = await self.merge_patch(key, desired)
+        cache.wrote(key, patched)
+        return Applied(patched, "patched")
 
-    async def delete_owned(self, key: ObjectKey, owner_uid: str) -> bool:
-        """Delete ``key`` if it exists and is owned by ``owner_uid``; True if something was deleted."""
-        live = await self.get(key)
+    async def delete_owned(self, key: ObjectKey, owner_uid: str, cache: ObjectCache) -> bool:
+        """Delete ``key`` if the cache has it and it is owned by ``owner_uid``; True if something was deleted."""
+        live = cache.get(key)
         if live is None or not owned_by(live, owner_uid):
             return False
         status, _ = await self._checked("DELETE", path_of(key), ok=(404,))
+        cache.wrote(key, None)
         return status != 404
 
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str]:

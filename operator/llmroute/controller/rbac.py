@@ -6,16 +6,22 @@ against the emulator, turns every request the operator made into (group, resourc
 
 Notes on the rules:
 
+* **Owned kinds** (ConfigMaps, Services, Secrets, Deployments, PDBs, HPAs) need ``list``/``watch``: reconciles read
+  them from a watch cache (:mod:`llmroute.controller.cache`), not with GETs. The watches carry the label selector
+  ``app.kubernetes.io/managed-by=llmroute-operator``, so the API server streams only the operator's own objects;
+  RBAC cannot express that restriction, which is why the selector is set server-side and not only filtered in the
+  operator. ``get`` stays for the one read that is not cached: an object a create found already there (409).
 * **Secrets** need ``get`` cluster-wide: a ProviderPolicy (cluster-scoped) may name a key Secret in any namespace,
-  and the operator copies that one key into ``<route>-provider-keys`` next to the router. ``create``/``patch``/
-  ``delete`` are needed for those copies only. A chart that keeps shared keys in one namespace can narrow ``get`` to
-  a Role there.
+  and the operator copies that one key into ``<route>-provider-keys`` next to the router. Those source Secrets are
+  read by name (a GET, cached for a few seconds), never watched. ``create``/``patch``/``delete`` are needed for the
+  copies only. ``list``/``watch`` on Secrets add no read the cluster-wide ``get`` did not already allow; the
+  operator uses them for its own copies only (label selector). A chart that keeps shared keys in one namespace can
+  narrow ``get`` to a Role there.
 * ``llmroutes/finalizers: update`` lets owned objects set ``blockOwnerDeletion`` on clusters with the
   OwnerReferencesPermissionEnforcement admission plugin.
 * kopf itself needs: watch/list/patch of the custom resources (finalizers, annotations), ``events: create``,
   ``customresourcedefinitions: list, watch`` and ``namespaces: list, watch``. The operator runs **standalone**
   (no peering), so no ``kopfpeerings`` or ``leases`` rules.
-* No ``list``/``watch`` on owned kinds: the operator reads them by name only.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 
 from llmroute.api.base import GROUP
 
-OWNED = ["get", "create", "patch", "delete"]
+OWNED = ["get", "list", "watch", "create", "patch", "delete"]
 
 RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     (GROUP, ("llmroutes", "providerpolicies"), ("get", "list", "watch", "patch")),

@@ -1,23 +1,36 @@
-"""LLMRoute handlers: one level-based reconcile for resume, create, update and the periodic resync.
+"""LLMRoute handlers: one level-based reconcile for resume, create, update, owned-object changes and the resync.
 
-``reconcile()`` recomputes everything from the route's spec and the ProviderPolicy found in the index, never from the
-diff that triggered it: parse → look up the policy → compile → build the desired objects → apply → status. So the same
-handler serves a restart (resume), a new route, a spec change, a policy change (the policy handler bumps the route's
-``llmroute.io/policy-hash`` annotation, which kopf sees as an update) and drift (the resync timer finds an owned
-object deleted or edited and puts it back). Objects are written only when they differ; status only when it changed.
+``reconcile()`` recomputes everything from the route's spec, the ProviderPolicy found in the index and the owned
+objects found in the watch cache (:mod:`llmroute.controller.cache`), never from the diff that triggered it: parse →
+look up the policy → compile → build the desired objects → compare with the cache → write what differs → status. So
+the same handler serves a restart (resume), a new route, a spec change, a policy change (the policy handler bumps the
+route's ``llmroute.io/policy-hash`` annotation, which kopf sees as an update), drift and the router's readiness.
+Objects are written only when they differ from the cache; status only when it changed. A reconcile on the same
+inputs sends **no request at all** (no GET either).
 
 Decisions:
 
+* **Event-driven drift repair and readiness, not polling.** Each route has a worker (``on_worker``, a kopf daemon)
+  that sleeps until the cache wakes it - an owned object was edited or deleted by someone else, or the Deployment's
+  availability changed - and then reconciles at once. It also wakes every ``resync_seconds`` (jittered by
+  ±:data:`RESYNC_JITTER`, so routes created together do not resync in one wave) as a safety net; that resync
+  compares against the cache and sends nothing when nothing differs.
+* **Status is remembered.** The operator is the only writer of an LLMRoute's status, so the status it last wrote
+  (``memo.statuses``) is the current one, even when the route's body in hand predates the watch event of that
+  write (a worker woken right after a reconcile): conditions and Events are computed against it, never twice.
 * **Missing or broken policy, compile errors: keep the last good router.** The route gets ``Ready=False`` (reason
   ``PolicyNotFound``/``CompileFailed``...) and a Warning Event, and the operator leaves the ConfigMap and Deployment
   as they are. The running config was compiled under a policy that allowed it, and residency is enforced by the
   router from that config, so nothing is sent anywhere the last accepted policy forbade; scaling to zero instead
   would turn a typo or a delete-and-recreate of the policy into an outage for every application. A route that was
   never compiled gets no router at all.
-* **Deletion** removes the owned objects explicitly (``@kopf.on.delete``) besides the ownerReferences the API
-  server's garbage collector follows: cheap, immediate, and observable on API servers without GC (the emulator).
-* Reconciles of one route are serialised with a lock, as the resync timer may fire while a handler runs; at most
+* **Deletion** removes the owned objects explicitly (``@kopf.on.delete``), those the cache knows, besides the
+  ownerReferences the API server's garbage collector follows: cheap, immediate, and observable on API servers
+  without GC (the emulator).
+* Reconciles of one route are serialised with a lock, as the worker may wake while a handler runs; at most
   ``setup.RECONCILE_CONCURRENCY`` run at once (bounded memory when a thousand routes start together).
+* **Provider keys in other namespaces** are read through :class:`~llmroute.controller.cache.SourceSecrets` (a GET per
+  Secret and TTL, not a watch; see there why).
 * **Provider health** comes from the prober's in-memory view (``memo.health``, never behind the API), else from the
   policy's status in the index (right after a restart). The prober bumps ``llmroute.io/provider-health`` on the
   route when the set of Down/Misconfigured providers changes, which brings it here; health changes status and
@@ -28,7 +41,11 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import json
+import logging
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +56,7 @@ from llmroute.api.llm_route import LLMRoute
 from llmroute.api.provider_policy import ProviderHealth, ProviderPolicy
 from llmroute.controller import metrics
 from llmroute.controller import status as st
+from llmroute.controller.cache import CacheView, Owned, SourceSecrets
 from llmroute.controller.indexes import ROUTES, first
 from llmroute.controller.kube import Kube, NotOwned, post_event
 from llmroute.controller.settings import Settings
@@ -47,7 +65,11 @@ from llmroute.core.compile import compile_route
 from llmroute.core.router_config import RouterConfig
 from llmroute.errors import CompileError, FieldError
 
+logger = logging.getLogger(__name__)
+
 Body = Mapping[str, Any]
+RESYNC_JITTER = 0.25
+WORKER_CANCELLATION_S = 5.0
 COMPILED = st.Cond(st.TRUE, "Compiled", "the spec compiles against its ProviderPolicy")
 
 
@@ -61,44 +83,71 @@ class Rejected(Exception):
 
 async def on_route(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """resume + create + update: reconcile; an invalid spec is a permanent error (kopf stops retrying)."""
-    rejected = await reconcile(body, memo, kwargs["policies_by_name"])
+    rejected = await reconcile(body, memo, kwargs)
     if rejected is not None and rejected.permanent:
         raise kopf.PermanentError(str(rejected))
 
 
-async def on_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Timer: repair drift and pick up router readiness and provider health (index kwargs come from kopf)."""
-    await reconcile(body, memo, kwargs["policies_by_name"])
+async def on_worker(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Daemon: reconcile when the cache reports a change to an owned object, and at each jittered resync. ``body``
+    and the indexes in ``kwargs`` are kopf's live views, so each reconcile sees the latest route and cache."""
+    uid, owned = body["metadata"]["uid"], memo.owned
+    wake = owned.wakeups.setdefault(uid, asyncio.Event())
+    interval: float = memo.settings.resync_seconds
+    try:
+        while not stopped:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval * random.uniform(1 - RESYNC_JITTER, 1 + RESYNC_JITTER))
+            wake.clear()
+            if stopped:
+                break
+            try:
+                await reconcile(body, memo, kwargs)
+            except kopf.TemporaryError as exc:  # the API failed: try again soon, not only at the next resync
+                logger.warning("reconcile of %s failed, retrying: %s", body["metadata"]["name"], exc)
+                await stopped.wait(exc.delay or 1.0)
+                wake.set()
+    finally:
+        if owned.wakeups.get(uid) is wake:
+            del owned.wakeups[uid]
 
 
-async def on_route_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def on_route_delete(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     meta = body["metadata"]
     kube: Kube = memo.kube
+    cache = cache_view(memo, kwargs)
     for key in manifests.all_owned_keys(meta["name"], meta.get("namespace") or "default"):
-        await kube.delete_owned(key, meta["uid"])
+        await kube.delete_owned(key, meta["uid"], cache)
     memo.locks.pop(meta["uid"], None)
+    memo.statuses.pop(meta["uid"], None)
+
+
+def cache_view(memo: kopf.Memo, indexes: Mapping[str, Any]) -> CacheView:
+    owned: Owned = memo.owned
+    return owned.view(indexes)
 
 
 REJECTED_RESULTS = {"PolicyNotFound": metrics.Result.POLICY_NOT_FOUND, "CompileFailed": metrics.Result.COMPILE_ERROR,
                     "InvalidSpec": metrics.Result.COMPILE_ERROR, "PolicyInvalid": metrics.Result.COMPILE_ERROR}
 
 
-async def reconcile(body: Body, memo: kopf.Memo, policies: kopf.Index[str, Any]) -> Rejected | None:
-    """Make the cluster match the route; returns why the route was rejected, if it was."""
+async def reconcile(body: Body, memo: kopf.Memo, indexes: Mapping[str, Any]) -> Rejected | None:
+    """Make the cluster match the route; returns why the route was rejected, if it was. ``indexes``: kopf's."""
     locks: dict[str, asyncio.Lock] = memo.locks
     gate: asyncio.Semaphore = memo.gate  # shared: kopf gives each object a shallow copy of the operator's memo
     async with locks.setdefault(body["metadata"]["uid"], asyncio.Lock()), gate:
         with metrics.timed_reconcile("LLMRoute") as outcome:
             kube: Kube = memo.kube
             try:
-                route, policy = parse(body), find_policy(body, policies)
+                route, policy = parse(body), find_policy(body, indexes["policies_by_name"])
                 config = compile_checked(route, policy)
-                obs = await roll_out(kube, memo.settings, route, config, policy_health(memo, policy))
+                obs = await roll_out(kube, memo, route, config, cache_view(memo, indexes), policy_health(memo, policy))
             except Rejected as rejected:
                 outcome.result = REJECTED_RESULTS.get(rejected.ready.reason, metrics.Result.ERROR)
-                await write_status(kube, body, st.RouteObservation(accepted=rejected.accepted, ready=rejected.ready))
+                await write_status(kube, memo, body, st.RouteObservation(accepted=rejected.accepted,
+                                                                         ready=rejected.ready))
                 return rejected
-            await write_status(kube, body, obs)
+            await write_status(kube, memo, body, obs)
             return None
 
 
@@ -144,48 +193,50 @@ def compile_checked(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
     return config
 
 
-async def roll_out(kube: Kube, settings: Settings, route: LLMRoute, config: RouterConfig,
+async def roll_out(kube: Kube, memo: kopf.Memo, route: LLMRoute, config: RouterConfig, cache: CacheView,
                    health: Mapping[str, ProviderHealth]) -> st.RouteObservation:
     """Copy foreign keys, apply the desired objects, remove unwanted ones; observe the router Deployment."""
-    copied, missing = await copy_keys(kube, route, config)
+    settings: Settings = memo.settings
+    copied, missing = await copy_keys(memo.secrets, route, config)
     desired = manifests.desired_objects(route, config, settings.router, copied)
     uid = route.metadata.uid or ""
     try:
-        applied = {manifests.key_of(obj): await kube.apply(obj, uid) for obj in desired.objects}
+        applied = {manifests.key_of(obj): await kube.apply(obj, uid, cache) for obj in desired.objects}
     except NotOwned as exc:
         raise Rejected(COMPILED, st.Cond(st.FALSE, "ObjectConflict", str(exc))) from None
     for key in desired.absent:
-        await kube.delete_owned(key, uid)
+        await kube.delete_owned(key, uid, cache)
     deployment = next(a.live for k, a in applied.items() if k.kind == "Deployment")
     return st.RouteObservation(
         accepted=COMPILED, ready=st.deployment_ready(deployment), config=config, health=dict(health),
         extra_degraded=f"provider key missing: {', '.join(missing)}" if missing else "")
 
 
-async def copy_keys(kube: Kube, route: LLMRoute, config: RouterConfig) -> tuple[dict[str, str], list[str]]:
+async def copy_keys(secrets: SourceSecrets, route: LLMRoute,
+                    config: RouterConfig) -> tuple[dict[str, str], list[str]]:
     """Read the provider keys that live in other namespaces (values stay base64; never logged)."""
     copied: dict[str, str] = {}
     missing: list[str] = []
-    secrets: dict[tuple[str, str], dict[str, str]] = {}
     for cred in manifests.foreign_credentials(route, config):
-        where = (cred.secret_namespace or "", cred.secret_name)
-        if where not in secrets:
-            secrets[where] = await kube.read_secret_data(*where)
-        value = secrets[where].get(cred.secret_key)
+        value = (await secrets.data(cred.secret_namespace or "", cred.secret_name)).get(cred.secret_key)
         if value is None:
-            missing.append(f"{where[0]}/{where[1]}[{cred.secret_key}]")
+            missing.append(f"{cred.secret_namespace}/{cred.secret_name}[{cred.secret_key}]")
         else:
             copied[cred.env] = value
     return copied, missing
 
 
-async def write_status(kube: Kube, body: Body, obs: st.RouteObservation) -> None:
-    meta, previous = body["metadata"], body.get("status")
+async def write_status(kube: Kube, memo: kopf.Memo, body: Body, obs: st.RouteObservation) -> None:
+    """Patch the status when it changed since the one this operator last wrote (else the one on ``body``)."""
+    meta = body["metadata"]
+    statuses: dict[str, str] = memo.statuses  # JSON text: a third of the memory of a thousand parsed statuses
+    previous = json.loads(statuses[meta["uid"]]) if meta["uid"] in statuses else body.get("status")
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     new, changes, moved = st.route_status(previous, meta.get("generation"), now, obs)
     patch = st.status_patch(previous, new)
     if patch is not None:
         await kube.patch_status("LLMRoute", meta["namespace"], meta["name"], patch)
+    statuses[meta["uid"]] = json.dumps(new, separators=(",", ":"))
     post_events(body, changes, (previous or {}).get("configHash"), new.get("configHash"))
     post_move_events(body, moved)
 
@@ -215,9 +266,8 @@ def post_move_events(body: Body, moved: list[st.Move]) -> None:
                    message=f"{which}: {src or 'none'} -> {dst or 'none'} ({ms[0].detail})")
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+def register(registry: kopf.OperatorRegistry) -> None:
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
         on(*ROUTES, registry=registry, id="reconcile")(on_route)
-    kopf.timer(*ROUTES, registry=registry, id="resync", interval=settings.resync_seconds,
-               initial_delay=settings.resync_seconds)(on_resync)
+    kopf.daemon(*ROUTES, registry=registry, id="worker", cancellation_timeout=WORKER_CANCELLATION_S)(on_worker)
     kopf.on.delete(*ROUTES, registry=registry, id="cleanup")(on_route_delete)

@@ -10,8 +10,9 @@ Variable                   Meaning                                     Default
 LLMROUTE_ROUTER_IMAGE      router image for routes that name none      ``ghcr.io/llmroute/llmroute:<version>``
 LLMROUTE_NAMESPACES        comma-separated namespaces to watch         empty: the whole cluster
 LLMROUTE_LOG_LEVEL         DEBUG, INFO, WARNING or ERROR               INFO
-LLMROUTE_RESYNC_SECONDS    how often each route is re-checked          60
-                           (drift repair, router readiness)
+LLMROUTE_RESYNC_SECONDS    safety-net resync of each route against     60
+                           the watch cache (±25 % jitter; drift and
+                           readiness are event-driven)
 LLMROUTE_PROBE_PROVIDERS   run the shared provider prober (0/false:    true
                            off; routes then see every provider as
                            Unknown, i.e. usable)

@@ -9,8 +9,10 @@ a policy fan-out triggers the routes' update handler.
 Peering is off (standalone): one operator replica, no leases or peering resources to grant. Only warnings are posted
 as Events from log lines; meaningful Events are posted on purpose by the handlers.
 
-The memo holds the settings, the per-route locks, the reconcile gate, the :class:`Kube` client and ``health``
-(policy → provider → health, kept by the prober). kopf hands each object a shallow copy of it, so everything shared
+The memo holds the settings, the per-route locks, the reconcile gate, the :class:`Kube` client, ``health``
+(policy → provider → health, kept by the prober), ``owned`` (the watch cache's pending writes, fingerprints and route
+wake-ups, :mod:`llmroute.controller.cache`), ``secrets`` (the TTL cache of provider key Secrets) and ``statuses``
+(the status last written per route). kopf hands each object a shallow copy of it, so everything shared
 is created here, once. The Prometheus endpoint (:mod:`llmroute.controller.metrics`) is started here when
 ``Settings.metrics_port`` is set, so ``llmroute operator`` and ``kopf run -m llmroute.controller`` both serve it; it
 is started once per process (a thread that lives as long as the process).
@@ -25,7 +27,7 @@ from typing import Any
 import kopf
 
 from llmroute import __version__
-from llmroute.controller import metrics
+from llmroute.controller import cache, metrics
 from llmroute.controller.kube import Kube
 from llmroute.controller.settings import Settings
 
@@ -44,6 +46,7 @@ def configure(kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.peering.standalone = True
     kopf_settings.watching.server_timeout = 300
+    cache.configure(kopf_settings)
 
 
 def serve_metrics(port: int | None, host: str = "0.0.0.0") -> None:
@@ -61,8 +64,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         memo.setdefault("locks", {})
         memo.setdefault("health", {})
         memo.setdefault("gate", asyncio.Semaphore(RECONCILE_CONCURRENCY))
+        memo.setdefault("owned", cache.Owned())
+        memo.setdefault("statuses", {})
         if "kube" not in memo:
             memo.kube = Kube.from_environment()
+        memo.setdefault("secrets", cache.SourceSecrets(memo.kube))
         serve_metrics(operator_settings.metrics_port)
 
     @kopf.on.cleanup(registry=registry)

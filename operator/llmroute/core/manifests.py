@@ -25,11 +25,15 @@ put in a ConfigMap, status, Event or log line. ``secretKeyRef.optional`` is true
 must not keep the whole router (and the other providers) from starting; that provider then fails its health check
 and is skipped, and the operator reports the missing key.
 
-:func:`needs_update` decides whether a live object differs from the desired one, so the same inputs send no patch.
+:func:`needs_update` decides whether a live object differs from the desired one, so the same inputs send no patch;
+both sides are first reduced by :func:`comparable`, the form the operator's watch cache keeps
+(:mod:`llmroute.controller.cache`).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -300,6 +304,32 @@ def needs_update(desired: Any, live: Any) -> bool:
     if isinstance(desired, int | float) and isinstance(live, str):
         return str(desired) != live
     return bool(desired != live)
+
+
+COMPARED_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences")
+DIGESTED_KINDS = ("ConfigMap", "Secret")
+
+
+def comparable(obj: Mapping[str, Any]) -> JsonObj:
+    """The part of an owned object that reconciliation compares and the watch cache keeps (a deep copy).
+
+    Identity, labels, annotations, owner references, ``spec``, a Secret's ``type``, the Deployment's ``status`` (its
+    readiness), and for ConfigMaps and Secrets ``dataDigests`` - a SHA-256 per ``data`` value instead of the value:
+    the cache never holds a provider key, and a large compiled config costs 71 bytes. Idempotent (a comparable form
+    is its own comparable form), so a cached object and a full one from the API compare alike.
+    """
+    meta = obj.get("metadata") or {}
+    out: JsonObj = {k: copy.deepcopy(obj[k]) for k in ("apiVersion", "kind", "spec", "type", "dataDigests") if k in obj}
+    out["metadata"] = {k: copy.deepcopy(meta[k]) for k in COMPARED_METADATA if k in meta}
+    if "data" in obj or (obj.get("kind") in DIGESTED_KINDS and "dataDigests" not in obj):
+        out["dataDigests"] = {k: _digest(v) for k, v in (obj.get("data") or {}).items()}
+    if obj.get("kind") == "Deployment" and "status" in obj:
+        out["status"] = copy.deepcopy(obj["status"])
+    return out
+
+
+def _digest(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()
 
 
 def owned_by(live: Mapping[str, Any], uid: str) -> bool:
