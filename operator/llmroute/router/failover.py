@@ -242,9 +242,7 @@ class _Attempts:
                         await self.sink.start(self._headers(b))
                     await self.sink.write(out)
                 if relay.first_data:
-                    now = self.loop.time()
-                    ttft = self._first_token(b, started, now) if ttft is None else ttft
-                    deadline, kind = self._bounded(now + self.config.failover.idle_timeout_s, FailureKind.IDLE)
+                    ttft, deadline, kind = self._progress(b, started, ttft)
         except UpstreamFailure as exc:
             ex.abandon()
             return self._early(exc.kind, exc.detail) if ttft is None else await self._broken(b, exc.kind)
@@ -269,10 +267,14 @@ class _Attempts:
     def _early(self, kind: FailureKind, detail: str) -> _Failure:
         return _Failure(retry.classify_failure(kind), detail)
 
-    def _first_token(self, b: BackendTarget, started: float, now: float) -> float:
-        ttft = now - started
-        metrics.first_token(b.provider, ttft)
-        return ttft
+    def _progress(self, b: BackendTarget, started: float, ttft: float | None) -> tuple[float, float, FailureKind]:
+        """Data arrived: the time to first token (recorded once), and the idle deadline that now applies."""
+        now = self.loop.time()
+        if ttft is None:
+            ttft = now - started
+            metrics.first_token(b.provider, ttft)
+        deadline, kind = self._bounded(now + self.config.failover.idle_timeout_s, FailureKind.IDLE)
+        return ttft, deadline, kind
 
     async def _broken(self, b: BackendTarget, kind: FailureKind) -> Served:
         """A stream failed after its first event: the client learns it from an error event."""
@@ -305,9 +307,7 @@ class _Attempts:
                     break
                 asm.feed(chunk)
                 if asm.first_data:
-                    now = self.loop.time()
-                    ttft = self._first_token(b, started, now) if ttft is None else ttft
-                    deadline, kind = self._bounded(now + self.config.failover.idle_timeout_s, FailureKind.IDLE)
+                    ttft, deadline, kind = self._progress(b, started, ttft)
         except UpstreamFailure as exc:
             ex.abandon()
             return _Failure(retry.classify_failure(exc.kind), exc.detail)
