@@ -105,6 +105,15 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         await upstream.close()
 
 
+class _RelayResponse(web.StreamResponse):
+    """A streamed answer whose headers leave with its first bytes (one send, not two), as ``web.Response`` does.
+
+    The sink only starts a response when it has bytes to relay, so nothing waits on the buffered headers.
+    """
+
+    _send_headers_immediately = False
+
+
 class _Sink:
     """:class:`llmroute.router.client.ClientSink` on an aiohttp streaming response."""
 
@@ -119,7 +128,7 @@ class _Sink:
         return self.response is not None
 
     async def start(self, headers: Mapping[str, str]) -> None:
-        response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
+        response = _RelayResponse(status=200, headers={**_SSE_HEADERS, **headers})
         self.response = response
         try:
             await response.prepare(self.request)
