@@ -4,8 +4,9 @@
 
 Everything runs on loopback and stops by itself. Measures, for each target (direct upstream, llmroute, LiteLLM,
 nginx): added latency at c=1 (p50/p99, wrk), throughput at c=64 (wrk), CPU seconds per request and peak RSS of the
-proxy process, first-byte and total time of a 100-chunk stream (aiohttp client, sequential), and how many of the
-upstream's ``: keep-alive`` comments reach the client. Writes ``tests/benchmarks/results/router.{json,md}``.
+proxy process, time to the first data event and to the end of a 100-chunk stream (aiohttp client, sequential,
+interleaved with the direct upstream so the added time is measured pairwise), and how many of the upstream's
+``: keep-alive`` comments reach the client. Writes ``tests/benchmarks/results/router.{json,md}``.
 
 Needs ``wrk`` (and ``nginx`` unless --skip-nginx) from Debian; LiteLLM in its own venv
 (``python3 -m venv /tmp/litellm && /tmp/litellm/bin/pip install 'litellm[proxy]'``), given with --litellm.
@@ -158,28 +159,31 @@ def tree_pids(pid: int) -> list[int]:
     return [pid, *[q for p in out for q in tree_pids(int(p))]]
 
 
-async def stream_timings(url: str, n: int) -> dict[str, float]:
-    first: list[float] = []
-    total: list[float] = []
-    keepalives = 0
+async def stream_timings(urls: list[str], n: int) -> list[dict[str, float]]:
+    """Sequential streamed requests, interleaved over ``urls`` (the direct upstream first), so each target and the
+    direct baseline are timed under the same machine state: the "added" figures are pairwise."""
+    first: list[list[float]] = [[] for _ in urls]
+    total: list[list[float]] = [[] for _ in urls]
+    keepalives = [0 for _ in urls]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {CLIENT_KEY}"}) as session:
         for _ in range(n):
-            start = time.perf_counter()
-            async with session.post(url, json=STREAM_BODY) as resp:
-                got_first = False
-                async for line in resp.content:
-                    if not got_first and line.startswith(b"data: "):
-                        first.append(time.perf_counter() - start)
-                        got_first = True
-                    if line.startswith(b": keep-alive"):
-                        keepalives += 1
-            total.append(time.perf_counter() - start)
-    return {"first_data_ms_p50": statistics.median(first) * 1000, "total_ms_p50": statistics.median(total) * 1000,
-            "keepalives_per_request": keepalives / n}
+            for i, url in enumerate(urls):
+                start = time.perf_counter()
+                async with session.post(url, json=STREAM_BODY) as resp:
+                    got_first = False
+                    async for line in resp.content:
+                        if not got_first and line.startswith(b"data: "):
+                            first[i].append(time.perf_counter() - start)
+                            got_first = True
+                        if line.startswith(b": keep-alive"):
+                            keepalives[i] += 1
+                total[i].append(time.perf_counter() - start)
+    return [{"first_data_ms_p50": statistics.median(f) * 1000, "total_ms_p50": statistics.median(t) * 1000,
+             "keepalives_per_request": k / n} for f, t, k in zip(first, total, keepalives, strict=True)]
 
 
 def measure(name: str, base: str, stream_base: str, pid: int | None, args: argparse.Namespace,
-            tmp: Path) -> dict[str, Any]:
+            tmp: Path, direct_stream: str | None = None) -> dict[str, Any]:
     print(f"[{name}] c=1 ...", flush=True)
     c1 = wrk(base + "/v1/chat/completions", 1, args.duration, tmp)
     pids = tree_pids(pid) if pid else []
@@ -188,7 +192,11 @@ def measure(name: str, base: str, stream_base: str, pid: int | None, args: argpa
     c64 = wrk(base + "/v1/chat/completions", 64, args.duration, tmp)
     cpu = sum(cpu_seconds(p) for p in pids) - cpu_before
     print(f"[{name}] stream ...", flush=True)
-    stream = asyncio.run(stream_timings(stream_base + "/v1/chat/completions", args.stream_requests))
+    path = "/v1/chat/completions"
+    urls = [stream_base + path] if direct_stream is None else [direct_stream + path, stream_base + path]
+    timings = asyncio.run(stream_timings(urls, args.stream_requests))
+    stream = {**timings[-1], "direct_first_data_ms_p50": timings[0]["first_data_ms_p50"],
+              "direct_total_ms_p50": timings[0]["total_ms_p50"]}
     out: dict[str, Any] = {"c1": c1, "c64": c64, "stream": stream}
     if pids:
         out["cpu_ms_per_request"] = cpu * 1000 / max(c64["requests"], 1)
@@ -214,7 +222,8 @@ def main() -> None:
                                         args, tmp)
             for name, make in targets(args, tmp, up_port, st_port):
                 with make() as (base, stream_base, pid):
-                    results[name] = measure(name, base, stream_base, pid, args, tmp)
+                    results[name] = measure(name, base, stream_base, pid, args, tmp,
+                                            direct_stream=f"http://127.0.0.1:{st_port}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "router.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "router.md").write_text(table(results))
@@ -254,21 +263,24 @@ def _pair(spec: Any, up: int, st: int, tmp: Path) -> Iterator[tuple[str, str, in
 
 
 def table(r: dict[str, Any]) -> str:
+    """The results as a Markdown table; stream figures are added to the direct baseline timed alongside."""
     direct = r["direct"]
     rows = ["| target | added p50 c=1 (ms) | added p99 c=1 (ms) | rps c=64 | CPU ms/req | peak RSS MB | "
-            "stream first data p50 (ms) | stream total p50 (ms) | keep-alives passed |",
+            "added to first streamed data p50 (ms) | added to stream total p50 (ms) | keep-alives passed |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in ("direct", "llmroute", "litellm", "nginx"):
         if name not in r:
             continue
-        x = r[name]
+        x, st = r[name], r[name]["stream"]
         added_p50 = x["c1"]["p50_ms"] - direct["c1"]["p50_ms"]
         added_p99 = x["c1"]["p99_ms"] - direct["c1"]["p99_ms"]
+        first = st["first_data_ms_p50"] - st.get("direct_first_data_ms_p50", st["first_data_ms_p50"])
+        total = st["total_ms_p50"] - st.get("direct_total_ms_p50", st["total_ms_p50"])
         rows.append(
             f"| {name} | {added_p50:.3f} | {added_p99:.3f}"
             f" | {x['c64']['rps']:.0f} | {x.get('cpu_ms_per_request', float('nan')):.3f}"
-            f" | {x.get('peak_rss_mb', float('nan')):.0f} | {x['stream']['first_data_ms_p50']:.2f}"
-            f" | {x['stream']['total_ms_p50']:.2f} | {x['stream']['keepalives_per_request']:.1f}/5 |")
+            f" | {x.get('peak_rss_mb', float('nan')):.0f} | {first:.3f} | {total:.3f}"
+            f" | {st['keepalives_per_request']:.1f}/5 |")
     return "\n".join(rows) + "\n"
 
 
