@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from tests.conftest import example_doc
@@ -14,6 +17,7 @@ OWNED = [("v1", "configmaps", "deepseek-router-config"), ("apps/v1", "deployment
          ("v1", "services", "deepseek-router"), ("policy/v1", "poddisruptionbudgets", "deepseek-router"),
          ("v1", "secrets", "deepseek-provider-keys")]
 HASH = "llmroute.io/config-hash"
+KEYS_HASH = "llmroute.io/keys-hash"
 
 
 async def route_status(cluster: Cluster, ns: str = NS, name: str = ROUTE) -> dict[str, Any]:
@@ -48,6 +52,24 @@ async def deployment(cluster: Cluster, ns: str = NS, route: str = ROUTE) -> dict
 def pod_hash(dep: dict[str, Any] | None) -> str | None:
     return ((((dep or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
         "annotations", {}).get(HASH)
+
+
+def pod_annotations(dep: dict[str, Any] | None) -> dict[str, str]:
+    annotations: dict[str, str] = ((((dep or {}).get("spec") or {}).get("template") or {}).get("metadata")
+                                   or {}).get("annotations", {})
+    return annotations
+
+
+def key_needles(values: Iterable[str]) -> list[str]:
+    """What a leaked provider key could look like: the plain value and its base64 form."""
+    values = list(values)
+    return values + [base64.b64encode(v.encode()).decode() for v in values]
+
+
+def leaked(objs: Any, needles: Iterable[str]) -> list[str]:
+    """The needles found anywhere in ``objs`` (serialised as JSON)."""
+    text = json.dumps(objs)
+    return [n for n in needles if n in text]
 
 
 async def events(cluster: Cluster, name: str = ROUTE) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llmroute.controller.cache import CacheView, Owned, SourceSecrets
-from llmroute.core.manifests import ObjectKey, comparable, needs_update
+from llmroute.core.manifests import ObjectKey, comparable, needs_update, value_digest
 
 pytestmark = pytest.mark.unit
 
@@ -114,3 +114,4 @@ async def test_source_secrets_are_read_once_per_ttl() -> None:
     clock.now = 30.0
     assert await secrets.data("ns", "keys") == {"k": "v2"}
     assert await secrets.data("ns", "other") == {"k": "v3"}
+    assert await secrets.digests("ns", "other") == {"k": value_digest("v3")} and reads.count == 3  # same read

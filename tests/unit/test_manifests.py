@@ -15,11 +15,13 @@ from llmroute.api.provider_policy import ProviderPolicy
 from llmroute.core.compile import compile_route
 from llmroute.core.manifests import (
     CONFIG_HASH_ANNOTATION,
+    KEYS_HASH_ANNOTATION,
     Desired,
     RouterSettings,
     desired_objects,
     needs_update,
     route_errors,
+    value_digest,
 )
 from tests.conftest import example_doc
 
@@ -110,6 +112,68 @@ def test_deployment_runs_the_router_hardened_with_probes_and_hash() -> None:
     assert dep["spec"]["replicas"] == 2
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
     assert {"name": "config", "mountPath": "/etc/llmroute", "readOnly": True} in c["volumeMounts"]
+
+
+def _pod_annotations(d: Desired) -> dict[str, str]:
+    annotations: dict[str, str] = by_kind(d)["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    return annotations
+
+
+def _build_with_keys(copied: dict[str, str], digests: dict[str, str], local: bool = False) -> Desired:
+    route_doc, policy_doc = example_doc("route"), example_doc("policy")
+    route_doc["metadata"]["uid"] = "uid-1"
+    if local:
+        _keys_local(route_doc, policy_doc)
+    route, policy = LLMRoute.model_validate(route_doc), ProviderPolicy.model_validate(policy_doc)
+    return desired_objects(route, compile_route(route, policy), SETTINGS, copied, digests)
+
+
+LOCAL_DIGESTS = {"LLMROUTE_KEY_DEEPSEEK": value_digest("ZGVlcA=="), "LLMROUTE_KEY_TOGETHER": value_digest("dG9n")}
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["copied-keys", "keys-in-route-namespace"])
+def test_a_key_change_rolls_the_router_through_keys_hash_only(local: bool) -> None:
+    copied, digests = ({}, LOCAL_DIGESTS) if local else (COPIED, {})
+    base = _build_with_keys(copied, digests, local)
+    again = _build_with_keys(dict(copied), dict(digests), local)
+    assert base.objects == again.objects  # same inputs: same annotations, no patch
+    assert _pod_annotations(base) == {CONFIG_HASH_ANNOTATION: base.config_hash, KEYS_HASH_ANNOTATION: base.keys_hash}
+    assert len(base.keys_hash) == 16
+
+    if local:
+        rotated = _build_with_keys({}, {**digests, "LLMROUTE_KEY_DEEPSEEK": value_digest("bmV3")}, local)
+        dropped = _build_with_keys({}, {"LLMROUTE_KEY_TOGETHER": digests["LLMROUTE_KEY_TOGETHER"]}, local)
+    else:
+        rotated = _build_with_keys({**copied, "LLMROUTE_KEY_DEEPSEEK": "bmV3"}, {}, local)
+        dropped = _build_with_keys({"LLMROUTE_KEY_TOGETHER": copied["LLMROUTE_KEY_TOGETHER"]}, {}, local)
+    hashes = {base.keys_hash, rotated.keys_hash, dropped.keys_hash}
+    assert len(hashes) == 3  # a rotated key and a key gone missing (and so one added later) each roll
+    for d in (rotated, dropped):
+        assert d.config_hash == base.config_hash
+        assert _pod_annotations(d)[CONFIG_HASH_ANNOTATION] == base.config_hash
+        assert _pod_annotations(d)[KEYS_HASH_ANNOTATION] == d.keys_hash
+        changed = [o["kind"] for o, b in zip(d.objects, base.objects, strict=True) if o != b]
+        assert changed == (["Deployment"] if local else ["Deployment", "Secret"])
+
+
+def test_keys_hash_reads_only_the_keys_the_env_references_and_hides_them() -> None:
+    base = _build_with_keys(COPIED, {})
+    # a route-namespace digest for a key that is copied is not what the env var reads: ignored
+    assert _build_with_keys(COPIED, {"LLMROUTE_KEY_DEEPSEEK": value_digest("other")}).keys_hash == base.keys_hash
+    # a replica change touches neither hash
+    route_doc, policy_doc = example_doc("route"), example_doc("policy")
+    route_doc["metadata"]["uid"] = "uid-1"
+    route_doc["spec"]["router"] = {"replicas": 3}
+    route, policy = LLMRoute.model_validate(route_doc), ProviderPolicy.model_validate(policy_doc)
+    scaled = desired_objects(route, compile_route(route, policy), SETTINGS, COPIED)
+    assert _pod_annotations(scaled) == _pod_annotations(base)
+    # salted per route: the same keys under another route uid give an unrelated hash
+    route_doc["metadata"]["uid"] = "uid-2"
+    other = desired_objects(LLMRoute.model_validate(route_doc), compile_route(route, policy), SETTINGS, COPIED)
+    assert other.keys_hash != base.keys_hash
+    text = json.dumps(by_kind(base)["Deployment"])
+    for value in COPIED.values():
+        assert value not in text and value_digest(value) not in text and value_digest(value)[7:] not in text
 
 
 def test_resources_from_spec_override_defaults() -> None:

@@ -19,15 +19,17 @@ def test_settings_defaults_and_env() -> None:
                              "LLMROUTE_HEALTH_PORT": "9000"})
     assert (off.probe_providers, off.metrics_port, off.health_port) == (False, None, 9000)
     s = Settings.from_env({"LLMROUTE_ROUTER_IMAGE": "r:1", "LLMROUTE_NAMESPACES": "a, b,,",
-                           "LLMROUTE_LOG_LEVEL": "debug", "LLMROUTE_RESYNC_SECONDS": "5"})
+                           "LLMROUTE_LOG_LEVEL": "debug", "LLMROUTE_RESYNC_SECONDS": "5",
+                           "LLMROUTE_SECRET_TTL_SECONDS": "7"})
     assert (s.router_image, s.namespaces, s.log_level, s.resync_seconds) == ("r:1", ("a", "b"), "DEBUG", 5.0)
+    assert (Settings.from_env({}).secret_ttl_seconds, s.secret_ttl_seconds) == (30.0, 7.0)
     assert s.router.image == "r:1"
 
 
 @pytest.mark.parametrize("env", [{"LLMROUTE_LOG_LEVEL": "loud"}, {"LLMROUTE_RESYNC_SECONDS": "0"},
-                                 {"LLMROUTE_METRICS_PORT": "70000"}])
+                                 {"LLMROUTE_METRICS_PORT": "70000"}, {"LLMROUTE_SECRET_TTL_SECONDS": "-1"}])
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
-    with pytest.raises(ValueError, match=r"log level|resync|port"):
+    with pytest.raises(ValueError, match=r"log level|resync|port|secret TTL"):
         Settings.from_env(env)
 
 

@@ -27,11 +27,14 @@ route when something it owns changes. Registered by :func:`llmroute.controller.r
   metrics, a Deployment's observedGeneration) wakes nobody. The periodic resync stays as a safety net and costs
   no request when nothing differs.
 * **Source Secrets are not watched.** The provider key Secrets a ProviderPolicy names live outside the operator's
-  objects (often in a platform namespace). Watching them would mean a watch on *all* Secrets (a selector cannot
-  name them), i.e. every secret of the cluster held in the operator's memory, which a platform team will not
-  accept. :class:`SourceSecrets` reads each named Secret with a direct GET and keeps it for :data:`SECRET_TTL_S`
-  (one read per Secret and TTL, however many routes copy from it); a rotated key reaches the copies at the first
-  reconcile or resync after that.
+  objects (often in a platform namespace, or in the route's own namespace without the operator's label). Watching
+  them would mean a watch on *all* Secrets (a selector cannot name them), i.e. every secret of the cluster held in
+  the operator's memory, which a platform team will not accept. :class:`SourceSecrets` reads each named Secret with
+  a direct GET and keeps it for the TTL (``Settings.secret_ttl_seconds``, default :data:`SECRET_TTL_S`; one read
+  per Secret and TTL, however many routes use it). Foreign keys are copied from it; for keys in the route's own
+  namespace (referenced by the router directly) only their digests are used, for the router's
+  ``llmroute.io/keys-hash`` (:mod:`llmroute.core.manifests`). So a rotated key reaches the copies, and rolls the
+  routers that use it, at the first reconcile or resync after the TTL.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import kopf
 from llmroute.controller import status as st
 from llmroute.controller.indexes import first
 from llmroute.controller.kube import JsonObj, Kube
-from llmroute.core.manifests import MANAGED_BY, ObjectKey, comparable, key_of
+from llmroute.core.manifests import MANAGED_BY, ObjectKey, comparable, key_of, value_digest
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
@@ -166,23 +169,40 @@ class CacheView:
             self.owned.fingerprints[key] = fingerprint(live)
 
 
+@dataclass(frozen=True)
+class _Read:
+    at: float
+    data: dict[str, str]
+    digests: dict[str, str]
+
+
 class SourceSecrets:
     """Provider key Secrets named by policies, read with a direct GET and kept for ``ttl`` (see the module notes);
-    concurrent reconciles wanting the same Secret share one read. Values stay base64 and are never logged."""
+    concurrent reconciles wanting the same Secret share one read. Values stay base64 and are never logged; their
+    digests (:func:`~llmroute.core.manifests.value_digest`) are computed once per read."""
 
     def __init__(self, kube: Kube, ttl: float = SECRET_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self._kube, self._ttl, self._clock = kube, ttl, clock
-        self._data: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        self._reads: dict[tuple[str, str], _Read] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def data(self, namespace: str, name: str) -> dict[str, str]:
+    async def _read(self, namespace: str, name: str) -> _Read:
         where = (namespace, name)
         async with self._locks.setdefault(where, asyncio.Lock()):
-            cached = self._data.get(where)
-            if cached is None or self._clock() - cached[0] >= self._ttl:
-                cached = (self._clock(), await self._kube.read_secret_data(namespace, name))
-                self._data[where] = cached
-            return cached[1]
+            cached = self._reads.get(where)
+            if cached is None or self._clock() - cached.at >= self._ttl:
+                data = await self._kube.read_secret_data(namespace, name)
+                cached = _Read(self._clock(), data, {k: value_digest(v) for k, v in data.items()})
+                self._reads[where] = cached
+            return cached
+
+    async def data(self, namespace: str, name: str) -> dict[str, str]:
+        """The Secret's base64 values (empty if it is missing)."""
+        return (await self._read(namespace, name)).data
+
+    async def digests(self, namespace: str, name: str) -> dict[str, str]:
+        """The SHA-256 digest of each of the Secret's values, from the same read as :meth:`data`."""
+        return (await self._read(namespace, name)).digests
 
 
 def index_owned(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], str]:

@@ -21,7 +21,9 @@ it so, idempotently:
 * API failures become ``kopf.TemporaryError`` (kopf retries the handler; a route worker retries after the delay).
   Error texts carry the HTTP status and the API's reason only, never a request body: a body may hold a provider key.
 * Secret values are read only by :meth:`Kube.read_secret_data` (a direct GET of one named Secret, cached by the
-  callers with a short TTL), which returns the base64 text untouched; nothing here logs bodies.
+  callers with a short TTL), which returns the base64 text untouched; nothing here logs bodies. The route reconciler
+  copies foreign keys from it and otherwise keeps only SHA-256 digests of the values (for the router's
+  ``llmroute.io/keys-hash``, which rolls the router when a key is rotated).
 """
 
 from __future__ import annotations

@@ -29,8 +29,10 @@ Decisions:
   without GC (the emulator).
 * Reconciles of one route are serialised with a lock, as the worker may wake while a handler runs; at most
   ``setup.RECONCILE_CONCURRENCY`` run at once (bounded memory when a thousand routes start together).
-* **Provider keys in other namespaces** are read through :class:`~llmroute.controller.cache.SourceSecrets` (a GET per
-  Secret and TTL, not a watch; see there why).
+* **Provider keys** are read through :class:`~llmroute.controller.cache.SourceSecrets` (a GET per Secret and TTL,
+  not a watch; see there why): keys in other namespaces are copied into ``<route>-provider-keys``; of keys in the
+  route's namespace only the digests are taken. Both feed the Deployment's ``llmroute.io/keys-hash``, so a rotated
+  key rolls the router (env vars are read at pod start) within one TTL plus one resync.
 * **Provider health** comes from the prober's in-memory view (``memo.health``, never behind the API), else from the
   policy's status in the index (right after a restart). The prober bumps ``llmroute.io/provider-health`` on the
   route when the set of Down/Misconfigured providers changes, which brings it here; health changes status and
@@ -198,7 +200,8 @@ async def roll_out(kube: Kube, memo: kopf.Memo, route: LLMRoute, config: RouterC
     """Copy foreign keys, apply the desired objects, remove unwanted ones; observe the router Deployment."""
     settings: Settings = memo.settings
     copied, missing = await copy_keys(memo.secrets, route, config)
-    desired = manifests.desired_objects(route, config, settings.router, copied)
+    digests = await local_key_digests(memo.secrets, route, config)
+    desired = manifests.desired_objects(route, config, settings.router, copied, digests)
     uid = route.metadata.uid or ""
     try:
         applied = {manifests.key_of(obj): await kube.apply(obj, uid, cache) for obj in desired.objects}
@@ -224,6 +227,20 @@ async def copy_keys(secrets: SourceSecrets, route: LLMRoute,
         else:
             copied[cred.env] = value
     return copied, missing
+
+
+async def local_key_digests(secrets: SourceSecrets, route: LLMRoute, config: RouterConfig) -> dict[str, str]:
+    """Env var → digest of the key it references, for keys in the route's own namespace (absent: missing)."""
+    ns = route.metadata.namespace or "default"
+    digests: dict[str, str] = {}
+    foreign = {c.env for c in manifests.foreign_credentials(route, config)}
+    for cred in (p.credential for p in config.providers if p.credential is not None):
+        if cred.env in foreign:
+            continue
+        digest = (await secrets.digests(cred.secret_namespace or ns, cred.secret_name)).get(cred.secret_key)
+        if digest is not None:
+            digests[cred.env] = digest
+    return digests
 
 
 async def write_status(kube: Kube, memo: kopf.Memo, body: Body, obs: st.RouteObservation) -> None:

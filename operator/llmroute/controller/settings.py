@@ -4,21 +4,24 @@ Owned here so handlers never read ``os.environ`` themselves: :func:`llmroute.con
 :class:`Settings`, tests build one by hand (e.g. a resync interval of a fraction of a second), and
 :func:`llmroute.controller.run.run_operator` builds one from its arguments.
 
-=========================  ==========================================  ==============================
-Variable                   Meaning                                     Default
-=========================  ==========================================  ==============================
-LLMROUTE_ROUTER_IMAGE      router image for routes that name none      ``ghcr.io/llmroute/llmroute:<version>``
-LLMROUTE_NAMESPACES        comma-separated namespaces to watch         empty: the whole cluster
-LLMROUTE_LOG_LEVEL         DEBUG, INFO, WARNING or ERROR               INFO
-LLMROUTE_RESYNC_SECONDS    safety-net resync of each route against     60
-                           the watch cache (±25 % jitter; drift and
-                           readiness are event-driven)
-LLMROUTE_PROBE_PROVIDERS   run the shared provider prober (0/false:    true
-                           off; routes then see every provider as
-                           Unknown, i.e. usable)
-LLMROUTE_METRICS_PORT      Prometheus ``/metrics`` port (0: off)       8081
-LLMROUTE_HEALTH_PORT       kopf's liveness ``/healthz`` port (0: off)  8080
-=========================  ==========================================  ==============================
+===========================  ==========================================  ==============================
+Variable                     Meaning                                     Default
+===========================  ==========================================  ==============================
+LLMROUTE_ROUTER_IMAGE        router image for routes that name none      ``ghcr.io/llmroute/llmroute:<version>``
+LLMROUTE_NAMESPACES          comma-separated namespaces to watch         empty: the whole cluster
+LLMROUTE_LOG_LEVEL           DEBUG, INFO, WARNING or ERROR               INFO
+LLMROUTE_RESYNC_SECONDS      safety-net resync of each route against     60
+                             the watch cache (±25 % jitter; drift and
+                             readiness are event-driven)
+LLMROUTE_SECRET_TTL_SECONDS  how long a provider key Secret read is      30
+                             reused; a rotated key is copied and rolls
+                             the routers within this plus one resync
+LLMROUTE_PROBE_PROVIDERS     run the shared provider prober (0/false:    true
+                             off; routes then see every provider as
+                             Unknown, i.e. usable)
+LLMROUTE_METRICS_PORT        Prometheus ``/metrics`` port (0: off)       8081
+LLMROUTE_HEALTH_PORT         kopf's liveness ``/healthz`` port (0: off)  8080
+===========================  ==========================================  ==============================
 
 Settings built by hand (tests) serve neither port unless asked: a fixed port cannot be bound twice in one process.
 """
@@ -47,6 +50,7 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
     resync_seconds: float = 60.0
+    secret_ttl_seconds: float = 30.0
     probe_providers: bool = True
     metrics_port: int | None = None
     health_port: int | None = None
@@ -56,6 +60,8 @@ class Settings:
             raise ValueError(f'log level "{self.log_level}" is not one of {", ".join(LOG_LEVELS)}')
         if self.resync_seconds <= 0:
             raise ValueError(f"resync interval must be positive, got {self.resync_seconds}")
+        if self.secret_ttl_seconds < 0:
+            raise ValueError(f"secret TTL must not be negative, got {self.secret_ttl_seconds}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +72,7 @@ class Settings:
             namespaces=namespaces,
             log_level=(env.get("LLMROUTE_LOG_LEVEL") or "INFO").upper(),
             resync_seconds=float(env.get("LLMROUTE_RESYNC_SECONDS") or 60.0),
+            secret_ttl_seconds=float(env.get("LLMROUTE_SECRET_TTL_SECONDS") or 30.0),
             probe_providers=(env.get("LLMROUTE_PROBE_PROVIDERS") or "true").strip().lower() not in FALSE_WORDS,
             metrics_port=_port(env.get("LLMROUTE_METRICS_PORT"), DEFAULT_METRICS_PORT),
             health_port=_port(env.get("LLMROUTE_HEALTH_PORT"), DEFAULT_HEALTH_PORT),

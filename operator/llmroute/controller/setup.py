@@ -68,7 +68,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         memo.setdefault("statuses", {})
         if "kube" not in memo:
             memo.kube = Kube.from_environment()
-        memo.setdefault("secrets", cache.SourceSecrets(memo.kube))
+        memo.setdefault("secrets", cache.SourceSecrets(memo.kube, ttl=memo.settings.secret_ttl_seconds))
         serve_metrics(operator_settings.metrics_port)
 
     @kopf.on.cleanup(registry=registry)

@@ -8,9 +8,15 @@ What a route owns (every object carries a controller ownerReference to the LLMRo
 
 * ConfigMap ``<route>-router-config``: ``config.json`` = :meth:`RouterConfig.to_json`. References to keys only.
 * Deployment ``<route>-router``: the router, with the ConfigMap mounted at ``/etc/llmroute``, probes on ``/readyz``
-  and ``/healthz``, a hardened security context, and the pod-template annotation ``llmroute.io/config-hash`` =
-  :meth:`RouterConfig.content_hash`. That hash is the only thing that rolls the router: the replica count, resources
-  or provider health never change it.
+  and ``/healthz``, a hardened security context, and two pod-template annotations, the only things that roll the
+  router (the replica count, resources or provider health change neither):
+
+  - ``llmroute.io/config-hash`` = :meth:`RouterConfig.content_hash`: changes when the routing config changes, and
+    only then.
+  - ``llmroute.io/keys-hash`` = :func:`keys_hash`: changes when a provider key the router's env vars reference
+    changes (rotated, added, removed), and only then. Env vars are read at pod start, so without it a rotated key
+    would reach running routers only at their next restart; with it the rotation is a rolling update (maxUnavailable
+    0, PDB-protected) like a config change.
 * Service ``<route>-router``: port 80 → container port ``http`` (8080), which also serves ``/metrics``.
 * PodDisruptionBudget ``<route>-router`` (minAvailable 1) only when more than one replica is wanted.
 * HorizontalPodAutoscaler ``<route>-router`` (autoscaling/v2) only with ``spec.router.autoscaling``; the Deployment
@@ -24,6 +30,14 @@ Secret ``<route>-provider-keys`` under the router's env-var name. The value trav
 put in a ConfigMap, status, Event or log line. ``secretKeyRef.optional`` is true: a missing key for one provider
 must not keep the whole router (and the other providers) from starting; that provider then fails its health check
 and is skipped, and the operator reports the missing key.
+
+The keys hash is built from digests only (:func:`value_digest`: SHA-256 of the base64 text, the form the watch cache
+keeps for Secrets), passed in by the caller: the builders never see a route-namespace key, only the copied ones they
+write into the Secret copy. It is a SHA-256 over a domain prefix, the route's uid (a per-route salt: two routes using
+the same key show unrelated hashes) and one ``<env>=<digest>`` line per credential, ``missing`` for a key that is
+absent (so adding it later rolls too), cut to 16 hex digits. Its inputs are provider API keys, which are long random
+tokens, several per route; a hash of them cannot be turned back into a key or confirmed by guessing, so the
+annotation discloses nothing but "the keys changed".
 
 :func:`needs_update` decides whether a live object differs from the desired one, so the same inputs send no patch;
 both sides are first reduced by :func:`comparable`, the form the operator's watch cache keeps
@@ -45,6 +59,10 @@ from llmroute.core.router_config import CredentialRef, RouterConfig
 from llmroute.errors import FieldError
 
 CONFIG_HASH_ANNOTATION = "llmroute.io/config-hash"
+KEYS_HASH_ANNOTATION = "llmroute.io/keys-hash"
+MISSING_KEY = "missing"
+"""What :func:`keys_hash` takes for a credential whose key is absent (the optional secretKeyRef resolves to nothing)."""
+KEYS_HASH_DOMAIN = "llmroute.io/keys-hash/v1"
 CONFIG_KEY = "config.json"
 CONFIG_DIR = "/etc/llmroute"
 HTTP_PORT = 8080
@@ -87,6 +105,7 @@ class Desired:
     absent: tuple[ObjectKey, ...] = ()
     config_hash: str = ""
     copied_keys: tuple[str, ...] = ()
+    keys_hash: str = ""
 
 
 def key_of(obj: Mapping[str, Any]) -> ObjectKey:
@@ -153,13 +172,40 @@ def foreign_credentials(route: LLMRoute, config: RouterConfig) -> list[Credentia
             if p.credential is not None and p.credential.secret_namespace not in (None, ns)]
 
 
+def value_digest(value: Any) -> str:
+    """``sha256:<hex>`` of a ConfigMap/Secret ``data`` value as stored (base64 text for a Secret, never decoded): what
+    :func:`comparable` keeps instead of the value, and what :func:`keys_hash` is built from."""
+    return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()
+
+
+def credential_envs(config: RouterConfig) -> list[str]:
+    """The router's key env vars (one per provider with a credential), sorted."""
+    return sorted({p.credential.env for p in config.providers if p.credential is not None})
+
+
+def keys_hash(route: LLMRoute, config: RouterConfig, digests: Mapping[str, str]) -> str:
+    """The ``llmroute.io/keys-hash`` annotation: 16 hex digits of a salted SHA-256 over the digest of every key the
+    router's env vars reference (``digests``: env var → :func:`value_digest`; an env var without one is
+    :data:`MISSING_KEY`). See the module notes on why this discloses nothing about the keys."""
+    lines = [KEYS_HASH_DOMAIN, route.metadata.uid or route.metadata.name,
+             *(f"{env}={digests.get(env, MISSING_KEY)}" for env in credential_envs(config))]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
 def desired_objects(route: LLMRoute, config: RouterConfig, settings: RouterSettings,
-                    copied: Mapping[str, str] | None = None) -> Desired:
-    """Everything ``route`` should own. ``copied`` maps env-var name → base64 key value read from a foreign Secret."""
+                    copied: Mapping[str, str] | None = None, key_digests: Mapping[str, str] | None = None) -> Desired:
+    """Everything ``route`` should own. ``copied`` maps env-var name → base64 key value read from a foreign Secret;
+    ``key_digests`` maps env-var name → :func:`value_digest` of the key in the route-namespace Secret that env var
+    references (absent: the key is missing). Keys in ``copied`` are digested here, from the value the Secret copy
+    gets, so the keys hash follows exactly what the router's env vars will resolve to."""
     name, ns = route.metadata.name, route.metadata.namespace or "default"
     meta = _meta_factory(route, ns)
+    foreign = {c.env for c in foreign_credentials(route, config)}
+    digests = {env: d for env, d in (key_digests or {}).items() if env not in foreign}
+    digests.update({env: value_digest(v) for env, v in (copied or {}).items() if env in foreign})
+    hashed = keys_hash(route, config, digests)
     objects: list[JsonObj] = [_config_map(meta(config_map_name(name)), config),
-                              _deployment(meta(router_name(name)), route, config, settings),
+                              _deployment(meta(router_name(name)), route, config, settings, hashed),
                               _service(meta(router_name(name)), name)]
     absent: list[ObjectKey] = []
     optional: list[tuple[bool, Callable[[], JsonObj], ObjectKey]] = [
@@ -176,7 +222,7 @@ def desired_objects(route: LLMRoute, config: RouterConfig, settings: RouterSetti
         else:
             absent.append(key)
     return Desired(objects=tuple(objects), absent=tuple(absent), config_hash=config.content_hash(),
-                   copied_keys=tuple(sorted((copied or {}).keys())))
+                   copied_keys=tuple(sorted((copied or {}).keys())), keys_hash=hashed)
 
 
 def _meta_factory(route: LLMRoute, ns: str) -> Callable[[str], JsonObj]:
@@ -241,7 +287,8 @@ def _container(route: LLMRoute, config: RouterConfig, settings: RouterSettings) 
     }
 
 
-def _deployment(meta: JsonObj, route: LLMRoute, config: RouterConfig, settings: RouterSettings) -> JsonObj:
+def _deployment(meta: JsonObj, route: LLMRoute, config: RouterConfig, settings: RouterSettings,
+                keys: str) -> JsonObj:
     name = route.metadata.name
     pod_spec: JsonObj = {
         "automountServiceAccountToken": False,  # the router never talks to the Kubernetes API
@@ -256,7 +303,8 @@ def _deployment(meta: JsonObj, route: LLMRoute, config: RouterConfig, settings: 
         "selector": {"matchLabels": selector_labels(name)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {"metadata": {"labels": labels(name),
-                                  "annotations": {CONFIG_HASH_ANNOTATION: config.content_hash()}},
+                                  "annotations": {CONFIG_HASH_ANNOTATION: config.content_hash(),
+                                                  KEYS_HASH_ANNOTATION: keys}},
                      "spec": pod_spec},
     }
     if route.spec.router.autoscaling is None:
@@ -322,14 +370,10 @@ def comparable(obj: Mapping[str, Any]) -> JsonObj:
     out: JsonObj = {k: copy.deepcopy(obj[k]) for k in ("apiVersion", "kind", "spec", "type", "dataDigests") if k in obj}
     out["metadata"] = {k: copy.deepcopy(meta[k]) for k in COMPARED_METADATA if k in meta}
     if "data" in obj or (obj.get("kind") in DIGESTED_KINDS and "dataDigests" not in obj):
-        out["dataDigests"] = {k: _digest(v) for k, v in (obj.get("data") or {}).items()}
+        out["dataDigests"] = {k: value_digest(v) for k, v in (obj.get("data") or {}).items()}
     if obj.get("kind") == "Deployment" and "status" in obj:
         out["status"] = copy.deepcopy(obj["status"])
     return out
-
-
-def _digest(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()
 
 
 def owned_by(live: Mapping[str, Any], uid: str) -> bool:
