@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tests.conftest import example_doc
-from tests.operator.conftest import Cluster, secret_doc
+from tests.operator.conftest import Cluster, available, secret_doc
 
 NS = "apps"
 ROUTE = "deepseek"
@@ -37,6 +37,11 @@ async def deploy_example(cluster: Cluster, route: dict[str, Any] | None = None) 
     await cluster.create(secret_doc(), "secrets")
     await cluster.create(example_doc("policy"), "providerpolicies")
     await cluster.create(route or example_doc("route"), "llmroutes")
+
+
+async def router_available(cluster: Cluster, ns: str = NS, route: str = ROUTE) -> None:
+    """Do what the Deployment controller would (kmock has none): report the router's replicas available."""
+    await cluster.patch("apps/v1", "deployments", ns, f"{route}-router", available(), sub="status")
 
 
 async def config_map(cluster: Cluster, ns: str = NS, route: str = ROUTE) -> dict[str, Any] | None:

@@ -17,7 +17,6 @@ from tests.operator.conftest import (
     RESYNC_S,
     Cluster,
     StartOperator,
-    available,
     eventually,
     secret_doc,
     settled,
@@ -36,6 +35,7 @@ from tests.operator.helpers import (
     pod_hash,
     reasons,
     route_status,
+    router_available,
 )
 
 pytestmark = pytest.mark.operator
@@ -58,7 +58,7 @@ async def test_create_owns_objects_then_ready_when_deployment_available(operator
     assert status["modelNames"] == "deepseek-chat,deepseek-reasoner"
     assert status["activeProvider"] == "together"  # internal (the default class) may not go to deepseek (CN)
 
-    await operator.patch("apps/v1", "deployments", NS, "deepseek-router", available(), sub="status")
+    await router_available(operator)
     ready = await eventually(lambda: _is(cond(operator, "Ready"), "True"), what="Ready=True")
     assert ready["reason"] == "RouterAvailable"
     expected = {("Normal", "Compiled"), ("Normal", "ConfigChanged"), ("Normal", "RouterAvailable")}
@@ -183,7 +183,7 @@ async def test_ready_follows_the_deployment_without_resync(start_operator: Start
     await eventually(lambda: _is(cond(cluster, "Ready"), "False"), what="Ready=False")
     await settled(cluster)
     sent = len(cluster.operator_requests())
-    await cluster.patch("apps/v1", "deployments", NS, "deepseek-router", available(), sub="status")
+    await router_available(cluster)
     ready = await eventually(lambda: _is(cond(cluster, "Ready"), "True"), within=2.0, what="Ready=True")
     assert ready["reason"] == "RouterAvailable"
     await settled(cluster)

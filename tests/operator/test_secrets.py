@@ -14,7 +14,6 @@ from tests.operator.conftest import (
     RESYNC_S,
     Cluster,
     StartOperator,
-    available,
     eventually,
     secret_doc,
     secret_values,
@@ -30,6 +29,7 @@ from tests.operator.helpers import (
     key_needles,
     leaked,
     pod_annotations,
+    router_available,
 )
 
 pytestmark = pytest.mark.operator
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.operator
 async def test_no_secret_value_outside_secrets(operator: Cluster) -> None:
     await deploy_example(operator)
     await eventually(lambda: deployment(operator), what="deployment")
-    await operator.patch("apps/v1", "deployments", NS, "deepseek-router", available(), sub="status")
+    await router_available(operator)
     await settled(operator)
     needles = key_needles(secret_values().values())
 
