@@ -52,10 +52,24 @@ class Backend(ApiModel):
                         description="Relative share of traffic among backends of the same priority; 0 = standby.")
 
 
+class ReasoningField(StrEnum):
+    """The response field that carries a reasoning model's thinking: DeepSeek's API says ``reasoning_content``,
+    current vLLM says ``reasoning``. The values are the wire field names themselves."""
+
+    REASONING_CONTENT = "reasoning_content"
+    REASONING = "reasoning"
+
+
 class PublishedModel(ApiModel):
     """A model name clients send in the request body, and the backends that may serve it."""
 
     name: ModelName = Field(description="Model name clients send, e.g. deepseek-chat.")
+    reasoning_field: ReasoningField = Field(
+        default=ReasoningField.REASONING_CONTENT,
+        description="Field clients get reasoning text in, in messages and stream deltas, whichever backend served "
+        "the request: reasoning_content (DeepSeek's API) or reasoning (current vLLM). The router renames the other "
+        "one, so failover between DeepSeek and a vLLM pool stays invisible.",
+    )
     backends: Annotated[
         list[Backend],
         Field(max_length=16),
@@ -142,6 +156,19 @@ class Drill(ApiModel):
     )
 
 
+class ColdStart(ApiModel):
+    """How the router holds requests whose only allowed backends are ModelPools at zero replicas while one starts."""
+
+    max_wait: Duration = Field(
+        default="3m",
+        description="Longest a request is held waiting for a pool pod to become ready; then 503 with Retry-After. "
+        "Requests with another allowed, healthy backend are never held.",
+    )
+    max_requests: int = Field(default=100, ge=0, le=100000,
+                              description="Requests held at once per router replica; more get 503 at once. 0 "
+                              "disables holding.")
+
+
 class Autoscaling(ApiModel):
     """Horizontal autoscaling of the router Deployment."""
 
@@ -187,6 +214,8 @@ class LLMRouteSpec(ApiModel):
                                             description="Per-backend circuit breaker.")
     router: RouterSpec = Field(default_factory=RouterSpec, json_schema_extra=OBJECT_DEFAULT,
                                 description="The router Deployment.")
+    cold_start: ColdStart = Field(default_factory=ColdStart, json_schema_extra=OBJECT_DEFAULT,
+                                  description="Holding requests while a ModelPool scales from zero.")
     drills: Annotated[
         list[Drill], Field(max_length=8), UniqueBy("provider", message="drills must be unique by provider")
     ] = Field(

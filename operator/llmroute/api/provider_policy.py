@@ -95,31 +95,50 @@ class Credentials(ApiModel):
     secret_ref: SecretKeyRef = Field(description="The Secret key holding the provider API key.")
 
 
+class PoolRef(ApiModel):
+    """A ModelPool (open weights on this cluster's GPUs) serving as a provider."""
+
+    name: Name = Field(description="Name of the ModelPool.")
+    namespace: Name = Field(description="Namespace of the ModelPool (ProviderPolicy is cluster-scoped).")
+
+
 class Provider(ApiModel):
-    """One upstream that serves models: a vendor API, a US host of open weights, or an in-cluster vLLM."""
+    """One upstream that serves models: a vendor API, a US host of open weights, or an in-cluster vLLM pool."""
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="self.selfHosted || has(self.credentials)",
-            message="credentials are required unless selfHosted is true",
-            check=lambda p: p.self_hosted or p.credentials is not None,
+            cel="has(self.endpoint) != has(self.pool)",
+            message="set exactly one of endpoint and pool",
+            check=lambda p: (p.endpoint is None) != (p.pool is None),
+            field="endpoint",
+        ),
+        Rule(
+            cel="self.selfHosted || has(self.pool) || has(self.credentials)",
+            message="credentials are required unless selfHosted is true or the provider is a pool",
+            check=lambda p: p.is_self_hosted or p.credentials is not None,
             field="credentials",
         ),
     )
 
     name: Name = Field(description="Name the LLMRoute backends refer to, e.g. deepseek or together.")
-    endpoint: str = Field(
+    endpoint: str | None = Field(
+        default=None,
         max_length=2048,
         pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
         description="Base URL of the OpenAI-compatible API, e.g. https://api.deepseek.com/v1. The router appends "
-        "/chat/completions, /completions, /embeddings and /models.",
+        "/chat/completions, /completions, /embeddings and /models. Exactly one of endpoint and pool.",
+    )
+    pool: PoolRef | None = Field(
+        default=None,
+        description="A ModelPool of this cluster serving the provider (exactly one of endpoint and pool). Self-hosted "
+        "by definition; routes reach it through the pool's Service and pick its pods by load.",
     )
     api: ApiFlavor = Field(default=ApiFlavor.OPENAI, description="Wire protocol of the endpoint.")
     jurisdiction: Jurisdiction = Field(
         description="Where the endpoint is operated and under whose law the data falls (ISO country code or EU)."
     )
     region: str | None = Field(default=None, max_length=63, description="Provider region, e.g. us-east-1.")
-    self_hosted: bool = Field(default=False, description="Served inside this cluster (e.g. the vLLM pool).")
+    self_hosted: bool = Field(default=False, description="Served inside this cluster (implied by pool).")
     data_use: DataUse = Field(default_factory=DataUse, json_schema_extra=OBJECT_DEFAULT,
                               description="What the provider does with inputs.")
     certifications: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=32)] = Field(
@@ -129,6 +148,11 @@ class Provider(ApiModel):
                                             description="API key Secret; optional only for self-hosted providers.")
     health_check: HealthCheck = Field(default_factory=HealthCheck, json_schema_extra=OBJECT_DEFAULT,
                                       description="The unbilled health probe.")
+
+    @property
+    def is_self_hosted(self) -> bool:
+        """Self-hosted as residency sees it: declared, or a ModelPool of this cluster."""
+        return self.self_hosted or self.pool is not None
 
 
 class DataClassAllow(ApiModel):

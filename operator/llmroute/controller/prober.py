@@ -66,6 +66,7 @@ from llmroute.controller import status as st
 from llmroute.controller.indexes import HEALTH_ANNOTATION, POLICIES, RouteRef
 from llmroute.controller.kube import Kube, post_event
 from llmroute.core import probing
+from llmroute.core.compile import provider_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Target:
         ref = p.credentials.secret_ref if p.credentials is not None else None
         shared = ref is not None and ref.namespace is not None
         secret = (ref.namespace or "", ref.name, ref.key) if ref is not None and shared else None
-        return cls(p.name, p.endpoint.rstrip("/") + p.health_check.path, p.health_check, secret,
+        return cls(p.name, provider_endpoint(p) + p.health_check.path, p.health_check, secret,
                    key_checked=ref is None or shared)
 
 

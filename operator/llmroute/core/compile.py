@@ -18,19 +18,22 @@ from __future__ import annotations
 import re
 
 from llmroute.api.base import parse_duration, parse_timestamp
-from llmroute.api.llm_route import Drill, LLMRoute, LLMRouteSpec, PublishedModel
+from llmroute.api.llm_route import Drill, LLMRoute, LLMRouteSpec, PublishedModel, ReasoningField
+from llmroute.api.model_pool import VLLM_PORT
 from llmroute.api.provider_policy import Provider, ProviderPolicy
-from llmroute.core import drills, residency
+from llmroute.core import drills, pools, residency
 from llmroute.core.router_config import (
     BackendTarget,
     CircuitSettings,
     ClassRoute,
+    ColdStartSettings,
     CredentialRef,
     Denial,
     FailoverSettings,
     HealthProbe,
     ModelRoute,
     Origin,
+    PoolTarget,
     ProviderTarget,
     RouterConfig,
 )
@@ -68,6 +71,7 @@ def compile_route(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
         circuit=_circuit(spec),
         max_request_bytes=spec.router.max_request_bytes,
         drills=tuple(_drill(d) for d in spec.drills),
+        cold_start=_cold_start(spec) if any(p.pool is not None for p in used) else None,
     )
 
 
@@ -122,15 +126,26 @@ def _target(p: Provider) -> ProviderTarget:
     hc = p.health_check
     return ProviderTarget(
         name=p.name,
-        endpoint=p.endpoint.rstrip("/"),
+        endpoint=provider_endpoint(p),
         api=p.api.value,
         jurisdiction=p.jurisdiction,
         region=p.region,
-        self_hosted=p.self_hosted,
+        self_hosted=p.is_self_hosted,
         credential=cred,
         health=HealthProbe(path=hc.path, interval_s=parse_duration(hc.interval), timeout_s=parse_duration(hc.timeout),
                            failure_threshold=hc.failure_threshold, success_threshold=hc.success_threshold),
+        pool=None if p.pool is None else PoolTarget(name=p.pool.name, namespace=p.pool.namespace,
+                                                    pods_host=pools.pods_host(p.pool.name, p.pool.namespace),
+                                                    port=VLLM_PORT),
     )
+
+
+def provider_endpoint(p: Provider) -> str:
+    """The provider's OpenAI base URL: its ``endpoint``, or its ModelPool's Service."""
+    if p.pool is not None:
+        return pools.endpoint(p.pool.name, p.pool.namespace)
+    assert p.endpoint is not None  # the API's rule: exactly one of endpoint and pool
+    return p.endpoint.rstrip("/")
 
 
 def _model_route(model: PublishedModel, policy: ProviderPolicy) -> ModelRoute:
@@ -148,7 +163,13 @@ def _model_route(model: PublishedModel, policy: ProviderPolicy) -> ModelRoute:
             else:
                 denied.append(Denial(provider=b.provider, model=b.model, reasons=verdict.reasons))
         classes.append(ClassRoute(data_class=data_class.name, allowed=tuple(allowed), denied=tuple(denied)))
-    return ModelRoute(name=model.name, classes=tuple(classes))
+    reasoning = None if model.reasoning_field is ReasoningField.REASONING_CONTENT else model.reasoning_field.value
+    return ModelRoute(name=model.name, classes=tuple(classes), reasoning_field=reasoning)
+
+
+def _cold_start(spec: LLMRouteSpec) -> ColdStartSettings:
+    return ColdStartSettings(max_wait_s=parse_duration(spec.cold_start.max_wait),
+                             max_requests=spec.cold_start.max_requests)
 
 
 def _drill(d: Drill) -> CompiledDrill:

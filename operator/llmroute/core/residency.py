@@ -91,7 +91,7 @@ def _certifications(cls: DataClass, p: Provider) -> _Check:
     required = cls.allow.require_certifications
     if not required:
         return None
-    if p.self_hosted and cls.allow.self_hosted_exempt:
+    if p.is_self_hosted and cls.allow.self_hosted_exempt:
         return True, "self-hosted: exempt from required certifications"
     missing = [c for c in required if c not in p.certifications]
     if missing:
@@ -102,6 +102,6 @@ def _certifications(cls: DataClass, p: Provider) -> _Check:
 def _self_hosted(cls: DataClass, p: Provider) -> _Check:
     if not cls.allow.self_hosted_only:
         return None
-    if p.self_hosted:
-        return True, "self-hosted"
+    if p.is_self_hosted:
+        return True, "self-hosted (ModelPool)" if p.pool is not None else "self-hosted"
     return False, "not self-hosted (class requires selfHostedOnly)"

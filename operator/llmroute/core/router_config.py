@@ -51,6 +51,17 @@ class HealthProbe(ApiModel):
     success_threshold: int
 
 
+class PoolTarget(ApiModel):
+    """A provider served by a ModelPool: the router picks its ready pods by load and holds requests while it is at
+    zero replicas (see :mod:`llmroute.router.pools`). Only in configs that have pool providers (older routers,
+    ``extra="forbid"``, refuse such a config and keep their last one)."""
+
+    name: str = Field(description="ModelPool name.")
+    namespace: str = Field(description="ModelPool namespace.")
+    pods_host: str = Field(description="Headless Service DNS name resolving to the ready pods.")
+    port: int = Field(description="Port of vLLM in each pod.")
+
+
 class ProviderTarget(ApiModel):
     """A provider as the router needs it: where, what law, which key."""
 
@@ -62,6 +73,7 @@ class ProviderTarget(ApiModel):
     self_hosted: bool = False
     credential: CredentialRef | None = None
     health: HealthProbe
+    pool: PoolTarget | None = None
 
 
 class BackendTarget(ApiModel):
@@ -94,6 +106,9 @@ class ModelRoute(ApiModel):
 
     name: str
     classes: tuple[ClassRoute, ...]
+    reasoning_field: str | None = Field(
+        default=None, description='Field clients get reasoning text in; None means "reasoning_content" (left out of '
+        "the wire form so configs that do not change it stay what older routers read).")
 
     def for_class(self, data_class: str) -> ClassRoute | None:
         return next((c for c in self.classes if c.data_class == data_class), None)
@@ -121,6 +136,13 @@ class CircuitSettings(ApiModel):
     recovery_steps: tuple[float, ...]
     recovery_step_s: float
     slow_first_token_s: float
+
+
+class ColdStartSettings(ApiModel):
+    """Holding requests for ModelPools at zero replicas (see LLMRoute spec.coldStart)."""
+
+    max_wait_s: float
+    max_requests: int
 
 
 class Drill(ApiModel):
@@ -155,6 +177,8 @@ class RouterConfig(ApiModel):
     circuit: CircuitSettings
     max_request_bytes: int
     drills: tuple[Drill, ...] = Field(default=(), description="Active or future drills; not part of the hash.")
+    cold_start: ColdStartSettings | None = Field(default=None,
+                                                 description="Only in configs with pool providers.")
 
     def model_route(self, name: str) -> ModelRoute | None:
         return next((m for m in self.models if m.name == name), None)
