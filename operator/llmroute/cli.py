@@ -16,6 +16,7 @@ from pathlib import Path
 
 from llmroute import __version__
 from llmroute.api.llm_route import LLMRoute
+from llmroute.core import pool_checks
 from llmroute.core.compile import compile_route
 from llmroute.core.explain import BackendExplanation, RouteExplanation, explain_route
 from llmroute.documents import Bundle, load, load_all
@@ -110,16 +111,29 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     bundle, errors = load_all(args.paths)
     errors.extend(_compile_errors(bundle))
+    errors.extend(_pool_errors(bundle))
     for err in errors:
         print(f"llmroute: error: {err}", file=sys.stderr)
     if errors:
         return EXIT_INPUT
-    print(f"ok: {len(bundle.policies)} ProviderPolicy, {len(bundle.routes)} LLMRoute, {len(bundle.secrets)} Secret")
+    pools = f", {len(bundle.pools)} ModelPool" if bundle.pools else ""
+    print(f"ok: {len(bundle.policies)} ProviderPolicy, {len(bundle.routes)} LLMRoute{pools}, "
+          f"{len(bundle.secrets)} Secret")
     for (ns, name), route in sorted(bundle.routes.items()):
         if route.spec.policy_ref.name not in bundle.policies:
             print(f'note: LLMRoute {ns}/{name}: ProviderPolicy "{route.spec.policy_ref.name}" is not among the '
                   "files, so the route was not compiled")
+    for note in pool_checks.notes(bundle.policies, bundle.pools):
+        print(f"note: {note}")
     return EXIT_OK
+
+
+def _pool_errors(bundle: Bundle) -> list[LoadError]:
+    out = []
+    for problem in pool_checks.problems(bundle.policies, bundle.routes, bundle.pools):
+        src = bundle.source_of(problem.subject)
+        out.append(LoadError(src.path if src else "input", src.index if src else None, problem.error))
+    return out
 
 
 def _compile_errors(bundle: Bundle) -> list[LoadError]:
@@ -148,7 +162,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         known = ", ".join(p.name for p in policy.spec.providers)
         raise InputError(f'--down: no provider "{unknown[0]}" in ProviderPolicy "{policy.metadata.name}" '
                          f"(known: {known})")
-    explained = explain_route(route, policy, args.data_class, frozenset(args.down), model=args.model, text=args.text)
+    explained = explain_route(route, policy, args.data_class, frozenset(args.down), model=args.model, text=args.text,
+                              pools=bundle.pools)
     if args.output == "json":
         print(json.dumps(explained.to_dict(), indent=2))
     else:

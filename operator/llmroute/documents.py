@@ -1,9 +1,9 @@
 """Reading Kubernetes-style YAML manifests into llmroute API objects, with errors that name file, document and field.
 
 Used by ``llmroute validate``/``explain``, by local mode and by the router's ``--config`` (local mode). Accepts files
-and folders (``*.yaml``/``*.yml``, sorted), multi-document YAML, ``ProviderPolicy``, ``LLMRoute`` and ``v1/Secret``
-documents. Other Kubernetes kinds are skipped (a folder may hold a Deployment too); an unknown kind in the
-``llmroute.io`` group is an error, since it is almost certainly a typo.
+and folders (``*.yaml``/``*.yml``, sorted), multi-document YAML, ``ProviderPolicy``, ``LLMRoute``, ``ModelPool`` and
+``v1/Secret`` documents. Other Kubernetes kinds are skipped (a folder may hold a Deployment too); an unknown kind in
+the ``llmroute.io`` group is an error, since it is almost certainly a typo.
 
 Every problem becomes a :class:`llmroute.errors.LoadError` whose message is one line, e.g.
 ``policy.yaml (document 1): spec.providers[0].dataUse.training: Input should be 'Used', 'NotUsed' or 'Unknown'``.
@@ -23,12 +23,15 @@ from pydantic import ValidationError
 
 from llmroute.api.base import GROUP, RuleViolation
 from llmroute.api.llm_route import LLMRoute
+from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
 from llmroute.errors import FieldError, LoadError
 
-T = TypeVar("T", LLMRoute, ProviderPolicy)
+T = TypeVar("T", LLMRoute, ProviderPolicy, ModelPool)
 
-_KINDS: dict[str, type[LLMRoute] | type[ProviderPolicy]] = {"LLMRoute": LLMRoute, "ProviderPolicy": ProviderPolicy}
+_KINDS: dict[str, type[LLMRoute] | type[ProviderPolicy] | type[ModelPool]] = {
+    "LLMRoute": LLMRoute, "ProviderPolicy": ProviderPolicy, "ModelPool": ModelPool,
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Bundle:
 
     policies: dict[str, ProviderPolicy] = field(default_factory=dict)
     routes: dict[tuple[str, str], LLMRoute] = field(default_factory=dict)
+    pools: dict[tuple[str, str], ModelPool] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     sources: dict[int, Source] = field(default_factory=dict)
 
@@ -133,10 +137,13 @@ def _add(bundle: Bundle, source: Source, doc: dict[str, Any]) -> None:
     if model is None:
         raise LoadError(source.path, source.index,
                         FieldError("kind", f'unknown kind "{kind}" in {GROUP} (expected one of {", ".join(_KINDS)})'))
-    obj: LLMRoute | ProviderPolicy
+    obj: LLMRoute | ProviderPolicy | ModelPool
     if model is ProviderPolicy:
         obj = parse_object(ProviderPolicy, doc, source)
         _unique(bundle.policies, obj.metadata.name, obj, source, "ProviderPolicy")
+    elif model is ModelPool:
+        obj = parse_object(ModelPool, doc, source)
+        _unique(bundle.pools, (obj.metadata.namespace or "default", obj.metadata.name), obj, source, "ModelPool")
     else:
         obj = parse_object(LLMRoute, doc, source)
         key = (obj.metadata.namespace or "default", obj.metadata.name)

@@ -35,7 +35,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "validate", str(EXAMPLE))
     assert (code, err) == (0, "")
-    assert out.startswith("ok: 1 ProviderPolicy, 1 LLMRoute, 1 Secret")
+    assert out.startswith("ok: 1 ProviderPolicy, 1 LLMRoute, 1 ModelPool, 1 Secret")
 
 
 def _edit_policy(fn: Any) -> list[dict[str, Any]]:

@@ -6,6 +6,10 @@ would skip and where the first attempt would go. First-attempt shares are exact:
 that has an available backend, each healthy backend is tried first with probability weight / total weight, which is
 what :func:`llmroute.core.selection.plan_attempts`' weighted shuffle does.
 
+Pool backends (providers that are a ModelPool) show the pool's state when the pool is among the inputs: its
+``status`` (ready and desired replicas, and why). A pool with no ready replica is what the router skips while anything
+else is available and otherwise holds requests for (``spec.coldStart``), and the outcome says so.
+
 Pure; called by ``llmroute explain`` (table and JSON output). The verdicts come from
 :func:`llmroute.core.residency.evaluate` and the order from :func:`llmroute.core.compile.compile_route`, so the
 explanation cannot drift from what the router actually runs.
@@ -13,11 +17,13 @@ explanation cannot drift from what the router actually runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from llmroute.api.llm_route import LLMRoute
-from llmroute.api.provider_policy import ProviderPolicy
+from llmroute.api.model_pool import ModelPool
+from llmroute.api.provider_policy import Provider, ProviderPolicy
 from llmroute.core import pii, residency
 from llmroute.core.compile import compile_route
 from llmroute.errors import InputError
@@ -37,6 +43,13 @@ class BackendExplanation:
     reasons: tuple[str, ...]
     down: bool = False  # assumed down (what-if): the router would skip it
     first_share: float = 0.0  # probability that a request's first attempt goes here
+    pool: str | None = None  # "<namespace>/<name>" of the ModelPool serving this provider
+    pool_state: str | None = None  # e.g. "1/2 ready, desired 2 (Prewarm)"; None when the pool's state is unknown
+    cold: bool = False  # the pool has no ready replica: skipped while others are available, else requests are held
+
+    @property
+    def available(self) -> bool:
+        return self.allowed and not self.down and not self.cold
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,11 @@ class ModelExplanation:
         first = [b for b in self.backends if b.first_share > 0]
         if not first:
             return "503 no_healthy_backend: every allowed backend is down"
-        return "first attempt: " + ", ".join(f"{b.provider} {b.first_share:.0%}" for b in first)
+        shares = ", ".join(f"{b.provider} {b.first_share:.0%}" for b in first)
+        if all(b.cold for b in first):
+            pools = ", ".join(sorted({b.pool or b.provider for b in first}))
+            return f"held until ModelPool {pools} has a ready replica (spec.coldStart), then first attempt: {shares}"
+        return "first attempt: " + shares
 
 
 @dataclass(frozen=True)
@@ -93,14 +110,17 @@ def _backend_dict(b: BackendExplanation) -> dict[str, Any]:
         "provider": b.provider, "model": b.model, "jurisdiction": b.jurisdiction, "priority": b.priority,
         "weight": b.weight, "allowed": b.allowed, "order": b.order, "reasons": list(b.reasons), "down": b.down,
         "firstAttemptShare": round(b.first_share, 4),
+        **({"pool": b.pool, "poolState": b.pool_state, "cold": b.cold} if b.pool else {}),
     }
 
 
 def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | None = None,
                   down: frozenset[str] = frozenset(), *, model: str | None = None,
-                  text: str | None = None) -> RouteExplanation:
+                  text: str | None = None,
+                  pools: Mapping[tuple[str, str], ModelPool] | None = None) -> RouteExplanation:
     """Explain every backend of every model of ``route`` (or only ``model``) for ``data_class`` (default: the
-    route's default), with the providers in ``down`` assumed down; ``text`` is a sample prompt checked for PII.
+    route's default), with the providers in ``down`` assumed down; ``text`` is a sample prompt checked for PII;
+    ``pools`` (by namespace and name) give pool backends their state.
 
     Raises :class:`llmroute.errors.CompileError` if the route does not compile and
     :class:`llmroute.errors.UnknownDataClassError` for a class the policy lacks.
@@ -123,13 +143,11 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
             provider = policy.spec.provider(b.provider)
             assert provider is not None
             verdict = residency.evaluate(cls, provider)
-            is_down = verdict.allowed and b.provider in down
-            reasons = (*verdict.reasons, "assumed down: skipped") if is_down else verdict.reasons
-            explained.append(BackendExplanation(
+            explained.append(_with_down(_with_pool(BackendExplanation(
                 provider=b.provider, model=b.model, jurisdiction=provider.jurisdiction, priority=b.priority,
                 weight=b.weight, allowed=verdict.allowed, order=order.get((b.provider, b.model)),
-                reasons=reasons, down=is_down,
-            ))
+                reasons=verdict.reasons,
+            ), provider, pools or {}), down))
         explained.sort(key=lambda e: (e.order is None, e.order or 0, e.priority))
         models.append(ModelExplanation(name=published.name, backends=_with_first_shares(explained)))
     ns = route.metadata.namespace or "default"
@@ -138,9 +156,35 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
                             models=tuple(models), down=tuple(sorted(down)), text_findings=findings)
 
 
+def _with_down(b: BackendExplanation, down: frozenset[str]) -> BackendExplanation:
+    """Mark an allowed backend whose provider is assumed down (what-if) as skipped."""
+    if not (b.allowed and b.provider in down):
+        return b
+    return replace(b, down=True, reasons=(*b.reasons, "assumed down: skipped"))
+
+
+def _with_pool(b: BackendExplanation, provider: Provider,
+               pools: Mapping[tuple[str, str], ModelPool]) -> BackendExplanation:
+    """Add the pool's name and state to a backend served by a ModelPool."""
+    if provider.pool is None:
+        return b
+    ref = f"{provider.pool.namespace}/{provider.pool.name}"
+    pool = pools.get((provider.pool.namespace, provider.pool.name))
+    status = pool.status if pool is not None else None
+    if status is None:  # a manifest without status (it has not been applied yet), or a pool elsewhere
+        where = " (not among the files)" if pool is None else ""
+        return replace(b, pool=ref, reasons=(*b.reasons, f"ModelPool {ref}{where}"))
+    state = f"{status.ready_replicas}/{status.replicas} ready, desired {status.desired_replicas}"
+    state += f" ({status.reason})" if status.reason else ""
+    cold = b.allowed and status.ready_replicas == 0
+    why = f"ModelPool {ref}: {state}" + ("; no ready replica: skipped while others are available" if cold else "")
+    return replace(b, pool=ref, pool_state=state, cold=cold, reasons=(*b.reasons, why))
+
+
 def _with_first_shares(backends: list[BackendExplanation]) -> tuple[BackendExplanation, ...]:
-    """Set ``first_share`` on the backends of the first priority group that has an available backend."""
-    available = [b for b in backends if b.allowed and not b.down]
+    """Set ``first_share`` on the backends of the first priority group that has an available backend (pools with no
+    ready replica count only when nothing else is: the router holds requests for them then)."""
+    available = [b for b in backends if b.available] or [b for b in backends if b.allowed and not b.down]
     if not available:
         return tuple(backends)
     group = [b for b in available if b.priority == min(a.priority for a in available)]
