@@ -133,7 +133,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     data = json.loads(out)
     chat = next(m for m in data["models"] if m["name"] == "deepseek-chat")
-    assert [(b["provider"], b["order"]) for b in chat["backends"] if b["allowed"]] == [("bedrock", 1), ("vllm", 2)]
+    assert [(b["provider"], b["order"]) for b in chat["backends"] if b["allowed"]] == [("vllm", 1), ("bedrock", 2)]
     assert data["dataClass"] == "phi"
 
 

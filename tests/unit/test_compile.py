@@ -30,9 +30,9 @@ def test_example_compiles_with_residency_applied(route: LLMRoute, policy: Provid
     config = compile_route(route, policy)
     assert config.default_data_class == "internal"
     assert config.data_classes == ("public", "internal", "pii", "phi")
-    assert allowed(config, "deepseek-chat", "public") == ["deepseek", "together", "fireworks", "bedrock", "vllm"]
-    assert allowed(config, "deepseek-chat", "pii") == ["together", "fireworks", "bedrock", "vllm"]
-    assert allowed(config, "deepseek-chat", "phi") == ["bedrock", "vllm"]
+    assert allowed(config, "deepseek-chat", "public") == ["deepseek", "vllm", "together", "fireworks", "bedrock"]
+    assert allowed(config, "deepseek-chat", "pii") == ["vllm", "together", "fireworks", "bedrock"]
+    assert allowed(config, "deepseek-chat", "phi") == ["vllm", "bedrock"]
     assert allowed(config, "deepseek-reasoner", "phi") == ["bedrock"]
 
 

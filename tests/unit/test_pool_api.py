@@ -133,7 +133,7 @@ def test_backend_model_must_be_the_pools_served_name(route_doc: dict[str, Any], 
     route = LLMRoute.model_validate(route_doc)
     found = pool_checks.problems({policy.metadata.name: policy}, {("apps", "deepseek"): route}, pools_of(pool_doc))
     assert [(p.subject is route, str(p.error)) for p in found] == [(True, (
-        'spec.models[0].backends[4].model: provider "vllm" is ModelPool llm-serving/deepseek-v3, which serves '
+        'spec.models[0].backends[1].model: provider "vllm" is ModelPool llm-serving/deepseek-v3, which serves '
         '"deepseek-v3", not "deepseek-ai/DeepSeek-V3"'))]
 
 
@@ -167,7 +167,7 @@ def test_validate_reports_pool_problems_with_file_and_field(tmp_path: Path, caps
     (tmp_path / "pool.yaml").write_text(yaml.safe_dump(pool_doc))
     assert main(["validate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'route.yaml'} (document 1): spec.models[0].backends[4].model: provider \"vllm\"" in err
+    assert f"{tmp_path / 'route.yaml'} (document 1): spec.models[0].backends[1].model: provider \"vllm\"" in err
 
 
 def test_validate_counts_pools(capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,11 +189,12 @@ def test_explain_shows_the_pool_state_and_skips_a_cold_pool_while_others_are_up(
     assert (vllm.pool, vllm.pool_state, vllm.cold) == ("llm-serving/deepseek-v3", "0/0 ready, desired 0 (Idle)", True)
     assert vllm.reasons[-1] == ("ModelPool llm-serving/deepseek-v3: 0/0 ready, desired 0 (Idle); no ready replica: "
                                 "skipped while others are available")
+    assert [b.provider for b in chat.backends if b.allowed] == ["vllm", "bedrock"]
     assert chat.outcome == "first attempt: bedrock 100%"
     held = explain_route(route, policy, "phi", frozenset({"bedrock"}), model="deepseek-chat", pools=pools)
     assert held.models[0].outcome == ("held until ModelPool llm-serving/deepseek-v3 has a ready replica "
                                       "(spec.coldStart), then first attempt: vllm 100%")
-    assert held.to_dict()["models"][0]["backends"][1]["poolState"] == "0/0 ready, desired 0 (Idle)"
+    assert held.to_dict()["models"][0]["backends"][0]["poolState"] == "0/0 ready, desired 0 (Idle)"
 
 
 def test_explain_serves_from_a_warm_pool(route: LLMRoute, policy: ProviderPolicy, pool_doc: dict[str, Any]) -> None:

@@ -56,6 +56,7 @@ class BackendExplanation:
 class ModelExplanation:
     name: str
     backends: tuple[BackendExplanation, ...]
+    if_cold: ModelExplanation | None = None  # the same while first-attempt pools of unknown state have no replica
 
     @property
     def allowed_count(self) -> int:
@@ -73,6 +74,9 @@ class ModelExplanation:
         if all(b.cold for b in first):
             pools = ", ".join(sorted({b.pool or b.provider for b in first}))
             return f"held until ModelPool {pools} has a ready replica (spec.coldStart), then first attempt: {shares}"
+        if self.if_cold is not None:
+            pools = ", ".join(sorted({b.pool or b.provider for b in first if b.pool and b.pool_state is None}))
+            return f"first attempt: {shares}; while ModelPool {pools} has no ready replica: {self.if_cold.outcome}"
         return "first attempt: " + shares
 
 
@@ -149,11 +153,23 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
                 reasons=verdict.reasons,
             ), provider, pools or {}), down))
         explained.sort(key=lambda e: (e.order is None, e.order or 0, e.priority))
-        models.append(ModelExplanation(name=published.name, backends=_with_first_shares(explained)))
+        models.append(_explained_model(published.name, explained))
     ns = route.metadata.namespace or "default"
     findings = None if text is None else pii.summarise(pii.detect(text))
     return RouteExplanation(route=f"{ns}/{route.metadata.name}", policy=policy.metadata.name, data_class=cls.name,
                             models=tuple(models), down=tuple(sorted(down)), text_findings=findings)
+
+
+def _explained_model(name: str, backends: list[BackendExplanation]) -> ModelExplanation:
+    """The model's explanation; when a first attempt goes to a pool whose state is unknown (a manifest, no status),
+    also what happens while that pool is at zero (it may well be: pools scale to zero)."""
+    shared = _with_first_shares(backends)
+    unknown = {(b.provider, b.model) for b in shared
+               if b.first_share > 0 and b.pool is not None and b.pool_state is None}
+    if not unknown:
+        return ModelExplanation(name, shared)
+    cold = [replace(b, cold=True) if (b.provider, b.model) in unknown else b for b in backends]
+    return ModelExplanation(name, shared, if_cold=ModelExplanation(name, _with_first_shares(cold)))
 
 
 def _with_down(b: BackendExplanation, down: frozenset[str]) -> BackendExplanation:
