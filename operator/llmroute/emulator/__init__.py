@@ -11,6 +11,8 @@ llmroute, and nothing in the data or control plane imports it.
 * :mod:`~llmroute.emulator.stats` - counts and per-request records (no prompt text, no keys).
 * :mod:`~llmroute.emulator.app` - the aiohttp application (:func:`build_app`) and admin API.
 * :mod:`~llmroute.emulator.runner` - :class:`Emulator` and :func:`run_emulator` on loopback.
+* :mod:`~llmroute.emulator.vllm` - :class:`VllmPod`: one pod of a self-hosted pool as current vLLM serves it (port
+  refused or ``/health`` hanging while the weights load, ``vllm:`` metrics, ``reasoning``, a queueing engine).
 """
 
 from .app import DEFAULT_MODELS, STATE, EmulatorState, build_app
