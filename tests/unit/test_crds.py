@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from llmroute.api.base import RuleViolation
 from llmroute.api.crdgen import crd_objects, render_crds
 from llmroute.api.llm_route import LLMRoute
+from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
 
 pytestmark = pytest.mark.unit
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 CEL_FIXTURES = Path(__file__).parent / "fixtures" / "cel"
 CRDS = crd_objects()
-MODELS: dict[str, type[LLMRoute | ProviderPolicy]] = {"LLMRoute": LLMRoute, "ProviderPolicy": ProviderPolicy}
+MODELS: dict[str, type[LLMRoute | ProviderPolicy | ModelPool]] = {
+    "LLMRoute": LLMRoute, "ProviderPolicy": ProviderPolicy, "ModelPool": ModelPool}
 SCHEMAS = {c["spec"]["names"]["kind"]: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
            for c in CRDS.values()}
 READY = '.status.conditions[?(@.type=="Ready")].status'
@@ -102,8 +104,12 @@ def test_every_field_is_described(name: str) -> None:
             ("Providers", "string", ".status.summary"), ("Default", "string", ".spec.defaultDataClass"),
             ("Ready", "string", READY), AGE,
         ]),
+        ("llmroute.io_modelpools.yaml", "Namespaced", ["mpool"], [
+            ("Model", "string", ".spec.model"), ("Ready", "integer", ".status.readyReplicas"),
+            ("Desired", "integer", ".status.desiredReplicas"), ("Reason", "string", ".status.reason"), AGE,
+        ]),
     ],
-    ids=["LLMRoute", "ProviderPolicy"],
+    ids=["LLMRoute", "ProviderPolicy", "ModelPool"],
 )
 def test_crd_names_scope_and_columns(
     name: str, scope: str, short: list[str], columns: list[tuple[str, ...]]

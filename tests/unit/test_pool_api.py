@@ -127,6 +127,27 @@ def test_an_empty_toleration_list_tolerates_nothing(pool_doc: dict[str, Any]) ->
     assert ModelPool.model_validate(pool_doc).spec.effective_tolerations == []
 
 
+def test_a_cpu_pool_does_not_tolerate_gpu_nodes_by_default(pool_doc: dict[str, Any]) -> None:
+    pool_doc["spec"]["resources"] = {"gpus": 0}
+    assert ModelPool.model_validate(pool_doc).spec.effective_tolerations == []
+
+
+@pytest.mark.parametrize("quantity", ["lots", "-1Gi", "1.5.3Gi"])
+def test_quantities_are_checked(pool_doc: dict[str, Any], quantity: str) -> None:
+    pool_doc["spec"]["resources"]["memory"] = quantity
+    with pytest.raises(ValidationError, match=r"spec\.resources\.memory"):
+        ModelPool.model_validate(pool_doc)
+
+
+def test_validate_reports_engine_args_the_operator_manages(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          pool_doc: dict[str, Any]) -> None:
+    pool_doc["spec"]["engineArgs"] = ["--max-model-len=32768", "--port=9000"]
+    (tmp_path / "pool.yaml").write_text(yaml.safe_dump(pool_doc))
+    assert main(["validate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'pool.yaml'} (document 1): spec.engineArgs[1]: " in err and "--port" in err
+
+
 def test_backend_model_must_be_the_pools_served_name(route_doc: dict[str, Any], policy: ProviderPolicy,
                                                      pool_doc: dict[str, Any]) -> None:
     pool_doc["spec"]["servedModelName"] = "deepseek-v3"

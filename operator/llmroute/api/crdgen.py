@@ -156,7 +156,8 @@ def _inline(node: Schema, defs: dict[str, Schema]) -> Schema:
         if len(choices) == 1 and key != "oneOf":
             return _inline({**_inline(choices[0], defs), **rest}, defs)
         if key == "anyOf" and sorted(c.get("type", "") for c in choices) == ["integer", "string"]:
-            return {**rest, "x-kubernetes-int-or-string": True}
+            pattern = next((c["pattern"] for c in choices if "pattern" in c), None)  # applies to the string form
+            return {**rest, "x-kubernetes-int-or-string": True, **({"pattern": pattern} if pattern else {})}
         raise ValueError(f"{key} {node[key]!r} cannot be made structural")
     return node
 

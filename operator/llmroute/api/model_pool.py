@@ -38,7 +38,11 @@ VLLM_PORT = 8000
 """The port vLLM listens on in every pool pod and the port of the pool's Services (not configurable: routers and the
 operator find pods without reading the ModelPool)."""
 
-Quantity = Annotated[int | str, Field(description="A Kubernetes quantity, e.g. 500m, 1, 256Mi.")]
+QUANTITY_PATTERN = r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[mkMGTPE]|([eE][0-9]+))?$"
+Quantity = Annotated[
+    int | Annotated[str, Field(pattern=QUANTITY_PATTERN)],
+    Field(description="A non-negative Kubernetes quantity, e.g. 500m, 8, 64Gi."),
+]
 FreeForm = Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
 
 
@@ -75,11 +79,24 @@ class TolerationEffect(StrEnum):
 class Toleration(ApiModel):
     """A Kubernetes toleration (the core/v1 shape)."""
 
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(cel="self.operator != 'Exists' || !has(self.value)", message="a toleration with Exists takes no value",
+             check=lambda t: t.operator is not TolerationOperator.EXISTS or t.value is None, field="value"),
+        Rule(cel="has(self.key) || self.operator == 'Exists'",
+             message="a toleration without a key must use operator Exists",
+             check=lambda t: t.key is not None or t.operator is TolerationOperator.EXISTS, field="operator"),
+        Rule(cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+             message="tolerationSeconds applies only to the NoExecute effect",
+             check=lambda t: t.toleration_seconds is None or t.effect is TolerationEffect.NO_EXECUTE,
+             field="tolerationSeconds"),
+    )
+
     key: str | None = Field(default=None, max_length=316, description="Taint key; empty with Exists matches all.")
     operator: TolerationOperator = Field(default=TolerationOperator.EQUAL, description="Exists or Equal.")
     value: str | None = Field(default=None, max_length=63, description="Taint value for Equal.")
     effect: TolerationEffect | None = Field(default=None, description="Effect to match; empty matches all.")
-    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.")
+    toleration_seconds: int | None = Field(default=None, ge=0,
+                                           description="How long a NoExecute taint is tolerated.")
 
 
 def default_tolerations() -> list[Toleration]:
@@ -125,9 +142,10 @@ class ModelCache(ApiModel):
     storage_class_name: str | None = Field(default=None, max_length=253,
                                            description="StorageClass of the created PVC; unset uses the default.")
     access_mode: AccessMode = Field(
-        default=AccessMode.READ_WRITE_MANY,
-        description="Access mode of the created PVC. ReadWriteMany lets replicas on several nodes share one "
-        "download; with ReadWriteOnce every replica must land on the same node.",
+        default=AccessMode.READ_WRITE_ONCE,
+        description="Access mode of the created PVC. ReadWriteOnce (the default) works with every StorageClass but "
+        "keeps every replica on one node; ReadWriteMany (a shared filesystem StorageClass) lets replicas on "
+        "several nodes share one download.",
     )
     size_limit: Quantity | None = Field(default=None, description="sizeLimit of the emptyDir cache.")
 
@@ -202,6 +220,17 @@ class Prewarm(ApiModel):
 class ModelPoolSpec(ApiModel):
     """The weights, the pod shape, the bounds and how the pool scales."""
 
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.tensorParallelSize) || self.resources.gpus == 0 || "
+                "self.tensorParallelSize <= self.resources.gpus",
+            message="tensorParallelSize must not exceed resources.gpus (each shard needs its own GPU)",
+            check=lambda s: s.tensor_parallel_size is None or s.resources.gpus == 0
+            or s.tensor_parallel_size <= s.resources.gpus,
+            field="tensorParallelSize",
+        ),
+    )
+
     model: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$",
                        description="Weights to serve: a Hugging Face id (deepseek-ai/DeepSeek-V3) or a local path.")
     served_model_name: str | None = Field(
@@ -213,8 +242,8 @@ class ModelPoolSpec(ApiModel):
                        description="vLLM image; pin a tag (metric and field names change between releases).")
     engine_args: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=64)] = Field(
         default_factory=list,
-        description="Extra vLLM engine arguments, e.g. --max-model-len=32768. --model, --served-model-name, --port "
-        "and --tensor-parallel-size are set from the fields above.",
+        description="Extra vLLM engine arguments, e.g. --max-model-len=32768. --model, --served-model-name, --port, "
+        "--tensor-parallel-size and --shutdown-timeout are set from the fields of this spec.",
     )
     tensor_parallel_size: int | None = Field(default=None, ge=1, le=16,
                                              description="Tensor parallel size; unset uses resources.gpus.")
@@ -227,7 +256,7 @@ class ModelPoolSpec(ApiModel):
     tolerations: Annotated[list[Toleration], Field(max_length=32)] | None = Field(
         default=None,
         description="Tolerations of the pods; unset tolerates nvidia.com/gpu NoSchedule (Exists), the taint GPU "
-        "node pools carry. An empty list tolerates nothing.",
+        "node pools carry (none when resources.gpus is 0). An empty list tolerates nothing.",
     )
     affinity: FreeForm | None = Field(default=None, description="Pod affinity (the core/v1 Affinity shape).")
     runtime_class_name: str | None = Field(
@@ -266,7 +295,9 @@ class ModelPoolSpec(ApiModel):
 
     @property
     def effective_tolerations(self) -> list[Toleration]:
-        return default_tolerations() if self.tolerations is None else list(self.tolerations)
+        if self.tolerations is not None:
+            return list(self.tolerations)
+        return default_tolerations() if self.resources.gpus > 0 else []
 
     def interval_s(self) -> float:
         return parse_duration(self.scaling.interval)

@@ -6,7 +6,8 @@ A problem is a :class:`~llmroute.errors.FieldError` on the object it is about, w
 * a route backend served by a pool provider must ask for the pool's served model name (vLLM answers 404 to any other);
 * a pool's ``prewarm.whenDown`` must name a provider the named policy has, and not a pool (a pool cannot back itself up:
   its "outage" is being at zero replicas);
-* a pool's ``engineArgs`` must not set what the operator manages (``--model``, ``--port``, ...).
+* a pool's own objects must be buildable (:func:`llmroute.core.pool_manifests.pool_errors`: a name its Services can
+  carry, ``engineArgs``/``env`` that do not set what the operator manages, such as ``--port`` or ``HF_TOKEN``).
 
 Objects the files do not hold (a pool in another repository, a policy applied by the platform team) are not errors:
 :func:`notes` says what could not be checked.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
+from llmroute.core import pool_manifests
 from llmroute.errors import FieldError
 
 PoolKey = tuple[str, str]
@@ -37,7 +39,8 @@ class Problem:
 def problems(policies: Mapping[str, ProviderPolicy], routes: Mapping[RouteKey, LLMRoute],
              pools: Mapping[PoolKey, ModelPool]) -> list[Problem]:
     """Every cross-object problem of the given objects."""
-    return [*_backend_models(policies, routes, pools), *_prewarm_targets(policies, pools)]
+    own = [Problem(pool, e) for _, pool in sorted(pools.items()) for e in pool_manifests.pool_errors(pool)]
+    return [*own, *_backend_models(policies, routes, pools), *_prewarm_targets(policies, pools)]
 
 
 def _backend_models(policies: Mapping[str, ProviderPolicy], routes: Mapping[RouteKey, LLMRoute],
