@@ -47,7 +47,7 @@ def test_every_manifest_is_valid(rendered: Rendered, case: str, version: str) ->
 def test_defaults_render_the_base_objects_and_no_monitoring(rendered: Rendered) -> None:
     kinds = {d["kind"] for d in rendered["defaults", "1.35"]}
     assert kinds == BASE_KINDS
-    assert len(by_kind(rendered["defaults", "1.35"], "CustomResourceDefinition")) == 2
+    assert len(by_kind(rendered["defaults", "1.35"], "CustomResourceDefinition")) == 3  # routes, policies, pools
 
 
 def test_all_on_renders_the_prometheus_operator_objects(rendered: Rendered) -> None:
@@ -108,17 +108,31 @@ def test_scheduling_values_reach_the_pod(rendered: Rendered) -> None:
     assert pod["serviceAccountName"] == "llmroute-operator-sa"
 
 
-def test_probes_and_service_find_named_container_ports(rendered: Rendered) -> None:
+def _service(docs: list[dict[str, Any]], port_name: str) -> dict[str, Any]:
+    (svc,) = [s for s in by_kind(docs, "Service") if [p["name"] for p in s["spec"]["ports"]] == [port_name]]
+    return svc
+
+
+def test_probes_and_services_find_named_container_ports(rendered: Rendered) -> None:
     for case in VALUES_CASES:
         docs = rendered[case, "1.35"]
         c = _container(docs)
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert c["livenessProbe"]["httpGet"]["port"] in ports and c["readinessProbe"]["httpGet"]["port"] in ports
-        svc = one(docs, "Service")
         pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
-        assert svc["spec"]["selector"].items() <= pod_labels.items()
-        assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["metrics"]
-        assert svc["spec"]["ports"][0]["port"] == ports["metrics"]
+        for name in ("metrics", "demand"):
+            svc = _service(docs, name)
+            assert svc["spec"]["selector"].items() <= pod_labels.items()
+            assert [p["targetPort"] for p in svc["spec"]["ports"]] == [name]
+            assert svc["spec"]["ports"][0]["port"] == ports[name]
+
+
+def test_routers_learn_the_demand_service_url(rendered: Rendered) -> None:
+    docs = rendered["defaults", "1.35"]
+    svc, env = _service(docs, "demand"), _env(_container(docs))
+    port = svc["spec"]["ports"][0]["port"]
+    assert env["LLMROUTE_DEMAND_PORT"] == str(port) == "8082"
+    assert env["LLMROUTE_DEMAND_URL"] == f"http://{svc['metadata']['name']}.{NAMESPACE}.svc:{port}/v1/demand"
 
 
 def test_cluster_role_is_generated_from_the_operator_rbac(rendered: Rendered) -> None:
@@ -133,7 +147,7 @@ def test_cluster_role_is_generated_from_the_operator_rbac(rendered: Rendered) ->
 
 def test_service_monitor_selects_the_metrics_service(rendered: Rendered) -> None:
     docs = rendered["all-on", "1.35"]
-    monitor, svc = one(docs, "ServiceMonitor"), one(docs, "Service")
+    monitor, svc = one(docs, "ServiceMonitor"), _service(docs, "metrics")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in svc["spec"]["ports"]]
@@ -190,7 +204,7 @@ def test_metrics_can_be_switched_off() -> None:
     from tests.chart.conftest import helm_template
 
     docs = helm_template(None, "1.35", "--set", "metrics.enabled=false", "--set", "serviceMonitor.enabled=true")
-    assert not by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor")
+    assert [_service(docs, "demand")] == by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor")
     c = _container(docs)
     assert _env(c)["LLMROUTE_METRICS_PORT"] == "0"
-    assert [p["name"] for p in c["ports"]] == ["health"]
+    assert [p["name"] for p in c["ports"]] == ["health", "demand"]

@@ -48,9 +48,10 @@ async def fetch(url: str) -> tuple[int, str]:
 
 async def test_llmroute_operator_process(cluster: Cluster, providers: dict[str, Emulator],  # noqa: F811
                                          tmp_path: Path) -> None:
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port, demand_port = free_port(), free_port(), free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", cluster.url)),
            "LLMROUTE_METRICS_PORT": str(metrics_port), "LLMROUTE_HEALTH_PORT": str(health_port),
+           "LLMROUTE_DEMAND_PORT": str(demand_port),
            "LLMROUTE_ROUTER_IMAGE": "registry.example/llmroute:smoke"}
     env.pop("KUBERNETES_SERVICE_HOST", None)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "llmroute", "operator", "--log-level", "warning",
@@ -72,6 +73,9 @@ async def test_llmroute_operator_process(cluster: Cluster, providers: dict[str, 
 
         await eventually(scraped, within=15, what="reconcile and provider metrics on /metrics")
         assert (await fetch(f"http://127.0.0.1:{health_port}/healthz"))[0] == 200
+        async with aiohttp.ClientSession() as session, session.post(
+                f"http://127.0.0.1:{demand_port}/v1/demand", json={"router": "apps/r/h", "pools": {"ns/p": 0}}) as resp:
+            assert resp.status == 204  # routers' demand reports (no such pool: ignored)
     except BaseException:
         output = await _stop(proc)
         print(output.decode()[-5000:])  # shown by pytest on failure

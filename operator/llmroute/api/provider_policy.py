@@ -228,6 +228,9 @@ class ProviderState(StrEnum):
     DEGRADED = "Degraded"
     DOWN = "Down"
     MISCONFIGURED = "Misconfigured"
+    COLD = "Cold"
+    """A ModelPool provider with no ready replica (at zero, or starting): routers skip it while another allowed backend
+    is available and otherwise hold requests for it. Not an outage."""
 
 
 class ProviderHealth(StatusModel):
@@ -235,7 +238,8 @@ class ProviderHealth(StatusModel):
 
     name: str = Field(description="Provider name.")
     state: ProviderState = Field(default=ProviderState.UNKNOWN,
-                                 description="Unknown, Healthy, Degraded, Down or Misconfigured (401/403/404).")
+                                 description="Unknown, Healthy, Degraded, Down, Misconfigured (401/403/404) or Cold (a "
+                                 "ModelPool with no ready replica).")
     reason: str | None = Field(default=None, description="Why the provider is in this state.")
     last_success_time: str | None = Field(default=None, description="Last good probe (RFC 3339).")
     last_failure_time: str | None = Field(default=None, description="Last failed probe (RFC 3339).")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import kopf
 
-from llmroute.controller import cache, indexes, policies, prober, routes, setup
+from llmroute.controller import cache, demand, indexes, policies, pools, prober, routes, setup
 from llmroute.controller.settings import Settings
 
 
@@ -22,6 +22,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> kopf.Operat
     cache.register(registry)
     routes.register(registry)
     policies.register(registry)
+    pools.register(registry)
+    demand.register(registry, settings)
     if settings.probe_providers:
         prober.register(registry)
     return registry

@@ -3,29 +3,29 @@ route when something it owns changes. Registered by :func:`llmroute.controller.r
 :mod:`llmroute.controller.routes` through :class:`CacheView` (an :class:`~llmroute.controller.kube.ObjectCache`).
 
 * **Indexes.** One kopf index per owned kind (ConfigMap, Deployment, Service, PodDisruptionBudget,
-  HorizontalPodAutoscaler, Secret) holds every object labelled ``app.kubernetes.io/managed-by: llmroute-operator``
-  under (namespace, name), in its :func:`~llmroute.core.manifests.comparable` form: identity, labels, owner
-  references, spec, the Deployment's status, and SHA-256 digests instead of ConfigMap/Secret values (no provider key
-  is ever held by the cache, and a compiled config costs 71 bytes). Each is kept as compact JSON text and parsed
-  only when a reconcile looks it up: a third of the memory of the parsed form, which matters at thousands of
+  HorizontalPodAutoscaler, Secret, PersistentVolumeClaim) holds every object labelled ``app.kubernetes.io/managed-by:
+  llmroute-operator`` under (namespace, name), in its :func:`~llmroute.core.manifests.comparable` form: identity,
+  labels, owner references, spec, the Deployment's status, and SHA-256 digests instead of ConfigMap/Secret values (no
+  provider key is ever held by the cache, and a compiled config costs 71 bytes). Each is kept as compact JSON text and
+  parsed only when a reconcile looks it up: a third of the memory of the parsed form, which matters at thousands of
   objects (the 1,000-route benchmark's operator stays under its 200 MB budget). The label is filtered twice:
-  server-side, by a label selector on each watch (:func:`configure`), so a real API server streams only the
-  operator's own objects - in particular not every Secret of the cluster; and client-side by the handlers'
-  ``labels=`` filter (the API emulator of the tests ignores selectors). kopf fills every index before any handler
-  runs, so a restarted operator sees what exists and creates nothing twice.
+  server-side, by a label selector on each watch (:func:`configure`), so a real API server streams only the operator's
+  own objects - in particular not every Secret of the cluster; and client-side by the handlers' ``labels=`` filter (the
+  API emulator of the tests ignores selectors). kopf fills every index before any handler runs, so a restarted operator
+  sees what exists and creates nothing twice.
 * **Write-through.** The watch delivers the operator's own writes a little later. Until then :class:`Owned` keeps
   each written object (``pending``, in comparable form, dropped when the watch echoes the same ``resourceVersion``
   or after :data:`PENDING_TTL_S`), and :class:`CacheView` answers from it: a reconcile that follows right after
   another compares against what was written, not against a stale copy, and sends nothing. Events older than the
   write (the stream is ordered, so anything before the echo) neither replace it nor wake anybody.
-* **Wake-ups (event-driven drift repair and readiness).** Every watch event that is not the echo of the operator's
-  own write and changes an object's fingerprint (its comparable form without ``resourceVersion`` and status, plus
-  the router's readiness for a Deployment) sets the owning route's wake-up event (found by the controller owner
-  reference's uid); the route's worker (:func:`llmroute.controller.routes.on_worker`) then reconciles from the
-  cache right away. So a ConfigMap deleted or a Deployment edited by hand is repaired within one reconcile, and
-  ``Ready`` follows the Deployment's availability as soon as it changes; status-only churn (an HPA's current
-  metrics, a Deployment's observedGeneration) wakes nobody. The periodic resync stays as a safety net and costs
-  no request when nothing differs.
+* **Wake-ups (event-driven drift repair and readiness).** Every watch event that is not the echo of the operator's own
+  write and changes an object's fingerprint (its comparable form without ``resourceVersion`` and status, plus the
+  router's readiness for a Deployment) sets the owning route's (or ModelPool scaler's) wake-up event (found by the
+  controller owner reference's uid); the route's worker (:func:`llmroute.controller.routes.on_worker`) then reconciles
+  from the cache right away. So a ConfigMap deleted or a Deployment edited by hand is repaired within one reconcile, and
+  ``Ready`` follows the Deployment's availability as soon as it changes; status-only churn (an HPA's current metrics, a
+  Deployment's observedGeneration) wakes nobody. The periodic resync stays as a safety net and costs no request when
+  nothing differs.
 * **Source Secrets are not watched.** The provider key Secrets a ProviderPolicy names live outside the operator's
   objects (often in a platform namespace, or in the route's own namespace without the operator's label). Watching
   them would mean a watch on *all* Secrets (a selector cannot name them), i.e. every secret of the cluster held in
@@ -60,7 +60,10 @@ OWNED_RESOURCES: Mapping[str, tuple[str, str]] = {
     "ConfigMap": ("v1", "configmaps"), "Deployment": ("apps/v1", "deployments"), "Service": ("v1", "services"),
     "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"), "Secret": ("v1", "secrets"),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
 }
+OWNER_KINDS = ("LLMRoute", "ModelPool")
+"""Kinds whose workers a change to an object they control wakes (routes, and the scalers of ModelPools)."""
 INDEX_IDS: Mapping[str, str] = {kind: f"owned_{plural}" for kind, (_, plural) in OWNED_RESOURCES.items()}
 PENDING_TTL_S = 30.0
 """How long a written object stands in for the watch's copy at most (a watch that reconnected may never echo it)."""
@@ -90,9 +93,9 @@ def fingerprint(obj: Mapping[str, Any]) -> str:
 
 
 def controller_uid(obj: Mapping[str, Any]) -> str | None:
-    """The uid of the LLMRoute that controls ``obj``, if any."""
+    """The uid of the LLMRoute or ModelPool that controls ``obj``, if any."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return next((r.get("uid") for r in refs if r.get("controller") and r.get("kind") == "LLMRoute"), None)
+    return next((r.get("uid") for r in refs if r.get("controller") and r.get("kind") in OWNER_KINDS), None)
 
 
 class Owned:

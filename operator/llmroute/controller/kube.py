@@ -1,6 +1,7 @@
 """The only module that talks to the Kubernetes API: owned objects, status, annotations, Secret reads, Events.
 
-Handlers in :mod:`llmroute.controller.routes` and :mod:`llmroute.controller.policies` decide *what* should exist
+Handlers in :mod:`llmroute.controller.routes`, :mod:`llmroute.controller.policies` and
+:mod:`llmroute.controller.pools` decide *what* should exist
 (with the pure builders of :mod:`llmroute.core.manifests` and :mod:`llmroute.controller.status`); this module makes
 it so, idempotently:
 
@@ -20,6 +21,9 @@ it so, idempotently:
   run at once.
 * API failures become ``kopf.TemporaryError`` (kopf retries the handler; a route worker retries after the delay).
   Error texts carry the HTTP status and the API's reason only, never a request body: a body may hold a provider key.
+* Pool pods are read with :meth:`Kube.list_labelled`, one label-selected LIST per ModelPool and scaling interval
+  (:mod:`llmroute.controller.pools`); they are not watched (every pod change in the cluster would reach the
+  operator for a read it needs a few times a minute).
 * Secret values are read only by :meth:`Kube.read_secret_data` (a direct GET of one named Secret, cached by the
   callers with a short TTL), which returns the base64 text untouched; nothing here logs bodies. The route reconciler
   copies foreign keys from it and otherwise keeps only SHA-256 digests of the values (for the router's
@@ -54,7 +58,8 @@ API_THREADS = 16
 PLURALS: Mapping[str, str] = {
     "ConfigMap": "configmaps", "Secret": "secrets", "Service": "services", "Deployment": "deployments",
     "PodDisruptionBudget": "poddisruptionbudgets", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
-    "LLMRoute": "llmroutes", "ProviderPolicy": "providerpolicies",
+    "LLMRoute": "llmroutes", "ProviderPolicy": "providerpolicies", "ModelPool": "modelpools", "Pod": "pods",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
 }
 
 
@@ -122,16 +127,18 @@ class Kube:
         self._client.close()  # type: ignore[no-untyped-call]
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _call(self, method: str, path: str, body: Any = None,
-                    content_type: str = "application/json") -> tuple[int, JsonObj | None]:
+    async def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                    query: Mapping[str, str] | None = None) -> tuple[int, JsonObj | None]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._call_sync, method, path, body,
-                                                                content_type)
+                                                                content_type, query)
 
-    def _call_sync(self, method: str, path: str, body: Any, content_type: str) -> tuple[int, JsonObj | None]:
+    def _call_sync(self, method: str, path: str, body: Any, content_type: str,
+                   query: Mapping[str, str] | None = None) -> tuple[int, JsonObj | None]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             _, url, headers, body, _ = self._client.param_serialize(
-                method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"])
+                method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"],
+                query_params=list((query or {}).items()))
             resp = self._client.call_api(method, url, header_params=headers, body=body,
                                          _request_timeout=REQUEST_TIMEOUT_S)
             data = resp.read()  # type: ignore[no-untyped-call]
@@ -141,8 +148,8 @@ class Kube:
         return resp.status, parsed if isinstance(parsed, dict) else None
 
     async def _checked(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                       ok: tuple[int, ...] = ()) -> tuple[int, JsonObj | None]:
-        status, data = await self._call(method, path, body, content_type)
+                       ok: tuple[int, ...] = (), query: Mapping[str, str] | None = None) -> tuple[int, JsonObj | None]:
+        status, data = await self._call(method, path, body, content_type, query)
         if status < 400 or status in ok:
             return status, data
         reason = (data or {}).get("reason") or "error"
@@ -151,6 +158,17 @@ class Kube:
     async def get(self, key: ObjectKey) -> JsonObj | None:
         status, data = await self._checked("GET", path_of(key), ok=(404,))
         return None if status == 404 else data
+
+    async def list_labelled(self, api_version: str, kind: str, namespace: str,
+                            labels: Mapping[str, str]) -> list[JsonObj]:
+        """The ``kind`` objects in ``namespace`` carrying every label in ``labels``: selected by the API server and
+        filtered again here (an API emulator may ignore selectors)."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        _, data = await self._checked("GET", path_of(ObjectKey(api_version, kind, namespace, "")),
+                                      query={"labelSelector": selector})
+        items = (data or {}).get("items") or []
+        return [o for o in items if isinstance(o, dict)
+                and labels.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()]
 
     async def merge_patch(self, key: ObjectKey, patch: Mapping[str, Any], subresource: str | None = None) -> JsonObj:
         _, data = await self._checked("PATCH", path_of(key, subresource), dict(patch), "application/merge-patch+json")

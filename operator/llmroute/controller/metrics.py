@@ -11,6 +11,14 @@ pair and every health state is pre-created, so dashboards and alerts see series 
   (:func:`set_provider_health`); :func:`forget_provider` / :func:`forget_policy` drop the series of removed ones.
 * ``llmroute_provider_probe_latency_seconds{policy,provider}``: how long the last probe took (a gauge: probes run
   every few seconds, so quantiles over them say little; the router's histograms carry the request latencies).
+* ModelPools (:mod:`llmroute.controller.pools`), labelled ``{namespace,pool}``: ``llmroute_pool_desired_replicas``,
+  ``llmroute_pool_ready_replicas`` (pods Ready whose ``/metrics`` answered), ``llmroute_pool_demand_requests``
+  (held at routers, summed over their fresh demand reports; each router exports its own
+  ``llmroute_pool_held_requests``), ``llmroute_pool_scales_total{reason}`` (one per change of size; ``reason``
+  from :class:`~llmroute.core.scaling.Reason`) and ``llmroute_pool_scrape_failures_total`` (Ready pods whose
+  ``/metrics`` did not answer or did not parse: counted as not ready, so a pool whose metrics are unreadable looks
+  idle). :func:`forget_pool` drops them with the pool.
+* ``llmroute_operator_demand_reports_total{result}``: router demand reports (``accepted``/``rejected``).
 
 Served by :func:`start_metrics_server` on its own port (the Helm chart uses 8081, port name ``metrics``); called by
 the operator's startup and its reconcile and probe code. The dashboard and alerts in :mod:`llmroute.observability`
@@ -29,9 +37,10 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from llmroute.api.provider_policy import ProviderState
+from llmroute.core.scaling import Reason
 
 DEFAULT_PORT = 8081
-KINDS = ("LLMRoute", "ProviderPolicy")
+KINDS = ("LLMRoute", "ProviderPolicy", "ModelPool")
 """The ``kind`` label: the custom resource a reconcile was for."""
 
 
@@ -59,6 +68,24 @@ PROVIDER_HEALTH = Gauge("llmroute_provider_health",
 PROBE_LATENCY = Gauge("llmroute_provider_probe_latency_seconds", "How long the last health probe took.",
                       ["policy", "provider"], registry=REGISTRY)
 
+POOL_DESIRED = Gauge("llmroute_pool_desired_replicas", "Replicas the pool's autoscaler decided.",
+                     ["namespace", "pool"], registry=REGISTRY)
+POOL_READY = Gauge("llmroute_pool_ready_replicas", "Pool pods that are Ready and answered their /metrics.",
+                   ["namespace", "pool"], registry=REGISTRY)
+POOL_HELD = Gauge("llmroute_pool_demand_requests",
+                  "Requests routers hold for the pool, summed over their fresh demand reports.",
+                  ["namespace", "pool"], registry=REGISTRY)
+POOL_SCALES = Counter("llmroute_pool_scales", "Changes of a pool's size, by the reason of the new size.",
+                      ["namespace", "pool", "reason"], registry=REGISTRY)
+POOL_SCRAPE_FAILURES = Counter("llmroute_pool_scrape_failures",
+                               "Ready pool pods whose /metrics did not answer or did not parse (counted not ready).",
+                               ["namespace", "pool"], registry=REGISTRY)
+DEMAND_REPORTS = Counter("llmroute_operator_demand_reports", "Router demand reports received, by how they ended.",
+                         ["result"], registry=REGISTRY)
+DEMAND_RESULTS = ("accepted", "rejected")
+
+for _result_name in DEMAND_RESULTS:
+    DEMAND_REPORTS.labels(_result_name)
 for _kind in KINDS:
     RECONCILE_DURATION.labels(_kind)
     for _result in Result:
@@ -123,6 +150,36 @@ def forget_policy(policy: str) -> None:
 def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
     return [tuple(s.labels[name] for name in ("policy", "provider"))
             for family in metric.collect() for s in family.samples]
+
+
+def set_pool(namespace: str, pool: str, desired: int, ready: int, held: int) -> None:
+    """The pool's size as last decided and observed."""
+    POOL_DESIRED.labels(namespace, pool).set(desired)
+    POOL_READY.labels(namespace, pool).set(ready)
+    POOL_HELD.labels(namespace, pool).set(held)
+
+
+def pool_scaled(namespace: str, pool: str, reason: Reason) -> None:
+    POOL_SCALES.labels(namespace, pool, reason).inc()
+
+
+def pool_scrape_failures(namespace: str, pool: str, count: int) -> None:
+    if count:
+        POOL_SCRAPE_FAILURES.labels(namespace, pool).inc(count)
+
+
+def demand_report(accepted: bool) -> None:
+    DEMAND_REPORTS.labels("accepted" if accepted else "rejected").inc()
+
+
+def forget_pool(namespace: str, pool: str) -> None:
+    """Drop every series of a deleted ModelPool."""
+    for gauge in (POOL_DESIRED, POOL_READY, POOL_HELD, POOL_SCRAPE_FAILURES):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, pool)
+    for reason in Reason:
+        with contextlib.suppress(KeyError):
+            POOL_SCALES.remove(namespace, pool, reason)
 
 
 def start_metrics_server(host: str = "0.0.0.0", port: int = DEFAULT_PORT) -> None:

@@ -23,6 +23,16 @@ probe means and the hysteresis are pure (:mod:`llmroute.core.probing`); this mod
   namespace belongs to each route (every team brings its own): the shared prober then probes without a key and a
   401/403 only proves the endpoint answers.
 
+* **ModelPool providers** (``providers[].pool``) are not probed over HTTP: a pool at zero replicas has no pod to
+  answer, and that is not an outage (routers hold requests while the operator starts a replica). Their entry comes
+  from the pool's scaler (:meth:`llmroute.controller.pools.PoolRegistry.ready`) at each step: ``Healthy`` with ready
+  replicas, ``Cold`` with none (routes then show the backend routers actually use: the next one, or the pool when
+  nothing else is allowed), ``Unknown`` before the scaler has observed the pool. They are left out of the policy's
+  ``summary`` and ``Ready`` condition, which are about the hosted providers.
+* **Pool scalers** are told when a provider turns Down or stops being Down (``on_down_change``), so a ModelPool
+  that lists it in ``prewarm.whenDown`` decides at once rather than at its next interval
+  (:meth:`llmroute.controller.pools.PoolRegistry.provider_changed`).
+
 How routers share this view (decision for v1alpha1): **they do not depend on it.** Each router replica keeps its
 own passive circuits (:mod:`llmroute.core.circuit`, fed by real traffic and its own probes of open circuits), which
 react within one request and need no API access. The operator's view is for humans, alerts
@@ -86,14 +96,26 @@ class Target:
     check: HealthCheck
     secret: tuple[str, str, str] | None  # (namespace, name, key) of a shared key
     key_checked: bool
+    pool: str | None = None  # "<namespace>/<name>" of a ModelPool provider (not probed)
 
     @classmethod
     def of(cls, p: Provider) -> Target:
         ref = p.credentials.secret_ref if p.credentials is not None else None
         shared = ref is not None and ref.namespace is not None
         secret = (ref.namespace or "", ref.name, ref.key) if ref is not None and shared else None
+        pool = f"{p.pool.namespace}/{p.pool.name}" if p.pool is not None else None
         return cls(p.name, provider_endpoint(p) + p.health_check.path, p.health_check, secret,
-                   key_checked=ref is None or shared)
+                   key_checked=ref is None or shared, pool=pool)
+
+    def pool_health(self, ready: int | None) -> ProviderHealth:
+        """What status says about a pool provider with ``ready`` replicas (None: not observed yet)."""
+        if ready is None:
+            state, why = ProviderState.UNKNOWN, "not observed yet"
+        elif ready == 0:
+            state, why = ProviderState.COLD, "no ready replica"
+        else:
+            state, why = ProviderState.HEALTHY, f"{ready} ready"
+        return ProviderHealth(name=self.name, state=state, reason=f"ModelPool {self.pool}: {why}")
 
 
 class KeyCache:
@@ -172,6 +194,9 @@ class PolicyProber:
         self.fanned_out = probing.unhealthy_key(list(self.health.values()))
         self.due: dict[str, float] = {}
         self.keys = KeyCache(kube, clock)
+        self.pools: set[str] = set()
+        self.on_down_change: Callable[[str], None] | None = None
+        self.pool_ready: Callable[[str], int | None] = lambda _: None
 
     async def step(self, body: kopf.Body, routes: kopf.Index[str, RouteRef]) -> float:
         """Probe the due providers, then write status, post Events and fan out as needed; seconds to sleep."""
@@ -181,8 +206,9 @@ class PolicyProber:
             return IDLE_S  # the policy handler reports why; nothing sensible to probe
         targets = [Target.of(p) for p in spec.providers]
         self._forget_removed({t.name for t in targets})
+        self._note_pools([t for t in targets if t.pool is not None])
         now = self.clock()
-        due = [t for t in targets if self.due.get(t.name, 0.0) <= now]
+        due = [t for t in targets if t.pool is None and self.due.get(t.name, 0.0) <= now]
         results = await asyncio.gather(*(self._probe(t) for t in due))
         wall = datetime.datetime.now(datetime.UTC)
         for target, result in zip(due, results, strict=True):
@@ -216,8 +242,7 @@ class PolicyProber:
     def _record(self, body: kopf.Body, target: Target, result: probing.ProbeResult, now: datetime.datetime) -> None:
         prev = self.health.get(target.name) or ProviderHealth(name=target.name)
         new = probing.next_health(prev, result, now, target.check)
-        self.health[target.name] = new
-        metrics.set_provider_health(self.policy, target.name, new.state)
+        self._set(target.name, prev, new)
         if not result.not_sent:
             metrics.set_probe_latency(self.policy, target.name, result.latency_s)
         event = probing.transition_event(prev, new)
@@ -227,22 +252,40 @@ class PolicyProber:
         if event is not None:
             post_event(body, warning=event.warning, reason=event.reason, message=event.message)
 
+    def _set(self, name: str, prev: ProviderHealth, new: ProviderHealth) -> None:
+        self.health[name] = new
+        metrics.set_provider_health(self.policy, name, new.state)
+        if (prev.state is ProviderState.DOWN) != (new.state is ProviderState.DOWN) and self.on_down_change:
+            self.on_down_change(name)
+
+    def _note_pools(self, targets: list[Target]) -> None:
+        self.pools = {t.name for t in targets}
+        for target in targets:
+            prev = self.health.get(target.name) or ProviderHealth(name=target.name)
+            new = target.pool_health(self.pool_ready(target.pool or ""))
+            self.due.pop(target.name, None)  # it may have been probed before it named a pool
+            if prev != new:
+                self._set(target.name, prev, new)
+
     def _forget_removed(self, names: set[str]) -> None:
         for gone in set(self.health) - names:
-            del self.health[gone]
+            was_down = self.health.pop(gone).state is ProviderState.DOWN
             self.due.pop(gone, None)
             metrics.forget_provider(self.policy, gone)
+            if was_down and self.on_down_change:
+                self.on_down_change(gone)
 
     async def _write(self, body: kopf.Body, current: list[ProviderHealth], now: datetime.datetime) -> None:
         live = ProviderPolicyStatus.model_validate(dict(body.get("status") or {}))
-        ready = probing.readiness(current)
+        probed = [p for p in current if p.name not in self.pools]  # summary and Ready: the hosted providers
+        ready = probing.readiness(probed)
         cond = st.Cond(ConditionStatus(ready.status), ready.reason, ready.message)
         old_ready = next((c for c in live.conditions if c.type == "Ready"), None)
         ready_changed = old_ready is None or (old_ready.status, old_ready.reason, old_ready.message) != (
             cond.status, cond.reason, cond.message)
         providers_changed = [p.name for p in current] != list(self.written) or any(
-            probing.worth_writing(self.written.get(p.name), p, now) for p in current)
-        summary = probing.summary(current)
+            self._worth_writing(p, now) for p in current)
+        summary = probing.summary(probed)
         if not (providers_changed or ready_changed or live.summary != summary):
             return
         stamp = probing.timestamp(now)
@@ -257,6 +300,12 @@ class PolicyProber:
             logger.warning("provider health of %s not written (retried next probe): %s", self.policy, exc)
             return
         self.written = {p.name: p for p in current}
+
+    def _worth_writing(self, health: ProviderHealth, now: datetime.datetime) -> bool:
+        written = self.written.get(health.name)
+        if health.name in self.pools:  # no probes, no timestamps: only a change is worth a write
+            return written != health
+        return probing.worth_writing(written, health, now)
 
     async def _fan_out(self, routes: kopf.Index[str, RouteRef], current: list[ProviderHealth]) -> None:
         key = probing.unhealthy_key(current)
@@ -283,6 +332,10 @@ async def probe_policy(stopped: kopf.DaemonStopped, name: str, body: kopf.Body, 
     headers = {"User-Agent": f"llmroute-operator/{__version__} (health check)"}
     async with httpx.AsyncClient(headers=headers, follow_redirects=False) as client:
         prober = PolicyProber(name, memo.kube, client, body.get("status"))
+        pools = memo.get("pools")  # the ModelPool scalers (controller.pools.PoolRegistry)
+        if pools is not None:
+            prober.on_down_change = lambda provider: pools.provider_changed(name, provider)
+            prober.pool_ready = pools.ready
         health: dict[str, dict[str, ProviderHealth]] = memo.health
         health[name] = prober.health
         try:

@@ -17,8 +17,11 @@ Notes on the rules:
   copies only. ``list``/``watch`` on Secrets add no read the cluster-wide ``get`` did not already allow; the
   operator uses them for its own copies only (label selector). A chart that keeps shared keys in one namespace can
   narrow ``get`` to a Role there.
-* ``llmroutes/finalizers: update`` lets owned objects set ``blockOwnerDeletion`` on clusters with the
-  OwnerReferencesPermissionEnforcement admission plugin.
+* **ModelPools** own a Deployment, two Services and optionally a PersistentVolumeClaim (the weights cache), handled
+  like a route's objects. Their **pods** are only listed (``list``, label-selected, once per pool and scaling
+  interval, to find the pods whose vLLM ``/metrics`` to read); never watched, read one by one, or changed.
+* ``llmroutes/finalizers`` and ``modelpools/finalizers: update`` let owned objects set ``blockOwnerDeletion`` on
+  clusters with the OwnerReferencesPermissionEnforcement admission plugin.
 * kopf itself needs: watch/list/patch of the custom resources (finalizers, annotations), ``events: create``,
   ``customresourcedefinitions: list, watch`` and ``namespaces: list, watch``. The operator runs **standalone**
   (no peering), so no ``kopfpeerings`` or ``leases`` rules.
@@ -33,10 +36,11 @@ from llmroute.api.base import GROUP
 OWNED = ["get", "list", "watch", "create", "patch", "delete"]
 
 RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    (GROUP, ("llmroutes", "providerpolicies"), ("get", "list", "watch", "patch")),
-    (GROUP, ("llmroutes/status", "providerpolicies/status"), ("get", "patch")),
-    (GROUP, ("llmroutes/finalizers",), ("update",)),
-    ("", ("configmaps", "services", "secrets"), tuple(OWNED)),
+    (GROUP, ("llmroutes", "providerpolicies", "modelpools"), ("get", "list", "watch", "patch")),
+    (GROUP, ("llmroutes/status", "providerpolicies/status", "modelpools/status"), ("get", "patch")),
+    (GROUP, ("llmroutes/finalizers", "modelpools/finalizers"), ("update",)),
+    ("", ("configmaps", "services", "secrets", "persistentvolumeclaims"), tuple(OWNED)),
+    ("", ("pods",), ("list",)),
     ("apps", ("deployments",), tuple(OWNED)),
     ("policy", ("poddisruptionbudgets",), tuple(OWNED)),
     ("autoscaling", ("horizontalpodautoscalers",), tuple(OWNED)),

@@ -21,9 +21,16 @@ LLMROUTE_PROBE_PROVIDERS     run the shared provider prober (0/false:    true
                              Unknown, i.e. usable)
 LLMROUTE_METRICS_PORT        Prometheus ``/metrics`` port (0: off)       8081
 LLMROUTE_HEALTH_PORT         kopf's liveness ``/healthz`` port (0: off)  8080
+LLMROUTE_DEMAND_PORT         ``POST /v1/demand`` port: requests routers  8082
+                             hold for ModelPools (0: off)
+LLMROUTE_DEMAND_URL          that endpoint as routers reach it (the      unset: routers report no demand
+                             operator's Service), given to every router
+                             as ``LLMROUTE_DEMAND_URL``
 ===========================  ==========================================  ==============================
 
-Settings built by hand (tests) serve neither port unless asked: a fixed port cannot be bound twice in one process.
+Settings built by hand (tests) serve no port unless asked: a fixed port cannot be bound twice in one process.
+``pool_metrics_port`` (not in the environment) is where pool pods serve vLLM's ``/metrics``: always
+:data:`~llmroute.api.model_pool.VLLM_PORT` in a cluster; tests point it at fake pods on loopback addresses.
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from llmroute import __version__
+from llmroute.api.model_pool import VLLM_PORT
 from llmroute.core.manifests import RouterSettings
 
 DEFAULT_ROUTER_IMAGE = f"ghcr.io/llmroute/llmroute:{__version__}"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_METRICS_PORT = 8081
 DEFAULT_HEALTH_PORT = 8080
+DEFAULT_DEMAND_PORT = 8082
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
@@ -54,6 +63,9 @@ class Settings:
     probe_providers: bool = True
     metrics_port: int | None = None
     health_port: int | None = None
+    demand_port: int | None = None
+    demand_url: str | None = None
+    pool_metrics_port: int = VLLM_PORT
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -62,6 +74,8 @@ class Settings:
             raise ValueError(f"resync interval must be positive, got {self.resync_seconds}")
         if self.secret_ttl_seconds < 0:
             raise ValueError(f"secret TTL must not be negative, got {self.secret_ttl_seconds}")
+        if self.demand_url is not None and not self.demand_url.startswith(("http://", "https://")):
+            raise ValueError(f'demand URL must be an http(s) URL, got "{self.demand_url}"')
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,11 +90,13 @@ class Settings:
             probe_providers=(env.get("LLMROUTE_PROBE_PROVIDERS") or "true").strip().lower() not in FALSE_WORDS,
             metrics_port=_port(env.get("LLMROUTE_METRICS_PORT"), DEFAULT_METRICS_PORT),
             health_port=_port(env.get("LLMROUTE_HEALTH_PORT"), DEFAULT_HEALTH_PORT),
+            demand_port=_port(env.get("LLMROUTE_DEMAND_PORT"), DEFAULT_DEMAND_PORT),
+            demand_url=env.get("LLMROUTE_DEMAND_URL") or None,
         )
 
     @property
     def router(self) -> RouterSettings:
-        return RouterSettings(image=self.router_image)
+        return RouterSettings(image=self.router_image, demand_url=self.demand_url)
 
 
 def _port(value: str | None, default: int) -> int | None:

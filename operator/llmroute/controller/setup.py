@@ -11,8 +11,9 @@ as Events from log lines; meaningful Events are posted on purpose by the handler
 
 The memo holds the settings, the per-route locks, the reconcile gate, the :class:`Kube` client, ``health``
 (policy → provider → health, kept by the prober), ``owned`` (the watch cache's pending writes, fingerprints and route
-wake-ups, :mod:`llmroute.controller.cache`), ``secrets`` (the TTL cache of provider key Secrets) and ``statuses``
-(the status last written per route). kopf hands each object a shallow copy of it, so everything shared
+wake-ups, :mod:`llmroute.controller.cache`), ``secrets`` (the TTL cache of provider key Secrets), ``statuses``
+(the status last written per route) and ``pools`` (each ModelPool's scaler and the routers' demand,
+:class:`~llmroute.controller.pools.PoolRegistry`). kopf hands each object a shallow copy of it, so everything shared
 is created here, once. The Prometheus endpoint (:mod:`llmroute.controller.metrics`) is started here when
 ``Settings.metrics_port`` is set, so ``llmroute operator`` and ``kopf run -m llmroute.controller`` both serve it; it
 is started once per process (a thread that lives as long as the process).
@@ -29,6 +30,7 @@ import kopf
 from llmroute import __version__
 from llmroute.controller import cache, metrics
 from llmroute.controller.kube import Kube
+from llmroute.controller.pools import PoolRegistry
 from llmroute.controller.settings import Settings
 
 FINALIZER = "llmroute.io/finalizer"
@@ -66,6 +68,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         memo.setdefault("gate", asyncio.Semaphore(RECONCILE_CONCURRENCY))
         memo.setdefault("owned", cache.Owned())
         memo.setdefault("statuses", {})
+        memo.setdefault("pools", PoolRegistry())
         if "kube" not in memo:
             memo.kube = Kube.from_environment()
         memo.setdefault("secrets", cache.SourceSecrets(memo.kube, ttl=memo.settings.secret_ttl_seconds))

@@ -88,12 +88,23 @@ def active_backends(config: RouterConfig, health: Mapping[str, ProviderHealth]) 
     for model in config.models:
         for route in model.classes:
             healthy = [b for b in route.allowed if state_of(health, b.provider) not in UNHEALTHY]
-            first = healthy[0] if healthy else None
+            warm = [b for b in healthy if not _cold(config, health, b.provider)]
+            candidates = warm or healthy  # a cold pool serves (held requests) only when nothing else can
+            first = candidates[0] if candidates else None
             out.append(ActiveBackend(model=model.name, data_class=route.data_class,
                                      provider=first.provider if first else None,
                                      upstream_model=first.model if first else None,
                                      allowed=len(route.allowed), healthy=len(healthy)))
     return out
+
+
+def _cold(config: RouterConfig, health: Mapping[str, ProviderHealth], provider: str) -> bool:
+    """A ModelPool provider with no ready replica, or whose readiness nobody has reported (routers skip a pool they
+    find no pod of, so that is the safe reading)."""
+    target = config.provider(provider)
+    if target is None or target.pool is None:
+        return False
+    return state_of(health, provider) in (ProviderState.COLD, ProviderState.UNKNOWN)
 
 
 def degraded(active: Sequence[ActiveBackend]) -> Cond:
@@ -147,6 +158,9 @@ def moves(old: Sequence[ActiveBackend], new: Sequence[ActiveBackend],
             out.append(Move(a.model, a.data_class, src, a.provider, True, f"Provider{src_health.state}", detail))
         elif a.provider is None:
             out.append(Move(a.model, a.data_class, src, None, True, "NoHealthyBackend", "no healthy backend left"))
+        elif src_health is not None and src_health.state is ProviderState.COLD:
+            out.append(Move(a.model, a.data_class, src, a.provider, False, "PoolCold",
+                            f"{src} has no ready replica: {src_health.reason or 'ModelPool at zero'}"))
         else:
             detail = f"{a.provider} is {state_of(health, a.provider)} again"
             out.append(Move(a.model, a.data_class, src, a.provider, False, "ProviderRecovered", detail))

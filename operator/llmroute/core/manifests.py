@@ -63,6 +63,7 @@ KEYS_HASH_ANNOTATION = "llmroute.io/keys-hash"
 MISSING_KEY = "missing"
 """What :func:`keys_hash` takes for a credential whose key is absent (the optional secretKeyRef resolves to nothing)."""
 KEYS_HASH_DOMAIN = "llmroute.io/keys-hash/v1"
+DEMAND_URL_ENV = "LLMROUTE_DEMAND_URL"
 CONFIG_KEY = "config.json"
 CONFIG_DIR = "/etc/llmroute"
 HTTP_PORT = 8080
@@ -85,6 +86,10 @@ class RouterSettings:
     image: str
     image_pull_policy: str = "IfNotPresent"
     termination_grace_seconds: int = 60
+    demand_url: str | None = None
+    """Where routers report requests they hold for a ModelPool (the operator's ``POST /v1/demand``); the router
+    container gets it as ``LLMROUTE_DEMAND_URL``. Not part of the compiled config (nor its hash): where the operator
+    listens is not routing. Changing it rolls every router once, as any change to the pod template does."""
 
 
 @dataclass(frozen=True)
@@ -256,6 +261,10 @@ def _env(route: LLMRoute, config: RouterConfig) -> list[JsonObj]:
     return out
 
 
+def _demand_env(settings: RouterSettings) -> list[JsonObj]:
+    return [{"name": DEMAND_URL_ENV, "value": settings.demand_url}] if settings.demand_url else []
+
+
 def _resources(route: LLMRoute) -> JsonObj:
     spec = route.spec.router.resources
     requests = {**DEFAULT_REQUESTS, **{k: str(v) for k, v in (spec.requests if spec else {}).items()}}
@@ -276,7 +285,7 @@ def _container(route: LLMRoute, config: RouterConfig, settings: RouterSettings) 
         "command": ["llmroute"],
         "args": ["router", "--listen", f"0.0.0.0:{HTTP_PORT}", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "env": _env(route, config),
+        "env": _env(route, config) + _demand_env(settings),
         "readinessProbe": _probe("/readyz", 5),
         "livenessProbe": _probe("/healthz", 10),
         "resources": _resources(route),

@@ -240,8 +240,9 @@ def worth_writing(written: ProviderHealth | None, new: ProviderHealth, now: date
 
 
 def unhealthy_key(providers: list[ProviderHealth]) -> str:
-    """A short fingerprint of which providers are Down or Misconfigured: what the routes' status depends on."""
-    pairs = sorted(f"{p.name}={p.state}" for p in providers if p.state in UNHEALTHY)
+    """A short fingerprint of which providers are Down, Misconfigured or Cold (a ModelPool with no ready replica):
+    what the routes' status depends on."""
+    pairs = sorted(f"{p.name}={p.state}" for p in providers if p.state in UNHEALTHY or p.state is ProviderState.COLD)
     return hashlib.sha256(",".join(pairs).encode()).hexdigest()[:16] if pairs else "all-up"
 
 
