@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
                     "(default: LLMROUTE_ROUTER_IMAGE or the operator's own version)")
     op.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                     type=str.upper, help="default: LLMROUTE_LOG_LEVEL or INFO")
+    op.add_argument("--demand-port", type=int, default=None, metavar="PORT",
+                    help="port of POST /v1/demand, where routers report requests held for ModelPools; 0: off "
+                    "(default: LLMROUTE_DEMAND_PORT or 8082)")
+    op.add_argument("--demand-url", default=None, metavar="URL",
+                    help="that endpoint's URL as routers reach it, given to every router "
+                    "(default: LLMROUTE_DEMAND_URL; the Helm chart sets it)")
     op.set_defaults(func=_cmd_operator)
 
     rt = sub.add_parser("router", help="run the OpenAI-compatible router")
@@ -228,7 +234,8 @@ def default_example() -> Path:
 def _cmd_operator(args: argparse.Namespace) -> int:
     from llmroute.controller.run import run_operator
 
-    return run_operator(args.namespaces, router_image=args.router_image, log_level=args.log_level)
+    return run_operator(args.namespaces, router_image=args.router_image, log_level=args.log_level,
+                        demand_port=args.demand_port, demand_url=args.demand_url)
 
 
 def _cmd_router(args: argparse.Namespace) -> int:
