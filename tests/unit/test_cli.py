@@ -75,7 +75,8 @@ BAD_INPUTS = [
                  "(document 1): spec.defaultDataClass: defaultDataClass must name one of spec.dataClasses",
                  id="policy-default-class"),
     pytest.param(_edit_policy(lambda s: s["providers"][0].pop("credentials")),
-                 "(document 1): spec.providers[0].credentials: credentials are required unless selfHosted is true or the provider is a pool",
+                 "(document 1): spec.providers[0].credentials: credentials are required unless selfHosted is true or "
+                 "the provider is a pool",
                  id="credentials-required"),
     pytest.param([{"apiVersion": "llmroute.io/v1alpha1", "kind": "LLMRoutes", "metadata": {"name": "x"}}],
                  '(document 1): kind: unknown kind "LLMRoutes" in llmroute.io', id="unknown-kind"),

@@ -4,7 +4,9 @@ admin API; :func:`build_app` is the factory.
 Provider endpoints, each with and without the ``/v1`` prefix: ``POST /chat/completions``,
 ``POST /completions``, ``POST /embeddings``, ``GET /models``. Admin endpoints (no prefix, no auth, no
 faults, not counted): ``GET|PUT /_emulator/faults``, ``GET /_emulator/stats``, ``POST /_emulator/reset``.
-Every response carries ``x-emulator-provider: <name>``.
+Every response carries ``x-emulator-provider: <name>``. With DeepSeek's ``reasoning_content`` (the default
+``reasoning_field``), chat requests also get DeepSeek's 400s for reasoning in the history
+(:func:`~llmroute.emulator.wire.history_error`); with vLLM's ``reasoning`` they do not.
 
 Used by :mod:`llmroute.emulator.runner` (loopback servers for tests, ``llmroute local`` and benchmarks)
 and directly by tests through pytest-aiohttp. Self-contained: imports nothing else from llmroute.
@@ -27,7 +29,7 @@ from pydantic import ValidationError
 from .delivery import reset_connection, respond, stream
 from .faults import Draw, FaultPlan, draw
 from .stats import Auth, Outcome, Record, Stats
-from .wire import embeddings_body, error_payload, models_body, plan_generation
+from .wire import embeddings_body, error_payload, history_error, models_body, plan_generation
 
 DEFAULT_MODELS = ("deepseek-chat", "deepseek-reasoner")
 _DESERIALIZE = "Failed to deserialize the JSON body into the target type"
@@ -153,6 +155,10 @@ def _endpoint(path: str, serve: _Serve, required: dict[str, tuple[type, ...]] | 
 
 async def _chat(request: web.Request, state: EmulatorState, record: Record, body: dict[str, Any],
                 plan: FaultPlan, decided: Draw) -> web.StreamResponse:
+    problem = history_error(body) if state.reasoning_field == "reasoning_content" else None  # DeepSeek's rules
+    if problem is not None:
+        record.outcome, record.status = Outcome.ERROR, 400
+        return error_response(400, problem)
     gen = plan_generation(body, chat=True, reasoning_field=state.reasoning_field)
     deliver = stream if record.stream else respond
     return await deliver(request, gen, plan, decided.first_token_delay, record)

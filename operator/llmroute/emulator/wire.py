@@ -5,6 +5,7 @@ Shapes follow api.deepseek.com (reference/deepseek-api-integration-guide.txt): `
 ``created``, ``model``, ``system_fingerprint``; choices with ``index``, ``message``/``delta``,
 ``logprobs: null`` and ``finish_reason``; usage with ``prompt_cache_hit_tokens`` /
 ``prompt_cache_miss_tokens``; ``reasoning_content`` for reasoner models (vLLM names it ``reasoning``).
+:func:`history_error` holds DeepSeek's two rules for reasoning sent back in ``messages``.
 Content is deterministic lorem text, one word per token; prompts are counted (words), never kept.
 Pure (no I/O); used by :mod:`llmroute.emulator.app` and :mod:`llmroute.emulator.delivery`.
 """
@@ -58,6 +59,29 @@ def error_payload(status: int, message: str | None = None) -> tuple[bytes, str]:
     default, kind = _ERRORS.get(status, ("Server Error", "server_error"))
     error = {"message": message or default, "type": kind, "param": None, "code": "invalid_request_error"}
     return json.dumps({"error": error}).encode(), "application/json"
+
+
+REASONING_NOT_ALLOWED = "reasoning_content is not allowed in input messages; remove it from the request"
+REASONING_REQUIRED = "The reasoning_content in the thinking mode must be passed back to the API."
+
+
+def history_error(body: dict[str, Any]) -> str | None:
+    """Why DeepSeek's API answers 400 to these chat ``messages``, or None.
+
+    * ``reasoning_content`` on an assistant message without ``tool_calls``: the reasoner's documented rule
+      (api-docs.deepseek.com/guides/reasoning_model: drop it from the history, else 400). Wording is ours.
+    * A reasoner (thinking-mode) assistant message with ``tool_calls`` but no ``reasoning_content``: its thinking
+      mode needs that reasoning passed back (api-docs.deepseek.com/guides/thinking_mode); wording as DeepSeek's.
+    """
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        if message.get("tool_calls"):
+            if "reasoner" in str(body.get("model")) and "reasoning_content" not in message:
+                return REASONING_REQUIRED
+        elif "reasoning_content" in message:
+            return REASONING_NOT_ALLOWED
+    return None
 
 
 def count_tokens(value: object) -> int:

@@ -7,6 +7,8 @@ over between providers.
 * :mod:`~llmroute.router.proxy` - one request: parse, model, data class, residency; then
   :mod:`~llmroute.router.failover` - the attempts (selection, retry, circuits) via
   :mod:`~llmroute.router.upstream` (the only outbound HTTP) and :mod:`~llmroute.router.sse` (relay/assembly).
+* :mod:`~llmroute.router.pools` - ModelPool pods: discovery (:mod:`~llmroute.router.pod_discovery`), load scrapes,
+  picking, and requests held while a pool starts with the demand signal (:mod:`~llmroute.router.holding`).
 * :mod:`~llmroute.router.health` - circuits and unbilled probes; :mod:`~llmroute.router.metrics` - Prometheus;
   :mod:`~llmroute.router.openai_errors` - OpenAI-shaped errors; :mod:`~llmroute.router.client` - the client seam.
 """

@@ -2,9 +2,11 @@
 
 Owns, through one ``cleanup_ctx`` (the lifespan), everything that lives as long as the process: the ONE shared
 upstream client (:class:`llmroute.router.upstream.Upstream`), the circuits (:class:`llmroute.router.health.Health`)
-and their tick/probe task, the drills (:class:`llmroute.router.drills.Drills`), and the config watcher
+and their tick/probe task, the drills (:class:`llmroute.router.drills.Drills`), the ModelPools' pods and held
+requests (:class:`llmroute.router.pools.Pools`) and their demand task, and the config watcher
 (:class:`llmroute.router.config_source.ConfigWatcher`) and its poll task. Every config load result is counted here
-(``llmroute_config_reloads_total``) and a new config is handed to the drills, the circuits and the metrics.
+(``llmroute_config_reloads_total``) and a new config is handed to the drills, the circuits, the pools and the
+metrics.
 
 Routes, each also without the ``/v1`` prefix: ``POST /v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings`` (:class:`llmroute.router.proxy.Proxy`), ``GET /v1/models`` (the published names); plus
@@ -30,6 +32,7 @@ from llmroute.router.config_source import POLL_INTERVAL_S, ConfigWatcher, Snapsh
 from llmroute.router.drills import Drills
 from llmroute.router.failover import Failover
 from llmroute.router.health import Health
+from llmroute.router.pools import Pools
 from llmroute.router.proxy import Kind, Proxy
 from llmroute.router.upstream import Upstream
 
@@ -78,7 +81,8 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     upstream = Upstream()
     await upstream.open()
     drills = Drills()
-    health = Health(upstream, loop.time, drills)
+    pools = Pools(upstream, loop.time)
+    health = Health(upstream, loop.time, drills, pools.probe_url)
     info: list[tuple[str, str]] = []
 
     def on_result(snapshot: Snapshot | None, result: str) -> None:
@@ -86,14 +90,16 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         if snapshot is not None:
             drills.use(snapshot.config.drills)
             health.use(snapshot)
+            pools.use(snapshot)
             info[:] = [metrics.prepare(snapshot.config, info[0] if info else None)]
 
     watcher = ConfigWatcher(runtime.config_paths, on_result, runtime.poll_interval_s)
     runtime.watcher = watcher
     watcher.load_now()
-    runtime.proxy = Proxy(watcher, Failover(upstream, health, drills=drills))
+    runtime.proxy = Proxy(watcher, Failover(upstream, health, drills=drills, pools=pools))
     tasks = [asyncio.create_task(watcher.run(), name="config-watcher"),
-             asyncio.create_task(health.run(), name="health")]
+             asyncio.create_task(health.run(), name="health"),
+             asyncio.create_task(pools.run(), name="pool-demand")]
     try:
         yield
     finally:
@@ -102,6 +108,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await pools.close()
         await upstream.close()
 
 
@@ -126,6 +133,11 @@ class _Sink:
     @property
     def started(self) -> bool:
         return self.response is not None
+
+    @property
+    def gone(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
 
     async def start(self, headers: Mapping[str, str]) -> None:
         response = _RelayResponse(status=200, headers={**_SSE_HEADERS, **headers})

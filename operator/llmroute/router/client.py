@@ -39,6 +39,10 @@ class ClientSink(Protocol):
     @property
     def started(self) -> bool: ...
 
+    @property
+    def gone(self) -> bool:
+        """The client closed its connection (checked while a request is held, before anything is sent)."""
+
     async def start(self, headers: Mapping[str, str]) -> None:
         """Send status 200 and ``headers`` (content type text/event-stream)."""
 

@@ -66,6 +66,7 @@ class RouteEntry:
     route: ClassRoute
     usable: tuple[BackendTarget, ...]  # allowed by residency and with a key, in config order
     keyless: tuple[str, ...]  # why allowed backends are unusable (missing keys)
+    reasoning_field: str = "reasoning_content"  # the name clients get reasoning text under (llmroute.router.reasoning)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,8 @@ def build_snapshot(config: RouterConfig, keys: Mapping[str, str | None], source:
             usable = tuple(b for b in cr.allowed if endpoints[b.provider].headers is not None)
             keyless = tuple(f"{b.provider}/{b.model}: {endpoints[b.provider].missing_key}"
                             for b in cr.allowed if endpoints[b.provider].headers is None)
-            routes[(model.name, cr.data_class)] = RouteEntry(model.name, cr.data_class, cr, usable, keyless)
+            routes[(model.name, cr.data_class)] = RouteEntry(model.name, cr.data_class, cr, usable, keyless,
+                                                             model.reasoning_field or "reasoning_content")
     published = tuple(m.name for m in config.models)
     body = {"object": "list",
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": "llmroute"} for n in published]}

@@ -22,6 +22,17 @@ Three ways to talk to the upstream:
 In every mode the first data must come within ``time_to_first_token`` of sending the attempt (keep-alive comments
 and blank lines are not data), else the attempt is abandoned: DeepSeek's 5-10 s time-to-first-token incident.
 
+Reasoning text reaches the client under the published model's name in every mode, whichever backend served, and
+each attempt sends the request history in the form its upstream accepts (:mod:`llmroute.router.reasoning`).
+
+ModelPools (:mod:`llmroute.router.pools`): an attempt to a pool backend goes to the pod picked by load, which counts
+it in flight until the attempt ends (stream end included). A pool with no ready pod is skipped while any other
+candidate is left; when none is, the request is held (round 0 only) until a pod is ready or ``coldStart.maxWait``
+passes (then 503 with Retry-After). The held time is not the attempts' time: every attempt budget - time to first
+token, idle, and ``total_timeout`` too - starts after the hold, so a client may wait up to ``maxWait +
+totalTimeout``. ``maxWait`` is the route's explicit statement of how long a cold start may take, and a pod that just
+became ready deserves the same budget as any backend.
+
 Drills: before an attempt is sent, :meth:`llmroute.router.drills.Drills.inject` may turn it into a simulated failure
 of the chosen backend (never another one). Nothing is sent; the failure is classified by :mod:`llmroute.core.retry`
 and recorded exactly like a real one (attempt metrics, circuit, Retry-After, failover), so the rehearsal exercises the
@@ -44,12 +55,13 @@ from llmroute.core.drills import SimulatedFailure
 from llmroute.core.retry import Action, FailureKind
 from llmroute.core.router_config import BackendTarget
 from llmroute.core.selection import backend_key, earliest_retry_s, plan_attempts
-from llmroute.router import jsonwire, metrics, openai_errors
+from llmroute.router import jsonwire, metrics, openai_errors, reasoning
 from llmroute.router.client import EVENT_STREAM, JSON, ClientGone, ClientSink, Reply
 from llmroute.router.config_source import RouteEntry, Snapshot
 from llmroute.router.drills import Drills
 from llmroute.router.health import Health
 from llmroute.router.metrics import Outcome
+from llmroute.router.pools import ColdPlan, Pools
 from llmroute.router.sse import Assembler, ProtocolError, StreamRelay, end_comment
 from llmroute.router.upstream import Exchange, Upstream, UpstreamFailure
 
@@ -60,6 +72,7 @@ BACKOFF_CAP_S = 5.0
 ERROR_BODY_S = 2.0
 """How long an upstream error body may take to arrive (read so the connection can be reused)."""
 MAX_BODY = 256 * 1024 * 1024
+_CONNECT_ERROR = retry.classify_failure(FailureKind.CONNECT).reason
 
 
 class Mode(Enum):
@@ -80,6 +93,7 @@ class Call:
     chat: bool
     headers: dict[str, str]
     started: float
+    history: reasoning.History | None = None  # assistant messages with reasoning: what each upstream gets
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +115,12 @@ class Failover:
     """Per-process dependencies of the attempt loop."""
 
     def __init__(self, upstream: Upstream, health: Health, rng: random.Random | None = None,
-                 drills: Drills | None = None) -> None:
+                 drills: Drills | None = None, pools: Pools | None = None) -> None:
         self.upstream = upstream
         self.health = health
         self.drills = drills or health.drills  # one Drills per process: the probes and the attempts share it
         self.rng = rng or random.Random()
+        self.pools = pools  # ModelPool pods and held requests (None: pool providers get no attempt)
 
     async def run(self, call: Call, sink: ClientSink) -> Served:
         return await _Attempts(self, call, sink).run()
@@ -133,9 +148,15 @@ class _Attempts:
         for round_ in range(f.max_attempts):
             if self.attempts >= f.max_attempts or self.loop.time() >= self.deadline:
                 break
+            budget, pools, cold_start = f.max_attempts - self.attempts, self.deps.pools, self.config.cold_start
             plan = plan_attempts(self.call.entry.usable, self.deps.health.circuits, s,
-                                 max_attempts=f.max_attempts - self.attempts, now=self.loop.time(),
-                                 rng=self.deps.rng)
+                                 max_attempts=budget if cold_start is None else len(self.call.entry.usable),
+                                 now=self.loop.time(), rng=self.deps.rng)
+            if pools is not None and cold_start is not None:  # a config with pools: cut to the budget after them
+                cold = await pools.ready_plan(plan, budget, self.call.entry, cold_start, self.sink, hold=round_ == 0)
+                if cold.refusal is not None or cold.client_gone:
+                    return self._not_held(cold)
+                plan, self.deadline = cold.plan, self.deadline + cold.held_s  # held time is not attempt time
             if round_ == 0 and plan.skipped:
                 self.notes += [f"skipped {backend_key(k.backend)}: {k.reason}" for k in plan.skipped]
             tried = self.attempts
@@ -171,16 +192,25 @@ class _Attempts:
         simulated = self.deps.drills.inject(b.provider)
         if simulated is not None:
             return await self._simulated(simulated)
+        if self.call.snapshot.endpoints[b.provider].provider.pool is not None:
+            return await self._on_pod(b)
+        return await self._send(b)
+
+    async def _send(self, b: BackendTarget, base_url: str | None = None) -> Served | _Failure:
+        """Send one attempt to ``b`` (to ``base_url`` instead of its endpoint: a pool's pod) and see it through."""
         endpoint = self.call.snapshot.endpoints[b.provider]
         assert endpoint.headers is not None  # RouteEntry.usable holds keyed backends only
         self.call.body["model"] = b.model
+        if self.call.history is not None:
+            self.call.body["messages"] = self.call.history.messages(endpoint.provider.self_hosted)
         data = jsonwire.dumps(self.call.body)
         started = self.loop.time()
         deadline, kind = self._bounded(started + self.config.failover.time_to_first_token_s, FailureKind.TTFT)
         try:
             ex = await self.deps.upstream.post(
                 endpoint, self.call.path, data, {**self.call.headers, **endpoint.headers},
-                connect_s=self.config.failover.connect_timeout_s, deadline=deadline, on_timeout=kind)
+                connect_s=self.config.failover.connect_timeout_s, deadline=deadline, on_timeout=kind,
+                base_url=base_url)
         except UpstreamFailure as exc:
             return _Failure(retry.classify_failure(exc.kind), exc.detail)
         if not 200 <= ex.status < 300:
@@ -190,6 +220,26 @@ class _Attempts:
         if self.call.mode is Mode.ASSEMBLE and EVENT_STREAM in ex.content_type:
             return await self._assemble(b, ex, started, deadline, kind)
         return await self._plain(b, ex, deadline, kind)
+
+    async def _on_pod(self, b: BackendTarget) -> Served | _Failure:
+        """An attempt on the pod :mod:`llmroute.router.pools` picks, counted in flight on it until it ends."""
+        lease = self.deps.pools.lease(b.provider) if self.deps.pools is not None else None
+        if lease is None:
+            return _Failure(retry.classify_failure(FailureKind.CONNECT), "no ready pod")
+        refused = False
+        try:
+            result = await self._send(b, lease.base_url)
+            refused = isinstance(result, _Failure) and result.outcome.reason == _CONNECT_ERROR
+        finally:
+            lease.release(refused=refused)
+        return result
+
+    def _not_held(self, cold: ColdPlan) -> Served:
+        """A request held for starting pools that ends without an attempt: 503 with Retry-After, or the client left."""
+        if cold.refusal is None:
+            return Served(None, Outcome.CLIENT_CLOSED)
+        headers = {"x-llmroute-data-class": self.call.entry.data_class, "x-llmroute-attempts": "0"}
+        return Served(Reply.error(cold.refusal, headers), Outcome.NO_HEALTHY_BACKEND)
 
     async def _simulated(self, sim: SimulatedFailure) -> _Failure:
         """A drill's failure of this attempt, which was not sent; classified as if it were real."""
@@ -229,7 +279,8 @@ class _Attempts:
 
     async def _stream(self, b: BackendTarget, ex: Exchange, started: float, deadline: float,
                       kind: FailureKind) -> Served | _Failure:
-        relay = StreamRelay(end_comment(b.provider, self.attempts) if self.sink.started else None)
+        relay = StreamRelay(end_comment(b.provider, self.attempts) if self.sink.started else None,
+                            self.call.entry.reasoning_field)
         ttft: float | None = None
         try:
             while not relay.done:
@@ -298,7 +349,7 @@ class _Attempts:
 
     async def _assemble(self, b: BackendTarget, ex: Exchange, started: float, deadline: float,
                         kind: FailureKind) -> Served | _Failure:
-        asm = Assembler(self.call.chat)
+        asm = Assembler(self.call.chat, self.call.entry.reasoning_field)
         ttft: float | None = None
         try:
             while not asm.done:
@@ -330,6 +381,8 @@ class _Attempts:
             return _Failure(retry.classify_failure(exc.kind), exc.detail)
         ex.finish()
         self._succeeded(b, None)
+        if self.call.chat:  # a provider that answered a chat request with JSON, not the stream asked for
+            body = reasoning.rename_json(body, self.call.entry.reasoning_field)
         return Served(Reply(ex.status, body, ex.content_type or JSON, self._headers(b)), Outcome.OK, b.provider)
 
     def _succeeded(self, b: BackendTarget, ttft: float | None, reason: str = "ok") -> None:

@@ -8,7 +8,8 @@ Owns one :class:`llmroute.core.circuit.Circuit` per backend (key ``provider/mode
   exhausted (402, :meth:`Health.take_out`: every backend of that provider);
 * a background task (:meth:`Health.run`) that ticks every circuit (window pruning, recovery steps, healing) and
   probes providers that have an OPEN or RECOVERING backend with ``GET {endpoint}{health.path}`` and the provider
-  key, at the provider's probe interval and timeout - never a paid completion. While a drill is active for a
+  key, at the provider's probe interval and timeout - never a paid completion (a ModelPool's on one of its ready
+  pods, :mod:`llmroute.router.pools`: its Service may not even resolve in local mode). While a drill is active for a
   provider, its probes are drawn like its attempts (:meth:`llmroute.router.drills.Drills.inject`): a simulated
   failure is a failed probe that was never sent, so the circuit stays open for the drill as in a real outage.
 
@@ -42,9 +43,11 @@ _NEEDS_PROBE = (State.OPEN, State.RECOVERING)
 class Health:
     """All circuits of the current config; single event loop, so no locks."""
 
-    def __init__(self, upstream: Upstream, clock: Callable[[], float], drills: Drills | None = None) -> None:
+    def __init__(self, upstream: Upstream, clock: Callable[[], float], drills: Drills | None = None,
+                 pod_url: Callable[[str], str | None] | None = None) -> None:
         self._upstream = upstream
         self._clock = clock
+        self._pod_url = pod_url  # a ready pod's base URL for a pool provider (None: it has none)
         self.drills = drills or Drills()
         self.circuits: dict[str, Circuit] = {}
         self._backends: dict[str, BackendTarget] = {}
@@ -143,10 +146,13 @@ class Health:
         try:
             endpoint = snapshot.endpoints[provider]
             simulated = self.drills.inject(provider, probe=True)
+            base_url = self._pod_url(provider) if self._pod_url and endpoint.provider.pool else None
             if simulated is not None:
                 ok, why = False, simulated.detail
+            elif endpoint.provider.pool and base_url is None:
+                ok, why = False, "no ready pod"
             else:
-                ok, why = await self._upstream.probe(endpoint, endpoint.provider.health.timeout_s)
+                ok, why = await self._upstream.probe(endpoint, endpoint.provider.health.timeout_s, base_url)
             log.debug("probe %s: %s", provider, why)
             self.on_probe(provider, ok)
         finally:

@@ -10,8 +10,12 @@ Drills are visible twice: as what they cause (attempts, failovers, circuits - th
 and as themselves (``llmroute_drill_active``, ``llmroute_drill_injections_total``), so a dashboard can tell a
 rehearsal from an incident.
 
+ModelPools (``pool`` is ``<namespace>/<name>`` from the config; pre-created by :func:`prepare_pool`): ready pods,
+requests held while a pool starts from zero and how each hold ended, and picks by what they compared.
+
 Updated by :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`, :mod:`llmroute.router.health`,
-:mod:`llmroute.router.drills` and :mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
+:mod:`llmroute.router.drills`, :mod:`llmroute.router.pools`, :mod:`llmroute.router.holding` and
+:mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from llmroute.core import retry
 from llmroute.core.circuit import State
+from llmroute.core.cold_start import HoldOutcome
+from llmroute.core.pod_picking import Basis
 from llmroute.core.router_config import RouterConfig
 
 NONE = "none"
@@ -93,6 +99,14 @@ DRILL_ACTIVE = Gauge("llmroute_drill_active", "1 while a drill simulates an outa
 DRILL_INJECTIONS = Counter("llmroute_drill_injections",
                            "Attempts a drill failed without sending them to the provider, by fault.",
                            ["provider", "fault"], registry=REGISTRY)
+POOL_READY_PODS = Gauge("llmroute_pool_ready_pods", "Pods of the ModelPool this router may send to.", ["pool"],
+                        registry=REGISTRY)
+POOL_HELD = Gauge("llmroute_pool_held_requests", "Requests held waiting for a pod of the ModelPool to be ready.",
+                  ["pool"], registry=REGISTRY)
+POOL_HOLDS = Counter("llmroute_pool_hold", "Requests held for a ModelPool, by how the hold ended.",
+                     ["pool", "outcome"], registry=REGISTRY)
+POOL_PICKS = Counter("llmroute_pool_picks", "Attempts sent to a ModelPool's pods, by what the pick compared.",
+                     ["pool", "basis"], registry=REGISTRY)
 
 
 def render() -> tuple[bytes, str]:
@@ -142,6 +156,44 @@ def remove_circuit(provider: str, backend: str) -> None:
     for s in State:
         with contextlib.suppress(KeyError):
             CIRCUIT_STATE.remove(provider, backend, s)
+
+
+def prepare_pool(pool: str) -> None:
+    """Pre-create the series of a pool (``<namespace>/<name>``) of the loaded config."""
+    POOL_READY_PODS.labels(pool)
+    POOL_HELD.labels(pool)
+    for outcome in HoldOutcome:
+        POOL_HOLDS.labels(pool, outcome)
+    for basis in Basis:
+        POOL_PICKS.labels(pool, basis)
+
+
+def remove_pool(pool: str) -> None:
+    """Drop the gauges of a pool that left the config (its counters stay, as counters do)."""
+    for gauge in (POOL_READY_PODS, POOL_HELD):
+        with contextlib.suppress(KeyError):
+            gauge.remove(pool)
+
+
+def set_pool_ready_pods(pool: str, count: int) -> None:
+    POOL_READY_PODS.labels(pool).set(count)
+
+
+def set_pool_held(pool: str, count: int) -> None:
+    POOL_HELD.labels(pool).set(count)
+
+
+def pool_hold_ended(pool: str, outcome: HoldOutcome) -> None:
+    POOL_HOLDS.labels(pool, outcome).inc()
+
+
+@lru_cache(maxsize=256)
+def _pick_child(pool: str, basis: str) -> Counter:
+    return POOL_PICKS.labels(pool, basis)
+
+
+def pool_pick(pool: str, basis: Basis) -> None:
+    _pick_child(pool, basis).inc()
 
 
 # The hot path: children are cached so a request costs dictionary lookups, not label validation.

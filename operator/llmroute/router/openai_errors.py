@@ -12,9 +12,10 @@ Messages never contain prompts or keys, only model, class and provider names fro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from llmroute.core.cold_start import RETRY_AFTER_S
 from llmroute.core.router_config import Denial
 
 
@@ -75,6 +76,14 @@ def no_healthy_backend(model: str, data_class: str, reasons: Iterable[str], retr
     why = "; ".join(reasons) or "no backend answered"
     return RouterError(503, f'No healthy backend for model "{model}" and data class "{data_class}": {why}',
                        "server_error", "no_healthy_backend", headers={"Retry-After": str(retry_after_s)})
+
+
+def pool_starting(model: str, data_class: str, pools: Sequence[str], why: str) -> RouterError:
+    """A request held for ModelPools with no ready pod that got none (or could not be held)."""
+    starting = f"pool {pools[0]} is" if len(pools) == 1 else f"pools {', '.join(pools)} are"
+    return RouterError(503, f'No healthy backend for model "{model}" and data class "{data_class}": {starting} '
+                       f"starting ({why}); retry later.", "server_error", "no_healthy_backend",
+                       headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def stream_interrupted(provider: str, reason: str) -> RouterError:

@@ -3,10 +3,12 @@ residency, then hand over to :mod:`llmroute.router.failover` for the attempts.
 
 Owns the request-level contract (issue "Router data plane"): the body is parsed once (``json``) to read ``model``
 and ``stream``; unknown fields pass through untouched, and ``model`` is replaced per attempt by the backend's
-upstream name. The data class is the ``x-llmroute-data-class`` header, else the config's default. The refusals are
-OpenAI-shaped (:mod:`llmroute.router.openai_errors`): 413 too large, 400 malformed JSON, 404 ``model_not_found``,
-400 ``unknown_data_class``, 403 ``no_compliant_backend`` (each denied backend with its reasons), 503
-``no_healthy_backend``. Every request is counted once in ``llmroute_requests_total`` with bounded labels.
+upstream name (and, for chat requests whose history carries reasoning, ``messages`` by the form that upstream
+accepts: :mod:`llmroute.router.reasoning`). The data class is the ``x-llmroute-data-class`` header, else the
+config's default. The refusals are OpenAI-shaped (:mod:`llmroute.router.openai_errors`): 413 too large, 400
+malformed JSON, 404 ``model_not_found``, 400 ``unknown_data_class``, 403 ``no_compliant_backend`` (each denied
+backend with its reasons), 503 ``no_healthy_backend``. Every request is counted once in
+``llmroute_requests_total`` with bounded labels.
 
 Nothing here logs a prompt, a completion or a key. Called by :mod:`llmroute.router.app`, which owns HTTP.
 """
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from llmroute.router import jsonwire, metrics, openai_errors
+from llmroute.router import jsonwire, metrics, openai_errors, reasoning
 from llmroute.router.client import ClientSink, Reply
 from llmroute.router.config_source import ConfigWatcher, RouteEntry, Snapshot
 from llmroute.router.failover import Call, Failover, Mode, Served
@@ -107,8 +109,10 @@ def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str
                        data_class=data_class)
     _check_route(entry)
     mode = _mode(kind, body)
-    return Call(snapshot=snapshot, entry=entry, path=kind.value, body=body, mode=mode, chat=kind is Kind.CHAT,
-                headers=client_headers(headers), started=started)
+    chat = kind is Kind.CHAT
+    history = reasoning.history(body) if chat and reasoning.MARKER in raw else None
+    return Call(snapshot=snapshot, entry=entry, path=kind.value, body=body, mode=mode, chat=chat,
+                headers=client_headers(headers), started=started, history=history)
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

@@ -8,15 +8,18 @@ Owns two per-attempt state machines, fed with the raw chunks the upstream module
   which ends the failover-invisible phase). A data event carrying ``{"error": ...}`` before that is an upstream
   failure, not a token (:class:`ProtocolError`). After the first event chunks are relayed as they arrived - never
   parsed, never re-serialised - and only watched for ``data: [DONE]``; if a failover happened after the headers
-  went out, a comment ``: llmroute provider=<name> attempts=<n>`` is put in front of ``data: [DONE]``.
+  went out, a comment ``: llmroute provider=<name> attempts=<n>`` is put in front of ``data: [DONE]``. Reasoning
+  keys are renamed to the published model's field on the bytes (:class:`llmroute.router.reasoning.StreamRenamer`;
+  a chunk without ``"reasoning`` in it passes as it came).
 * :class:`Assembler` - a non-streaming answer built from an upstream stream. The router asks providers for a stream
   even when the client did not (``stream: true``, ``stream_options.include_usage: true``): DeepSeek answers a
   non-streaming request with blank lines until the whole answer is ready, so without a stream "no token yet" and
   "still thinking" look the same, and the time-to-first-token budget could not protect non-streaming clients. The
   assembled body has the upstream's non-streaming shape: ``id``, ``object`` (``chat.completion`` or
   ``text_completion``), ``created``, ``model``, ``system_fingerprint``, ``choices`` (``message`` with ``role``,
-  ``content``, ``reasoning_content``/``reasoning`` and any other text fields, ``tool_calls`` merged from their
-  deltas; or ``text``), ``logprobs``, ``finish_reason``, ``usage``, and unknown top-level fields.
+  ``content``, the reasoning text under the published model's field (:func:`llmroute.router.reasoning.settle`)
+  and any other text fields, ``tool_calls`` merged from their deltas; or ``text``), ``logprobs``,
+  ``finish_reason``, ``usage``, and unknown top-level fields.
 
 Used by :mod:`llmroute.router.failover`.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmroute.router import jsonwire
+from llmroute.router import jsonwire, reasoning
 
 DONE = b"data: [DONE]"
 _DONE_COMPACT = b"data:[DONE]"
@@ -63,10 +66,11 @@ def _is_done(line: bytes) -> bool:
 class StreamRelay:
     """One streaming attempt: ``feed`` upstream chunks, write what it returns to the client."""
 
-    __slots__ = ("_comment", "_partial", "_tail", "done", "first_data")
+    __slots__ = ("_comment", "_names", "_partial", "_tail", "done", "first_data")
 
-    def __init__(self, comment: bytes | None = None) -> None:
+    def __init__(self, comment: bytes | None = None, reasoning_field: str = reasoning.DEFAULT) -> None:
         self._comment = comment  # inserted before data: [DONE] (set after a failover behind sent headers)
+        self._names = reasoning.StreamRenamer(reasoning_field)
         self._partial = b""
         self._tail = b""
         self.first_data = False
@@ -79,8 +83,8 @@ class StreamRelay:
             if DONE in window or _DONE_COMPACT in window:
                 self.done = True
             self._tail = chunk[-len(DONE):]
-            return chunk
-        return self._by_line(chunk)
+            return self._names.feed(chunk)
+        return self._names.feed(self._by_line(chunk))
 
     def _by_line(self, chunk: bytes) -> bytes:
         data = self._partial + chunk
@@ -150,10 +154,12 @@ class Assembler:
     merge.
     """
 
-    __slots__ = ("_choices", "_extra", "_head", "_need_head", "_partial", "_usage", "chat", "done", "first_data")
+    __slots__ = ("_choices", "_extra", "_head", "_need_head", "_partial", "_usage", "chat", "done", "first_data",
+                 "reasoning_field")
 
-    def __init__(self, chat: bool) -> None:
+    def __init__(self, chat: bool, reasoning_field: str = reasoning.DEFAULT) -> None:
         self.chat = chat
+        self.reasoning_field = reasoning_field  # the name the message carries reasoning text under
         self.first_data = False
         self.done = False
         self._partial = b""
@@ -212,7 +218,7 @@ class Assembler:
         }
         if "system_fingerprint" in self._head:
             body["system_fingerprint"] = self._head["system_fingerprint"]
-        body["choices"] = [self._choices[i].render(self.chat) for i in sorted(self._choices)]
+        body["choices"] = [self._choices[i].render(self.chat, self.reasoning_field) for i in sorted(self._choices)]
         if self._usage is not None:
             body["usage"] = self._usage
         body.update(self._extra)
@@ -296,10 +302,11 @@ class _Choice:
                 acc[key] = value
         self.logprobs = acc
 
-    def render(self, chat: bool) -> dict[str, Any]:
+    def render(self, chat: bool, reasoning_field: str) -> dict[str, Any]:
         if not chat:
             return {"text": "".join(self.text.get("text", [])), "index": self.index, "logprobs": self.logprobs,
                     "finish_reason": self.finish_reason, **self.extra}
+        reasoning.settle(self.text, reasoning_field)
         content = "".join(self.text["content"]) if "content" in self.text else None
         if content is None and not self.tool_calls:
             content = ""

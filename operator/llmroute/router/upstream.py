@@ -24,7 +24,9 @@ per config snapshot; client headers are filtered once per request by :func:`clie
 Authorization, cookies or other credentials, no hop-by-hop headers, no ``x-llmroute-*``. No cookies are kept or
 sent, redirects are not followed, no proxy is used.
 
-Called by :mod:`llmroute.router.failover` (attempts) and :mod:`llmroute.router.health` (probes).
+Called by :mod:`llmroute.router.failover` (attempts), :mod:`llmroute.router.health` (probes) and
+:mod:`llmroute.router.pools` and :mod:`llmroute.router.holding` (pod metrics scrapes and the demand signal, through
+:meth:`Upstream.fetch`).
 """
 
 from __future__ import annotations
@@ -170,9 +172,10 @@ class Upstream:
         return self._pool
 
     async def post(self, endpoint: Endpoint, path: str, body: bytes, headers: Mapping[str, str], *,
-                   connect_s: float, deadline: float, on_timeout: FailureKind) -> Exchange:
-        """Send one attempt and wait for its status line and headers until ``deadline`` (loop time)."""
-        key, target, authority = _target(endpoint.provider.endpoint, path)
+                   connect_s: float, deadline: float, on_timeout: FailureKind, base_url: str | None = None) -> Exchange:
+        """Send one attempt and wait for its status line and headers until ``deadline`` (loop time); ``base_url``
+        replaces the provider's endpoint for this attempt (a pool's pod, :mod:`llmroute.router.pools`)."""
+        key, target, authority = _target(base_url or endpoint.provider.endpoint, path)
         head = _head("POST", target, authority, headers, len(body))
         return await self._exchange(key, head, body, False, connect_s, _deadline(deadline), on_timeout)
 
@@ -206,11 +209,28 @@ class Upstream:
         except OSError as exc:
             raise UpstreamFailure(FailureKind.CONNECT, type(exc).__name__) from None
 
-    async def probe(self, endpoint: Endpoint, timeout_s: float) -> tuple[bool, str]:
-        """The unbilled health check ``GET {endpoint}{health.path}`` with the provider key; (ok, why)."""
+    async def fetch(self, method: str, url: str, headers: Mapping[str, str], *, body: bytes | None = None,
+                    timeout_s: float, limit: int = _MAX_ERROR_BODY) -> tuple[int, bytes]:
+        """One small exchange off the request path (pool pod scrapes, the demand signal): (status, at most
+        ``limit`` body bytes), all within ``timeout_s``; raises :class:`UpstreamFailure`."""
+        key, target, authority = _target(url, "")
+        deadline = self.pool.loop.time() + timeout_s
+        head = _head(method, target, authority, headers, None if body is None else len(body))
+        ex = await self._exchange(key, head, body or b"", False, timeout_s, deadline, FailureKind.TOTAL)
+        try:
+            data = await ex.read_body(deadline, FailureKind.TOTAL, limit)
+        except UpstreamFailure:
+            ex.abandon()
+            raise
+        ex.finish()
+        return ex.status, data
+
+    async def probe(self, endpoint: Endpoint, timeout_s: float, base_url: str | None = None) -> tuple[bool, str]:
+        """The unbilled health check ``GET {endpoint}{health.path}`` with the provider key (``base_url`` instead of
+        the endpoint: a pool's pod); (ok, why)."""
         if endpoint.headers is None:
             return False, endpoint.missing_key
-        key, target, authority = _target(endpoint.provider.endpoint, endpoint.provider.health.path)
+        key, target, authority = _target(base_url or endpoint.provider.endpoint, endpoint.provider.health.path)
         headers = {k: v for k, v in endpoint.headers.items() if k != "Content-Type"}
         deadline = self.pool.loop.time() + timeout_s
         try:
