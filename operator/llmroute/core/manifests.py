@@ -55,6 +55,7 @@ from typing import Any
 
 from llmroute.api.base import API_VERSION
 from llmroute.api.llm_route import LLMRoute
+from llmroute.api.model_pool import ModelPool
 from llmroute.core.router_config import CredentialRef, RouterConfig
 from llmroute.errors import FieldError
 
@@ -142,12 +143,9 @@ def all_owned_keys(route: str, namespace: str) -> tuple[ObjectKey, ...]:
 
 def route_errors(route: LLMRoute) -> list[FieldError]:
     """Problems that compile() cannot see but would make the owned objects invalid."""
-    errors: list[FieldError] = []
     name = route.metadata.name
-    if len(name) > MAX_ROUTE_NAME or not _DNS_1035.match(name):
-        errors.append(FieldError("metadata.name", f'"{name}" must be a DNS-1035 label (lowercase letters, digits, '
-                                 f"'-', starting with a letter) of at most {MAX_ROUTE_NAME} characters, because "
-                                 f'the router Service is named "{name}-router"'))
+    bad_name = name_error(name, MAX_ROUTE_NAME, f'the router Service is named "{name}-router"')
+    errors: list[FieldError] = [bad_name] if bad_name else []
     scaling = route.spec.router.autoscaling
     if scaling is not None and scaling.max_replicas < scaling.min_replicas:
         errors.append(FieldError("spec.router.autoscaling.maxReplicas",
@@ -164,10 +162,20 @@ def labels(route: str) -> dict[str, str]:
             "app.kubernetes.io/component": "router"}
 
 
-def owner_reference(route: LLMRoute) -> JsonObj:
-    """Controller reference to the LLMRoute: the API server's garbage collector removes owned objects with it."""
-    return {"apiVersion": API_VERSION, "kind": "LLMRoute", "name": route.metadata.name,
-            "uid": route.metadata.uid or "", "controller": True, "blockOwnerDeletion": True}
+def owner_reference(owner: LLMRoute | ModelPool) -> JsonObj:
+    """Controller reference to the LLMRoute or ModelPool: the API server's garbage collector removes owned objects
+    with it."""
+    return {"apiVersion": API_VERSION, "kind": owner.KIND, "name": owner.metadata.name,
+            "uid": owner.metadata.uid or "", "controller": True, "blockOwnerDeletion": True}
+
+
+def name_error(name: str, max_length: int, derived: str) -> FieldError | None:
+    """``metadata.name`` is no DNS-1035 label of at most ``max_length`` characters (``derived``, the Service named
+    after it, would be invalid)."""
+    if len(name) <= max_length and _DNS_1035.match(name):
+        return None
+    return FieldError("metadata.name", f'"{name}" must be a DNS-1035 label (lowercase letters, digits, '
+                      f"'-', starting with a letter) of at most {max_length} characters, because {derived}")
 
 
 def foreign_credentials(route: LLMRoute, config: RouterConfig) -> list[CredentialRef]:

@@ -76,12 +76,11 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from typing import Any
 
-from llmroute.api.base import API_VERSION, parse_duration
+from llmroute.api.base import parse_duration
 from llmroute.api.model_pool import GPU_RESOURCE, VLLM_PORT, ModelPool, ModelPoolSpec
-from llmroute.core.manifests import MANAGED_BY
+from llmroute.core.manifests import MANAGED_BY, name_error, owner_reference
 from llmroute.core.pools import POOL_LABEL, pods_service_name, service_name
 from llmroute.errors import FieldError
 
@@ -114,7 +113,6 @@ EXIT_MARGIN_SECONDS = 10
 PROGRESS_SLACK_SECONDS = 900
 
 MAX_POOL_NAME = 63 - len("-pods")  # the headless Service name must still be a DNS label
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 MANAGED_FLAGS: dict[str, str] = {
     "--model": "from spec.model",
@@ -150,13 +148,6 @@ def selector_labels(pool: str) -> dict[str, str]:
 def labels(pool: str) -> dict[str, str]:
     return {**selector_labels(pool), "app.kubernetes.io/instance": pool, "app.kubernetes.io/component": COMPONENT,
             "app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": MANAGED_BY}
-
-
-def owner_reference(pool: ModelPool) -> JsonObj:
-    """Controller reference to the ModelPool (the shape of :func:`llmroute.core.manifests.owner_reference`, whose
-    kind is LLMRoute)."""
-    return {"apiVersion": API_VERSION, "kind": pool.KIND, "name": pool.metadata.name,
-            "uid": pool.metadata.uid or "", "controller": True, "blockOwnerDeletion": True}
 
 
 def _meta(pool: ModelPool, name: str) -> JsonObj:
@@ -211,13 +202,9 @@ def env_errors(spec: ModelPoolSpec) -> list[str]:
 
 def pool_errors(pool: ModelPool) -> list[FieldError]:
     """Problems the API schema cannot see but that would make the owned objects invalid or ambiguous."""
-    errors: list[FieldError] = []
     name = pool.metadata.name
-    if len(name) > MAX_POOL_NAME or not _DNS_1035.match(name):
-        errors.append(FieldError("metadata.name", f'"{name}" must be a DNS-1035 label (lowercase letters, digits, '
-                                 f"'-', starting with a letter) of at most {MAX_POOL_NAME} characters, because "
-                                 f'the pool\'s headless Service is named "{pods_service_name(name)}"'))
-    return errors + _engine_arg_field_errors(pool.spec) + _env_field_errors(pool.spec)
+    bad_name = name_error(name, MAX_POOL_NAME, f'the pool\'s headless Service is named "{pods_service_name(name)}"')
+    return ([bad_name] if bad_name else []) + _engine_arg_field_errors(pool.spec) + _env_field_errors(pool.spec)
 
 
 # --- the pod ------------------------------------------------------------------------------------------------------

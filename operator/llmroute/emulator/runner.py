@@ -17,13 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .address import Addressed
 from .app import DEFAULT_MODELS, STATE, EmulatorState, build_app
 from .delivery import reset_transport
 from .faults import FaultPlan
 from .stats import Stats
 
 
-class Emulator:
+class Emulator(Addressed):
     """One emulated provider; ``url`` is the OpenAI base URL (ends in ``/v1``)."""
 
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
@@ -32,6 +33,7 @@ class Emulator:
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.name, self.host, self.port = name, host, port
         self.ssl_context = ssl_context  # serve HTTPS (like a real provider) when given
+        self.tls = ssl_context is not None
         self.app = build_app(name, api_key=api_key, faults=faults, reasoning_field=reasoning_field, seed=seed,
                              models=models, strict_models=strict_models)
         self._runner: web.AppRunner | None = None
@@ -40,19 +42,6 @@ class Emulator:
     @property
     def state(self) -> EmulatorState:
         return self.app[STATE]
-
-    @property
-    def base_url(self) -> str:
-        scheme = "https" if self.ssl_context is not None else "http"
-        return f"{scheme}://{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.base_url}/v1"
-
-    @property
-    def admin_url(self) -> str:
-        return f"{self.base_url}/_emulator"
 
     @property
     def stats(self) -> Stats:

@@ -18,13 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .address import Addressed
 from .delivery import reset_transport
 from .vllm_app import build_vllm_app
 from .vllm_engine import EngineParams
 from .vllm_state import VLLM_STATE, VllmConfig, VllmState
 
 
-class VllmPod:
+class VllmPod(Addressed):
     """One vLLM pod; ``url`` is its OpenAI base URL (``.../v1``), ``base_url`` its root (``/health``)."""
 
     def __init__(self, config: VllmConfig | None = None, params: EngineParams | None = None, *,
@@ -41,19 +42,6 @@ class VllmPod:
     @property
     def state(self) -> VllmState:
         return self.app[VLLM_STATE]
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.base_url}/v1"
-
-    @property
-    def admin_url(self) -> str:
-        return f"{self.base_url}/_emulator"
 
     @property
     def ready(self) -> bool:
