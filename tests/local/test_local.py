@@ -1,5 +1,5 @@
-"""``llmroute local``: the whole drill as a subprocess (emulators, the real router process, the openai SDK), and the
-live view rendered headlessly."""
+"""``llmroute local``: the whole drill as a subprocess (emulators, the example's ModelPool as emulated vLLM pods, the
+real router process, the openai SDK), and the live view rendered headlessly."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from rich.console import Console
 
 from llmroute.local.drill import DEEPSEEK_DRILL, schedule
 from llmroute.local.report import PhaseSummary, Summary
-from llmroute.local.view import ProviderRow, Snapshot, render, render_summary
+from llmroute.local.view import PoolRow, ProviderRow, Snapshot, render, render_summary
 from tests.conftest import EXAMPLE
 
 pytestmark = pytest.mark.router
 Drill = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
+POOL = "deepseek-v3"  # the example's ModelPool, behind provider vllm
+OUTAGES = ("full-outage", "half-errors", "slow-first-token", "partial-outage")
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,37 @@ def test_full_outage_is_invisible_to_non_streaming_clients(
     assert phases["baseline"]["share"].get("deepseek", 0) > 0.2
 
 
+def test_every_phase_reports_the_pools_replicas(drill: Drill) -> None:
+    _, summary = drill
+    assert [p["name"] for p in summary["phases"]] == [p.name for p in DEEPSEEK_DRILL]
+    for phase in summary["phases"]:
+        assert set(phase["pool_replicas"]) == {POOL}
+        replicas = phase["pool_replicas"][POOL]
+        assert set(replicas) == {"min", "max"}
+        assert 0 <= replicas["min"] <= replicas["max"] <= 4  # the example's replicas.max
+
+
+def test_the_pool_warms_for_the_outage_serves_it_and_drains_back(drill: Drill) -> None:
+    _, summary = drill
+    phases = {p["name"]: p for p in summary["phases"]}
+    replicas = {name: p["pool_replicas"][POOL] for name, p in phases.items()}
+    assert replicas["baseline"]["max"] == 0  # no GPUs while DeepSeek is healthy
+    assert "vllm" not in phases["baseline"]["share"]
+    assert replicas["full-outage"]["max"] >= 2  # prewarm.replicas, started when the prober saw deepseek Down
+    assert all(replicas[name]["max"] > 0 for name in OUTAGES)
+    assert any(phases[name]["share"].get("vllm", 0) > 0.2 for name in OUTAGES)  # our GPUs served the outage
+    peak = max(replicas[name]["max"] for name in OUTAGES)
+    assert replicas["recovery"]["min"] < peak  # the prewarm hold ended: back down (pii/internal/phi keep one)
+
+
+def test_the_pools_pods_count_in_the_residency_proof(drill: Drill) -> None:
+    _, summary = drill
+    received = summary["received"]["vllm"]
+    assert received.get("pii", 0) > 0 and received.get("phi", 0) > 0  # counted at the pods, by their user tags
+    assert summary["sensitiveToCN"] == 0
+    assert summary["violations"]["pii"] == summary["violations"]["phi"] == 0
+
+
 def test_missing_example_is_one_clear_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "llmroute", "local", str(tmp_path / "nope")],
                           capture_output=True, text=True, check=False)
@@ -79,25 +112,31 @@ def test_live_view_shows_every_section() -> None:
                    ProviderRow("together", "US", "healthy", 12.5, 0.0, 0.012)),
         class_jurisdictions={"pii": {"US": 40}, "public": {"CN": 10, "US": 30}},
         failovers=7, residency_denials=0, client_errors=0, requests=120,
+        pools=(PoolRow("deepseek-v3", "vllm", replicas=2, ready=1, desired=2, gpus_per_replica=8, held=0,
+                       reason="Prewarm", message="prewarm: deepseek-residency/deepseek is Down (>= 2 replicas)"),),
     )
-    console = Console(record=True, width=120)
+    console = Console(record=True, width=160)
     console.print(render(snap))
     text = console.export_text()
     for expected in ("phase full-outage", "providers", "circuit", "open", "TTFT p50", "12 ms",
-                     "where each data class went", "pii", "US: 40", "failovers 7", "residency denials 0"):
+                     "where each data class went", "pii", "US: 40", "failovers 7", "residency denials 0",
+                     "self-hosted pools", "deepseek-v3", "1/2", "16", "Prewarm",
+                     "prewarm: deepseek-residency/deepseek is Down (>= 2 replicas)"):
         assert expected in text
 
 
 def test_summary_table() -> None:
     slots = schedule(DEEPSEEK_DRILL, 60)
-    phases = tuple(PhaseSummary(s.phase.name, s.phase.incident, 10, 0, 1, 2, {"together": 1.0}, 0.01, 0.4, None)
-                   for s in slots)
+    phases = tuple(PhaseSummary(s.phase.name, s.phase.incident, 10, 0, 1, 2, {"together": 1.0}, 0.01, 0.4, None,
+                                {"deepseek-v3": {"min": i % 2, "max": 2 * (i % 2)}})
+                   for i, s in enumerate(slots))
     summary = Summary("deepseek", phases, {"deepseek": {"public": 3}}, {"pii": 0}, 0, 0)
-    console = Console(record=True, width=140)
+    console = Console(record=True, width=160)
     console.print(render_summary(summary))
     text = console.export_text()
     assert "pii/phi requests sent to CN: 0" in text
     assert "full-outage: Jan 2025" in text and "together 100%" in text
+    assert "deepseek-v3" in text and "replicas" in text and "1-2" in text
 
 
 def test_port_in_use_is_one_clear_line() -> None:

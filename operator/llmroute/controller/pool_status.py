@@ -1,7 +1,7 @@
 """What a ModelPool's handlers read and write, as pure functions: no I/O, no kopf.
 
 Called by :mod:`llmroute.controller.pools` (which does the I/O and holds the scaler's memory): the spec parsed and
-checked (:func:`parse`), the scaler's inputs (:func:`scaling_policy`, :func:`current_size`, which pods count,
+checked (:func:`parse`), the scaler's inputs (:func:`current_size`, which pods count,
 :func:`restored_state` after a restart) and the status (:func:`pool_status`, :func:`worth_writing`).
 
 Status (``ModelPoolStatus``): ``replicas`` = pods that exist (not terminating), ``readyReplicas`` = Ready pods whose
@@ -27,12 +27,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmroute.api.base import parse_duration
-from llmroute.api.model_pool import ModelPool, ModelPoolSpec, ModelPoolStatus
+from llmroute.api.model_pool import ModelPool, ModelPoolStatus
 from llmroute.controller import status as st
 from llmroute.core import pool_manifests, pools
 from llmroute.core.manifests import ObjectKey
-from llmroute.core.scaling import Decision, Reason, ScalerState, ScalingPolicy, WatchedProvider
+from llmroute.core.scaling import Decision, Reason, ScalerState, WatchedProvider
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 VALID = st.Cond(st.TRUE, "Valid", "the spec is valid")
@@ -62,22 +61,6 @@ def parse(body: Mapping[str, Any]) -> ModelPool:
     with contextlib.suppress(ValidationError):
         pool = pool.model_copy(update={"status": ModelPoolStatus.model_validate(dict(body.get("status") or {}))})
     return pool
-
-
-def scaling_policy(spec: ModelPoolSpec) -> ScalingPolicy:
-    prewarm = spec.prewarm
-    return ScalingPolicy(
-        min_replicas=spec.replicas.min, max_replicas=spec.replicas.max,
-        target_waiting_per_replica=spec.scaling.target_waiting_per_replica,
-        kv_cache_ceiling=spec.scaling.kv_cache_ceiling_percent / 100,
-        scale_down_delay_s=parse_duration(spec.scaling.scale_down_delay),
-        idle_to_zero_s=parse_duration(spec.scaling.idle_to_zero),
-        prewarm_replicas=prewarm.replicas if prewarm is not None else 0,
-        hold_after_recovery_s=parse_duration(prewarm.hold_after_recovery) if prewarm is not None else 0.0)
-
-
-def watched_keys(spec: ModelPoolSpec) -> frozenset[str]:
-    return frozenset(f"{w.policy}/{w.provider}" for w in (spec.prewarm.when_down if spec.prewarm else []))
 
 
 def deployment_key(pool: ModelPool) -> ObjectKey:

@@ -74,8 +74,6 @@ from llmroute.controller.pool_status import (
     pod_ready,
     pool_status,
     restored_state,
-    scaling_policy,
-    watched_keys,
     worth_writing,
 )
 from llmroute.controller.settings import Settings
@@ -266,7 +264,7 @@ async def scale_once(scaler: Scaler, body: kopf.Body, memo: kopf.Memo, indexes: 
             return IDLE_S  # on_pool has reported it; an update wakes this scaler
         spec, cache = pool.spec, owned.view(indexes)
         interval = max(spec.interval_s(), MIN_INTERVAL_S)
-        scaler.watched = watched_keys(spec)
+        scaler.watched = frozenset(pools.watched_keys(spec))
         ns, name = deployment_key(pool).namespace, pool.metadata.name
         size = current_size(pool, cache.get(deployment_key(pool)), scaler.replicas)
         pods = [p for p in await kube.list_labelled("v1", "Pod", ns, pool_manifests.selector_labels(name))
@@ -276,7 +274,7 @@ async def scale_once(scaler: Scaler, body: kopf.Body, memo: kopf.Memo, indexes: 
         now, held = registry.clock(), registry.held(scaler.key)
         watched = watched_providers(memo, indexes, spec)
         state = scaler.state if scaler.state is not None else restored_state(pool.status, watched, now)
-        decision = decide(scaling_policy(spec), Observation(now, size, tuple(loads), held, watched), state)
+        decision = decide(pools.scaling_policy(spec), Observation(now, size, tuple(loads), held, watched), state)
         logger.debug("pool %s: %s", scaler.key, decision.message)
         try:
             await apply(kube, pool, decision.replicas, cache)
@@ -328,7 +326,7 @@ async def on_pool(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
                     raise kopf.PermanentError(str(rejected)) from None
                 return
             scaler.replicas = size
-            scaler.watched = watched_keys(pool.spec)
+            scaler.watched = frozenset(pools.watched_keys(pool.spec))
             await write_status(kube, scaler, body, VALID)
     scaler.wake.set()
 

@@ -8,7 +8,11 @@ a pool without any Kubernetes API access.
 
 from __future__ import annotations
 
-from llmroute.api.model_pool import VLLM_PORT
+from collections.abc import Callable
+
+from llmroute.api.base import parse_duration
+from llmroute.api.model_pool import VLLM_PORT, ModelPoolSpec
+from llmroute.core.scaling import ScalingPolicy
 
 POOL_LABEL = "llmroute.io/pool"
 """Label on every object of a pool (Deployment, pods, Services, PVC): ``llmroute.io/pool: <ModelPool name>``."""
@@ -38,3 +42,23 @@ def pods_host(pool: str, namespace: str) -> str:
 def key(pool: str, namespace: str) -> str:
     """``<namespace>/<name>``: how demand, metrics and local mode name a pool."""
     return f"{namespace}/{pool}"
+
+
+def scaling_policy(spec: ModelPoolSpec, timer: Callable[[float], float] = float) -> ScalingPolicy:
+    """What :func:`llmroute.core.scaling.decide` needs from a pool's spec; ``timer`` maps each duration in seconds
+    (local mode compresses them to fit a drill; the operator keeps them)."""
+    prewarm = spec.prewarm
+    return ScalingPolicy(
+        min_replicas=spec.replicas.min, max_replicas=spec.replicas.max,
+        target_waiting_per_replica=spec.scaling.target_waiting_per_replica,
+        kv_cache_ceiling=spec.scaling.kv_cache_ceiling_percent / 100,
+        scale_down_delay_s=timer(parse_duration(spec.scaling.scale_down_delay)),
+        idle_to_zero_s=timer(parse_duration(spec.scaling.idle_to_zero)),
+        prewarm_replicas=prewarm.replicas if prewarm is not None else 0,
+        hold_after_recovery_s=timer(parse_duration(prewarm.hold_after_recovery)) if prewarm is not None else 0.0,
+    )
+
+
+def watched_keys(spec: ModelPoolSpec) -> tuple[str, ...]:
+    """``"<policy>/<provider>"`` of each ``prewarm.whenDown`` entry: how the scaler and its reasons name them."""
+    return tuple(f"{w.policy}/{w.provider}" for w in spec.prewarm.when_down) if spec.prewarm is not None else ()

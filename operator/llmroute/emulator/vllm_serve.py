@@ -157,6 +157,8 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
     state = request.app[VLLM_STATE]
     try:
         body = await _read_body(request, chat)
+        if isinstance(body.get("user"), str):  # who sent it (an end-user id, never content): llmroute local counts it
+            state.users[body["user"][:100]] += 1
         completion = _plan(state, body, chat)
     except Reject as exc:
         return exc.response()

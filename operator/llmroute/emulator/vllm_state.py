@@ -70,6 +70,7 @@ class VllmState:
     draining: bool = False
     requests: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
+    users: Counter[str] = field(default_factory=Counter)  # the OpenAI `user` field of completion requests (an id)
     created: int = field(default_factory=lambda: int(time.time()))
     rng: random.Random = field(init=False)
 
@@ -94,13 +95,15 @@ class VllmState:
         """Forget request counts and engine peaks; restart the id RNG from the seed."""
         self.requests.clear()
         self.statuses.clear()
+        self.users.clear()
         self.engine.reset_stats()
         self.rng.seed(self.config.seed)
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.config.names[0], "ready": self.loaded.is_set(), "draining": self.draining,
                 "total": sum(self.requests.values()), "requests": dict(self.requests),
-                "statuses": {str(k): v for k, v in self.statuses.items()}, **self.engine.to_json(),
+                "statuses": {str(k): v for k, v in self.statuses.items()}, "users": dict(self.users),
+                **self.engine.to_json(),
                 "params": self.engine.params.model_dump(mode="json")}
 
 

@@ -1,7 +1,14 @@
-"""The drill's summary, computed from what the clients saw, what the providers received and the circuit timeline.
+"""The drill's summary, computed from what the clients saw, what the providers received, the circuit timeline and the
+pools' replica history.
 
 Pure: :mod:`llmroute.local.run` collects the inputs, :mod:`llmroute.local.view` prints the result, and
 ``--summary-json`` writes :meth:`Summary.to_dict` for scripts and tests.
+
+Per phase, ``share`` is each provider's share of the successful requests (a pool's provider, e.g. ``vllm``, when its
+pods served), and ``pool_replicas`` is ``{"<ModelPool name>": {"min": n, "max": n}}``: the fewest and most replicas
+the pool had during the phase, where a replica is a pod that exists - starting (loading weights), serving or
+draining - i.e. one that would hold GPUs in a cluster, not only a ready one. It is exact, not sampled: the pool's
+history records every change, and the count in force when the phase starts counts too.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmroute.core.router_config import RouterConfig
@@ -31,6 +38,7 @@ class PhaseSummary:
     latency_p50_s: float | None
     target_open_after_s: float | None  # when the target's circuit first showed open, from the phase start
     target_healthy_after_s: float | None  # when it first showed healthy again (recovery)
+    pool_replicas: dict[str, dict[str, int]] = field(default_factory=dict)  # pool -> {"min": n, "max": n}
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,11 @@ def allowed_providers(config: RouterConfig) -> dict[str, set[str]]:
 
 def summarise(*, target: str, slots: Sequence[Slot], results: Sequence[Result],
               received: Mapping[str, Mapping[str, int]], config: RouterConfig,
-              circuit_timeline: Sequence[tuple[float, str]], residency_denials: int) -> Summary:
-    """Build the summary. ``circuit_timeline`` is (seconds since start, target's circuit state) samples."""
+              circuit_timeline: Sequence[tuple[float, str]], residency_denials: int,
+              pool_history: Mapping[str, Sequence[tuple[float, int]]] | None = None) -> Summary:
+    """Build the summary. ``circuit_timeline`` is (seconds since start, target's circuit state) samples,
+    ``pool_history`` pool name -> (seconds since start, replicas) at each change (see :func:`replica_range`)."""
+    history = pool_history or {}
     allowed = allowed_providers(config)
     violations = {cls: sum(n for p, by_cls in received.items() for c, n in by_cls.items()
                            if c == cls and p not in allowed.get(cls, set()))
@@ -78,7 +89,9 @@ def summarise(*, target: str, slots: Sequence[Slot], results: Sequence[Result],
     to_cn = sum(n for p in cn for c, n in received.get(p, {}).items() if c in SENSITIVE)
     return Summary(
         target=target,
-        phases=tuple(_phase(s, [r for r in results if r.phase == s.phase.name], circuit_timeline) for s in slots),
+        phases=tuple(_phase(s, [r for r in results if r.phase == s.phase.name], circuit_timeline,
+                            {pool: replica_range(h, s.start, s.end) for pool, h in history.items()})
+                     for s in slots),
         received={p: dict(c) for p, c in received.items()},
         violations=violations,
         sensitive_to_cn=to_cn,
@@ -86,7 +99,16 @@ def summarise(*, target: str, slots: Sequence[Slot], results: Sequence[Result],
     )
 
 
-def _phase(slot: Slot, results: Sequence[Result], timeline: Sequence[tuple[float, str]]) -> PhaseSummary:
+def replica_range(history: Sequence[tuple[float, int]], start: float, end: float) -> dict[str, int]:
+    """``{"min": n, "max": n}`` of the replicas during [``start``, ``end``): the count in force at ``start`` (the
+    last change at or before it; 0 before the first) and every change inside. ``history`` is in time order."""
+    before = [n for t, n in history if t <= start]
+    counts = [before[-1] if before else 0] + [n for t, n in history if start < t < end]
+    return {"min": min(counts), "max": max(counts)}
+
+
+def _phase(slot: Slot, results: Sequence[Result], timeline: Sequence[tuple[float, str]],
+           pool_replicas: dict[str, dict[str, int]]) -> PhaseSummary:
     ok = [r for r in results if r.ok]
     served = Counter(r.provider or "?" for r in ok)
     return PhaseSummary(
@@ -100,6 +122,7 @@ def _phase(slot: Slot, results: Sequence[Result], timeline: Sequence[tuple[float
         latency_p50_s=statistics.median(r.latency_s for r in ok) if ok else None,
         target_open_after_s=_first(timeline, slot, "open"),
         target_healthy_after_s=_first(timeline, slot, "healthy") if slot.phase.faults is None else None,
+        pool_replicas=pool_replicas,
     )
 
 

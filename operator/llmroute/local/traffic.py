@@ -1,10 +1,15 @@
 """The traffic generator: applications as they are, the official ``openai`` SDK pointed at the router.
 
-Each worker sends a request, waits for the answer, and records what the client saw: success or the SDK's error,
-the serving provider and attempt count from the router's ``x-llmroute-*`` headers, latency and time to first
-token. The request's class also goes in the OpenAI ``user`` field (an end-user id, not content) so that each
-emulator can count the classes it was sent: the residency proof is measured at the providers, not taken from the
-router's own report.
+Each worker (a client application with many users) sends a request, waits for the answer, and records what the
+client saw: success or the SDK's error, the serving provider and attempt count from the router's ``x-llmroute-*``
+headers, latency and time to first token. A request slower than ``patience_s`` no longer holds its worker back (it
+goes on in the background, at most ``max_in_flight`` per worker): one user waiting 5-10 s for DeepSeek's first token
+does not stop the others, so a slow provider does not starve the rest of the traffic (and the pools' load signal)
+the way a strictly closed loop would.
+
+The request's class also goes in the OpenAI ``user`` field (an end-user id, not content) so that each emulator (and
+each pool pod) can count the classes it was sent: the residency proof is measured at the providers, not taken from
+the router's own report.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class Traffic:
     phase_of: Callable[[float], str]
     concurrency: int = 4
     pause_s: float = 0.05
+    patience_s: float = 0.5
+    max_in_flight: int = 32  # per worker
     seed: int = 0
     results: list[Result] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -64,13 +71,28 @@ class Traffic:
 
     async def _worker(self, client: openai.AsyncOpenAI, rng: random.Random, t0: float) -> None:
         classes, weights = zip(*CLASS_MIX, strict=True)
-        while not self.stop.is_set():
-            cls = rng.choices(classes, weights)[0]
-            model = self.models[0] if rng.random() < 0.8 or len(self.models) == 1 else rng.choice(self.models[1:])
-            stream = rng.random() < 0.5
-            started = time.monotonic() - t0
-            self.results.append(await one_request(client, self.phase_of(started), cls, model, stream, started))
-            await asyncio.sleep(self.pause_s)
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            while not self.stop.is_set():
+                cls = rng.choices(classes, weights)[0]
+                model = self.models[0] if rng.random() < 0.8 or len(self.models) == 1 else rng.choice(self.models[1:])
+                stream = rng.random() < 0.5
+                started = time.monotonic() - t0
+                task = asyncio.create_task(self._send(client, cls, model, stream, started))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                await asyncio.wait({task}, timeout=self.patience_s)
+                while len(pending) >= self.max_in_flight:
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.sleep(self.pause_s)
+            if pending:
+                await asyncio.wait(pending)
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _send(self, client: openai.AsyncOpenAI, cls: str, model: str, stream: bool, started: float) -> None:
+        self.results.append(await one_request(client, self.phase_of(started), cls, model, stream, started))
 
 
 async def one_request(client: openai.AsyncOpenAI, phase: str, cls: str, model: str, stream: bool,

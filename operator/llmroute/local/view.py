@@ -1,8 +1,10 @@
 """What ``llmroute local`` shows: a live view while the drill runs and the summary at the end (rich).
 
 :class:`Snapshot` is the view's whole input, built by :mod:`llmroute.local.run` from the router's /metrics, the
-emulators' counters and the clients' results; rendering is a pure function of it, so the TUI can be recorded and
-checked headlessly (``rich.console.Console(record=True)``).
+emulators' and pools' counters and the clients' results; rendering is a pure function of it, so the TUI can be
+recorded and checked headlessly (``rich.console.Console(record=True)``). Each self-hosted pool gets a line: its
+replicas (ready of running, and the GPUs they hold), the size the scaler decided, the requests routers hold for it,
+and why it has that size (the decision's reason and message, as ``kubectl get modelpools`` would show them).
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ class ProviderRow:
 
 
 @dataclass(frozen=True)
+class PoolRow:
+    name: str
+    provider: str
+    replicas: int  # pods that exist: starting, serving or draining
+    ready: int
+    desired: int
+    gpus_per_replica: int
+    held: int  # requests routers hold for it now
+    reason: str  # the scaler's last decision
+    message: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     phase: str
     incident: str
@@ -40,6 +55,7 @@ class Snapshot:
     residency_denials: int
     client_errors: int
     requests: int
+    pools: tuple[PoolRow, ...] = ()
 
 
 def render(s: Snapshot) -> RenderableType:
@@ -60,14 +76,30 @@ def render(s: Snapshot) -> RenderableType:
         classes.add_row(cls, ", ".join(f"{j}: {n}" for j, n in sorted(where.items())) or "-")
     totals = Text(f"requests {s.requests}   client-visible errors {s.client_errors}   failovers {s.failovers}   "
                   f"residency denials {s.residency_denials}")
-    return Group(head, providers, classes, totals)
+    parts: list[RenderableType] = [head, providers]
+    if s.pools:
+        parts.append(_pools(s.pools))
+    return Group(*parts, classes, totals)
+
+
+def _pools(rows: tuple[PoolRow, ...]) -> Table:
+    table = Table(title="self-hosted pools (our GPUs)", title_justify="left")
+    for col in ("pool", "provider", "ready/running", "GPUs", "desired", "held", "why"):
+        table.add_column(col, justify="right" if col in ("ready/running", "GPUs", "desired", "held") else "left")
+    for p in rows:
+        style = "green" if p.ready and p.ready == p.desired else ("yellow" if p.desired or p.replicas else "dim")
+        table.add_row(p.name, p.provider, Text(f"{p.ready}/{p.replicas}", style=style),
+                      str(p.replicas * p.gpus_per_replica), str(p.desired), str(p.held),
+                      Text.assemble((p.reason, "bold"), f"  {p.message}") if p.reason else "-")
+    return table
 
 
 def render_summary(summary: Summary) -> RenderableType:
     """The end-of-run summary table and the residency proof."""
     table = Table(title=f"drill summary (target: {summary.target})", title_justify="left")
+    pools = sorted({name for p in summary.phases for name in p.pool_replicas})
     for col in ("phase", "requests", "client errors\nnon-stream/stream", "failed\nover",
-                f"{summary.target}\nopen after", "served by", "p50"):
+                f"{summary.target}\nopen after", "served by", "p50", *(f"{pool}\nreplicas" for pool in pools)):
         table.add_column(col, no_wrap=col != "served by")
     for p in summary.phases:
         share = " ".join(f"{name} {frac:.0%}" for name, frac in p.share.items())
@@ -75,6 +107,7 @@ def render_summary(summary: Summary) -> RenderableType:
             p.name, str(p.requests), f"{p.errors_non_stream}/{p.errors_stream}", str(p.failed_over),
             "-" if p.target_open_after_s is None else f"{p.target_open_after_s:.1f}s",
             share or "-", "-" if p.latency_p50_s is None else f"{p.latency_p50_s * 1000:.0f} ms",
+            *(_range(p.pool_replicas.get(pool)) for pool in pools),
         )
     legend = Text("\n".join(f"{p.name}: {p.incident}" for p in summary.phases), style="dim")
     proof_style = "bold green" if summary.sensitive_to_cn == 0 and summary.total_violations == 0 else "bold red"
@@ -84,3 +117,9 @@ def render_summary(summary: Summary) -> RenderableType:
         f"   residency denials (403): {summary.residency_denials}",
     )
     return Group(legend, table, proof)
+
+
+def _range(r: dict[str, int] | None) -> str:
+    if r is None:
+        return "-"
+    return str(r["min"]) if r["min"] == r["max"] else f"{r['min']}-{r['max']}"
