@@ -1,7 +1,7 @@
 """``helm template`` output: every manifest valid for Kubernetes 1.30 and 1.35 (kubernetes-validate, strict), the
 Prometheus Operator objects valid against :mod:`tests.chart.monitoring_schemas`, and the objects wired together:
-probes and Services find their ports, monitors select what they should (the PodMonitor is checked against the router
-Deployment the operator really builds), and the generated files land in the chart unchanged."""
+probes and Services find their ports, monitors select what they should (the PodMonitors are checked against the router
+and vLLM pool Deployments the operator really builds), and the generated files land in the chart unchanged."""
 
 from __future__ import annotations
 
@@ -13,14 +13,18 @@ import kubernetes_validate
 import pytest
 
 from llmroute.api.llm_route import LLMRoute
+from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
 from llmroute.controller.rbac import cluster_role
+from llmroute.core import pool_manifests
 from llmroute.core.compile import compile_route
 from llmroute.core.manifests import RouterSettings, desired_objects
+from llmroute.core.pools import POOL_LABEL
 from llmroute.observability import alerts
-from tests.chart.conftest import CHART, KUBE_VERSIONS, NAMESPACE, VALUES_CASES, by_kind, one
+from tests.chart.conftest import CHART, KUBE_VERSIONS, NAMESPACE, VALUES_CASES, by_kind, helm_template, one
 from tests.chart.monitoring_schemas import SCHEMAS
 from tests.chart.toolchain import run, tool
+from tests.conftest import example_doc
 
 pytestmark = pytest.mark.chart
 Rendered = dict[tuple[str, str], list[dict[str, Any]]]
@@ -52,6 +56,8 @@ def test_defaults_render_the_base_objects_and_no_monitoring(rendered: Rendered) 
 
 def test_all_on_renders_the_prometheus_operator_objects(rendered: Rendered) -> None:
     assert {d["kind"] for d in rendered["all-on", "1.35"]} == BASE_KINDS | MONITORING_KINDS
+    assert sorted(m["metadata"]["name"] for m in by_kind(rendered["all-on", "1.35"], "PodMonitor")) == [
+        "llmroute-pools", "llmroute-routers"]
 
 
 def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -154,29 +160,69 @@ def test_service_monitor_selects_the_metrics_service(rendered: Rendered) -> None
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
 
 
+def test_service_monitor_keeps_the_pool_namespace_of_operator_series(rendered: Rendered) -> None:
+    # llmroute_pool_*{namespace, pool}: the dashboard and alerts read namespace as the pool's, not the operator's
+    (endpoint,) = one(rendered["all-on", "1.35"], "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+
+
+def _pod_monitor(docs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
+    (monitor,) = [m for m in by_kind(docs, "PodMonitor") if m["metadata"]["name"].endswith(suffix)]
+    return monitor
+
+
+def _label_meta(label: str) -> str:
+    """The Kubernetes service discovery's name for a pod label (``__meta_kubernetes_pod_label_<sanitised>``)."""
+    return "__meta_kubernetes_pod_label_" + label.replace(".", "_").replace("/", "_").replace("-", "_")
+
+
+def _check_pod_monitor(monitor: dict[str, Any], pod: dict[str, Any], namespaces: dict[str, Any],
+                       source_label: str, target_label: str) -> None:
+    spec = monitor["spec"]
+    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert spec["namespaceSelector"] == namespaces
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert endpoint["port"] in {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    (relabel,) = endpoint["relabelings"]
+    assert relabel == {"sourceLabels": [_label_meta(source_label)], "targetLabel": target_label, "action": "replace"}
+    assert source_label in pod["metadata"]["labels"]
+
+
+MONITORED_CASES = (("all-on", {"matchNames": ["apps"]}),
+                   ("examples/helm/values-production.yaml", {"matchNames": ["apps", "data-science"]}))
+
+
 def test_pod_monitor_selects_the_routers_the_operator_creates(rendered: Rendered, route: LLMRoute,
                                                                policy: ProviderPolicy) -> None:
     desired = desired_objects(route, compile_route(route, policy), RouterSettings(image="llmroute:test"))
     router = next(o for o in desired.objects if o["kind"] == "Deployment")["spec"]["template"]
-    port_names = {p["name"] for p in router["spec"]["containers"][0]["ports"]}
-    for case, namespaces in (("all-on", {"matchNames": ["apps"]}),
-                             ("examples/helm/values-production.yaml", {"matchNames": ["apps", "data-science"]})):
-        monitor = one(rendered[case, "1.35"], "PodMonitor")["spec"]
-        assert monitor["selector"]["matchLabels"].items() <= router["metadata"]["labels"].items()
-        assert monitor["namespaceSelector"] == namespaces
-        (endpoint,) = monitor["podMetricsEndpoints"]
-        assert endpoint["port"] in port_names and endpoint["path"] == "/metrics"
-        (relabel,) = endpoint["relabelings"]
-        assert relabel["targetLabel"] == "llmroute_route"  # the label the dashboard and alerts group by
-        source = relabel["sourceLabels"][0].removeprefix("__meta_kubernetes_pod_label_")
-        assert source in {k.replace(".", "_").replace("/", "_").replace("-", "_") for k in router["metadata"]["labels"]}
+    for case, namespaces in MONITORED_CASES:
+        # llmroute_route: the label the dashboard and alerts group by
+        _check_pod_monitor(_pod_monitor(rendered[case, "1.35"], "-routers"), router, namespaces,
+                           "app.kubernetes.io/instance", "llmroute_route")
 
 
-def test_pod_monitor_watches_every_namespace_by_default() -> None:
-    from tests.chart.conftest import helm_template
+def test_pool_pod_monitor_selects_the_vllm_pods_the_operator_creates(rendered: Rendered) -> None:
+    pool = ModelPool.model_validate(example_doc("pool"))
+    deployment = pool_manifests.deployment(pool, 1)["spec"]["template"]
+    assert deployment["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    for case, namespaces in MONITORED_CASES:
+        # pool: the ModelPool's name, as on the operator's llmroute_pool_* series
+        _check_pod_monitor(_pod_monitor(rendered[case, "1.35"], "-pools"), deployment, namespaces,
+                           POOL_LABEL, "pool")
+        assert deployment["metadata"]["labels"][POOL_LABEL] == pool.metadata.name
 
+
+def test_pod_monitors_watch_every_namespace_by_default() -> None:
     docs = helm_template(None, "1.35", "--set", "podMonitor.enabled=true")
-    assert one(docs, "PodMonitor")["spec"]["namespaceSelector"] == {"any": True}
+    assert [m["spec"]["namespaceSelector"] for m in by_kind(docs, "PodMonitor")] == [{"any": True}] * 2
+
+
+def test_the_pool_pod_monitor_can_be_switched_off() -> None:
+    docs = helm_template(None, "1.35", "--set", "podMonitor.enabled=true", "--set", "podMonitor.pools.enabled=false")
+    assert [m["metadata"]["name"] for m in by_kind(docs, "PodMonitor")] == ["llmroute-routers"]
+    assert not by_kind(helm_template(None, "1.35", "--set", "podMonitor.pools.enabled=true"), "PodMonitor")
 
 
 def test_prometheus_rule_holds_the_generated_alerts(rendered: Rendered) -> None:
@@ -201,8 +247,6 @@ def test_kubernetes_older_than_1_28_is_refused() -> None:
 
 
 def test_metrics_can_be_switched_off() -> None:
-    from tests.chart.conftest import helm_template
-
     docs = helm_template(None, "1.35", "--set", "metrics.enabled=false", "--set", "serviceMonitor.enabled=true")
     assert [_service(docs, "demand")] == by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor")
     c = _container(docs)

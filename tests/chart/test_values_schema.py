@@ -55,6 +55,8 @@ BAD_VALUES = [
                  id="bool"),
     pytest.param({"podMonitor": {"interval": "15"}}, "at '/podMonitor/interval': '15' does not match pattern",
                  id="duration"),
+    pytest.param({"podMonitor": {"pools": False}}, "at '/podMonitor/pools': got boolean, want object",
+                 id="pools-toggle"),
     pytest.param({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}},
                  "at '/grafanaDashboard/labels/grafana_dashboard': got number, want string", id="label-value"),
     pytest.param({"prometheusRule": {"enabled": True, "rules": []}},

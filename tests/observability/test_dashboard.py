@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
+from llmroute.api.provider_policy import ProviderState
 from llmroute.controller import metrics as operator_metrics
-from llmroute.observability.dashboard import SELECTOR, panel_queries
+from llmroute.observability.dashboard import PROVIDER_COLORS, PROVIDER_STATES, SELECTOR, panel_queries
 from llmroute.router import metrics as router_metrics
 from tests.chart.toolchain import run, tool
 from tests.observability.conftest import dashboard_doc
@@ -21,12 +23,14 @@ from tests.observability.conftest import dashboard_doc
 pytestmark = pytest.mark.observability
 METRIC = re.compile(r"\b((?:llmroute|process)_[a-z_]+)\b(?!\s*[=!])")  # a label name is followed by = or !=
 SUBSTITUTIONS = {"$namespace": "apps", "$route": "chat", "$__rate_interval": "1m"}
-OPERATOR_METRICS = ("llmroute_operator_", "llmroute_provider_health", "llmroute_provider_probe_latency")
 REQUIRED_PANELS = ("Request rate by provider", "Upstream error ratio by provider", "Traffic share by jurisdiction",
                    "Traffic by data class and jurisdiction", "Residency denials", "Failovers by reason",
                    "Circuit state per backend", "Time to first token p50/p95/p99 by provider",
                    "Request duration p50/p95/p99 by provider", "Provider health (operator probes)",
-                   "In-flight requests by pod", "Router CPU by pod", "Router memory (RSS) by pod")
+                   "Pool replicas: desired vs ready (operator)", "Requests held for pools", "Held requests by outcome",
+                   "Pool scale changes by reason (operator)", "Pool pods ready, as routers see them",
+                   "Pool picks by basis", "In-flight requests by pod", "Router CPU by pod",
+                   "Router memory (RSS) by pod")
 
 
 def substitute(expr: str) -> str:
@@ -35,9 +39,9 @@ def substitute(expr: str) -> str:
     return expr
 
 
-def exported_names() -> set[str]:
+def exported_names(*registries: CollectorRegistry) -> set[str]:
     names: set[str] = set()
-    for registry in (router_metrics.REGISTRY, operator_metrics.REGISTRY):
+    for registry in registries or (router_metrics.REGISTRY, operator_metrics.REGISTRY):
         for family in registry.collect():
             names |= {s.name for s in family.samples} | {family.name}
             if family.type == "counter":
@@ -82,12 +86,18 @@ def test_the_panels_a_deepseek_incident_needs(doc: dict[str, Any]) -> None:
 
 def test_router_queries_carry_the_route_selector_and_known_metric_names(doc: dict[str, Any]) -> None:
     known = exported_names()
+    operator_only = exported_names(operator_metrics.REGISTRY) - exported_names(router_metrics.REGISTRY)
     for title, expr in panel_queries(doc):
         metrics = set(METRIC.findall(expr))
         assert metrics, f"{title}: no metric in {expr}"
         assert metrics <= known, f"{title}: unknown metrics {metrics - known}"
-        if not any(m.startswith(OPERATOR_METRICS) for m in metrics):  # each router selector starts with SELECTOR
+        if not metrics & operator_only:  # each router selector starts with SELECTOR
             assert expr.count("{" + SELECTOR) == len(re.findall(METRIC.pattern + r"\{", expr)), title
+
+
+def test_provider_health_maps_every_provider_state() -> None:
+    assert sorted(PROVIDER_STATES) == sorted(ProviderState) and len(PROVIDER_COLORS) == len(PROVIDER_STATES)
+    assert PROVIDER_STATES[:2] == ("Healthy", "Cold") and PROVIDER_STATES[-1] == "Down"  # Cold is not an outage
 
 
 def test_every_query_is_valid_promql(doc: dict[str, Any], tmp_path: Path) -> None:

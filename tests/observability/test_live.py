@@ -23,16 +23,21 @@ from typing import Any
 import pytest
 
 from llmroute.observability.alerts import Alert, all_alerts
-from llmroute.observability.dashboard import panel_queries
-from tests.observability.conftest import NAMESPACE, POLICY, ROUTE, Live, dashboard_doc
+from llmroute.observability.dashboard import PROVIDER_STATES, panel_queries
+from tests.observability.conftest import GPU_POOL, NAMESPACE, POLICY, ROUTE, SPARE_POOL, Live, dashboard_doc
 from tests.observability.test_dashboard import substitute
 
 pytestmark = pytest.mark.observability
 QUERIES = panel_queries(dashboard_doc())
 FIRING = {"LLMRouteProviderDown", "LLMRouteProviderMisconfigured", "LLMRouteDeepSeekCircuitOpen",
           "LLMRouteFailoverRateHigh", "LLMRouteResidencyDenialsSpike", "LLMRouteNoHealthyBackend",
-          "LLMRouteRouter5xxRatio", "LLMRouteOperatorReconcileErrors"}
+          "LLMRouteRouter5xxRatio", "LLMRoutePoolColdStartGivingUp", "LLMRoutePoolHeldRequests",
+          "LLMRoutePoolMetricsUnreadable", "LLMRoutePoolReplicasNotReady", "LLMRouteOperatorReconcileErrors"}
 """Alerts whose condition the scenario makes true (only LLMRouteCircuitOpen, for non-DeepSeek backends, stays quiet)."""
+
+
+GPU, SPARE = f"{NAMESPACE}/{GPU_POOL}", f"{NAMESPACE}/{SPARE_POOL}"
+"""The pools as routers name them (``pool`` on router series)."""
 
 
 def finite(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -85,8 +90,42 @@ def test_the_outage_is_visible_as_the_dashboard_shows_it(live: Live) -> None:
     assert circuits["deepseek-chat/deepseek"] == 3  # {backend, provider}: open
     assert circuits["accounts/fireworks/models/deepseek-v3/fireworks"] < 3
     health = value_of(live, next(e for t, e in QUERIES if t == "Provider health (operator probes)"))
-    assert health[f"{POLICY}/deepseek"] == 4 and health[f"{POLICY}/bedrock"] == 0  # Down, Healthy
+    assert {p: PROVIDER_STATES[int(health[f"{POLICY}/{p}"])] for p in ("deepseek", "bedrock", "spare")} == {
+        "deepseek": "Down", "bedrock": "Healthy", "spare": "Cold"}
     pii_by_jurisdiction = value_of(live, 'sum by (jurisdiction) (llmroute_requests_total{data_class="pii"})')
     assert pii_by_jurisdiction.get("CN", 0) == 0 and pii_by_jurisdiction["US"] > 0  # residency held throughout
     failovers = value_of(live, "sum by (from_provider, reason) (llmroute_failovers_total)")
     assert failovers["deepseek/connect_error"] > 0 and failovers["together/unavailable"] > 0  # {from_provider, reason}
+
+
+def _query(title: str, legend_prefix: str = "") -> str:
+    """The (first) expression of a dashboard panel whose legend starts with ``legend_prefix``, variables set."""
+    from tests.observability.test_dashboard import substitute
+
+    doc = dashboard_doc()
+    panel = next(p for p in doc["panels"] if p["title"] == title)
+    return substitute(next(t["expr"] for t in panel["targets"] if t["legendFormat"].startswith(legend_prefix)))
+
+
+def test_the_pools_are_visible_as_the_dashboard_shows_them(live: Live) -> None:
+    # confidential (selfHostedOnly) went to the vLLM pod and nowhere else; qwen3-8b's pod picks read its metrics
+    confidential = value_of(live, 'sum by (provider) (llmroute_requests_total{data_class="confidential", '
+                                  'outcome="ok"})')
+    assert confidential.pop("gpus") > 0 and not any(confidential.values()), confidential
+    picks = value_of(live, "sum by (pool, basis) (llmroute_pool_picks_total)")
+    assert picks[f"metrics/{GPU}"] > 0 and picks.get(f"metrics/{SPARE}", 0) == 0  # {basis, pool}
+    assert value_of(live, _query("Pool pods ready, as routers see them", "min")) == {GPU: 1, SPARE: 0}
+    # qwen3-coder (spare-pool only) was held and timed out; the router reported the demand, the operator took it
+    holds = value_of(live, "sum by (pool, outcome) (llmroute_pool_hold_total)")
+    assert holds[f"timeout/{SPARE}"] > 0 and holds[f"overflow/{SPARE}"] == 0  # {outcome, pool}
+    (accepted,) = value_of(live, 'llmroute_operator_demand_reports_total{result="accepted"}').values()
+    assert accepted > 0
+    # the operator's view, filtered by the pool's namespace as the dashboard does (other tests of this process may
+    # have pools of their own in the operator's registry: only this scenario's are compared)
+    ours = (GPU, SPARE)
+    desired = value_of(live, _query("Pool replicas: desired vs ready (operator)", "desired"))
+    ready = value_of(live, _query("Pool replicas: desired vs ready (operator)", "ready"))
+    assert {p: (desired[p], ready[p]) for p in ours} == {GPU: (1, 1), SPARE: (1, 0)}  # {namespace, pool}
+    scales = value_of(live, f'sum by (pool, reason) (llmroute_pool_scales_total{{namespace="{NAMESPACE}"}})')
+    assert {k: v for k, v in scales.items() if k.startswith((GPU_POOL, SPARE_POOL))} == {
+        f"{GPU_POOL}/Prewarm": 1, f"{SPARE_POOL}/Demand": 1}

@@ -52,7 +52,8 @@ app.kubernetes.io/part-of: llmroute
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Namespaces the routers live in, for the PodMonitor: podMonitor.namespaces, else operator.watchNamespaces. */}}
+{{/* Namespaces the routers and pool pods live in, for the PodMonitors: podMonitor.namespaces, else
+operator.watchNamespaces (the operator creates both only there). */}}
 {{- define "llmroute.routerNamespaces" -}}
 {{- if .Values.podMonitor.namespaces }}
 {{- toJson .Values.podMonitor.namespaces }}

@@ -10,7 +10,8 @@ evaluates each full ``expr`` for the alerts the scenario drives into firing. ``p
 
 Labels used for grouping are the ones the chart's PodMonitor attaches to router series (``namespace`` and
 ``llmroute_route``, the LLMRoute's name) plus the metric labels of :mod:`llmroute.router.metrics` and
-:mod:`llmroute.controller.metrics`.
+:mod:`llmroute.controller.metrics`. Router pool series name a pool ``<namespace>/<name>`` (``pool``); the operator's
+carry ``namespace`` (the pool's: the chart's ServiceMonitor honours the operator's labels) and ``pool`` (its name).
 """
 
 from __future__ import annotations
@@ -136,9 +137,50 @@ OPERATOR = (
           "minutes. Routers keep serving their last good config; see the custom resources' conditions and Events."),
 )
 
+GAVE_UP = "timeout|overflow"
+"""How a hold ends when the client gets 503 instead of an answer (``llmroute_pool_hold_total{outcome}``)."""
+
+POOLS = (
+    Alert("LLMRoutePoolColdStartGivingUp",
+          f'sum by ({ROUTE}, pool) (increase(llmroute_pool_hold_total{{outcome=~"{GAVE_UP}"}}[10m]))\n/\n'
+          f'sum by ({ROUTE}, pool) (increase(llmroute_pool_hold_total{{outcome!="client_closed"}}[10m]))',
+          "> 0.1", "5m", "warning",
+          "Requests held for pool {{ $labels.pool }} end in 503",
+          "{{ $value | humanizePercentage }} of the requests LLMRoute "
+          "{{ $labels.namespace }}/{{ $labels.llmroute_route }} held in the last 10 minutes while pool "
+          "{{ $labels.pool }} had no ready pod got 503: the hold timed out "
+          "(coldStart.maxWait) or too many were held already (coldStart.maxRequests). The pool does not become ready "
+          "in time: see the ModelPool's status and Events (pods Pending for a GPU node, image pull, weights "
+          "download), its startupTimeout against the route's coldStart.maxWait, and whether its metrics are "
+          "readable."),
+    Alert("LLMRoutePoolHeldRequests",
+          f"sum by ({ROUTE}, pool) (max_over_time(llmroute_pool_held_requests[2m]))", "> 0", "10m", "warning",
+          "Requests have been waiting for pool {{ $labels.pool }} for 10 minutes",
+          "Routers of LLMRoute {{ $labels.namespace }}/{{ $labels.llmroute_route }} have held requests for pool "
+          "{{ $labels.pool }} without a break for 10 minutes: it is the only backend those requests may use and it "
+          "has no ready pod. See the ModelPool's status and Events and its desired vs ready replicas."),
+    Alert("LLMRoutePoolMetricsUnreadable",
+          "sum by (namespace, pool) (rate(llmroute_pool_scrape_failures_total[5m]))", "> 0", "10m", "warning",
+          "The operator cannot read the vLLM metrics of pool {{ $labels.pool }}",
+          "For 10 minutes the operator has found Ready pods of ModelPool {{ $labels.namespace }}/{{ $labels.pool }} "
+          "whose /metrics did not answer or did not parse. It counts them as not ready, so their load is invisible "
+          "to the autoscaler: the pool does not grow for it, and looks idle when no pod is readable. Check the "
+          "pods' vLLM version and served model name (vllm:num_requests_waiting and vllm:num_requests_running with "
+          "the pool's model_name must be exported) and NetworkPolicies between the operator and the pods."),
+    Alert("LLMRoutePoolReplicasNotReady",
+          "max by (namespace, pool) (llmroute_pool_desired_replicas - llmroute_pool_ready_replicas)", "> 0", "30m",
+          "warning",
+          "Pool {{ $labels.pool }} has had {{ $value }} replica(s) fewer ready than decided for 30 minutes",
+          "ModelPool {{ $labels.namespace }}/{{ $labels.pool }} has had fewer ready replicas than its autoscaler "
+          "decided for 30 minutes, longer than a scale-up takes (GPU node, image pull, weights load): pods Pending "
+          "for GPUs (quota, node pool at its maximum), crash-looping, failing their startup probe, or with "
+          "unreadable metrics. Requests its routes cannot send elsewhere wait or get 503."),
+)
+
 GROUPS: dict[str, tuple[Alert, ...]] = {
     "llmroute.providers": PROVIDERS,
     "llmroute.router": ROUTER,
+    "llmroute.pools": POOLS,
     "llmroute.operator": OPERATOR,
 }
 

@@ -4,13 +4,17 @@ checked in as ``charts/llmroute/files/dashboard.json`` (the chart ships it in a 
 Panels are what a platform team looks at during a DeepSeek incident, top to bottom: the overview stats; request and
 error rate by provider; traffic share by jurisdiction and data class, and residency denials; failovers by reason and
 circuit state per backend over time, and drills (rehearsed outages) beside them; TTFT and latency p50/p95/p99 by
-provider; provider health from the operator's probes; router saturation (in-flight requests, CPU and memory from the
-standard ``process_*`` metrics).
+provider; provider health from the operator's probes; self-hosted pools (ModelPool): replicas the operator decided and
+found ready, requests routers hold while a pool starts and how those holds end, scale changes, the pods routers see
+and how they pick among them; router saturation (in-flight requests, CPU and memory from the standard ``process_*``
+metrics).
 
 Variables: ``datasource`` (any Prometheus), ``namespace`` and ``route`` (the ``llmroute_route`` label the chart's
 PodMonitor puts on router series). Every router query carries :data:`SELECTOR`; operator queries do not (one
-operator per cluster). The tests evaluate every query against a live Prometheus, so only the names in
-:mod:`llmroute.router.metrics` and :mod:`llmroute.controller.metrics` may appear here.
+operator per cluster), except that the operator's pool series are filtered by ``namespace``, which on them is the
+pool's (the chart's ServiceMonitor honours the operator's labels). The tests evaluate every query against a live
+Prometheus, so only the names in :mod:`llmroute.router.metrics` and :mod:`llmroute.controller.metrics` may appear
+here.
 
 grafana-foundation-sdk is a development dependency (the ``test`` extra): import this module only to generate.
 """
@@ -59,8 +63,10 @@ def state_code(metric: str, by: str, codes: Sequence[str], selector: str = "") -
 
 CIRCUIT_STATES = ("healthy", "degraded", "recovering", "open")
 CIRCUIT_COLORS = ("green", "yellow", "blue", "red")
-PROVIDER_STATES = ("Healthy", "Unknown", "Degraded", "Misconfigured", "Down")
-PROVIDER_COLORS = ("green", "text", "yellow", "orange", "red")
+PROVIDER_STATES = ("Healthy", "Cold", "Unknown", "Degraded", "Misconfigured", "Down")
+"""Every :class:`~llmroute.api.provider_policy.ProviderState`, best first (the worst state gauged 1 wins). Cold (a
+ModelPool provider without a ready replica) is expected, not an outage: next to Healthy, in blue."""
+PROVIDER_COLORS = ("green", "blue", "text", "yellow", "orange", "red")
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,53 @@ PROVIDERS = (
           unit="s"),
 )
 
+OPERATOR_POOL = 'namespace=~"$namespace"'
+"""The operator's pool series carry the pool's namespace (no route: a pool serves every route that names it)."""
+
+
+def pool_gauge(metric: str) -> str:
+    return f"max by (namespace, pool) ({metric}{{{OPERATOR_POOL}}})"
+
+
+POOLS = (
+    Panel("Pool replicas: desired vs ready (operator)", (
+        Query(pool_gauge("llmroute_pool_desired_replicas"), "desired {{namespace}}/{{pool}}"),
+        Query(pool_gauge("llmroute_pool_ready_replicas"), "ready {{namespace}}/{{pool}}"),
+    ), description="Replicas the pool's autoscaler decided, and pods Ready whose vLLM /metrics answered. Ready below "
+          "desired for long: pods Pending for a GPU node, pulling the image or loading weights, or metrics "
+          "unreadable."),
+    Panel("Requests held for pools", (
+        Query(f"sum by (pool) (llmroute_pool_held_requests{sel()})", "routers: {{pool}}"),
+        Query(pool_gauge("llmroute_pool_demand_requests"), "operator: {{namespace}}/{{pool}}"),
+    ), description="Requests routers hold because their only allowed backends are pools without a ready pod (summed "
+          "over router pods), and the demand the operator scales from (the routers' reports, fresh within 3 s)."),
+    Panel("Held requests by outcome", _q(rate("llmroute_pool_hold_total", by="pool, outcome"), "{{pool}}: {{outcome}}"),
+          unit="reqps", stacking="normal",
+          description="How holds ended: served (a pod became ready), timeout (coldStart.maxWait passed: 503), overflow "
+          "(coldStart.maxRequests already held: 503 at once), client_closed."),
+    Panel("Pool scale changes by reason (operator)",
+          _q(f"sum by (namespace, pool, reason) (increase(llmroute_pool_scales_total{{{OPERATOR_POOL}}}[{RATE}]))",
+             "{{namespace}}/{{pool}}: {{reason}}"),
+          stacking="normal",
+          description="Changes of a pool's size, by the reason of the new size (Load, Demand, Prewarm, Idle, ...)."),
+    Panel("Pool pods ready, as routers see them", (
+        Query(f"min by (pool) (llmroute_pool_ready_pods{sel()})", "min {{pool}}"),
+        Query(f"max by (pool) (llmroute_pool_ready_pods{sel()})", "max {{pool}}"),
+    ), width=8, description="Pods each router may send to (discovered and answering /metrics), lowest and highest "
+          "over router pods: a lasting difference means discovery or scrapes fail from some routers."),
+    Panel("Pool picks by basis", _q(rate("llmroute_pool_picks_total", by="pool, basis"), "{{pool}}: {{basis}}"),
+          unit="reqps", stacking="normal", width=8,
+          description="Attempts sent to pool pods, by what the pick compared: metrics (the pods' vLLM queues, fresh), "
+          "inflight (this router's in-flight counts: scrapes stale), round_robin (load-blind, by configuration)."),
+    Panel("Pool metrics unreadable and demand reports (operator)", (
+        Query(f"sum by (namespace, pool) (rate(llmroute_pool_scrape_failures_total{{{OPERATOR_POOL}}}[{RATE}]))",
+              "unreadable: {{namespace}}/{{pool}}"),
+        Query(f"sum by (result) (rate(llmroute_operator_demand_reports_total[{RATE}]))", "demand reports: {{result}}"),
+    ), unit="ops", width=8,
+          description="Ready pool pods whose /metrics the operator could not read, per second (they count as not "
+          "ready, so the pool looks idle to its autoscaler), and the routers' demand reports by result."),
+)
+
 SATURATION = (
     Panel("In-flight requests by pod", _q(f"sum by (pod) (llmroute_inflight_requests{sel()})", "{{pod}}"),
           width=8),
@@ -196,6 +249,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Failover and circuits", FAILOVER),
     ("Latency", LATENCY),
     ("Providers (operator)", PROVIDERS),
+    ("Self-hosted pools (ModelPool)", POOLS),
     ("Router saturation", SATURATION),
 )
 
@@ -249,7 +303,7 @@ def build() -> dict[str, Any]:
     """The dashboard as a JSON-ready dict."""
     d = (dash_b.Dashboard("llmroute: routing, residency and failover").uid(UID)
          .description("LLM traffic through llmroute routers: providers, residency, failover, circuits, latency, "
-                      "provider health from the operator, router saturation.")
+                      "provider health from the operator, self-hosted pools, router saturation.")
          .tags(["llmroute", "llm"]).refresh("30s").time("now-1h", "now").timezone("browser").editable()
          .tooltip(dashboard.DashboardCursorSync.CROSSHAIR))
     for variable in _variables():
