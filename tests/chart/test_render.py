@@ -30,7 +30,7 @@ pytestmark = pytest.mark.chart
 Rendered = dict[tuple[str, str], list[dict[str, Any]]]
 CASES = [(case, v) for case in VALUES_CASES for v in KUBE_VERSIONS]
 BASE_KINDS = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
-              "Deployment", "ConfigMap"}
+              "Deployment", "ConfigMap", "NetworkPolicy"}
 MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
@@ -139,6 +139,27 @@ def test_routers_learn_the_demand_service_url(rendered: Rendered) -> None:
     port = svc["spec"]["ports"][0]["port"]
     assert env["LLMROUTE_DEMAND_PORT"] == str(port) == "8082"
     assert env["LLMROUTE_DEMAND_URL"] == f"http://{svc['metadata']['name']}.{NAMESPACE}.svc:{port}/v1/demand"
+
+
+def test_only_routers_may_reach_the_demand_endpoint(rendered: Rendered, route: LLMRoute,
+                                                    policy: ProviderPolicy) -> None:
+    docs = rendered["defaults", "1.35"]
+    netpol = one(docs, "NetworkPolicy")["spec"]
+    operator_pod = one(docs, "Deployment")["spec"]["template"]
+    assert netpol["podSelector"]["matchLabels"].items() <= operator_pod["metadata"]["labels"].items()
+    assert netpol["policyTypes"] == ["Ingress"]
+    named = {p["name"] for p in _container(docs)["ports"]}
+    rules = {tuple(p["port"] for p in rule["ports"]): rule.get("from") for rule in netpol["ingress"]}
+    assert {port for ports in rules for port in ports} == named  # every container port is named by a rule
+    (sources,) = rules[("demand",)]
+    desired = desired_objects(route, compile_route(route, policy), RouterSettings(image="llmroute:test"))
+    router_pod = next(o for o in desired.objects if o["kind"] == "Deployment")["spec"]["template"]
+    assert sources["namespaceSelector"] == {}  # routers live in the routes' namespaces
+    assert sources["podSelector"]["matchLabels"].items() <= router_pod["metadata"]["labels"].items()
+    assert sources["podSelector"]["matchLabels"].items() > {"app.kubernetes.io/managed-by": "llmroute-operator"}.items()
+    assert rules[("health", "metrics")] is None  # open to the kubelet and the scrapers
+    off = helm_template(None, "1.35", "--set", "networkPolicy.enabled=false")
+    assert not by_kind(off, "NetworkPolicy")
 
 
 def test_cluster_role_is_generated_from_the_operator_rbac(rendered: Rendered) -> None:
