@@ -1,9 +1,9 @@
 """The ``llmroute`` command: argument parsing and output only; the work is done by the modules it calls.
 
 Subcommands: ``crds`` (generate CRDs), ``validate`` (check manifests), ``explain`` (why each backend is allowed or
-denied, and what-if), ``local`` (the outage drill on emulators), ``operator`` (the kopf operator), ``router`` (the
-data plane). Errors the user can fix are one line on stderr and exit code 2; nothing
-here prints a traceback for bad input.
+denied, and what-if), ``scan`` (personal data in JSON lines of prompts, :mod:`llmroute.scan`), ``local`` (the
+outage drill on emulators), ``operator`` (the kopf operator), ``router`` (the data plane). Errors the user can fix
+are one line on stderr and exit code 2; nothing here prints a traceback for bad input.
 """
 
 from __future__ import annotations
@@ -65,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="what-if: assume this provider is down (repeatable)")
     exp.add_argument("--output", choices=("table", "json"), default="table")
     exp.set_defaults(func=_cmd_explain)
+
+    scan = sub.add_parser("scan", help="find personal data in JSON lines of prompts or request bodies (types and "
+                          "offsets only, never the data)")
+    scan.add_argument("input", metavar="FILE|-", help="JSON lines, each {id, text} or {id, ...OpenAI request body}; "
+                      "- reads stdin")
+    scan.add_argument("--policy", metavar="FILE", help="ProviderPolicy YAML (file or folder): its custom detectors, "
+                      "and per line the classes the router would escalate to")
+    scan.add_argument("--max-line-bytes", type=int, default=None, metavar="N",
+                      help="longer lines are skipped and reported as errors (default 16 MiB)")
+    scan.add_argument("--quiet", action="store_true", help="no summary line on stderr")
+    scan.set_defaults(func=_cmd_scan)
 
     loc = sub.add_parser("local", help="the DeepSeek outage drill on this machine: emulated providers, real router")
     loc.add_argument("example", nargs="?", type=Path, default=None, metavar="EXAMPLE_DIR",
@@ -194,7 +205,8 @@ def render_explanation(e: RouteExplanation) -> str:
         reach = ", ".join(e.reachable_jurisdictions) or "nowhere"
         found = e.text_findings
         looks = "no personal data found" if found == "none" else f"looks like personal data: {found}"
-        lines += [f"sample text: {looks}; as {e.data_class} it may go to: {reach}", ""]
+        held = f"{e.escalation}, so as {','.join(e.classes)}" if e.classes else f"as {e.data_class}"
+        lines += [f"sample text: {looks}; {held} it may go to: {reach}", ""]
     for m in e.models:
         lines.append(f"{m.name}: {m.allowed_count} of {len(m.backends)} backends allowed; {m.outcome}")
         rows = [("TRY", "PROVIDER", "UPSTREAM MODEL", "WHERE", "VERDICT", "FIRST", "WHY")]
@@ -210,6 +222,24 @@ def _verdict(b: BackendExplanation) -> str:
     if not b.allowed:
         return "DENIED"
     return "down" if b.down else "allowed"
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from llmroute import scan
+
+    limit = scan.DEFAULT_MAX_LINE_BYTES if args.max_line_bytes is None else args.max_line_bytes
+    if limit <= 0:
+        raise InputError("--max-line-bytes must be positive")
+    scanner = scan.Scanner.for_policy(None if args.policy is None else scan.load_policy(args.policy))
+    source = scan.open_input(args.input, sys.stdin.buffer)
+    try:
+        scan.run(scanner, source, sys.stdout.buffer, limit)
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    if not args.quiet:
+        print(scanner.summary(), file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_local(args: argparse.Namespace) -> int:

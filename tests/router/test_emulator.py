@@ -244,3 +244,37 @@ async def test_admin_api_changes_behaviour_live(emu: Emulator, client: openai.As
     assert json.loads(body)["outcomes"] == {"error": 1, "ok": 1}
     status, body = await raw(emu.admin_url + "/reset", b"")
     assert json.loads(body)["total"] == 0 and emu.stats.total == 0
+
+
+async def test_bodies_are_kept_only_when_asked(emu: Emulator, client: openai.AsyncOpenAI) -> None:
+    await client.chat.completions.create(model="deepseek-chat", messages=MESSAGES)
+    assert emu.bodies == [] and "Say hello" not in json.dumps(emu.stats.to_json())
+    async with run_emulator("cn", record_bodies=True) as recording, openai.AsyncOpenAI(
+            base_url=recording.url, api_key=KEY, max_retries=0) as sdk:
+        await sdk.chat.completions.create(model="deepseek-chat", messages=MESSAGES)
+        assert [json.loads(b)["messages"] for b in recording.bodies] == [MESSAGES]
+        assert "Say hello" not in json.dumps(recording.stats.to_json())
+        recording.reset()
+        assert recording.bodies == []
+
+
+async def test_echo_answers_with_the_last_user_message_in_small_pieces() -> None:
+    said = "Write to <EMAIL_1> now"
+    tools: Any = [{"type": "function", "function": {"name": "send", "parameters": {"type": "object"}}}]
+    async with run_emulator("echo", echo=True) as echo, openai.AsyncOpenAI(
+            base_url=echo.url, api_key=KEY, max_retries=0) as sdk:
+        answer = await sdk.chat.completions.create(model="deepseek-reasoner",
+                                                   messages=[{"role": "user", "content": said}])
+        assert answer.choices[0].message.content == said
+        assert answer.choices[0].message.model_dump()["reasoning_content"] == said
+        stream = await sdk.chat.completions.create(model="deepseek-chat", stream=True, n=2,
+                                                   messages=[{"role": "user", "content": said}])
+        pieces = [(c.choices[0].index, c.choices[0].delta.content) async for c in stream if c.choices]
+        assert [p for i, p in pieces if i == 1 and p] == ["Wri", "te ", "to ", "<EM", "AIL", "_1>", " no", "w"]
+        called = await sdk.chat.completions.create(model="deepseek-chat", tools=tools,
+                                                   messages=[{"role": "user", "content": said}])
+        call = called.choices[0].message.tool_calls[0]
+        assert called.choices[0].finish_reason == "tool_calls" and call.function.name == "send"
+        assert json.loads(call.function.arguments) == {"text": said}
+        text = await sdk.completions.create(model="deepseek-chat", prompt=said)
+        assert text.choices[0].text == said

@@ -5,6 +5,8 @@ namespace, and reference the cluster-scoped ProviderPolicy of the platform team 
 lists backends in priority order; the failover and circuit-breaker policy bound how hard the router tries before it
 tells the client that no allowed backend is healthy. ``spec.drills`` rehearses an outage of one provider: the router
 simulates the failures itself (it only ever withholds traffic, never adds a destination), until a set time.
+``spec.redaction`` keeps personal data of chosen types out of what upstreams receive, per data class
+(:mod:`llmroute.router.redaction`).
 
 Compiled, together with its ProviderPolicy, by :func:`llmroute.core.compile.compile_route`.
 """
@@ -30,6 +32,7 @@ from llmroute.api.base import (
     UniqueBy,
     parse_duration,
 )
+from llmroute.api.provider_policy import BUILTIN_PII_TYPES, PiiTypeName, RedactionMode
 
 ModelName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 Quantity = Annotated[int | str, Field(description="A Kubernetes quantity, e.g. 500m, 1, 256Mi.")]
@@ -169,6 +172,23 @@ class ColdStart(ApiModel):
                               "disables holding.")
 
 
+class RedactionRule(ApiModel):
+    """What the router does with personal data of some types in requests of one data class."""
+
+    data_class: Name = Field(description="Data class the rule applies to (a name from the ProviderPolicy).")
+    mode: RedactionMode = Field(
+        description="Restore: each value is replaced by a placeholder such as <EMAIL_1> before sending, and the "
+        "answer gets the originals back (content, reasoning, tool-call arguments, streams). Redact: replaced, not "
+        "restored. Block: the request is refused with 400 naming the types, never the values, before any upstream "
+        "sees it. Where rules overlap the strictest wins (Block, Redact, Restore).",
+    )
+    types: Annotated[list[PiiTypeName], Field(max_length=40)] = Field(
+        default_factory=list,
+        description="Types the rule covers: built-in ones (" + ", ".join(BUILTIN_PII_TYPES) + ") or custom "
+        "detectors of the ProviderPolicy; empty means every type.",
+    )
+
+
 class Autoscaling(ApiModel):
     """Horizontal autoscaling of the router Deployment."""
 
@@ -224,6 +244,15 @@ class LLMRouteSpec(ApiModel):
         "and metrics run as in a real outage; a drill only withholds traffic, so requests still go only to backends "
         "residency allows for their data class. Changing drills does not restart the router (it reloads its config "
         "live). Who may edit this LLMRoute may start a drill.",
+    )
+    redaction: Annotated[
+        list[RedactionRule], Field(max_length=64),
+        UniqueBy("dataClass", "mode", message="redaction rules must be unique by data class and mode"),
+    ] = Field(
+        default_factory=list,
+        description="Personal data kept out of what upstreams receive, per data class. The same value gets the same "
+        "placeholder in every message of a request; the mapping lives only in that request's memory. Providers of "
+        "the ProviderPolicy may require more (providers[].redaction).",
     )
 
 

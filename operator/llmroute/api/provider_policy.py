@@ -6,14 +6,24 @@ endpoint is operated, what the provider does with inputs, which certifications i
 request of that class requires. :mod:`llmroute.core.residency` matches the two.
 
 Facts that are not stated default to ``Unknown``, and ``Unknown`` is the worst case (DESIGN.md invariant 2).
+
+Escalation: a data class may ``detect`` personal-data types (built-in ones, or the policy's own regex ``detectors``);
+a request whose text holds one must meet that class's requirements too, whatever class it declares
+(:mod:`llmroute.core.escalation`). Names are checked here, in Python and in CEL; that a pattern compiles, in Python
+only (CEL's RE2 is not Python's ``re``).
+
+Redaction: a provider may require types it must only ever receive as placeholders (``providers[].redaction``); the
+router redacts them in every attempt to it, on top of the route's own ``spec.redaction``
+(:mod:`llmroute.router.redaction`). :class:`RedactionMode` is shared with the LLMRoute.
 """
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from llmroute.api.base import (
     OBJECT_DEFAULT,
@@ -23,12 +33,20 @@ from llmroute.api.base import (
     Name,
     ObjectMeta,
     Rule,
+    RuleViolation,
     SecretKeyRef,
     StatusModel,
     UniqueBy,
 )
 
 JURISDICTION_PATTERN = r"^([A-Z]{2})$"
+
+BUILTIN_PII_TYPES: tuple[str, ...] = ("email", "phone", "credit_card", "us_ssn", "iban", "ip_address", "api_key")
+"""The detector's built-in types, as ``detect`` lists name them. The same tuple as ``llmroute.core.pii.TYPES`` (the
+API cannot import the core; a unit test keeps the two equal)."""
+DETECTOR_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+MAX_DETECTOR_PATTERN = 1024
+_BUILTIN_CEL = "[" + ", ".join(f"'{t}'" for t in BUILTIN_PII_TYPES) + "]"
 
 
 class ApiFlavor(StrEnum):
@@ -102,6 +120,46 @@ class PoolRef(ApiModel):
     namespace: Name = Field(description="Namespace of the ModelPool (ProviderPolicy is cluster-scoped).")
 
 
+class RedactionMode(StrEnum):
+    """What the router does with personal data of a type it finds in a request (:mod:`llmroute.router.redaction`).
+    Where several rules name a type, the strictest wins: Block, then Redact, then Restore."""
+
+    RESTORE = "Restore"
+    """Each value is replaced by a placeholder such as ``<EMAIL_1>`` before sending; the answer gets the originals
+    back (stream deltas, reasoning and tool-call arguments included)."""
+    REDACT = "Redact"
+    """Replaced by placeholders; the answer keeps them."""
+    BLOCK = "Block"
+    """The request is refused with 400 naming the types (never the values) before any upstream sees it."""
+
+
+PiiTypeName = Annotated[str, Field(min_length=1, max_length=63, pattern=DETECTOR_NAME_PATTERN)]
+"""A personal-data type: a built-in one (:data:`BUILTIN_PII_TYPES`) or a custom detector's name."""
+
+
+class ProviderRedaction(ApiModel):
+    """Personal data a provider must never receive in clear: every attempt to it has these types redacted at least,
+    whatever the route and the data class say (a stricter mode of theirs still wins)."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.mode != 'Block'",
+            message="a provider's redaction mode is Restore or Redact (to keep a type away from a provider, make a "
+            "data class detect it)",
+            check=lambda r: r.mode is not RedactionMode.BLOCK,
+            field="mode",
+        ),
+    )
+
+    mode: RedactionMode = Field(description="Restore (placeholders upstream, originals back in the answer) or Redact "
+                                "(placeholders upstream and in the answer).")
+    types: Annotated[list[PiiTypeName], Field(max_length=40)] = Field(
+        default_factory=list,
+        description="Types to redact: built-in ones (" + ", ".join(BUILTIN_PII_TYPES) + ") or names from "
+        "spec.detectors; empty means every type.",
+    )
+
+
 class Provider(ApiModel):
     """One upstream that serves models: a vendor API, a US host of open weights, or an in-cluster vLLM pool."""
 
@@ -148,6 +206,11 @@ class Provider(ApiModel):
                                             description="API key Secret; optional only for self-hosted providers.")
     health_check: HealthCheck = Field(default_factory=HealthCheck, json_schema_extra=OBJECT_DEFAULT,
                                       description="The unbilled health probe.")
+    redaction: ProviderRedaction | None = Field(
+        default=None,
+        description="Types this provider must only ever receive as placeholders: every attempt to it redacts them, "
+        "whatever the route's spec.redaction says (the stricter mode wins).",
+    )
 
     @property
     def is_self_hosted(self) -> bool:
@@ -182,6 +245,10 @@ class DataClassAllow(ApiModel):
     )
 
 
+DetectorName = Annotated[str, Field(min_length=1, max_length=63, pattern=DETECTOR_NAME_PATTERN)]
+"""A detector type: a built-in one (:data:`BUILTIN_PII_TYPES`) or a custom detector's name."""
+
+
 class DataClass(ApiModel):
     """A sensitivity class a request can carry (header x-llmroute-data-class) and what it requires."""
 
@@ -189,6 +256,82 @@ class DataClass(ApiModel):
     description: str | None = Field(default=None, max_length=1024, description="What data belongs to this class.")
     allow: DataClassAllow = Field(default_factory=DataClassAllow, json_schema_extra=OBJECT_DEFAULT,
                                   description="Requirements on providers; empty allows any provider.")
+    detect: Annotated[list[DetectorName], Field(max_length=32)] = Field(
+        default_factory=list,
+        description="Escalation: a request whose text holds any of these types (built-in: "
+        + ", ".join(BUILTIN_PII_TYPES) + "; or names from spec.detectors) must also meet this class's requirements, "
+        "whatever class it declares. Routing, retries and failover use the combined rule; classes are only ever "
+        "added, never removed.",
+    )
+
+
+def _compiles(pattern: str) -> str:
+    """A custom detector's pattern must compile as a Python ``re`` and must not match the empty string."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"pattern does not compile: {exc.msg} at position {exc.pos}") from None
+    if compiled.fullmatch("") is not None:
+        raise ValueError("pattern matches the empty string; it would report findings everywhere")
+    return pattern
+
+
+class CustomDetector(ApiModel):
+    """A regex detector of the policy's own, e.g. employee or customer ids; its name is a type detect lists name."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"!(self.name in {_BUILTIN_CEL})",
+            message="name must not be a built-in type (" + ", ".join(BUILTIN_PII_TYPES) + ")",
+            check=lambda d: d.name not in BUILTIN_PII_TYPES,
+            field="name",
+        ),
+    )
+
+    name: DetectorName = Field(description="Type name findings carry, in detect lists, metrics and llmroute scan; "
+                               "lowercase letters, digits and _.")
+    pattern: Annotated[str, AfterValidator(_compiles)] = Field(
+        min_length=1, max_length=MAX_DETECTOR_PATTERN,
+        description="Python regular expression (re) matching one item. Keep it linear: it runs on every request of "
+        "a route whose policy has detect lists.",
+    )
+    description: str | None = Field(default=None, max_length=1024, description="What the detector finds.")
+    confidence: float = Field(default=0.9, ge=0.01, le=1,
+                              description="Confidence findings of this detector carry, from 0.01 to 1.")
+
+
+_DETECT_MESSAGE = ("detect must name built-in types (" + ", ".join(BUILTIN_PII_TYPES)
+                   + ") or detectors of spec.detectors")
+
+
+def _detect_names_known(spec: Any) -> bool:
+    """True when every ``detect`` name is a built-in type or a custom detector; otherwise raises the rule's
+    :class:`RuleViolation` itself, naming the class and the unknown name (the CEL message is its prefix)."""
+    known = set(BUILTIN_PII_TYPES) | {d.name for d in spec.detectors}
+    for i, data_class in enumerate(spec.data_classes):
+        for j, name in enumerate(data_class.detect):
+            if name not in known:
+                custom = ", ".join(d.name for d in spec.detectors) or "none"
+                raise RuleViolation(f"dataClasses[{i}].detect[{j}]",
+                                    f'{_DETECT_MESSAGE}: unknown "{name}" (custom detectors: {custom})')
+    return True
+
+
+_REDACTION_TYPES_MESSAGE = ("providers[].redaction.types must name built-in types (" + ", ".join(BUILTIN_PII_TYPES)
+                            + ") or detectors of spec.detectors")
+
+
+def _redaction_types_known(spec: Any) -> bool:
+    """True when every provider's ``redaction.types`` name is known; otherwise raises the rule's
+    :class:`RuleViolation`, naming the provider and the unknown name (the CEL message is its prefix)."""
+    known = set(BUILTIN_PII_TYPES) | {d.name for d in spec.detectors}
+    for i, provider in enumerate(spec.providers):
+        for j, name in enumerate(provider.redaction.types if provider.redaction is not None else ()):
+            if name not in known:
+                custom = ", ".join(d.name for d in spec.detectors) or "none"
+                raise RuleViolation(f"providers[{i}].redaction.types[{j}]",
+                                    f'{_REDACTION_TYPES_MESSAGE}: unknown "{name}" (custom detectors: {custom})')
+    return True
 
 
 class ProviderPolicySpec(ApiModel):
@@ -202,6 +345,20 @@ class ProviderPolicySpec(ApiModel):
             or any(c.name == s.default_data_class for c in s.data_classes),
             field="defaultDataClass",
         ),
+        Rule(
+            cel="self.dataClasses.all(c, !has(c.detect) || c.detect.all(t, t in " + _BUILTIN_CEL
+            + " || (has(self.detectors) && self.detectors.exists(d, d.name == t))))",
+            message=_DETECT_MESSAGE,
+            check=_detect_names_known,
+            field="dataClasses",
+        ),
+        Rule(
+            cel="self.providers.all(p, !has(p.redaction) || !has(p.redaction.types) || p.redaction.types.all(t, t in "
+            + _BUILTIN_CEL + " || (has(self.detectors) && self.detectors.exists(d, d.name == t))))",
+            message=_REDACTION_TYPES_MESSAGE,
+            check=_redaction_types_known,
+            field="providers",
+        ),
     )
 
     providers: Annotated[
@@ -214,6 +371,10 @@ class ProviderPolicySpec(ApiModel):
         default=None,
         description="Class for requests that name none, when the LLMRoute sets no defaultDataClass of its own.",
     )
+    detectors: Annotated[
+        list[CustomDetector], Field(max_length=32), UniqueBy("name", message="detector names must be unique")
+    ] = Field(default_factory=list, description="Custom regex detectors; their names are types dataClasses[].detect "
+              "can list, beside the built-in ones.")
 
     def provider(self, name: str) -> Provider | None:
         return next((p for p in self.providers if p.name == name), None)

@@ -3,7 +3,10 @@
 Used by the operator (the result goes into the router's ConfigMap) and by local mode (the result is served
 in-process), so the demo and the cluster run the same decisions. Residency is applied here, per published model and
 data class, by :func:`llmroute.core.residency.evaluate`: the router only ever sees the allowed backends, in the order
-to try them, and the denied ones with their reasons (for 403 messages and ``llmroute explain``).
+to try them, and the denied ones with their reasons (for 403 messages and ``llmroute explain``). Escalation rules
+(classes' ``detect`` lists and the policy's custom detectors) are passed on only when some class has one.
+Redaction (the route's ``spec.redaction`` and the used providers' ``redaction``) likewise, with each rule's types
+listed out (empty means every type) and the strictest mode kept where rules overlap (:mod:`llmroute.core.redaction`).
 
 Every problem is collected and reported with the field path it is about, e.g.
 ``spec.models[0].backends[1].provider: no provider "fireworks" in ProviderPolicy "default"``.
@@ -20,21 +23,25 @@ import re
 from llmroute.api.base import parse_duration, parse_timestamp
 from llmroute.api.llm_route import Drill, LLMRoute, LLMRouteSpec, PublishedModel, ReasoningField
 from llmroute.api.model_pool import VLLM_PORT
-from llmroute.api.provider_policy import Provider, ProviderPolicy
-from llmroute.core import drills, pools, residency
+from llmroute.api.provider_policy import BUILTIN_PII_TYPES, Provider, ProviderPolicy, ProviderPolicySpec, RedactionMode
+from llmroute.core import drills, pools, redaction, residency
 from llmroute.core.router_config import (
     BackendTarget,
     CircuitSettings,
+    ClassDetect,
     ClassRoute,
     ColdStartSettings,
     CredentialRef,
+    CustomDetectorTarget,
     Denial,
+    Detection,
     FailoverSettings,
     HealthProbe,
     ModelRoute,
     Origin,
     PoolTarget,
     ProviderTarget,
+    Redaction,
     RouterConfig,
 )
 from llmroute.core.router_config import Drill as CompiledDrill
@@ -51,7 +58,7 @@ def credential_env(provider: str) -> str:
 def compile_route(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
     """Compile ``route`` under ``policy``; raises :class:`CompileError` listing every problem with its field."""
     spec = route.spec
-    errors = _reference_errors(route, policy)
+    errors = _reference_errors(route, policy) + _redaction_errors(route, policy)
     default_class = spec.default_data_class or policy.spec.default_data_class
     if errors:
         raise CompileError(errors)
@@ -72,6 +79,8 @@ def compile_route(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
         max_request_bytes=spec.router.max_request_bytes,
         drills=tuple(_drill(d) for d in spec.drills),
         cold_start=_cold_start(spec) if any(p.pool is not None for p in used) else None,
+        detection=_detection(policy.spec),
+        redaction=_redaction(spec, policy.spec, used),
     )
 
 
@@ -165,6 +174,53 @@ def _model_route(model: PublishedModel, policy: ProviderPolicy) -> ModelRoute:
         classes.append(ClassRoute(data_class=data_class.name, allowed=tuple(allowed), denied=tuple(denied)))
     reasoning = None if model.reasoning_field is ReasoningField.REASONING_CONTENT else model.reasoning_field.value
     return ModelRoute(name=model.name, classes=tuple(classes), reasoning_field=reasoning)
+
+
+def _detection(policy: ProviderPolicySpec) -> Detection | None:
+    """Escalation rules, only when some class detects something (see :mod:`llmroute.core.router_config`)."""
+    classes = tuple(ClassDetect(data_class=c.name, types=tuple(dict.fromkeys(c.detect)))
+                    for c in policy.data_classes if c.detect)
+    if not classes:
+        return None
+    detectors = tuple(CustomDetectorTarget(name=d.name, pattern=d.pattern, confidence=d.confidence)
+                      for d in policy.detectors)
+    return Detection(classes=classes, detectors=detectors)
+
+
+def _redaction_errors(route: LLMRoute, policy: ProviderPolicy) -> list[FieldError]:
+    """Rules naming a data class the policy lacks, or a type neither built in nor a custom detector of the policy."""
+    pname, errors = policy.metadata.name, []
+    known_classes = ", ".join(c.name for c in policy.spec.data_classes)
+    known_types = (*BUILTIN_PII_TYPES, *(d.name for d in policy.spec.detectors))
+    for i, rule in enumerate(route.spec.redaction):
+        if policy.spec.data_class(rule.data_class) is None:
+            errors.append(FieldError(f"spec.redaction[{i}].dataClass", f'unknown data class "{rule.data_class}" in '
+                                     f'ProviderPolicy "{pname}" (known: {known_classes})'))
+        errors += [FieldError(f"spec.redaction[{i}].types[{j}]", f'unknown type "{t}" (built-in: '
+                              f'{", ".join(BUILTIN_PII_TYPES)}; custom detectors of ProviderPolicy "{pname}": '
+                              f'{", ".join(known_types[len(BUILTIN_PII_TYPES):]) or "none"})')
+                   for j, t in enumerate(rule.types) if t not in known_types]
+    return errors
+
+
+def _redaction(spec: LLMRouteSpec, policy: ProviderPolicySpec, used: list[Provider]) -> Redaction | None:
+    """Per class and per used provider, the mode of each type; None when nothing is redacted."""
+    every = (*BUILTIN_PII_TYPES, *(d.name for d in policy.detectors))
+
+    def modes(rules: list[tuple[RedactionMode, list[str]]]) -> dict[str, RedactionMode]:
+        return redaction.merge(*(dict.fromkeys(types or every, mode) for mode, types in rules))
+
+    classes = {c.name: modes([(r.mode, r.types) for r in spec.redaction if r.data_class == c.name])
+               for c in policy.data_classes}
+    providers = {p.name: modes([(p.redaction.mode, p.redaction.types)]) for p in used if p.redaction is not None}
+    classes = {name: m for name, m in classes.items() if m}
+    if not classes and not providers:
+        return None
+    # every custom detector, as detection has them: the same detector resolves overlaps the same way, so the router
+    # scans a request once for both
+    detectors = tuple(CustomDetectorTarget(name=d.name, pattern=d.pattern, confidence=d.confidence)
+                      for d in policy.detectors)
+    return Redaction(classes=classes, providers=providers, detectors=detectors)
 
 
 def _cold_start(spec: LLMRouteSpec) -> ColdStartSettings:

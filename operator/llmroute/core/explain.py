@@ -10,6 +10,10 @@ Pool backends (providers that are a ModelPool) show the pool's state when the po
 ``status`` (ready and desired replicas, and why). A pool with no ready replica is what the router skips while anything
 else is available and otherwise holds requests for (``spec.coldStart``), and the outcome says so.
 
+Sample text (``--text``) is checked with the policy's detector; when the policy escalates on content (classes with
+``detect``), the explanation is for the classes the router would apply to that text - the declared one and every
+class a finding calls for (:mod:`llmroute.core.escalation`) - and a backend is allowed only if all of them allow it.
+
 Pure; called by ``llmroute explain`` (table and JSON output). The verdicts come from
 :func:`llmroute.core.residency.evaluate` and the order from :func:`llmroute.core.compile.compile_route`, so the
 explanation cannot drift from what the router actually runs.
@@ -23,8 +27,8 @@ from typing import Any
 
 from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
-from llmroute.api.provider_policy import Provider, ProviderPolicy
-from llmroute.core import pii, residency
+from llmroute.api.provider_policy import DataClass, Provider, ProviderPolicy
+from llmroute.core import escalation, pii, residency
 from llmroute.core.compile import compile_route
 from llmroute.errors import InputError
 
@@ -88,6 +92,8 @@ class RouteExplanation:
     models: tuple[ModelExplanation, ...]
     down: tuple[str, ...] = ()
     text_findings: str | None = None  # "1 email, 1 us_ssn" for --text; kinds and counts only, never the text
+    classes: tuple[str, ...] = ()  # when the text escalates: every class applied, data_class first
+    escalation: str = ""  # why, e.g. "escalated from public: pii for us_ssn"
 
     @property
     def reachable_jurisdictions(self) -> tuple[str, ...]:
@@ -101,6 +107,7 @@ class RouteExplanation:
             "dataClass": self.data_class,
             "down": list(self.down),
             "textFindings": self.text_findings,
+            **({"classes": list(self.classes), "escalation": self.escalation} if self.classes else {}),
             "reachableJurisdictions": list(self.reachable_jurisdictions),
             "models": [
                 {"name": m.name, "outcome": m.outcome, "backends": [_backend_dict(b) for b in m.backends]}
@@ -131,6 +138,10 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
     """
     config = compile_route(route, policy)
     cls = residency.resolve_class(policy.spec, data_class or config.default_data_class)
+    findings = None if text is None else _detector(policy).detect(text)
+    esc = escalation.escalate(cls.name, config.detection.by_class() if config.detection else (),
+                              {f.type for f in findings or ()})
+    applied = [residency.resolve_class(policy.spec, name) for name in esc.classes]
     published_models = [m for m in route.spec.models if model is None or m.name == model]
     if not published_models:
         names = ", ".join(m.name for m in route.spec.models)
@@ -139,14 +150,13 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
     for published in published_models:
         compiled = config.model_route(published.name)
         assert compiled is not None
-        class_route = compiled.for_class(cls.name)
-        assert class_route is not None
+        class_route = escalation.combine(compiled, esc.classes)
         order = {(b.provider, b.model): i + 1 for i, b in enumerate(class_route.allowed)}
         explained = []
         for b in published.backends:
             provider = policy.spec.provider(b.provider)
             assert provider is not None
-            verdict = residency.evaluate(cls, provider)
+            verdict = _verdict(applied, provider)
             explained.append(_with_down(_with_pool(BackendExplanation(
                 provider=b.provider, model=b.model, jurisdiction=provider.jurisdiction, priority=b.priority,
                 weight=b.weight, allowed=verdict.allowed, order=order.get((b.provider, b.model)),
@@ -155,9 +165,26 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
         explained.sort(key=lambda e: (e.order is None, e.order or 0, e.priority))
         models.append(_explained_model(published.name, explained))
     ns = route.metadata.namespace or "default"
-    findings = None if text is None else pii.summarise(pii.detect(text))
+    summary = None if findings is None else pii.summarise(findings)
     return RouteExplanation(route=f"{ns}/{route.metadata.name}", policy=policy.metadata.name, data_class=cls.name,
-                            models=tuple(models), down=tuple(sorted(down)), text_findings=findings)
+                            models=tuple(models), down=tuple(sorted(down)), text_findings=summary,
+                            classes=esc.classes if esc.escalated else (), escalation=escalation.explain(esc))
+
+
+def _detector(policy: ProviderPolicy) -> pii.Detector:
+    if not policy.spec.detectors:
+        return pii.DEFAULT
+    return pii.Detector([pii.CustomDetector(d.name, d.pattern, d.confidence) for d in policy.spec.detectors])
+
+
+def _verdict(classes: list[DataClass], provider: Provider) -> residency.Verdict:
+    """The verdict of one class, or of several together: allowed only if each allows; reasons prefixed by class."""
+    verdicts = [(c.name, residency.evaluate(c, provider)) for c in classes]
+    if len(verdicts) == 1:
+        return verdicts[0][1]
+    allowed = all(v.allowed for _, v in verdicts)
+    return residency.Verdict(allowed, tuple(f"{name}: {r}" for name, v in verdicts if v.allowed == allowed
+                                            for r in v.reasons))
 
 
 def _explained_model(name: str, backends: list[BackendExplanation]) -> ModelExplanation:

@@ -1,85 +1,111 @@
 """PII detection: what kinds of personal data a text appears to contain, without ever repeating the data.
 
-Used by ``llmroute explain --text`` to warn when a sample request looks like personal data but is sent under a class
-that allows providers personal data must not reach. Detection is deliberately conservative and explainable: each
-kind is a pattern plus, where one exists, a checksum (Luhn for card numbers, ISO 7064 mod 97 for IBANs), so a random
-number is not reported as a card. Findings carry the kind and position only; nothing here returns or logs the
-matched text. Pure; the same detector is the base for the route's optional redaction.
+Owns the detection contract shared by ``llmroute explain --text``, ``llmroute scan``, escalation routing and
+redaction: the type names (``TYPES``), the ``Finding`` (type, span in code points, confidence - never the value)
+and the ``Detector`` (built-in types plus the ProviderPolicy's custom regex detectors, compiled once). Pure: no I/O,
+nothing logged; a finding is a position, so no caller can leak what it points at by printing it.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+
+from llmroute.core import pii_context, pii_keys, pii_net, pii_numbers
+
+TYPES: tuple[str, ...] = ("email", "phone", "credit_card", "us_ssn", "iban", "ip_address", "api_key")
+"""Built-in type names (contract: policies' ``detect`` lists, metrics labels, placeholders and scan output)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detected item: its type, where it is (code-point offsets into the scanned str) and how sure we are."""
+
+    type: str
+    start: int
+    end: int
+    confidence: float
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One detected item: its kind and where it is (``start``/``end`` offsets into the text)."""
+class CustomDetector:
+    """A detector declared in the ProviderPolicy: a name (not one of ``TYPES``) and a Python ``re`` pattern."""
 
-    kind: str
-    start: int
-    end: int
-
-
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    name: str
+    pattern: str
+    confidence: float = 0.9
 
 
-def _card(match: str) -> bool:
-    digits = re.sub(r"[ -]", "", match)
-    return 13 <= len(digits) <= 19 and _luhn(digits)
+Hit = tuple[str, int, int, float]
+Finder = Callable[[str, pii_context.Context], Iterable[Hit]]
+
+_BUILTIN: tuple[Finder, ...] = (pii_net.emails, pii_keys.keys, pii_numbers.numbers)
+"""Three passes: from each ``@``, over long tokens, over digit clusters; each yields (type, start, end, confidence)
+for candidates that validated."""
 
 
-def _iban(match: str) -> bool:
-    s = match.replace(" ", "").upper()
-    rearranged = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+class Detector:
+    """Built-in types plus custom regex detectors, compiled once; ``detect`` is safe to call concurrently."""
+
+    def __init__(self, custom: Sequence[CustomDetector] = ()) -> None:
+        self._custom = tuple(_compile_custom(c) for c in custom)
+        names = [c.name for c in custom]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"custom PII detector {dup[0]!r} is declared more than once")
+        self.types: frozenset[str] = frozenset(TYPES) | frozenset(names)
+
+    def detect(self, text: str, key: str = "") -> list[Finding]:
+        """Every finding in ``text``: sorted by start, non-overlapping (longer, then more confident, wins).
+
+        ``key``: the name ``text`` is the value of, when it has one (a JSON key in tool-call arguments: ``"phone"``),
+        which counts as context the way a column header does."""
+        hits: list[Hit] = []
+        context = pii_context.Context(text, key)
+        for finder in _BUILTIN:
+            hits.extend(finder(text, context))
+        for name, pattern, confidence in self._custom:
+            hits.extend((name, m.start(), m.end(), confidence) for m in pattern.finditer(text) if m.end() > m.start())
+        return [Finding(*h) for h in _resolve(hits)]
 
 
-def _ssn(match: str) -> bool:
-    area, group, serial = match.split("-")
-    return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
+def _compile_custom(c: CustomDetector) -> tuple[str, re.Pattern[str], float]:
+    if c.name in TYPES:
+        raise ValueError(f"custom PII detector {c.name!r} clashes with the built-in type of that name")
+    if not 0.0 < c.confidence <= 1.0:
+        raise ValueError(f"custom PII detector {c.name!r}: confidence must be in (0, 1]")
+    try:
+        pattern = re.compile(c.pattern)
+    except re.error as e:
+        raise ValueError(f"custom PII detector {c.name!r}: invalid pattern ({e.msg} at position {e.pos})") from None
+    return (c.name, pattern, c.confidence)
 
 
-def _ipv4(match: str) -> bool:
-    return all(int(part) <= 255 for part in match.split("."))
+def _resolve(hits: list[Hit]) -> Iterator[Hit]:
+    """A non-overlapping subset, in order of start: longest first, then most confident, then earliest."""
+    starts: list[int] = []
+    kept: list[Hit] = []
+    for h in sorted(hits, key=lambda h: (h[1] - h[2], -h[3], h[1])):
+        i = bisect_left(starts, h[1])
+        if (i < len(kept) and kept[i][1] < h[2]) or (i > 0 and kept[i - 1][2] > h[1]):
+            continue
+        starts.insert(i, h[1])
+        kept.insert(i, h)
+    return iter(kept)
 
 
-_KINDS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...] = (
-    ("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), None),
-    ("iban", re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), _iban),
-    ("credit_card", re.compile(r"\b(?:[0-9][ -]?){12,18}[0-9]\b"), _card),
-    ("us_ssn", re.compile(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"), _ssn),
-    ("phone", re.compile(r"(?<![\w+(])(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{3}\)|[0-9]{3})[ .-]?[0-9]{3}[ .-][0-9]{4}\b"),
-     None),
-    ("ipv4", re.compile(r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"), _ipv4),
-)
-"""Kinds in priority order: a span claimed by an earlier kind is not reported again by a later one."""
+DEFAULT = Detector()
 
 
-def detect(text: str) -> tuple[Finding, ...]:
-    """Every non-overlapping finding in ``text``, in order of position."""
-    found: list[Finding] = []
-    for kind, pattern, valid in _KINDS:
-        for m in pattern.finditer(text):
-            if valid is not None and not valid(m.group()):
-                continue
-            if any(m.start() < f.end and f.start < m.end() for f in found):
-                continue
-            found.append(Finding(kind, m.start(), m.end()))
-    return tuple(sorted(found, key=lambda f: f.start))
+def detect(text: str, key: str = "") -> list[Finding]:
+    """``DEFAULT.detect(text, key)``: the built-in types only."""
+    return DEFAULT.detect(text, key)
 
 
-def summarise(findings: tuple[Finding, ...]) -> str:
-    """``"2 email, 1 us_ssn"``, or ``"none"``; counts and kinds only, never the data."""
-    counts = Counter(f.kind for f in findings)
+def summarise(findings: Sequence[Finding]) -> str:
+    """``"2 email, 1 us_ssn"``, or ``"none"``; counts and types only, never the data."""
+    counts = Counter(f.type for f in findings)
     return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"

@@ -16,6 +16,15 @@ ConfigMap and the router's live reload alone. They are also left out of :meth:`R
 none, so a config without drills is byte-for-byte what routers before drills read (``extra="forbid"`` there would
 reject the key; a router that old rejects a config *with* drills and keeps serving its last one - no drill, no
 harm). A drill can never add a destination: the router applies it only to backends already in the allowed lists.
+
+Escalation (``detection``, from ProviderPolicy ``dataClasses[].detect`` and ``detectors``) is present only when some
+class detects something, so configs without it stay what routers before escalation read; a router that old refuses
+a config *with* it and keeps serving its last one. It adds no destination either: a request escalated to more classes
+may only use backends every one of them allows (:mod:`llmroute.core.escalation`).
+
+Redaction (``redaction``, from LLMRoute ``spec.redaction`` and ProviderPolicy ``providers[].redaction``) is present
+only when some class or used provider redacts something, for the same reason. Its types are resolved (a rule without
+types is listed out) and overlaps settled (the strictest mode per type), so the router only merges maps.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from pydantic import Field
 
 from llmroute.api.base import ApiModel
 from llmroute.api.llm_route import DrillFault
+from llmroute.api.provider_policy import RedactionMode
 
 CONFIG_VERSION = 1
 
@@ -154,6 +164,44 @@ class Drill(ApiModel):
     error_rate: float = Field(ge=0, le=1, description="Share of attempts and probes that fail (already resolved).")
 
 
+class CustomDetectorTarget(ApiModel):
+    """A custom regex detector of the policy (ProviderPolicy ``spec.detectors``), as the router compiles it."""
+
+    name: str
+    pattern: str
+    confidence: float
+
+
+class ClassDetect(ApiModel):
+    """A data class with a ``detect`` list: requests whose text holds one of ``types`` are held to it too."""
+
+    data_class: str
+    types: tuple[str, ...]
+
+
+class Detection(ApiModel):
+    """What the router scans request text for, and which class each type escalates to (policy order)."""
+
+    classes: tuple[ClassDetect, ...]
+    detectors: tuple[CustomDetectorTarget, ...] = ()
+
+    def by_class(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(class, types) pairs, as :func:`llmroute.core.escalation.escalate` takes them."""
+        return tuple((c.data_class, c.types) for c in self.classes)
+
+
+class Redaction(ApiModel):
+    """What the router redacts: per data class and per provider, the mode of each type (see
+    :mod:`llmroute.router.redaction`); the custom detectors those types name come along."""
+
+    classes: dict[str, dict[str, RedactionMode]] = Field(
+        default_factory=dict, description="Data class -> type -> mode (LLMRoute spec.redaction).")
+    providers: dict[str, dict[str, RedactionMode]] = Field(
+        default_factory=dict, description="Provider -> type -> mode (ProviderPolicy providers[].redaction).")
+    detectors: tuple[CustomDetectorTarget, ...] = Field(
+        default=(), description="The policy's custom detectors (all of them, as detection has them).")
+
+
 class Origin(ApiModel):
     """Which objects the config was compiled from (for logs and /readyz). No generations: the config, and so its
     hash, changes only when routing changes, not when e.g. the replica count does."""
@@ -179,6 +227,10 @@ class RouterConfig(ApiModel):
     drills: tuple[Drill, ...] = Field(default=(), description="Active or future drills; not part of the hash.")
     cold_start: ColdStartSettings | None = Field(default=None,
                                                  description="Only in configs with pool providers.")
+    detection: Detection | None = Field(default=None,
+                                        description="Only in configs where some data class has a detect list.")
+    redaction: Redaction | None = Field(default=None,
+                                        description="Only in configs where some class or provider redacts.")
 
     def model_route(self, name: str) -> ModelRoute | None:
         return next((m for m in self.models if m.name == name), None)

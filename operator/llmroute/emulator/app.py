@@ -8,6 +8,11 @@ Every response carries ``x-emulator-provider: <name>``. With DeepSeek's ``reason
 ``reasoning_field``), chat requests also get DeepSeek's 400s for reasoning in the history
 (:func:`~llmroute.emulator.wire.history_error`); with vLLM's ``reasoning`` they do not.
 
+Two switches for tests of what a router sends and restores, both off by default: ``record_bodies`` keeps the raw
+request bodies in memory (``EmulatorState.bodies``, bounded; never in stats, logs or the admin API), and ``echo``
+answers chat and completions with the last user message (or prompt) itself, in pieces of ``echo_chunk`` characters -
+as content, as reasoning too for reasoner models, or as the arguments of a call to the request's first tool.
+
 Used by :mod:`llmroute.emulator.runner` (loopback servers for tests, ``llmroute local`` and benchmarks)
 and directly by tests through pytest-aiohttp. Self-contained: imports nothing else from llmroute.
 """
@@ -18,6 +23,7 @@ import asyncio
 import hmac
 import json
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +34,7 @@ from pydantic import ValidationError
 
 from .delivery import reset_connection, respond, stream
 from .faults import Draw, FaultPlan, draw
-from .stats import Auth, Outcome, Record, Stats
+from .stats import MAX_RECORDS, Auth, Outcome, Record, Stats
 from .wire import embeddings_body, error_payload, history_error, models_body, plan_generation
 
 DEFAULT_MODELS = ("deepseek-chat", "deepseek-reasoner")
@@ -46,15 +52,21 @@ class EmulatorState:
     strict_models: bool
     reasoning_field: str
     seed: int
+    record_bodies: bool = False
+    echo: bool = False
+    echo_chunk: int = 3
     stats: Stats = field(default_factory=Stats)
+    bodies: deque[bytes] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
+    """Raw request bodies, newest last, while ``record_bodies`` is on (tests only: prompts are kept here)."""
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
     def reset(self) -> None:
-        """Forget all stats and restart the fault RNG from the seed (faults stay as they are)."""
+        """Forget all stats and recorded bodies and restart the fault RNG from the seed (faults stay as they are)."""
         self.stats.reset()
+        self.bodies.clear()
         self.rng.seed(self.seed)
 
 
@@ -98,8 +110,11 @@ def _authenticate(request: web.Request, state: EmulatorState, record: Record) ->
 
 async def _parse(request: web.Request, state: EmulatorState, record: Record,
                  required: dict[str, tuple[type, ...]]) -> dict[str, Any]:
+    raw = await request.read()
+    if state.record_bodies:
+        state.bodies.append(raw)
     try:
-        body = json.loads(await request.read())
+        body = json.loads(raw)
     except ValueError as exc:
         raise _Reject(400, f"Failed to parse the request body as JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -159,14 +174,16 @@ async def _chat(request: web.Request, state: EmulatorState, record: Record, body
     if problem is not None:
         record.outcome, record.status = Outcome.ERROR, 400
         return error_response(400, problem)
-    gen = plan_generation(body, chat=True, reasoning_field=state.reasoning_field)
+    gen = plan_generation(body, chat=True, reasoning_field=state.reasoning_field,
+                          echo=state.echo_chunk if state.echo else None)
     deliver = stream if record.stream else respond
     return await deliver(request, gen, plan, decided.first_token_delay, record)
 
 
 async def _text(request: web.Request, state: EmulatorState, record: Record, body: dict[str, Any],
                 plan: FaultPlan, decided: Draw) -> web.StreamResponse:
-    gen = plan_generation(body, chat=False, reasoning_field=state.reasoning_field)
+    gen = plan_generation(body, chat=False, reasoning_field=state.reasoning_field,
+                          echo=state.echo_chunk if state.echo else None)
     deliver = stream if record.stream else respond
     return await deliver(request, gen, plan, decided.first_token_delay, record)
 
@@ -226,16 +243,19 @@ async def _json_not_found(request: web.Request, handler: Handler) -> web.StreamR
 
 def build_app(name: str, *, api_key: str | None = None, faults: FaultPlan | None = None,
               reasoning_field: str = "reasoning_content", seed: int = 0,
-              models: Sequence[str] = DEFAULT_MODELS, strict_models: bool = False) -> web.Application:
+              models: Sequence[str] = DEFAULT_MODELS, strict_models: bool = False,
+              record_bodies: bool = False, echo: bool = False) -> web.Application:
     """An emulated provider called ``name``.
 
     ``api_key``: if set, requests need ``Authorization: Bearer <api_key>`` (else 401).
     ``models``: what ``GET /models`` lists; with ``strict_models`` other model names get 400
-    "Model Not Exist", otherwise any model name is served. ``seed`` seeds the fault RNG.
+    "Model Not Exist", otherwise any model name is served. ``seed`` seeds the fault RNG. ``record_bodies`` and
+    ``echo``: see the module docstring (tests only).
     """
     app = web.Application(middlewares=[_json_not_found], client_max_size=64 * 1024**2)
     app[STATE] = EmulatorState(name=name, api_key=api_key, faults=faults or FaultPlan(), models=list(models),
-                               strict_models=strict_models, reasoning_field=reasoning_field, seed=seed)
+                               strict_models=strict_models, reasoning_field=reasoning_field, seed=seed,
+                               record_bodies=record_bodies, echo=echo)
     app.on_response_prepare.append(_tag)
     routes: list[tuple[str, str, _Serve, dict[str, tuple[type, ...]] | None]] = [
         ("POST", "/chat/completions", _chat, {"model": (str,), "messages": (list,)}),

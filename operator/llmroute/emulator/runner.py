@@ -30,12 +30,12 @@ class Emulator(Addressed):
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                  faults: FaultPlan | None = None, reasoning_field: str = "reasoning_content", seed: int = 0,
                  models: Sequence[str] = DEFAULT_MODELS, strict_models: bool = False,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, record_bodies: bool = False, echo: bool = False) -> None:
         self.name, self.host, self.port = name, host, port
         self.ssl_context = ssl_context  # serve HTTPS (like a real provider) when given
         self.tls = ssl_context is not None
         self.app = build_app(name, api_key=api_key, faults=faults, reasoning_field=reasoning_field, seed=seed,
-                             models=models, strict_models=strict_models)
+                             models=models, strict_models=strict_models, record_bodies=record_bodies, echo=echo)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
 
@@ -50,6 +50,11 @@ class Emulator(Addressed):
     @property
     def faults(self) -> FaultPlan:
         return self.state.faults
+
+    @property
+    def bodies(self) -> list[bytes]:
+        """The raw request bodies received (``record_bodies`` only; cleared by :meth:`reset`)."""
+        return list(self.state.bodies)
 
     def set_faults(self, plan: FaultPlan | None = None, /, **fields: Any) -> FaultPlan:
         """Replace the fault plan (``plan``, or a new ``FaultPlan(**fields)``; nothing = healthy).
@@ -111,8 +116,10 @@ class Emulator(Addressed):
 async def run_emulator(name: str, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                        faults: FaultPlan | None = None, reasoning_field: str = "reasoning_content",
                        seed: int = 0, models: Sequence[str] = DEFAULT_MODELS,
-                       strict_models: bool = False) -> AsyncIterator[Emulator]:
+                       strict_models: bool = False, record_bodies: bool = False,
+                       echo: bool = False) -> AsyncIterator[Emulator]:
     """Serve an emulated provider on ``host:port`` (0 = any free port) for the duration of the block."""
     async with Emulator(name, host, port, api_key=api_key, faults=faults, reasoning_field=reasoning_field,
-                        seed=seed, models=models, strict_models=strict_models) as emulator:
+                        seed=seed, models=models, strict_models=strict_models, record_bodies=record_bodies,
+                        echo=echo) as emulator:
         yield emulator

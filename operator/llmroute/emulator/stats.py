@@ -2,7 +2,8 @@
 small :class:`Record` per request for assertions.
 
 Privacy by construction: no prompt or completion text is kept, only model names and counts, and of a
-rejected API key at most its first four characters. Records are bounded (the newest
+rejected API key at most its first four characters (raw request bodies are kept only when a test asks for them,
+apart from the stats: ``record_bodies`` in :mod:`llmroute.emulator.app`). Records are bounded (the newest
 :data:`MAX_RECORDS`), so a long benchmark cannot grow memory without limit.
 Filled by :mod:`llmroute.emulator.app`; read by tests, the local demo and ``GET /_emulator/stats``.
 """

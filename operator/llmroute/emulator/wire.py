@@ -6,7 +6,10 @@ Shapes follow api.deepseek.com (reference/deepseek-api-integration-guide.txt): `
 ``logprobs: null`` and ``finish_reason``; usage with ``prompt_cache_hit_tokens`` /
 ``prompt_cache_miss_tokens``; ``reasoning_content`` for reasoner models (vLLM names it ``reasoning``).
 :func:`history_error` holds DeepSeek's two rules for reasoning sent back in ``messages``.
-Content is deterministic lorem text, one word per token; prompts are counted (words), never kept.
+Content is deterministic lorem text, one word per token; prompts are counted (words), never kept - except in echo
+mode (:func:`plan_generation` with ``echo``, for tests of what a router does to a prompt and its answer): the answer
+is then the last user message itself, in pieces of a few characters, as content (and reasoning, for reasoner
+models), or as the arguments of a call to the request's first tool.
 Pure (no I/O); used by :mod:`llmroute.emulator.app` and :mod:`llmroute.emulator.delivery`.
 """
 
@@ -103,9 +106,14 @@ def sse(obj: object) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
+ARGUMENTS = "arguments"
+"""The piece field of tool-call arguments (echo mode with tools)."""
+
+
 @dataclass(frozen=True)
 class Generation:
-    """One deterministic completion: ``pieces`` are (field, text) tokens, reasoning first."""
+    """One deterministic completion: ``pieces`` are (field, text) tokens, reasoning first; with ``tool`` (name, call
+    id) the ``arguments`` pieces stream the call's arguments."""
 
     chat: bool
     model: str
@@ -115,6 +123,7 @@ class Generation:
     reasoning_field: str
     n: int = 1
     include_usage: bool = False
+    tool: tuple[str, str] | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -124,7 +133,7 @@ class Generation:
 
     @property
     def reasoning(self) -> bool:
-        return self.chat and any(f != "content" for f, _ in self.pieces)
+        return self.chat and any(f == self.reasoning_field for f, _ in self.pieces)
 
     def usage(self) -> dict[str, Any]:
         completion = self.steps * self.n
@@ -135,12 +144,12 @@ class Generation:
             "prompt_cache_hit_tokens": 0, "prompt_cache_miss_tokens": self.prompt_tokens,
         }
         if self.reasoning:
-            thoughts = sum(f != "content" for f, _ in self.pieces) * self.n
+            thoughts = sum(f == self.reasoning_field for f, _ in self.pieces) * self.n
             usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
         return usage
 
     def _text(self, kind: str) -> str:
-        return "".join(t for f, t in self.pieces if (f == "content") == (kind == "content"))
+        return "".join(t for f, t in self.pieces if f == kind)
 
     def body(self) -> dict[str, Any]:
         """The non-streaming response body."""
@@ -149,7 +158,11 @@ class Generation:
             if self.chat:
                 message: dict[str, Any] = {"role": "assistant", "content": self._text("content")}
                 if self.reasoning:
-                    message[self.reasoning_field] = self._text("reasoning")
+                    message[self.reasoning_field] = self._text(self.reasoning_field)
+                if self.tool is not None:
+                    message["content"] = None
+                    message["tool_calls"] = [{"id": self.tool[1], "type": "function",
+                                              "function": {"name": self.tool[0], "arguments": self._text(ARGUMENTS)}}]
                 choices.append({"index": index, "message": message, "logprobs": None,
                                 "finish_reason": self.finish_reason})
             else:
@@ -168,9 +181,17 @@ class Generation:
             chunk["usage"] = None
         return chunk
 
-    def _delta(self, piece: tuple[str, str] | None, first: bool) -> dict[str, Any]:
+    def _delta(self, piece: tuple[str, str] | None, first: bool, opens_call: bool = False) -> dict[str, Any]:
         kind, text = piece if piece is not None else ("content", "")
         delta: dict[str, Any] = {"role": "assistant"} if first else {}
+        if kind == ARGUMENTS and self.tool is not None:
+            call: dict[str, Any] = {"index": 0, "function": {"arguments": text}}
+            if opens_call:  # the call's first delta names it
+                call = {"index": 0, "id": self.tool[1], "type": "function",
+                        "function": {"name": self.tool[0], "arguments": text}}
+            delta["content"] = None
+            delta["tool_calls"] = [call]
+            return delta
         if self.reasoning:
             delta["content"] = text if kind == "content" else None
             delta[self.reasoning_field] = text if kind != "content" else None
@@ -178,15 +199,18 @@ class Generation:
             delta["content"] = text
         return delta
 
-    def _choice(self, index: int, piece: tuple[str, str] | None, first: bool, finish: str | None) -> dict[str, Any]:
+    def _choice(self, index: int, piece: tuple[str, str] | None, first: bool, finish: str | None,
+                opens_call: bool = False) -> dict[str, Any]:
         if self.chat:
-            return {"index": index, "delta": self._delta(piece, first), "logprobs": None, "finish_reason": finish}
+            return {"index": index, "delta": self._delta(piece, first, opens_call), "logprobs": None,
+                    "finish_reason": finish}
         return {"text": piece[1] if piece else "", "index": index, "logprobs": None, "finish_reason": finish}
 
     def step_bytes(self, step: int) -> bytes:
         """The SSE chunk(s) carrying token ``step`` for every choice (the first also carries the role)."""
         piece = self.pieces[step]
-        return b"".join(sse(self._chunk([self._choice(i, piece, step == 0, None)])) for i in range(self.n))
+        opens = piece[0] == ARGUMENTS and (step == 0 or self.pieces[step - 1][0] != ARGUMENTS)
+        return b"".join(sse(self._chunk([self._choice(i, piece, step == 0, None, opens)])) for i in range(self.n))
 
     def final_bytes(self) -> bytes:
         """Finish chunk(s), the usage chunk if asked for, and ``[DONE]``."""
@@ -198,25 +222,75 @@ class Generation:
         return b"".join(out)
 
 
-def plan_generation(body: dict[str, Any], *, chat: bool, reasoning_field: str) -> Generation:
-    """The completion the emulator will produce for a validated request body."""
+def plan_generation(body: dict[str, Any], *, chat: bool, reasoning_field: str, echo: int | None = None) -> Generation:
+    """The completion the emulator will produce for a validated request body; ``echo``: answer with the last user
+    message (the prompt) in pieces of that many characters instead (see the module docstring)."""
     model = str(body["model"])
     limit = body.get("max_tokens", body.get("max_completion_tokens"))
     tokens = min(int(limit), 100_000) if isinstance(limit, int) and limit >= 0 else DEFAULT_COMPLETION_TOKENS
     pieces: list[tuple[str, str]] = []
-    if chat and "reasoner" in model:
-        pieces += [(reasoning_field, (" " if i else "") + _THOUGHTS[i % len(_THOUGHTS)])
-                   for i in range(REASONING_TOKENS)]
-    pieces += [("content", (" " if i else "") + _WORDS[i % len(_WORDS)]) for i in range(tokens)]
+    tool = _first_tool(body) if chat and echo else None
+    if echo:
+        said = _last_user_text(body) if chat else _prompt_text(body)
+        cut = [said[i:i + echo] for i in range(0, len(said), echo)]
+        if chat and "reasoner" in model:
+            pieces += [(reasoning_field, t) for t in cut]
+        if tool is not None:
+            pieces += [(ARGUMENTS, t) for t in _cut(json.dumps({"text": said}), echo)]
+        else:
+            pieces += [("content", t) for t in cut]
+    else:
+        if chat and "reasoner" in model:
+            pieces += [(reasoning_field, (" " if i else "") + _THOUGHTS[i % len(_THOUGHTS)])
+                       for i in range(REASONING_TOKENS)]
+        pieces += [("content", (" " if i else "") + _WORDS[i % len(_WORDS)]) for i in range(tokens)]
     n = body.get("n")
     options = body.get("stream_options")
+    finish = "length" if isinstance(limit, int) and not echo else "tool_calls" if tool is not None else "stop"
     return Generation(
         chat=chat, model=model, reasoning_field=reasoning_field,
         prompt_tokens=count_tokens(body.get("messages") if chat else body.get("prompt")),
-        pieces=tuple(pieces), finish_reason="length" if isinstance(limit, int) else "stop",
+        pieces=tuple(pieces), finish_reason=finish,
         n=max(1, min(n, 16)) if isinstance(n, int) else 1,
         include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+        tool=None if tool is None else (tool, "call_" + uuid.uuid4().hex[:12]),
     )
+
+
+def _cut(text: str, size: int) -> list[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    """The text of the last user message (a string, or its text parts joined)."""
+    for message in reversed(body.get("messages") or ()):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _prompt_text(body: dict[str, Any]) -> str:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        prompt = next((p for p in prompt if isinstance(p, str)), "")
+    return prompt if isinstance(prompt, str) else ""
+
+
+def _first_tool(body: dict[str, Any]) -> str | None:
+    """The name of the request's first function tool, unless ``tool_choice`` is ``none``."""
+    tools = body.get("tools")
+    if body.get("tool_choice") == "none" or not isinstance(tools, list):
+        return None
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if isinstance(name, str):
+            return name
+    return None
 
 
 def embedding(text: str, dimensions: int) -> list[float]:

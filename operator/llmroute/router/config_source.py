@@ -10,7 +10,10 @@ Owns loading, key lookup and live reload:
   the Secret's namespace is ``CredentialRef.secret_namespace`` or the route's namespace.
 
 A load produces a frozen :class:`Snapshot`: the config plus everything the hot path would otherwise recompute per
-request (lookups by model and class, pre-built upstream headers, the ``/v1/models`` body). :class:`ConfigWatcher`
+request (lookups by model and class, pre-built upstream headers, the ``/v1/models`` body, and - only when the config
+escalates on what requests contain - the compiled PII detector and the combined route of each set of classes a
+request was escalated to, built on first use and kept with the snapshot; only when it redacts, the redaction rules
+compiled once, :class:`llmroute.router.redaction.Index`). :class:`ConfigWatcher`
 polls the paths about once a second, comparing a content hash (ConfigMap updates swap a symlink, so mtimes lie),
 and swaps the snapshot atomically; a change of drills alone counts as a change, though it leaves the config hash as
 it was. An invalid config, or a RouterConfig whose ``version`` this router does not know, is logged in one line
@@ -36,15 +39,26 @@ import yaml
 from pydantic import ValidationError
 
 from llmroute import __version__
+from llmroute.core import escalation, pii
 from llmroute.core.compile import compile_route
-from llmroute.core.router_config import CONFIG_VERSION, BackendTarget, ClassRoute, ProviderTarget, RouterConfig
+from llmroute.core.router_config import (
+    CONFIG_VERSION,
+    BackendTarget,
+    ClassRoute,
+    ModelRoute,
+    ProviderTarget,
+    RouterConfig,
+)
 from llmroute.documents import Bundle, first_field_error, load
 from llmroute.errors import ConfigVersionError, InputError, LLMRouteError
+from llmroute.router import redaction
 
 log = logging.getLogger("llmroute.router.config")
 
 KEYS_DIR_ENV = "LLMROUTE_KEYS_DIR"
 POLL_INTERVAL_S = 1.0
+MAX_ESCALATED_ENTRIES = 4096
+"""Combined routes kept per snapshot (models x sets of classes seen); beyond, they are built per request."""
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 
@@ -67,6 +81,12 @@ class RouteEntry:
     usable: tuple[BackendTarget, ...]  # allowed by residency and with a key, in config order
     keyless: tuple[str, ...]  # why allowed backends are unusable (missing keys)
     reasoning_field: str = "reasoning_content"  # the name clients get reasoning text under (llmroute.router.reasoning)
+    classes: tuple[str, ...] = ()  # escalated: every class applied, ``data_class`` (the declared one) first
+
+    @property
+    def class_header(self) -> str:
+        """``x-llmroute-data-class`` of the response: the classes applied, declared first (``public,pii``)."""
+        return escalation.header_value(self.classes) if self.classes else self.data_class
 
 
 @dataclass(frozen=True)
@@ -80,10 +100,27 @@ class Snapshot:
     routes: Mapping[tuple[str, str], RouteEntry]
     models_body: bytes
     published: tuple[str, ...]
+    detector: pii.Detector | None = None  # only when the config escalates on what requests contain
+    detect_rules: escalation.DetectRules = ()
+    redaction: redaction.Index | None = None  # only when the config redacts (llmroute.router.redaction)
+    _escalated: dict[tuple[str, tuple[str, ...]], RouteEntry] = field(default_factory=dict, init=False, repr=False,
+                                                                      compare=False)
 
     @property
     def route_name(self) -> str:
         return f"{self.config.origin.route_namespace}/{self.config.origin.route_name}"
+
+    def escalated(self, entry: RouteEntry, classes: tuple[str, ...]) -> RouteEntry:
+        """``entry`` held to every class of ``classes`` (declared first): the combined route, keyed, cached."""
+        key = (entry.model, classes)
+        found = self._escalated.get(key)
+        if found is None:
+            model = self.config.model_route(entry.model)
+            assert model is not None  # entry came from this snapshot
+            found = _entry(model, escalation.combine(model, classes), self.endpoints, classes)
+            if len(self._escalated) < MAX_ESCALATED_ENTRIES:
+                self._escalated[key] = found
+        return found
 
 
 def load_snapshot(paths: Sequence[str]) -> Snapshot:
@@ -110,19 +147,54 @@ def load_snapshot(paths: Sequence[str]) -> Snapshot:
 def build_snapshot(config: RouterConfig, keys: Mapping[str, str | None], source: str) -> Snapshot:
     """A snapshot of ``config`` with provider ``keys`` (None = missing); pure apart from hashing."""
     endpoints = {p.name: _endpoint(p, keys.get(p.name)) for p in config.providers}
-    routes: dict[tuple[str, str], RouteEntry] = {}
-    for model in config.models:
-        for cr in model.classes:
-            usable = tuple(b for b in cr.allowed if endpoints[b.provider].headers is not None)
-            keyless = tuple(f"{b.provider}/{b.model}: {endpoints[b.provider].missing_key}"
-                            for b in cr.allowed if endpoints[b.provider].headers is None)
-            routes[(model.name, cr.data_class)] = RouteEntry(model.name, cr.data_class, cr, usable, keyless,
-                                                             model.reasoning_field or "reasoning_content")
+    routes = {(model.name, cr.data_class): _entry(model, cr, endpoints) for model in config.models
+              for cr in model.classes}
     published = tuple(m.name for m in config.models)
     body = {"object": "list",
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": "llmroute"} for n in published]}
+    detection = config.detection
     return Snapshot(config=config, hash=config.content_hash(), source=source, endpoints=endpoints, routes=routes,
-                    models_body=json.dumps(body).encode(), published=published)
+                    models_body=json.dumps(body).encode(), published=published,
+                    detector=None if detection is None else _detector(config),
+                    detect_rules=() if detection is None else detection.by_class(),
+                    redaction=None if config.redaction is None else _redaction(config))
+
+
+def _redaction(config: RouterConfig) -> redaction.Index:
+    """The config's redaction rules and detector, compiled once; one it cannot honour refuses the config."""
+    assert config.redaction is not None
+    try:
+        return redaction.Index(config.redaction)
+    except ValueError as exc:
+        raise InputError(f"RouterConfig redaction: {exc}") from None
+
+
+def _entry(model: ModelRoute, cr: ClassRoute, endpoints: Mapping[str, Endpoint],
+           classes: tuple[str, ...] = ()) -> RouteEntry:
+    """The hot-path entry of one class route (``classes``: the classes applied when it is a combined one)."""
+    usable = tuple(b for b in cr.allowed if endpoints[b.provider].headers is not None)
+    keyless = tuple(f"{b.provider}/{b.model}: {endpoints[b.provider].missing_key}"
+                    for b in cr.allowed if endpoints[b.provider].headers is None)
+    return RouteEntry(model.name, classes[0] if classes else cr.data_class, cr, usable, keyless,
+                      model.reasoning_field or "reasoning_content", classes)
+
+
+def _detector(config: RouterConfig) -> pii.Detector:
+    """The config's detector, compiled once; a pattern or type it cannot honour refuses the config (fail closed)."""
+    assert config.detection is not None
+    try:
+        detector = pii.Detector(tuple(pii.CustomDetector(d.name, d.pattern, d.confidence)
+                                      for d in config.detection.detectors))
+    except ValueError as exc:
+        raise InputError(f"RouterConfig detection: {exc}") from None
+    unknown = sorted({t for c in config.detection.classes for t in c.types} - detector.types)
+    if unknown:
+        raise InputError(f"RouterConfig detection: unknown detector types {', '.join(unknown)}")
+    classes = set(config.data_classes)
+    strange = [c.data_class for c in config.detection.classes if c.data_class not in classes]
+    if strange:
+        raise InputError(f"RouterConfig detection: unknown data classes {', '.join(strange)}")
+    return detector
 
 
 def _endpoint(p: ProviderTarget, key: str | None) -> Endpoint:

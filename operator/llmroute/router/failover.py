@@ -2,11 +2,11 @@
 
 Owns the execution of a request whose route is already decided (:mod:`llmroute.router.proxy`). Every decision comes
 from the pure core: the order from :func:`llmroute.core.selection.plan_attempts` (over ``RouteEntry.usable``: the
-backends residency allows for the request's class that have a key - so no attempt, retry or failover can ever
-leave that set), what a result means from :mod:`llmroute.core.retry`, backoff from ``retry.backoff_s``, circuit
-updates through :mod:`llmroute.router.health`. Rounds: the plan is tried in order; if ``max_attempts`` is not used
-up, the plan is made again (open circuits drop out) and retried with jittered backoff, honouring Retry-After,
-bounded by ``max_attempts`` and ``total_timeout``.
+backends residency allows for the request's class - every class it was escalated to as well - that have a key, so
+no attempt, retry or failover can ever leave that set), what a result means from :mod:`llmroute.core.retry`, backoff
+from ``retry.backoff_s``, circuit updates through :mod:`llmroute.router.health`. Rounds: the plan is tried in order;
+if ``max_attempts`` is not used up, the plan is made again (open circuits drop out) and retried with jittered
+backoff, honouring Retry-After, bounded by ``max_attempts`` and ``total_timeout``.
 
 Three ways to talk to the upstream:
 
@@ -24,6 +24,10 @@ and blank lines are not data), else the attempt is abandoned: DeepSeek's 5-10 s 
 
 Reasoning text reaches the client under the published model's name in every mode, whichever backend served, and
 each attempt sends the request history in the form its upstream accepts (:mod:`llmroute.router.reasoning`).
+
+Redaction (:mod:`llmroute.router.redaction`, only for a Call that carries placeholders): each attempt sends the body
+with its provider's types replaced, and its answer is restored in every mode - the stream on its bytes (held text is
+written before the end, or before the error event when the stream breaks), the assembled or plain JSON whole.
 
 ModelPools (:mod:`llmroute.router.pools`): an attempt to a pool backend goes to the pod picked by load, which counts
 it in flight until the attempt ends (stream end included). A pool with no ready pod is skipped while any other
@@ -55,7 +59,7 @@ from llmroute.core.drills import SimulatedFailure
 from llmroute.core.retry import Action, FailureKind
 from llmroute.core.router_config import BackendTarget
 from llmroute.core.selection import backend_key, earliest_retry_s, plan_attempts
-from llmroute.router import jsonwire, metrics, openai_errors, reasoning
+from llmroute.router import jsonwire, metrics, openai_errors, reasoning, redaction
 from llmroute.router.client import EVENT_STREAM, JSON, ClientGone, ClientSink, Reply
 from llmroute.router.config_source import RouteEntry, Snapshot
 from llmroute.router.drills import Drills
@@ -94,6 +98,7 @@ class Call:
     headers: dict[str, str]
     started: float
     history: reasoning.History | None = None  # assistant messages with reasoning: what each upstream gets
+    redaction: redaction.Redaction | None = None  # placeholders: the body each attempt sends, what its answer restores
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +205,13 @@ class _Attempts:
         """Send one attempt to ``b`` (to ``base_url`` instead of its endpoint: a pool's pod) and see it through."""
         endpoint = self.call.snapshot.endpoints[b.provider]
         assert endpoint.headers is not None  # RouteEntry.usable holds keyed backends only
-        self.call.body["model"] = b.model
-        if self.call.history is not None:
-            self.call.body["messages"] = self.call.history.messages(endpoint.provider.self_hosted)
-        data = jsonwire.dumps(self.call.body)
+        body, history = self.call.body, self.call.history
+        if self.call.redaction is not None:
+            body, history = self.call.redaction.attempt(b.provider, body, history)
+        body["model"] = b.model
+        if history is not None:
+            body["messages"] = history.messages(endpoint.provider.self_hosted)
+        data = jsonwire.dumps(body)
         started = self.loop.time()
         deadline, kind = self._bounded(started + self.config.failover.time_to_first_token_s, FailureKind.TTFT)
         try:
@@ -238,7 +246,7 @@ class _Attempts:
         """A request held for starting pools that ends without an attempt: 503 with Retry-After, or the client left."""
         if cold.refusal is None:
             return Served(None, Outcome.CLIENT_CLOSED)
-        headers = {"x-llmroute-data-class": self.call.entry.data_class, "x-llmroute-attempts": "0"}
+        headers = {"x-llmroute-data-class": self.call.entry.class_header, "x-llmroute-attempts": "0"}
         return Served(Reply.error(cold.refusal, headers), Outcome.NO_HEALTHY_BACKEND)
 
     async def _simulated(self, sim: SimulatedFailure) -> _Failure:
@@ -255,7 +263,7 @@ class _Attempts:
         return (when, kind) if when < self.deadline else (self.deadline, FailureKind.TOTAL)
 
     def _headers(self, b: BackendTarget) -> dict[str, str]:
-        return {"x-llmroute-provider": b.provider, "x-llmroute-data-class": self.call.entry.data_class,
+        return {"x-llmroute-provider": b.provider, "x-llmroute-data-class": self.call.entry.class_header,
                 "x-llmroute-attempts": str(self.attempts)}
 
     async def _status(self, b: BackendTarget, ex: Exchange) -> Served | _Failure:
@@ -279,8 +287,9 @@ class _Attempts:
 
     async def _stream(self, b: BackendTarget, ex: Exchange, started: float, deadline: float,
                       kind: FailureKind) -> Served | _Failure:
-        relay = StreamRelay(end_comment(b.provider, self.attempts) if self.sink.started else None,
-                            self.call.entry.reasoning_field)
+        comment = end_comment(b.provider, self.attempts) if self.sink.started else None
+        relay = (StreamRelay(comment, self.call.entry.reasoning_field) if self.call.redaction is None
+                 else self.call.redaction.relay(comment, self.call.entry.reasoning_field, self.call.chat))
         ttft: float | None = None
         try:
             while not relay.done:
@@ -296,7 +305,8 @@ class _Attempts:
                     ttft, deadline, kind = self._progress(b, started, ttft)
         except UpstreamFailure as exc:
             ex.abandon()
-            return self._early(exc.kind, exc.detail) if ttft is None else await self._broken(b, exc.kind)
+            return self._early(exc.kind, exc.detail) if ttft is None else await self._broken(b, exc.kind,
+                                                                                              relay.close())
         except ProtocolError as exc:
             ex.abandon()
             return _Failure(retry.classify_status(502), str(exc))
@@ -306,10 +316,13 @@ class _Attempts:
         if not relay.done:
             ex.abandon()
             return self._early(FailureKind.RESET, "closed early") if ttft is None else await self._broken(
-                b, FailureKind.RESET)
+                b, FailureKind.RESET, relay.close())
         ex.finish()
         self._succeeded(b, ttft)
         try:
+            tail = relay.close()  # held text of a restoring relay
+            if tail:
+                await self.sink.write(tail)
             await self.sink.end()
         except ClientGone:
             return Served(None, Outcome.CLIENT_CLOSED, b.provider)
@@ -327,8 +340,9 @@ class _Attempts:
         deadline, kind = self._bounded(now + self.config.failover.idle_timeout_s, FailureKind.IDLE)
         return ttft, deadline, kind
 
-    async def _broken(self, b: BackendTarget, kind: FailureKind) -> Served:
-        """A stream failed after its first event: the client learns it from an error event."""
+    async def _broken(self, b: BackendTarget, kind: FailureKind, tail: bytes = b"") -> Served:
+        """A stream failed after its first event: the client learns it from an error event (after ``tail``, what
+        the relay still owed)."""
         outcome = retry.classify_failure(kind)
         metrics.attempt(b.provider, outcome.reason)
         metrics.stream_error(
@@ -336,7 +350,7 @@ class _Attempts:
         if outcome.circuit_failure:
             self.deps.health.record(b, ok=False)
         log.info("stream from %s broke after the first token: %s", backend_key(b), outcome.reason)
-        event = openai_errors.stream_interrupted(b.provider, outcome.reason).sse_event()
+        event = tail + openai_errors.stream_interrupted(b.provider, outcome.reason).sse_event()
         return await self._end_stream(event, Outcome.STREAM_ERROR, b.provider)
 
     async def _end_stream(self, event: bytes, outcome: Outcome, provider: str | None) -> Served:
@@ -370,7 +384,10 @@ class _Attempts:
             return _Failure(retry.classify_failure(FailureKind.RESET), "stream ended without [DONE]")
         ex.finish()
         self._succeeded(b, ttft)
-        body = jsonwire.dumps(asm.result())
+        answer = asm.result()
+        if self.call.redaction is not None:
+            self.call.redaction.answer(answer)
+        body = jsonwire.dumps(answer)
         return Served(Reply(200, body, JSON, self._headers(b)), Outcome.OK, b.provider)
 
     async def _plain(self, b: BackendTarget, ex: Exchange, deadline: float, kind: FailureKind) -> Served | _Failure:
@@ -383,6 +400,8 @@ class _Attempts:
         self._succeeded(b, None)
         if self.call.chat:  # a provider that answered a chat request with JSON, not the stream asked for
             body = reasoning.rename_json(body, self.call.entry.reasoning_field)
+        if self.call.redaction is not None:
+            body = self.call.redaction.plain(body)
         return Served(Reply(ex.status, body, ex.content_type or JSON, self._headers(b)), Outcome.OK, b.provider)
 
     def _succeeded(self, b: BackendTarget, ttft: float | None, reason: str = "ok") -> None:
@@ -410,9 +429,9 @@ class _Attempts:
         if self.loop.time() >= self.deadline:
             self.notes.append(f"total timeout of {self.config.failover.total_timeout_s:g}s reached")
         wait = earliest_retry_s(entry.usable, self.deps.health.circuits, self.config.circuit, now=self.loop.time())
-        err = openai_errors.no_healthy_backend(entry.model, entry.data_class, [*entry.keyless, *self.notes],
+        err = openai_errors.no_healthy_backend(entry.model, entry.class_header, [*entry.keyless, *self.notes],
                                                max(1, math.ceil(wait or 0)))
         if self.sink.started:
             return await self._end_stream(err.sse_event(), Outcome.NO_HEALTHY_BACKEND, None)
-        headers = {"x-llmroute-data-class": entry.data_class, "x-llmroute-attempts": str(self.attempts)}
+        headers = {"x-llmroute-data-class": entry.class_header, "x-llmroute-attempts": str(self.attempts)}
         return Served(Reply.error(err, headers), Outcome.NO_HEALTHY_BACKEND, None)

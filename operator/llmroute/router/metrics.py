@@ -13,6 +13,11 @@ rehearsal from an incident.
 ModelPools (``pool`` is ``<namespace>/<name>`` from the config; pre-created by :func:`prepare_pool`): ready pods,
 requests held while a pool starts from zero and how each hold ended, and picks by what they compared.
 
+Personal data (only for configs that detect or redact it): findings by ``type`` (the detector's built-in types and
+the policy's custom detectors) and ``action`` (:data:`FINDING_ACTIONS`, :data:`REDACTION_ACTIONS`), requests
+escalated by ``from_class``/``to_class``/``type``, and the time detection and escalation took per request. Types and
+classes come from the config; never a value.
+
 Updated by :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`, :mod:`llmroute.router.health`,
 :mod:`llmroute.router.drills`, :mod:`llmroute.router.pools`, :mod:`llmroute.router.holding` and
 :mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
@@ -21,6 +26,7 @@ Updated by :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`, :mod:`
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from functools import lru_cache
 
@@ -39,6 +45,7 @@ from prometheus_client.process_collector import ProcessCollector
 from llmroute.core import retry
 from llmroute.core.circuit import State
 from llmroute.core.cold_start import HoldOutcome
+from llmroute.core.pii import TYPES as PII_TYPES
 from llmroute.core.pod_picking import Basis
 from llmroute.core.router_config import RouterConfig
 
@@ -59,6 +66,11 @@ class Outcome(StrEnum):
 
 
 STREAM_ERRORS = ("idle_timeout", "reset", "total_timeout", "upstream_error")
+FINDING_ACTIONS = ("escalated", "detected")
+"""What happened to a finding: it moved the request to another class, or it was only seen."""
+REDACTION_ACTIONS = ("redacted", "restored", "blocked")
+"""What redaction did (:mod:`llmroute.router.redaction`): a finding replaced by a placeholder in what went upstream
+(once per request), a placeholder put back into an answer, a finding that refused its request."""
 RELOAD_RESULTS = ("ok", "invalid", "unsupported_version", "unchanged")
 _PROVIDER_OUTCOMES = (Outcome.OK, Outcome.UPSTREAM_CLIENT_ERROR, Outcome.STREAM_ERROR, Outcome.CLIENT_CLOSED)
 _ROUTER_OUTCOMES = (Outcome.NO_HEALTHY_BACKEND, Outcome.NO_COMPLIANT_BACKEND, Outcome.INVALID_REQUEST,
@@ -107,6 +119,14 @@ POOL_HOLDS = Counter("llmroute_pool_hold", "Requests held for a ModelPool, by ho
                      ["pool", "outcome"], registry=REGISTRY)
 POOL_PICKS = Counter("llmroute_pool_picks", "Attempts sent to a ModelPool's pods, by what the pick compared.",
                      ["pool", "basis"], registry=REGISTRY)
+PII_FINDINGS = Counter("llmroute_pii_findings", "Personal data found in requests, by type and what was done about it.",
+                       ["type", "action"], registry=REGISTRY)
+ESCALATIONS = Counter("llmroute_escalations",
+                      "Requests held to a class beyond the one they declared, by the type found that called for it.",
+                      ["from_class", "to_class", "type"], registry=REGISTRY)
+DETECTION_SECONDS = Histogram(
+    "llmroute_detection_seconds", "Time to scan a request for personal data and decide its classes.",
+    registry=REGISTRY, buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 
 
 def render() -> tuple[bytes, str]:
@@ -144,7 +164,34 @@ def prepare(config: RouterConfig, previous_info: tuple[str, str] | None) -> tupl
         CONFIG_RELOADS.labels(result)
     for d in config.drills:
         DRILL_INJECTIONS.labels(d.provider, d.fault)
+    _prepare_detection(config)
+    _prepare_redaction(config)
     return info
+
+
+def _prepare_detection(config: RouterConfig) -> None:
+    """Findings of every type the config detects, and every escalation it can make (from any other class)."""
+    detection = config.detection
+    if detection is None:
+        return
+    for kind in (*PII_TYPES, *(d.name for d in detection.detectors)):
+        for action in FINDING_ACTIONS:
+            PII_FINDINGS.labels(kind, action)
+    for c in detection.classes:
+        for from_class in config.data_classes:
+            if from_class != c.data_class:
+                for kind in c.types:
+                    ESCALATIONS.labels(from_class, c.data_class, kind)
+
+
+def _prepare_redaction(config: RouterConfig) -> None:
+    """Findings of every type the config redacts, for every redaction action."""
+    settings = config.redaction
+    if settings is None:
+        return
+    for kind in {t for m in (*settings.classes.values(), *settings.providers.values()) for t in m}:
+        for action in REDACTION_ACTIONS:
+            PII_FINDINGS.labels(kind, action)
 
 
 def set_circuit_state(provider: str, backend: str, state: State) -> None:
@@ -247,6 +294,34 @@ def stream_error(provider: str, reason: str) -> None:
 
 def config_reload(result: str) -> None:
     CONFIG_RELOADS.labels(result).inc()
+
+
+@lru_cache(maxsize=1024)
+def _finding_child(kind: str, action: str) -> Counter:
+    return PII_FINDINGS.labels(kind, action)
+
+
+@lru_cache(maxsize=4096)
+def _escalation_child(from_class: str, to_class: str, kind: str) -> Counter:
+    return ESCALATIONS.labels(from_class, to_class, kind)
+
+
+def pii_finding(kind: str, action: str, n: int = 1) -> None:
+    """``n`` findings of type ``kind`` had ``action`` (one of :data:`REDACTION_ACTIONS`)."""
+    _finding_child(kind, action).inc(n)
+
+
+def detection_done(seconds: float, found: Mapping[str, int], pairs: Iterable[tuple[str, str, str]]) -> None:
+    """One request scanned: ``found`` counts findings by type; ``pairs`` are its escalations (from, to, type)."""
+    DETECTION_SECONDS.observe(seconds)
+    if not found:
+        return
+    escalating = set()
+    for pair in pairs:
+        _escalation_child(*pair).inc()
+        escalating.add(pair[2])
+    for kind, n in found.items():
+        _finding_child(kind, "escalated" if kind in escalating else "detected").inc(n)
 
 
 def drill_injection(provider: str, fault: str) -> None:

@@ -66,10 +66,19 @@ def unknown_data_class(name: str, known: Iterable[str]) -> RouterError:
                        "x-llmroute-data-class header.", "invalid_request_error", "unknown_data_class")
 
 
-def no_compliant_backend(model: str, data_class: str, denied: Iterable[Denial]) -> RouterError:
+def no_compliant_backend(model: str, data_class: str, denied: Iterable[Denial], escalated: str = "") -> RouterError:
+    """``escalated``: why the request is held to more than its declared class (types found, never values)."""
     why = "; ".join(f"{d.provider}/{d.model}: {', '.join(d.reasons)}" for d in denied) or "no backends configured"
-    return RouterError(403, f'No backend of model "{model}" may receive data class "{data_class}": {why}',
+    because = f" ({escalated})" if escalated else ""
+    return RouterError(403, f'No backend of model "{model}" may receive data class "{data_class}"{because}: {why}',
                        "permission_error", "no_compliant_backend")
+
+
+def pii_blocked(data_class: str, types: Sequence[str]) -> RouterError:
+    """A request holding personal data of types its data class Blocks; names the types, never the values."""
+    kinds = ", ".join(types)
+    return RouterError(400, f'The request contains {kinds}, which data class "{data_class}" does not allow to be sent '
+                       "(redaction mode Block); remove it and retry.", "invalid_request_error", "pii_blocked")
 
 
 def no_healthy_backend(model: str, data_class: str, reasons: Iterable[str], retry_after_s: int) -> RouterError:

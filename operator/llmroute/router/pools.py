@@ -333,5 +333,5 @@ class Pools:
             return ColdPlan(split.plan, held_s, client_gone=True)
         why = (f"no pod was ready within coldStart.maxWait {settings.max_wait_s:g}s" if outcome is HoldOutcome.TIMEOUT
                else f"this router already holds coldStart.maxRequests {settings.max_requests} requests")
-        error = openai_errors.pool_starting(entry.model, entry.data_class, split.hold_for, why)
+        error = openai_errors.pool_starting(entry.model, entry.class_header, split.hold_for, why)
         return ColdPlan(split.plan, held_s, error)

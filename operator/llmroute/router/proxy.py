@@ -5,9 +5,15 @@ Owns the request-level contract (issue "Router data plane"): the body is parsed 
 and ``stream``; unknown fields pass through untouched, and ``model`` is replaced per attempt by the backend's
 upstream name (and, for chat requests whose history carries reasoning, ``messages`` by the form that upstream
 accepts: :mod:`llmroute.router.reasoning`). The data class is the ``x-llmroute-data-class`` header, else the
-config's default. The refusals are OpenAI-shaped (:mod:`llmroute.router.openai_errors`): 413 too large, 400
+config's default. When the config escalates on what requests contain (a class with ``detect``), the parsed body's
+text is scanned with the snapshot's detector and the request is held to its class **and** every class a finding
+calls for (:mod:`llmroute.core.escalation`): the Call carries that combined entry, so every attempt, retry and
+failover stays within what all of them allow, and responses name the classes applied (``public,pii``); without
+``detect`` nothing is scanned. The refusals are OpenAI-shaped (:mod:`llmroute.router.openai_errors`): 413 too large, 400
 malformed JSON, 404 ``model_not_found``, 400 ``unknown_data_class``, 403 ``no_compliant_backend`` (each denied
-backend with its reasons), 503 ``no_healthy_backend``. Every request is counted once in
+backend with its reasons), 503 ``no_healthy_backend``, 400 ``pii_blocked`` (the types a class Blocks, never the
+values). When the route's classes or usable providers redact (:mod:`llmroute.router.redaction`), the request's
+placeholders are issued here, once, and the Call carries them to the attempts. Every request is counted once in
 ``llmroute_requests_total`` with bounded labels.
 
 Nothing here logs a prompt, a completion or a key. Called by :mod:`llmroute.router.app`, which owns HTTP.
@@ -16,11 +22,17 @@ Nothing here logs a prompt, a completion or a key. Called by :mod:`llmroute.rout
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from llmroute.router import jsonwire, metrics, openai_errors, reasoning
+from llmroute.core import escalation, request_text
+from llmroute.core.escalation import Escalation
+from llmroute.core.pii import Finding
+from llmroute.core.request_text import Place
+from llmroute.router import jsonwire, metrics, openai_errors, reasoning, redaction
 from llmroute.router.client import ClientSink, Reply
 from llmroute.router.config_source import ConfigWatcher, RouteEntry, Snapshot
 from llmroute.router.failover import Call, Failover, Mode, Served
@@ -40,9 +52,11 @@ class Kind(StrEnum):
 
 
 class _Refusal(Exception):
-    def __init__(self, error: RouterError, outcome: Outcome, model: str = NONE, data_class: str = NONE) -> None:
+    def __init__(self, error: RouterError, outcome: Outcome, model: str = NONE, data_class: str = NONE,
+                 header: str | None = None) -> None:
         super().__init__(error.message)
         self.error, self.outcome, self.model, self.data_class = error, outcome, model, data_class
+        self.header = header or data_class  # x-llmroute-data-class: every class applied, declared first
 
 
 class Proxy:
@@ -65,7 +79,7 @@ class Proxy:
         except _Refusal as refusal:
             metrics.INFLIGHT.dec()
             metrics.request_done(refusal.model, NONE, NONE, refusal.data_class, refusal.outcome, 0.0)
-            extra = {DATA_CLASS_HEADER: refusal.data_class} if refusal.data_class != NONE else {}
+            extra = {DATA_CLASS_HEADER: refusal.header} if refusal.data_class != NONE else {}
             return Reply.error(refusal.error, extra)
         served = Served(None, Outcome.CLIENT_CLOSED)
         try:
@@ -77,6 +91,8 @@ class Proxy:
             jurisdiction = endpoint.provider.jurisdiction if endpoint else NONE
             metrics.request_done(call.entry.model, provider, jurisdiction, call.entry.data_class, served.outcome,
                                  loop.time() - started)
+            if call.redaction is not None:
+                call.redaction.report()
         return served.reply
 
     def refuse_oversized(self, size: int | None) -> Reply | None:
@@ -107,12 +123,16 @@ def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str
     if entry is None:
         raise _Refusal(openai_errors.model_not_found(model, snapshot.published), Outcome.INVALID_REQUEST,
                        data_class=data_class)
-    _check_route(entry)
+    escalated, scanned = None, None
+    if snapshot.detector is not None:
+        entry, escalated, scanned = _escalate(snapshot, entry, body)
+    _check_route(entry, escalated)
     mode = _mode(kind, body)
     chat = kind is Kind.CHAT
     history = reasoning.history(body) if chat and reasoning.MARKER in raw else None
+    redacting = None if snapshot.redaction is None else _redaction(snapshot.redaction, entry, body, raw, scanned)
     return Call(snapshot=snapshot, entry=entry, path=kind.value, body=body, mode=mode, chat=chat,
-                headers=client_headers(headers), started=started, history=history)
+                headers=client_headers(headers), started=started, history=history, redaction=redacting)
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
@@ -125,14 +145,45 @@ def _parse(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _check_route(entry: RouteEntry) -> None:
+def _escalate(snapshot: Snapshot, entry: RouteEntry,
+              body: dict[str, Any]) -> tuple[RouteEntry, Escalation, list[tuple[Place, Finding]]]:
+    """``entry`` held to every class the body's text calls for, and why (types found, never a value); and the scan
+    (redaction reuses it)."""
+    assert snapshot.detector is not None
+    started = time.perf_counter()
+    scanned = request_text.scan(body, snapshot.detector)
+    found = Counter(f.type for _, f in scanned)
+    esc = escalation.escalate(entry.data_class, snapshot.detect_rules, found)
+    if esc.escalated:
+        entry = snapshot.escalated(entry, esc.classes)
+    metrics.detection_done(time.perf_counter() - started, found, esc.pairs)
+    return entry, esc, scanned
+
+
+def _redaction(index: redaction.Index, entry: RouteEntry, body: dict[str, Any], raw: bytes,
+               scanned: list[tuple[Place, Finding]] | None) -> redaction.Redaction | None:
+    """The request's placeholders when its classes or usable providers redact what it holds (None: sent as it came);
+    a type its classes Block refuses it with 400 before any attempt. ``scanned``: escalation's scan of the body (the
+    same detectors), reused."""
+    policy = index.policy(entry.classes or (entry.data_class,), tuple(b.provider for b in entry.usable))
+    if policy is None:
+        return None
+    try:
+        return redaction.prepare(policy, body, raw, scanned)
+    except redaction.Blocked as exc:
+        raise _Refusal(openai_errors.pii_blocked(entry.class_header, exc.types), Outcome.INVALID_REQUEST,
+                       entry.model, entry.data_class, entry.class_header) from None
+
+
+def _check_route(entry: RouteEntry, escalated: Escalation | None = None) -> None:
     if not entry.route.allowed:
         metrics.residency_denial(entry.model, entry.data_class)
-        raise _Refusal(openai_errors.no_compliant_backend(entry.model, entry.data_class, entry.route.denied),
-                       Outcome.NO_COMPLIANT_BACKEND, entry.model, entry.data_class)
+        why = escalation.explain(escalated) if escalated is not None else ""
+        error = openai_errors.no_compliant_backend(entry.model, entry.class_header, entry.route.denied, why)
+        raise _Refusal(error, Outcome.NO_COMPLIANT_BACKEND, entry.model, entry.data_class, entry.class_header)
     if not entry.usable:
-        raise _Refusal(openai_errors.no_healthy_backend(entry.model, entry.data_class, entry.keyless, 60),
-                       Outcome.NO_HEALTHY_BACKEND, entry.model, entry.data_class)
+        raise _Refusal(openai_errors.no_healthy_backend(entry.model, entry.class_header, entry.keyless, 60),
+                       Outcome.NO_HEALTHY_BACKEND, entry.model, entry.data_class, entry.class_header)
 
 
 def _mode(kind: Kind, body: dict[str, Any]) -> Mode:

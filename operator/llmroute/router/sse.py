@@ -86,6 +86,11 @@ class StreamRelay:
             return self._names.feed(chunk)
         return self._names.feed(self._by_line(chunk))
 
+    def close(self) -> bytes:
+        """What is still owed to the client when the stream ends (a restoring relay's held text: see
+        :class:`llmroute.router.redaction.RestoringRelay`); nothing here."""
+        return b""
+
     def _by_line(self, chunk: bytes) -> bytes:
         data = self._partial + chunk
         if self._comment is None:

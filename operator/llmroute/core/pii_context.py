@@ -1,0 +1,253 @@
+"""Context for the PII detector: the words around a candidate that say what a number is.
+
+A ten-digit string is a phone number after "call me at" and an order number after "Order #"; the same holds for
+card-shaped and SSN-shaped digits. This module owns those cue words (English plus the languages prompts commonly
+arrive in) and the two places a cue can be: on the candidate's line just before it (the nearest cue wins, so "order
+number" is an order and "phone number" a phone) or, in a delimited table, in the header of the candidate's column.
+Pure string work; it never returns or records the text it looks at.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from enum import Enum
+from functools import cached_property
+
+WINDOW = 40
+"""How far before a candidate (same line) a cue word may stand."""
+
+AFTER = 16
+"""How far after a candidate a positive cue may stand ("+44 20 7946 0958 (mobile)")."""
+
+
+class Cue(Enum):
+    """What the context says about a candidate."""
+
+    NONE = 0
+    POSITIVE = 1
+    NEGATIVE = 2
+
+
+_LETTERS = "A-Za-z\u00c0-\u024f\u0400-\u04ff"
+"""Latin and Cyrillic letters: what a cue word must not be glued to (CJK text has no spaces, so it may be)."""
+
+
+def _cues(words: str, cjk: str = "") -> str:
+    """Alternation of ``words`` (matched on word boundaries) and ``cjk`` (matched anywhere: no spaces in CJK)."""
+    latin = rf"(?<![{_LETTERS}])(?:{words})(?![{_LETTERS}])"
+    return f"{latin}|{cjk}" if cjk else latin
+
+
+_NEGATIVE_COMMON = (
+    r"order|orders|ord|invoice|inv|ref|reference|tracking|track|ticket|case|sku|part|po|acct|account|"
+    r"transaction|txn|confirmation|booking|isbn|imei|serial|id|ids|lot|batch|build|version|ver|routing|aba|patent|"
+    r"ean|upc|gtin|waybill|awb|parcel|shipment|ts|timestamp|pid|bytes|amount|total|sum|bestellung|"
+    r"bestellnummer|rechnung|sendungsnummer|sendung|commande|facture|pedido|factura|ordine|encomenda|заказ|счёт|"
+    r"count|size|offset|epoch|seed|port|code|kundennummer|nº|n°|zip|postal|postcode|plz|fedex|ups|usps|dhl|waybill"
+)
+_NEGATIVE_CJK = r"订单|单号|注文|发票|運送|快递|版本"
+
+
+def _either(positive: str, negative: str) -> re.Pattern[str]:
+    """One pattern for both kinds of cue; ``lastgroup`` says which one matched."""
+    return re.compile(f"(?P<pos>{positive})|(?P<neg>{negative})", re.IGNORECASE)
+
+
+PHONE = _either(
+    _cues(
+        r"phone|phones|telephone|tel|tél|mobile|mob|cell|cellphone|call|calls|called|fax|whatsapp|text me|sms|"
+        r"contact|contacto|kontakt|contatto|my number|my no|best number|phone number|mobile number|cell number|"
+        r"t:|m:|p:|rückruf|mi número|mi numero|mon numéro|meine nummer|meu número|"
+        r"mio numero|reach me|reach|dial|ph|hotline|helpline|callback|telefon|telefonnummer|"
+        r"handy|mobil|"
+        r"rufnummer|erreichbar|téléphone|telephone|portable|appelez|appeler|joindre|teléfono|telefono|móvil|movil|"
+        r"celular|llámame|llamar|cellulare|telefone|contato|telefoonnummer|bel|gsm|телефон|тел|мобильный|"
+        r"फ़ोन|फोन|मोबाइल",
+        r"电话|電話|手机|携帯|联系方式|連絡先|연락처|전화|휴대폰",
+    ),
+    _cues(_NEGATIVE_COMMON, _NEGATIVE_CJK),
+)
+"""Phone cues against order-number cues: which of the two is nearest decides."""
+
+CARD = _either(
+    _cues(
+        r"card|cards|visa|mastercard|master card|amex|american express|discover|diners|jcb|unionpay|credit|debit|"
+        r"cc|ccn|pan|karte|kartennummer|kreditkarte|carte|tarjeta|cartão|cartao|carta|payment|pay|paid|charged|"
+        r"charge|billing|кредитная|карта",
+        r"卡号|信用卡|カード",
+    ),
+    _cues(_NEGATIVE_COMMON, _NEGATIVE_CJK),
+)
+
+SSN = _either(
+    _cues(r"ssn|ssns|social security|social|ss#|ss|tin|taxpayer|itin|tax_id|tax id"),
+    _cues(_NEGATIVE_COMMON + r"|model|zip|phone|tel|fax", _NEGATIVE_CJK),
+)
+
+IP = _either(
+    _cues(
+        r"ip|ips|ipv4|ipv6|addr|address|remote_addr|remote|client|client_ip|host|src|dst|peer|"
+        r"forwarded|x-forwarded-for|login|logged|connect|connected|connection|server|origin|visitor|user_ip|"
+        r"last_seen_from|ip_address|adresse|dirección|endereço|indirizzo",
+        r"地址",
+    ),
+    _cues(r"version|ver|v|release|build|firmware|fw|oid|sdk|chrome|firefox|safari|patch|update|upgrade|mask|"
+          r"netmask|subnet|wildcard|gateway|dns|resolver|attribute|arc|versión|versão|versione", r"版本|バージョン"),
+)
+
+
+_AFTER_SKIP = " \t([:-"
+"""What may stand between a candidate and a cue word right after it ("+44 20 7946 0958 (mobile)", "… bytes")."""
+_UNITS = re.compile(
+    rf"(?:bytes|b|kb|mb|gb|kib|mib|ms|s|units|items|points|pts|rows|records|times|tokens|km|kg|usd|eur|req)"
+    rf"(?![{_LETTERS}])|%",
+    re.IGNORECASE,
+)
+"""A unit right after a number makes it a quantity ("648155623 bytes")."""
+_IMMEDIATE_NEGATIVE = re.compile(r"[#№][ \t]?$")
+"""A number right after ``#`` is a reference ("Order #4155550134", "#112-...")."""
+_LINE_LOOKBACK = 4096
+"""A line longer than this before the candidate is prose, not a table row: its start is not looked for further."""
+_DELIMITERS = ",;\t|"
+_HEADER_CELL_MAX = 32
+
+
+def _table(mapping: dict[str, str], default: str) -> bytes:
+    table = bytearray(default.encode() * 256)
+    for chars, to in mapping.items():
+        for ch in chars:
+            table[ord(ch)] = ord(to)
+    return bytes(table)
+
+
+_CLASS_TABLE = _table({string.digits: "0", string.ascii_letters: "a", " ": " ", "(": "(", ")": ")", ".": ".",
+                       "/": "/", "-": "-", ":": ":"}, "x")
+_TOKEN_TABLE = _table({string.digits + string.ascii_letters + "_-.+/!#$%^&*~": "t"}, " ")
+
+
+class Context:
+    """The cues around candidates in one text; remembers table headers so a big CSV is walked once.
+
+    ``key``: the name the whole text is the value of (a JSON key in tool-call arguments), read like a column header.
+    """
+
+    def __init__(self, text: str, key: str = "") -> None:
+        self.text = text
+        self.key = key
+        self._headers: dict[int, tuple[str, str] | None] = {}
+        """Row start -> (header row, delimiter) of the table it belongs to, or None."""
+
+    @cached_property
+    def classes(self) -> bytes:
+        """One byte per character: ``0`` a digit, ``a`` an ASCII letter, `` ().-/:`` themselves, ``x`` the rest.
+
+        Scanning these with patterns that start with a literal is several times faster than character classes
+        over the text, and offsets are the same (non-ASCII characters each become one byte)."""
+        return self.text.encode("ascii", "replace").translate(_CLASS_TABLE)
+
+    @cached_property
+    def tokens(self) -> bytes:
+        """One byte per character: ``t`` for what keys and passwords are made of (letters, digits, ``_-.+/``,
+        ``!#$%^&*~``), a space otherwise (``=`` too: it ends a name and starts its value)."""
+        return self.text.encode("ascii", "replace").translate(_TOKEN_TABLE)
+
+    def phone(self, start: int, end: int) -> Cue:
+        return self.cue(start, end, PHONE)
+
+    def card(self, start: int, end: int) -> Cue:
+        return self.cue(start, end, CARD)
+
+    def ssn(self, start: int, end: int) -> Cue:
+        return self.cue(start, end, SSN)
+
+    def ip(self, start: int, end: int) -> Cue:
+        return self.cue(start, end, IP)
+
+    def cue(self, start: int, end: int, pattern: re.Pattern[str]) -> Cue:
+        """The nearest cue before the candidate, else a positive cue or a unit right after it, else its column header
+        or key.
+
+        Before the candidate, the window stays on its line, in its cell when the line is a table row, and after the
+        last digit (a cue before another number belongs to that number: "SKU 656-65-8749 and 5378…")."""
+        text = self.text
+        line_start = text.rfind("\n", max(0, start - _LINE_LOOKBACK), start) + 1
+        table = self._table(line_start) if line_start or start < _LINE_LOOKBACK else None
+        lo, hi = self._window(start, end, line_start, table)
+        last = None
+        for last in pattern.finditer(text, lo, start):  # noqa: B007 - the nearest cue is the one that counts
+            pass
+        if last is not None:
+            return _kind(last)
+        if _IMMEDIATE_NEGATIVE.search(text, max(lo, start - 2), start):
+            return Cue.NEGATIVE
+        j = end
+        while j < min(hi, end + 3) and text[j] in _AFTER_SKIP:
+            j += 1
+        following = pattern.match(text, j, hi)
+        if following is not None and following.lastgroup == "pos":
+            return Cue.POSITIVE
+        if _UNITS.match(text, j, hi):
+            return Cue.NEGATIVE
+        label = self.key if table is None else _cell(table, text.count(table[1], line_start, start))
+        found = pattern.search(label) if label else None
+        return Cue.NONE if found is None else _kind(found)
+
+    def _window(self, start: int, end: int, line_start: int, table: tuple[str, str] | None) -> tuple[int, int]:
+        text = self.text
+        lo, hi = max(line_start, start - WINDOW), min(len(text), end + AFTER)
+        if table is not None:
+            lo = max(lo, _rfind_any(text, table[1], lo, start) + 1)
+            hi = min(hi, _find_any(text, table[1], end, hi))
+        return max(lo, self.classes.rfind(b"0", lo, start) + 1), hi
+
+    def _table(self, row_start: int) -> tuple[str, str] | None:
+        """The header row and delimiter of the delimited table whose row starts at ``row_start``, if it is one."""
+        if row_start in self._headers:
+            return self._headers[row_start]
+        text = self.text
+        row_end = text.find("\n", row_start)
+        row = text[row_start:row_end if row_end >= 0 else len(text)]
+        delimiter = max(_DELIMITERS, key=row.count)
+        cells = row.count(delimiter)
+        visited = [row_start]
+        found: tuple[str, str] | None = None
+        pos = row_start
+        while cells and pos > 0:
+            prev_start = text.rfind("\n", 0, pos - 1) + 1
+            if prev_start in self._headers:
+                cached = self._headers[prev_start]
+                found = cached if cached is not None and cached[1] == delimiter else None
+                break
+            prev = text[prev_start:pos - 1]
+            if prev.count(delimiter) != cells:
+                break
+            if not any(ch.isdigit() for ch in prev):
+                if all(len(c) <= _HEADER_CELL_MAX for c in prev.split(delimiter)):
+                    found = (prev, delimiter)
+                break
+            visited.append(prev_start)
+            pos = prev_start
+        for v in visited:
+            self._headers[v] = found
+        return found
+
+
+def _rfind_any(text: str, chars: str, lo: int, hi: int) -> int:
+    """The last index in [lo, hi) holding one of ``chars``, or -1."""
+    return max(text.rfind(ch, lo, hi) for ch in chars) if chars else lo - 1
+
+
+def _find_any(text: str, chars: str, lo: int, hi: int) -> int:
+    """The first index in [lo, hi) holding one of ``chars``, or hi."""
+    found = [i for i in (text.find(ch, lo, hi) for ch in chars) if i >= 0]
+    return min(found) if found else hi
+
+
+def _cell(table: tuple[str, str], column: int) -> str:
+    cells = table[0].split(table[1])
+    return cells[column] if column < len(cells) else ""
+
+
+def _kind(m: re.Match[str]) -> Cue:
+    return Cue.POSITIVE if m.lastgroup == "pos" else Cue.NEGATIVE

@@ -1,0 +1,274 @@
+"""The numeric PII types: card numbers, US SSNs, IBANs and phone numbers, each found by a cheap pattern and kept
+only when it validates and its context does not say it is something else.
+
+Validation is what separates data from look-alikes: Luhn plus the issuer ranges for cards (a test number with a bad
+checksum or a 13-digit millisecond timestamp is no card), the SSA's ranges for SSNs (via ``python-stdnum``), mod 97
+plus the country's BBAN shape for IBANs (``python-stdnum``), and the numbering plans in ``phonenumbers`` for phones.
+Candidates come from one pass over the text's digit clusters (``numbers``), each sent only to the types its shape
+allows. Parsing a phone number is slow (~50 us), so it runs only on candidates that the shape checks and the context
+let through, and nothing is cached across texts (a cache would keep numbers in memory). Context (``pii_context``)
+turns away order, tracking and reference numbers and is what a bare national number needs before it counts as a
+phone. Pure; values are never returned or kept, only spans.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterator
+from functools import lru_cache
+
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import numdb
+from stdnum.us import ssn as stdnum_ssn
+
+from llmroute.core import pii_net
+from llmroute.core.pii_context import Context, Cue
+
+Hit = tuple[str, int, int, float]
+"""(type, start, end, confidence): what a finder reports."""
+
+# --- cards ---------------------------------------------------------------------------------------------------------
+
+_CARD = re.compile(
+    r"[0-9](?<![0-9A-Za-z_./\-][0-9])"
+    r"(?:[0-9]{12,18}|[0-9]{3}([ -])(?:[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{3})?|[0-9]{6}\1[0-9]{4,5}"
+    r"|[0-9]{4}\1[0-9]{4}\1[0-9]{1,3}))"
+    r"(?![0-9A-Za-z_]|[.\-/][0-9])"
+)
+"""Contiguous 13-19 digits, or grouped as printed: 4-4-4-4(-3), 4-6-4/5 (Amex, Diners), 4-4-4-1..3."""
+
+
+def luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def issuer_ok(digits: str) -> bool:
+    """The number starts like a card of its length from a scheme that issues that length (IIN ranges)."""
+    n, two, four = len(digits), int(digits[:2]), int(digits[:4])
+    if digits[0] == "4":
+        return n in (13, 16, 19)
+    if 51 <= two <= 55 or 2221 <= four <= 2720:
+        return n == 16
+    if two in (34, 37):
+        return n == 15
+    if 2200 <= four <= 2204 or 3528 <= four <= 3589 or two == 62 or four == 6011 or two == 65 or 644 <= int(
+            digits[:3]) <= 649:
+        return 16 <= n <= 19
+    if two in (36, 38, 39) or 300 <= int(digits[:3]) <= 305:
+        return 14 <= n <= 19
+    if two == 50 or 56 <= two <= 69:
+        return 12 <= n <= 19
+    return False
+
+
+def cards_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
+    for m in _CARD.finditer(text, lo, hi):
+        digits = m.group().replace(" ", "").replace("-", "")
+        if not (luhn(digits) and issuer_ok(digits)) or digits.count(digits[0]) == len(digits):
+            continue
+        cue = ctx.card(m.start(), m.end())
+        if cue is Cue.NEGATIVE:
+            continue
+        grouped = m.group(1) is not None
+        yield ("credit_card", m.start(), m.end(), 0.99 if cue is Cue.POSITIVE else 0.9 if grouped else 0.8)
+
+
+# --- US SSNs -------------------------------------------------------------------------------------------------------
+
+_SSN = re.compile(
+    r"[0-9](?<![0-9A-Za-z_./:+\-][0-9])[0-9]{2}(?:([- ])[0-9]{2}\1[0-9]{4}|[0-9]{6})"
+    r"(?![0-9A-Za-z_]|[./:\-][0-9])"
+)
+"""123-45-6789 (on its own), or 123 45 6789 / 123456789 (only with an SSN cue)."""
+
+
+def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
+    for m in _SSN.finditer(text, lo, hi):
+        digits = m.group().replace("-", "").replace(" ", "")
+        if not stdnum_ssn.is_valid(digits):
+            continue
+        cue = ctx.ssn(m.start(), m.end())
+        if cue is Cue.POSITIVE:
+            yield ("us_ssn", m.start(), m.end(), 0.95)
+        elif cue is Cue.NONE and m.group(1) == "-":
+            yield ("us_ssn", m.start(), m.end(), 0.8)
+
+
+# --- IBANs ---------------------------------------------------------------------------------------------------------
+
+_IBAN_DB = numdb.get("iban")
+_STRUCT = re.compile(r"(\d+)!?[nac]")
+
+
+@lru_cache(maxsize=128)
+def iban_length(country: str) -> int:
+    """The IBAN length for ``country`` (0: not an IBAN country), from python-stdnum's registry."""
+    info = _IBAN_DB.info(country)
+    bban = info[0][1].get("bban") if info and len(info[0][0]) == 2 else None
+    return 4 + sum(int(n) for n in _STRUCT.findall(bban)) if bban else 0
+
+
+def iban_at(text: str, start: int) -> Hit | None:
+    """The IBAN starting at ``start`` (two capital letters, two check digits), if one validates there."""
+    if start > 0 and text[start - 1].isascii() and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        return None
+    length = iban_length(text[start:start + 2])
+    end = _iban_end(text, start, length) if length else None
+    if end is None:
+        return None
+    compact = text[start:end].replace(" ", "")
+    return ("iban", start, end, 0.97) if stdnum_iban.is_valid(compact, check_country=False) else None
+
+
+def _iban_end(text: str, start: int, length: int) -> int | None:
+    """Where an IBAN of ``length`` characters starting at ``start`` ends (single spaces between groups allowed)."""
+    count, i, n = 0, start, len(text)
+    while i < n and count < length:
+        ch = text[i]
+        if ch == " " and count and text[i - 1] != " " and i + 1 < n and text[i + 1] != " ":
+            i += 1
+            continue
+        if not ("0" <= ch <= "9" or "A" <= ch <= "Z"):
+            return None
+        count += 1
+        i += 1
+    if count < length or (i < n and text[i].isascii() and text[i].isalnum()):
+        return None
+    return i
+
+
+# --- phones --------------------------------------------------------------------------------------------------------
+
+_NANP = re.compile(r"(?:\+?1[-. ]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-. ])[2-9][0-9]{2}[-. ][0-9]{4}")
+_DOTS = re.compile(r"[0-9]{3}\.[0-9]{3}\.[0-9]{4}|1\.[0-9]{3}\.[0-9]{3}\.[0-9]{4}|[0-9]{2}(?:\.[0-9]{2}){3,4}")
+"""Dots the way phone numbers use them (415.555.0134, 06.12.34.56.78); any other dotted run is a version, an
+address, a decimal or a date."""
+_ISBN = re.compile(r"97[89]-?[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]|[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]")
+"""Hyphenated ISBN-13 and ISBN-10 (group-publisher-title-check), whose single check digit no phone plan ends in."""
+_DATE = re.compile(
+    r"(?<![0-9])(?:[0-9]{4}([-/.])[01]?[0-9]\1[0-3]?[0-9]|[0-3]?[0-9]([-/.])[01]?[0-9]\2[0-9]{4})(?![0-9])"
+)
+_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "BR", "MX", "JP", "CN", "AU", "CA", "SG", "ZA", "SE",
+            "PL", "CH", "IE", "NG", "AT", "BE", "PT", "DK", "NO", "FI", "RU", "KR", "TR", "AR", "CO", "PH", "ID")
+"""Where a national-format number is tried, in this order, when its context says it is a phone."""
+_TRUNK_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "AU", "JP", "CH", "AT", "BE", "SE", "IE", "IN", "ZA", "BR")
+"""Regions whose national numbers start with a trunk 0: "020 7946 0958" is a phone without any cue."""
+
+
+def valid_in(number: str, region: str | None) -> bool:
+    """``number`` (digits and separators, or +international) is a valid number in ``region``'s plan."""
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(number, region))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+_WORD_ASCII = frozenset(string.ascii_letters + string.digits + "_")
+_PHONE_BEFORE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_+-./@#$€£%^&*")
+"""A phone number does not follow these (a longer token, a price, a path, a reference)."""
+
+
+def phone_at(text: str, ctx: Context, start: int, end: int) -> Hit | None:
+    """The phone number in the digit cluster ``start:end`` (with a ``+`` or ``(`` before it), if it is one."""
+    if start > 0 and text[start - 1] in "+(":
+        start -= 1
+        if start > 0 and text[start - 1] == "(" and text[start] == "+":
+            start -= 1  # "(+44) 20 7946 0958"
+    if start > 0 and (text[start - 1] in _PHONE_BEFORE or text[max(0, start - 2):start] == "::"):
+        return None  # "tel:+1…" is a phone, "arn:aws:iam::004751573971" an account
+    if end < len(text) and (text[end] in _WORD_ASCII or text[end:end + 2] in ("-X", "-x")):
+        return None
+    candidate = text[start:end]
+    for _ in range(2):
+        conf = _phone(ctx, start, end, candidate)
+        if conf:
+            return ("phone", start, end, conf)
+        cut = candidate.rstrip("0123456789").rstrip(" -.()/\u00a0")
+        if not 0 < len(candidate) - len(cut) <= 3 or " " not in candidate[len(cut) - 1:len(cut) + 1]:
+            return None  # only "415 555 0134 2 items": a short group after a space, not a longer number's tail
+        candidate, end = cut, start + len(cut)
+    return None
+
+
+_DIGITS_ONLY = str.maketrans("", "", "0123456789")
+_SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
+_TRUNK_SHAPE = re.compile(r"\(?0[0-9]*\)?(?:[ \-][0-9]{2,})+")
+"""A national number after a trunk 0, in groups of two or more digits (not an ISBN's 0-463-14944-0)."""
+
+
+def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
+    """Confidence that ``candidate`` (at ``start:end``) is a phone number, 0 if it is not."""
+    digits = len(candidate) - len(candidate.translate(_DIGITS_ONLY))
+    if not 7 <= digits <= 17 or "/" in candidate or candidate.count("(") != candidate.count(")"):
+        return 0.0
+    international = candidate[0] == "+" or candidate.startswith(("00", "(+"))
+    if international:
+        if digits > 16 - (candidate[0] != "0") or ctx.phone(start, end) is Cue.NEGATIVE:
+            return 0.0
+        number = "+" + candidate[2:] if candidate[0] == "0" else candidate.replace("(+", "+", 1).replace(")", "", 1) \
+            if candidate[0] == "(" else candidate
+        return (0.97 if ctx.phone(start, end) is Cue.POSITIVE else 0.9) if valid_in(number, None) else 0.0
+    if digits > 12 or _DATE.search(candidate) or _SSN_SHAPE.fullmatch(candidate) or _ISBN.fullmatch(candidate):
+        return 0.0
+    if "." in candidate and not _DOTS.fullmatch(candidate):
+        return 0.0
+    cue = ctx.phone(start, end)
+    if cue is Cue.NEGATIVE:
+        return 0.0
+    if _NANP.fullmatch(candidate) and valid_in(candidate, "US"):
+        return 0.95 if cue is Cue.POSITIVE else 0.8
+    if cue is Cue.POSITIVE:
+        return 0.75 if any(valid_in(candidate, r) for r in _REGIONS) else 0.0
+    if 8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate):
+        return 0.7 if any(valid_in(candidate, r) for r in _TRUNK_REGIONS) else 0.0
+    return 0.0
+
+
+# --- the pass ------------------------------------------------------------------------------------------------------
+
+_CLUSTER = re.compile(
+    rb"0(?:[0a]{3}:[0a:]{2,}"
+    rb"|(?:(?:[ .()/\-]|\) | \()?0){6,}(?:(?:[ .()/\-]|\) | \()0+)*"
+    rb"|0{0,2}\.0{1,3}\.0{1,3}\.0{1,3}"
+    rb"|(?<=aa0)0)"
+)
+"""Over the text's character classes (digit 0, letter a): an IPv6-looking run, a cluster of seven or more digits
+with phone/card separators, a short dotted quad, or two digits after two letters (an IBAN's head). The pattern
+starts with a literal, so the regex engine jumps from digit to digit instead of trying every position."""
+
+
+def numbers(text: str, ctx: Context) -> Iterator[Hit]:
+    """Every card, SSN, IBAN, phone and IP address: one pass over the digit clusters, each sent to what it may be."""
+    classes, n = ctx.classes, len(text)
+    for m in _CLUSTER.finditer(classes):
+        start, end = m.start(), m.end()
+        if classes[end - 1:end] != b"0" or b":" in m.group():
+            if text[start] in "23":
+                yield from pii_net.ipv6_at(text, start, end)
+            continue
+        if start >= 2 and "A" <= text[start - 2] <= "Z" and "A" <= text[start - 1] <= "Z":
+            hit = iban_at(text, start - 2)
+            if hit is not None:
+                yield hit
+                continue
+        digits = classes.count(b"0", start, end)
+        hi = min(n, end + 2)
+        if classes.count(b".", start, end) == 3:
+            yield from pii_net.ipv4s_in(text, ctx, start, hi)
+        if digits < 7:
+            continue
+        if digits >= 9:
+            yield from ssns_in(text, ctx, start, hi)
+        if digits >= 12:
+            yield from cards_in(text, ctx, start, hi)
+        phone = phone_at(text, ctx, start, end)
+        if phone is not None:
+            yield phone

@@ -1,0 +1,126 @@
+"""Where an OpenAI request carries text: every string a chat, completions or embeddings body sends upstream.
+
+Owns the walk shared by escalation (what does this request contain?), ``llmroute scan`` and redaction (which
+strings to rewrite): each ``Place`` is a path into the body plus the string found there. Tool-call arguments in the
+history are JSON inside a string, so they are decoded and each string value inside is its own place (the path goes
+on inside the decoded JSON, ``in_json=True``); arguments that do not decode are scanned as the raw string. Token
+arrays (lists of ints) are not text. The walk never raises on a malformed body: what is not where the API puts
+text is skipped. Pure; values are returned to the caller and never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmroute.core.pii import DEFAULT, Detector, Finding
+
+Path = tuple[str | int, ...]
+
+_MESSAGE_TEXT_FIELDS = ("content", "reasoning_content", "reasoning")
+"""Message fields holding text (``reasoning*``: an assistant turn's reasoning sent back in the history)."""
+
+_PART_TEXT_FIELDS = {"text": "text", "refusal": "refusal"}
+"""Content part type -> the field holding its text; other parts (images, audio, files) are not text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """One string in a request body: its ``path`` (keys and indices from the body's root) and its ``text``.
+
+    ``in_json``: the path runs into a JSON document held in a string (tool-call arguments); the elements after the
+    string's own key are keys/indices inside the decoded document and ``text`` is the decoded string value.
+    """
+
+    path: Path
+    text: str
+    in_json: bool
+
+
+def places(body: Mapping[str, Any]) -> list[Place]:
+    """Every non-empty text a chat/completions/embeddings request body carries, in document order."""
+    return [p for p in _walk(body) if p.text]
+
+
+def scan(body: Mapping[str, Any], detector: Detector = DEFAULT) -> list[tuple[Place, Finding]]:
+    """Every finding in every place of ``body``; a finding's offsets are into its place's ``text``.
+
+    A string inside tool-call arguments is scanned with its JSON key as context (``{"phone": "4155550134"}``)."""
+    return [(place, f) for place in places(body) for f in detector.detect(place.text, key_of(place))]
+
+
+def key_of(place: Place) -> str:
+    """The JSON key a string in tool-call arguments is the value of, else ``""``."""
+    last = place.path[-1]
+    return last if place.in_json and isinstance(last, str) else ""
+
+
+def _walk(body: Mapping[str, Any]) -> Iterator[Place]:
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for i, message in enumerate(messages):
+            if isinstance(message, Mapping):
+                yield from _message(("messages", i), message)
+    for key in ("prompt", "input"):
+        yield from _strings((key,), body.get(key))
+
+
+def _message(path: Path, message: Mapping[str, Any]) -> Iterator[Place]:
+    for field in _MESSAGE_TEXT_FIELDS:
+        yield from _content((*path, field), message.get(field))
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        for j, call in enumerate(calls):
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                yield from _arguments((*path, "tool_calls", j, "function", "arguments"), function.get("arguments"))
+    legacy = message.get("function_call")
+    if isinstance(legacy, Mapping):
+        yield from _arguments((*path, "function_call", "arguments"), legacy.get("arguments"))
+
+
+def _content(path: Path, content: Any) -> Iterator[Place]:
+    if isinstance(content, str):
+        yield Place(path, content, in_json=False)
+    elif isinstance(content, list):
+        for k, part in enumerate(content):
+            if not isinstance(part, Mapping):
+                continue
+            field = _PART_TEXT_FIELDS.get(part.get("type", ""))
+            if field is not None and isinstance(part.get(field), str):
+                yield Place((*path, k, field), part[field], in_json=False)
+
+
+def _strings(path: Path, value: Any) -> Iterator[Place]:
+    """``prompt``/``input``: a string or a list of strings; token arrays (ints, lists of ints) are skipped."""
+    if isinstance(value, str):
+        yield Place(path, value, in_json=False)
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            if isinstance(item, str):
+                yield Place((*path, k), item, in_json=False)
+
+
+def _arguments(path: Path, arguments: Any) -> Iterator[Place]:
+    if not isinstance(arguments, str):
+        return
+    try:
+        decoded = json.loads(arguments)
+    except ValueError:
+        yield Place(path, arguments, in_json=False)
+        return
+    yield from _json_strings(path, decoded)
+
+
+def _json_strings(path: Path, value: Any) -> Iterator[Place]:
+    """String values (not keys) anywhere in a decoded JSON document; numbers, booleans and null are not text."""
+    if isinstance(value, str):
+        yield Place(path, value, in_json=True)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _json_strings((*path, key), item)
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            yield from _json_strings((*path, k), item)
