@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -244,12 +245,22 @@ def config_dir(hub: Hub, tmp_path: Path) -> Path:
     return write_config(tmp_path / "config", config_docs(hub))
 
 
+@contextlib.contextmanager
+def router_on(tmp_path_factory: pytest.TempPathFactory, name: str,
+              docs: dict[str, dict[str, Any]]) -> Iterator[RouterProcess]:
+    """A router process on ``docs`` (written to a fresh folder named after ``name``), stopped on exit."""
+    folder = write_config(tmp_path_factory.mktemp(name) / "config", docs)
+    proc = RouterProcess([str(folder)], folder.parent / "router.log")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture(scope="module")
 def router(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    folder = write_config(tmp_path_factory.mktemp("shared") / "config", config_docs(hub))
-    proc = RouterProcess([str(folder)], folder.parent / "router.log")
-    yield proc
-    proc.stop()
+    with router_on(tmp_path_factory, "shared", config_docs(hub)) as proc:
+        yield proc
 
 
 @pytest.fixture()

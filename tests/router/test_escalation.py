@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import MESSAGES, Hub, RouterProcess, config_docs, make_client, write_config
+from .conftest import MESSAGES, Hub, RouterProcess, config_docs, make_client, router_on
 from .test_streaming import counter
 
 pytestmark = pytest.mark.router
@@ -36,10 +36,8 @@ def escalation_docs(hub: Hub) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def esc_router(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    folder = write_config(tmp_path_factory.mktemp("escalation") / "config", escalation_docs(hub))
-    proc = RouterProcess([str(folder)], folder.parent / "router.log")
-    yield proc
-    proc.stop()
+    with router_on(tmp_path_factory, "escalation", escalation_docs(hub)) as proc:
+        yield proc
 
 
 @pytest.fixture()

@@ -27,7 +27,7 @@ import pytest
 
 from llmroute.emulator import Emulator, FaultPlan
 
-from .conftest import Hub, RouterProcess, make_aclient, write_config
+from .conftest import Hub, RouterProcess, router_on
 
 pytestmark = pytest.mark.router
 KEYS = {"cn": "sk-cn-test-key-0123456789", "us": "sk-us-test-key-0123456789"}
@@ -108,16 +108,8 @@ def config(emulators: dict[str, Emulator]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def router(emulators: dict[str, Emulator], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    folder = write_config(tmp_path_factory.mktemp("redaction") / "config", config(emulators))
-    proc = RouterProcess([str(folder)], folder.parent / "router.log")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture()
-async def aclient(router: RouterProcess) -> Any:
-    async with make_aclient(router) as c:
-        yield c
+    with router_on(tmp_path_factory, "redaction", config(emulators)) as proc:
+        yield proc
 
 
 def upstream(emulator: Emulator) -> str:
