@@ -1,10 +1,10 @@
 """The live stack for the observability tier, started once per session (``live``):
 
 * a real Prometheus (Debian's 2.42) scraping every second, with ``charts/llmroute/files/alerts.yaml`` loaded;
-* provider emulators (deepseek in CN; together, fireworks, bedrock in the US) in a background event loop, and in the
-  same loop one emulated vLLM pod (:class:`llmroute.emulator.vllm.VllmPod`), the only pod of ModelPool
-  ``apps/gpu-pool`` (provider ``gpus``), and the operator's real demand endpoint
-  (:func:`llmroute.controller.demand.serve`) knowing ``gpu-pool`` and ``spare-pool``;
+* provider emulators (deepseek in CN; together, fireworks, bedrock in the US, which answer with the prompt itself),
+  each keeping the request bodies it receives, in a background event loop, and in the same loop one emulated vLLM pod
+  (:class:`llmroute.emulator.vllm.VllmPod`), the only pod of ModelPool ``apps/gpu-pool`` (provider ``gpus``), and the
+  operator's real demand endpoint (:func:`llmroute.controller.demand.serve`) knowing ``gpu-pool`` and ``spare-pool``;
 * the real router process (``python -m llmroute router``) on loopback, scraped as job ``router`` with the labels the
   chart's PodMonitor gives router pods in a cluster (``namespace``, ``llmroute_route``, ``pod``); it finds pool pods
   in an endpoints file (``LLMROUTE_POOL_ENDPOINTS_FILE``: the pod for ``gpu-pool``, none for ``spare-pool``, provider
@@ -22,6 +22,10 @@ Throughout, a drill (``spec.drills``) rehearses an overload of bedrock, the last
 Self-hosted pools throughout: ``qwen3-8b`` goes to the vLLM pod first (``confidential``, ``selfHostedOnly``, only
 there); ``qwen3-coder`` has only ``spare-pool``, which never gets a ready pod (the operator finds its one pod's
 metrics unreadable), so one more client's requests are held and time out after ``coldStart.maxWait`` (1 s).
+Sensitivity routing throughout: class ``pii`` detects ``email`` and ``us_ssn``, and the route Restores emails and
+Blocks SSNs in ``pii`` requests (``spec.redaction``); one more client sends prompts carrying a synthetic email or SSN
+(:data:`PII`), most declared ``public``: they are escalated to ``pii`` (never sent to DeepSeek), emails go upstream as
+placeholders and come back restored, SSNs are refused with 400.
 Then traffic stops, and two more scrapes are awaited before the tests query.
 """
 
@@ -70,6 +74,10 @@ GPU_POOL, SPARE_POOL = "gpu-pool", "spare-pool"
 POOL_PROVIDERS = {"gpus": GPU_POOL, "spare": SPARE_POOL}
 POOL_MODEL, SPARE_MODEL = "Qwen/Qwen3-8B", "Qwen/Qwen3-Coder-30B-A3B-Instruct"  # what each pool's vLLM serves
 MAX_WAIT_S = 1.0
+EMAIL, SSN = "jane.roe@example.com", "536-22-8726"
+"""Synthetic personal data the scenario's prompts carry (a reserved domain; an SSN in a valid range, nobody's)."""
+ECHO = frozenset({"together", "fireworks", "bedrock"})
+"""Providers that answer with the prompt itself, so placeholders sent to them come back and are restored."""
 BASELINE_S, OUTAGE_S = 1.5, 6.0
 
 
@@ -145,7 +153,8 @@ class Emulators:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="emulators", daemon=True)
         self.thread.start()
-        self.by_name = {name: self.call(Emulator(name, api_key=KEYS[name], seed=11).start()) for name in PROVIDERS}
+        self.by_name = {name: self.call(Emulator(name, api_key=KEYS[name], seed=11, record_bodies=True,
+                                                 echo=name in ECHO).start()) for name in PROVIDERS}
         self.vllm = self.call(VllmPod(VllmConfig(model=POOL_MODEL, seed=11)).start())
         self.pools = PoolRegistry()  # the operator's pools, as its ModelPool handlers would have registered them
         for i, pool in enumerate(POOL_PROVIDERS.values()):
@@ -192,7 +201,8 @@ def config_docs(emulators: Emulators) -> dict[str, Any]:
                                      provider("bedrock", "NotUsed", "Zero", ["soc2", "hipaa-baa"]),
                                      pool_provider("gpus"), pool_provider("spare")],
                        "dataClasses": [{"name": "public"},
-                                       {"name": "pii", "allow": {"jurisdictions": ["US", "EU"], "training": "NotUsed"}},
+                                       {"name": "pii", "allow": {"jurisdictions": ["US", "EU"], "training": "NotUsed"},
+                                        "detect": ["email", "us_ssn"]},
                                        {"name": "restricted", "allow": {"jurisdictions": ["DE"]}},
                                        {"name": "confidential", "allow": {"selfHostedOnly": True}}]}}
     route = {"apiVersion": "llmroute.io/v1alpha1", "kind": "LLMRoute",
@@ -218,6 +228,8 @@ def config_docs(emulators: Emulators) -> dict[str, Any]:
                                          "window": "30s", "openDuration": "60s", "recoverySteps": [50, 100],
                                          "recoveryStepDuration": "5s"},
                       "coldStart": {"maxWait": f"{MAX_WAIT_S:g}s", "maxRequests": 4},
+                      "redaction": [{"dataClass": "pii", "mode": "Restore", "types": ["email"]},
+                                    {"dataClass": "pii", "mode": "Block", "types": ["us_ssn"]}],
                       "drills": [{"provider": "bedrock", "fault": "Overloaded",
                                   "until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}]}}
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "provider-keys", "namespace": NAMESPACE},
@@ -250,10 +262,11 @@ class Router:
 Request = Callable[[openai.OpenAI], None]
 
 
-def _chat(model: str, data_class: str, stream: bool = False) -> Request:
+def _chat(model: str, data_class: str, stream: bool = False, text: str = "Say hello") -> Request:
     def send(client: openai.OpenAI) -> None:
-        with contextlib.suppress(openai.APIStatusError):  # 403 denials and 503 no-healthy-backend are expected
-            kwargs: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Say hello"}],
+        # 403 denials, 503 no-healthy-backend and 400 pii_blocked are expected
+        with contextlib.suppress(openai.APIStatusError):
+            kwargs: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": text}],
                                       "extra_headers": {"x-llmroute-data-class": data_class}}
             if stream:
                 for _ in client.chat.completions.create(stream=True, **kwargs):
@@ -271,6 +284,14 @@ OUTAGE_ONLY = [_chat("deepseek-reasoner", "public")]
 HELD = [_chat("qwen3-coder", "confidential")]
 """Requests only ``spare-pool`` may serve: held, then 503 after ``coldStart.maxWait`` (one client of their own, so the
 others' request mix and rates stay as they were)."""
+PII = [_chat("deepseek-chat", "public", text=f"Draft a reply to {EMAIL} about the renewal"),
+       _chat("deepseek-chat", "public", stream=True, text=f"Summarise the thread with {EMAIL}, then greet them"),
+       _chat("deepseek-chat", "public", text=f"Check the account of the customer with SSN {SSN}"),
+       _chat("deepseek-chat", "pii", stream=True, text=f"Write to {EMAIL} that the card has shipped")]
+"""Prompts carrying personal data (one client of their own, like :data:`HELD`): ``public`` ones with an email are
+escalated to ``pii`` (kept off DeepSeek), their email replaced by a placeholder and restored in the echoed answer;
+``public`` ones with an SSN are escalated and refused (``pii`` Blocks ``us_ssn``); a ``pii`` one with an email is
+only detected (no class added), and redacted and restored."""
 
 
 @dataclass
@@ -312,9 +333,9 @@ class Operator:
 
 def drive(router: Router, emulators: Emulators) -> None:
     """The traffic scenario: a healthy baseline, then DeepSeek's full outage and together's partial one; requests
-    for the cold ``spare-pool`` throughout."""
+    for the cold ``spare-pool`` and prompts carrying personal data throughout."""
     stop = threading.Event()
-    phase: dict[str, list[Request]] = {"requests": list(STEADY), "held": HELD}
+    phase: dict[str, list[Request]] = {"requests": list(STEADY), "held": HELD, "pii": PII}
 
     def worker(offset: int, kind: str = "requests") -> None:
         with openai.OpenAI(base_url=router.url + "/v1", api_key="sk-client", max_retries=0, timeout=15) as client:
@@ -324,8 +345,9 @@ def drive(router: Router, emulators: Emulators) -> None:
                 requests[i % len(requests)](client)
                 i += 1
 
-    with ThreadPoolExecutor(5) as pool:
-        futures = [pool.submit(worker, k) for k in range(4)] + [pool.submit(worker, 0, "held")]
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(worker, k) for k in range(4)]
+        futures += [pool.submit(worker, 0, kind) for kind in ("held", "pii")]
         time.sleep(BASELINE_S)
         emulators.call(emulators.by_name["deepseek"].stop_listening())
         emulators.by_name["together"].set_faults(FaultPlan(error_rate=0.5, error_status=503))
@@ -340,6 +362,7 @@ def drive(router: Router, emulators: Emulators) -> None:
 class Live:
     prometheus: Prometheus
     router: Router
+    emulators: Emulators
 
 
 @pytest.fixture(scope="session")
@@ -368,7 +391,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         drive(router, emulators)
         feeding.stop.set()  # the operator's values stay as they were; other tests may count reconciles of their own
         time.sleep(2.5)  # two more scrapes and rule evaluations after the last request
-        yield Live(prometheus, router)
+        yield Live(prometheus, router, emulators)
     finally:
         feeding.stop.set()
         router.stop()

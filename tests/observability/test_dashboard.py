@@ -24,7 +24,9 @@ pytestmark = pytest.mark.observability
 METRIC = re.compile(r"\b((?:llmroute|process)_[a-z_]+)\b(?!\s*[=!])")  # a label name is followed by = or !=
 SUBSTITUTIONS = {"$namespace": "apps", "$route": "chat", "$__rate_interval": "1m"}
 REQUIRED_PANELS = ("Request rate by provider", "Upstream error ratio by provider", "Traffic share by jurisdiction",
-                   "Traffic by data class and jurisdiction", "Residency denials", "Failovers by reason",
+                   "Traffic by data class and jurisdiction", "Residency denials", "Escalations by class and type",
+                   "PII findings by type and action", "Detection time p50/p95/p99",
+                   "Blocked for PII (400 pii_blocked) by type", "Failovers by reason",
                    "Circuit state per backend", "Time to first token p50/p95/p99 by provider",
                    "Request duration p50/p95/p99 by provider", "Provider health (operator probes)",
                    "Pool replicas: desired vs ready (operator)", "Requests held for pools", "Held requests by outcome",

@@ -24,16 +24,29 @@ import pytest
 
 from llmroute.observability.alerts import Alert, all_alerts
 from llmroute.observability.dashboard import PROVIDER_STATES, panel_queries
-from tests.observability.conftest import GPU_POOL, NAMESPACE, POLICY, ROUTE, SPARE_POOL, Live, dashboard_doc
+from tests.observability.conftest import (
+    ECHO,
+    EMAIL,
+    GPU_POOL,
+    NAMESPACE,
+    POLICY,
+    ROUTE,
+    SPARE_POOL,
+    SSN,
+    Live,
+    dashboard_doc,
+)
 from tests.observability.test_dashboard import substitute
 
 pytestmark = pytest.mark.observability
 QUERIES = panel_queries(dashboard_doc())
 FIRING = {"LLMRouteProviderDown", "LLMRouteProviderMisconfigured", "LLMRouteDeepSeekCircuitOpen",
           "LLMRouteFailoverRateHigh", "LLMRouteResidencyDenialsSpike", "LLMRouteNoHealthyBackend",
-          "LLMRouteRouter5xxRatio", "LLMRoutePoolColdStartGivingUp", "LLMRoutePoolHeldRequests",
-          "LLMRoutePoolMetricsUnreadable", "LLMRoutePoolReplicasNotReady", "LLMRouteOperatorReconcileErrors"}
-"""Alerts whose condition the scenario makes true (only LLMRouteCircuitOpen, for non-DeepSeek backends, stays quiet)."""
+          "LLMRouteRouter5xxRatio", "LLMRouteEscalationSpike", "LLMRoutePIIBlocked", "LLMRoutePoolColdStartGivingUp",
+          "LLMRoutePoolHeldRequests", "LLMRoutePoolMetricsUnreadable", "LLMRoutePoolReplicasNotReady",
+          "LLMRouteOperatorReconcileErrors"}
+"""Alerts whose condition the scenario makes true (only LLMRouteCircuitOpen, for non-DeepSeek backends, and
+LLMRouteDetectionSlow stay quiet)."""
 
 
 GPU, SPARE = f"{NAMESPACE}/{GPU_POOL}", f"{NAMESPACE}/{SPARE_POOL}"
@@ -129,3 +142,21 @@ def test_the_pools_are_visible_as_the_dashboard_shows_them(live: Live) -> None:
     scales = value_of(live, f'sum by (pool, reason) (llmroute_pool_scales_total{{namespace="{NAMESPACE}"}})')
     assert {k: v for k, v in scales.items() if k.startswith((GPU_POOL, SPARE_POOL))} == {
         f"{GPU_POOL}/Prewarm": 1, f"{SPARE_POOL}/Demand": 1}
+
+
+def test_sensitivity_routing_is_visible_as_the_dashboard_shows_it(live: Live) -> None:
+    # public prompts with an email or an SSN were held to pii too; the pii one with an email added no class
+    escalations = value_of(live, _query("Escalations by class and type"))  # {from_class, to_class, type}
+    assert escalations["public/pii/email"] > 0 and escalations["public/pii/us_ssn"] > 0, escalations
+    totals = value_of(live, "sum by (from_class, to_class, type) (llmroute_escalations_total)")
+    assert {k for k, v in totals.items() if v} == {"public/pii/email", "public/pii/us_ssn"}
+    findings = value_of(live, "sum by (type, action) (llmroute_pii_findings_total)")
+    assert {k for k, v in findings.items() if v} == {  # {action, type}
+        "escalated/email", "detected/email", "redacted/email", "restored/email", "escalated/us_ssn", "blocked/us_ssn"}
+    assert value_of(live, _query("Detection time p50/p95/p99", "p95"))[""] < 0.005
+    # nothing original went upstream (emails as placeholders, SSNs refused), and escalated requests never reached
+    # DeepSeek (pii does not allow CN); the echoing providers' answers came back with the emails restored (above)
+    sent = {name: e.bodies for name, e in live.emulators.by_name.items()}
+    assert not {n for n, bodies in sent.items() for b in bodies if EMAIL.encode() in b or SSN.encode() in b}
+    assert not [b for b in sent["deepseek"] if b"<EMAIL_" in b]
+    assert any(b"<EMAIL_1>" in b for n in ECHO for b in sent[n])

@@ -12,6 +12,8 @@ Labels used for grouping are the ones the chart's PodMonitor attaches to router 
 ``llmroute_route``, the LLMRoute's name) plus the metric labels of :mod:`llmroute.router.metrics` and
 :mod:`llmroute.controller.metrics`. Router pool series name a pool ``<namespace>/<name>`` (``pool``); the operator's
 carry ``namespace`` (the pool's: the chart's ServiceMonitor honours the operator's labels) and ``pool`` (its name).
+Escalations are compared with requests by class: ``from_class`` is the class a request declared, which is what
+``llmroute_requests_total{data_class}`` counts it under, escalated or not.
 """
 
 from __future__ import annotations
@@ -177,9 +179,43 @@ POOLS = (
           "unreadable metrics. Requests its routes cannot send elsewhere wait or get 503."),
 )
 
+SENSITIVITY = (
+    Alert("LLMRouteEscalationSpike",
+          f"sum by ({ROUTE}, from_class) (rate(llmroute_escalations_total[10m]))\n/\n"
+          f"sum by ({ROUTE}, from_class) (\n"
+          f'  label_replace(rate(llmroute_requests_total[10m]), "from_class", "$1", "data_class", "(.+)")\n)',
+          "> 0.05", "15m", "warning",
+          "Requests declared {{ $labels.from_class }} carry personal data",
+          "For 15 minutes, escalations have come to {{ $value | humanizePercentage }} of the requests declared "
+          "{{ $labels.from_class }} in LLMRoute {{ $labels.namespace }}/{{ $labels.llmroute_route }} (one per type "
+          "found and class added): their text holds types another class detects, so they are held to that class's "
+          "rules too. The data stays where policy allows, but the applications sending it label personal data as "
+          "{{ $labels.from_class }}: find them (the response header x-llmroute-data-class names the classes "
+          "applied; `llmroute scan` audits prompt logs) and have them declare the class, or redact it at the source."),
+    Alert("LLMRoutePIIBlocked",
+          f'sum by ({ROUTE}, type) (rate(llmroute_pii_findings_total{{action="blocked"}}[5m]))', "> 0", "10m",
+          "warning",
+          "Requests holding {{ $labels.type }} are being refused",
+          "For 10 minutes, requests to LLMRoute {{ $labels.namespace }}/{{ $labels.llmroute_route }} have kept "
+          "arriving with {{ $labels.type }} in their text while their classes Block it (spec.redaction mode Block): "
+          "each is refused with 400 pii_blocked, naming the type, before any upstream sees it. An application sends "
+          "data it must not, and its users get errors: find it by the errors it logs, and have it drop the data or "
+          "use a class whose rule redacts instead."),
+    Alert("LLMRouteDetectionSlow",
+          f"histogram_quantile(0.95, sum by ({ROUTE}, le) (rate(llmroute_detection_seconds_bucket[5m])))",
+          "> 0.005", "15m", "warning",
+          "Personal-data detection takes {{ $value | humanizeDuration }} at p95",
+          "For 15 minutes, scanning requests for personal data in LLMRoute "
+          "{{ $labels.namespace }}/{{ $labels.llmroute_route }} has taken more than 5 ms at p95 (about 0.5 ms is "
+          "expected for 8 KB): every request waits for it before its first attempt. Look for very large requests "
+          "(long histories, documents; detection is linear in size), custom detectors in the ProviderPolicy whose "
+          "patterns backtrack, or router pods short of CPU."),
+)
+
 GROUPS: dict[str, tuple[Alert, ...]] = {
     "llmroute.providers": PROVIDERS,
     "llmroute.router": ROUTER,
+    "llmroute.sensitivity": SENSITIVITY,
     "llmroute.pools": POOLS,
     "llmroute.operator": OPERATOR,
 }

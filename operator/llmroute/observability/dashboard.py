@@ -2,7 +2,9 @@
 checked in as ``charts/llmroute/files/dashboard.json`` (the chart ships it in a ConfigMap for Grafana's sidecar).
 
 Panels are what a platform team looks at during a DeepSeek incident, top to bottom: the overview stats; request and
-error rate by provider; traffic share by jurisdiction and data class, and residency denials; failovers by reason and
+error rate by provider; traffic share by jurisdiction and data class, and residency denials; sensitivity routing
+(PII): escalations by declared class, added class and the type found, findings by type and what was done with them
+(detected, escalated, redacted, restored, blocked), detection time, and requests blocked; failovers by reason and
 circuit state per backend over time, and drills (rehearsed outages) beside them; TTFT and latency p50/p95/p99 by
 provider; provider health from the operator's probes; self-hosted pools (ModelPool): replicas the operator decided and
 found ready, requests routers hold while a pool starts and how those holds end, scale changes, the pods routers see
@@ -50,7 +52,9 @@ def rate(metric: str, *extra: str, by: str = "") -> str:
 
 
 def quantile(q: float, metric: str, by: str, selector: str | None = None) -> str:
-    return (f"histogram_quantile({q}, sum by ({by}, le) "
+    """``q`` of histogram ``metric`` per ``by`` (empty: over everything selected)."""
+    grouping = f"{by}, le" if by else "le"
+    return (f"histogram_quantile({q}, sum by ({grouping}) "
             f"(rate({metric}_bucket{sel() if selector is None else selector}[{RATE}])))")
 
 
@@ -136,6 +140,31 @@ RESIDENCY = (
     Panel("Residency denials", _q(rate("llmroute_residency_denials_total", by="model, data_class"),
                                   "{{model}} / {{data_class}}"), unit="reqps",
           description="Requests refused because no backend of the model may receive their data class (403)."),
+)
+
+SENSITIVITY = (
+    Panel("Escalations by class and type",
+          _q(rate("llmroute_escalations_total", by="from_class, to_class, type"),
+             "{{from_class}} → {{to_class}}: {{type}}"),
+          unit="ops", stacking="normal",
+          description="Requests held to a class beyond the one they declared because their text holds a type that "
+          "class detects (ProviderPolicy dataClasses[].detect), per second; one per type found and class added. A "
+          "lasting stream from one declared class: an application labels personal data as something else."),
+    Panel("PII findings by type and action",
+          _q(rate("llmroute_pii_findings_total", by="type, action"), "{{type}}: {{action}}"), unit="ops",
+          description="Findings per second: detected (seen, no class added), escalated (added a class), redacted "
+          "(replaced by a placeholder in what went upstream), restored (a placeholder put back in an answer), "
+          "blocked (refused the request). Types are the detector's and the policy's own detectors; never a value."),
+    Panel("Detection time p50/p95/p99",
+          tuple(Query(quantile(q, "llmroute_detection_seconds", ""), f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99)),
+          unit="s",
+          description="Time to scan a request's text and decide its classes, on the request path before the first "
+          "attempt (about 0.5 ms for 8 KB; linear in the request's size)."),
+    Panel("Blocked for PII (400 pii_blocked) by type",
+          _q(rate("llmroute_pii_findings_total", 'action="blocked"', by="type"), "{{type}}"), unit="ops",
+          description="Findings of types a request's classes Block (LLMRoute spec.redaction mode Block), per "
+          "second: each refused its request with 400 pii_blocked before any upstream saw it (a request with two "
+          "counts twice)."),
 )
 
 FAILOVER = (
@@ -246,6 +275,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Overview", OVERVIEW),
     ("Traffic and errors by provider", TRAFFIC),
     ("Residency", RESIDENCY),
+    ("Sensitivity routing (PII)", SENSITIVITY),
     ("Failover and circuits", FAILOVER),
     ("Latency", LATENCY),
     ("Providers (operator)", PROVIDERS),
@@ -302,8 +332,9 @@ def _variables() -> list[Builder[dashboard.VariableModel]]:
 def build() -> dict[str, Any]:
     """The dashboard as a JSON-ready dict."""
     d = (dash_b.Dashboard("llmroute: routing, residency and failover").uid(UID)
-         .description("LLM traffic through llmroute routers: providers, residency, failover, circuits, latency, "
-                      "provider health from the operator, self-hosted pools, router saturation.")
+         .description("LLM traffic through llmroute routers: providers, residency, sensitivity routing (PII), "
+                      "failover, circuits, latency, provider health from the operator, self-hosted pools, router "
+                      "saturation.")
          .tags(["llmroute", "llm"]).refresh("30s").time("now-1h", "now").timezone("browser").editable()
          .tooltip(dashboard.DashboardCursorSync.CROSSHAIR))
     for variable in _variables():
