@@ -98,6 +98,25 @@ def test_the_pools_pods_count_in_the_residency_proof(drill: Drill) -> None:
     assert summary["violations"]["pii"] == summary["violations"]["phi"] == 0
 
 
+def test_public_prompts_carrying_personal_data_are_escalated_and_never_reach_cn(drill: Drill) -> None:
+    proc, summary = drill
+    e = summary["escalations"]
+    assert e["carryingPersonalData"].get("public", 0) > 0
+    assert e["escalated"] == e["carryingPersonalData"]  # every one, answered x-llmroute-data-class: <declared>,pii
+    assert e["missed"] == 0
+    assert set(e["toCN"].values()) == {0}
+    assert set(e["byClass"]) <= {"public,pii", "internal,pii"} and e["byClass"]["public,pii"]
+    assert sum(p["escalations"] for p in summary["phases"]) == e["requests"] > 0
+    assert all(set(p["escalations_by_class"]) <= set(e["byClass"]) for p in summary["phases"])
+    router = sum(r["count"] for r in e["router"] if r["from"] == "public" and r["to"] == "pii")
+    assert router >= e["escalated"]["public"]  # the router's llmroute_escalations_total saw them too
+    received = summary["received"]
+    assert "public,pii" not in received["deepseek"]  # measured at DeepSeek's emulator, by the user tag
+    assert sum(by_cls.get("public,pii", 0) for by_cls in received.values()) > 0
+    assert f"public requests escalated for personal data: {e['escalated']['public']} (0 sent to CN)" in proc.stdout
+    assert "escalated on content: " in proc.stdout and "public→pii: " in proc.stdout
+
+
 def test_missing_example_is_one_clear_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "llmroute", "local", str(tmp_path / "nope")],
                           capture_output=True, text=True, check=False)

@@ -152,14 +152,27 @@ def test_the_class_never_goes_down(scenario: tuple[ModelRoute, Any, str, set[str
 # --- compile ----------------------------------------------------------------------------------------------------
 
 
-def test_no_detect_compiles_no_detection(route: LLMRoute, policy: ProviderPolicy) -> None:
-    config = compile_route(route, policy)
+def _without_detect(policy_doc: dict[str, Any]) -> dict[str, Any]:
+    for c in policy_doc["spec"]["dataClasses"]:
+        c.pop("detect", None)
+    return policy_doc
+
+
+def test_no_detect_compiles_no_detection(route: LLMRoute, policy_doc: dict[str, Any]) -> None:
+    config = compile_route(route, ProviderPolicy.model_validate(_without_detect(policy_doc)))
     assert config.detection is None
     assert "detection" not in config.wire()
 
 
+def test_the_example_detects_personal_data_for_pii_only(route: LLMRoute, policy: ProviderPolicy) -> None:
+    config = compile_route(route, policy)
+    assert config.detection is not None
+    assert config.detection.by_class() == (("pii", ("email", "phone", "us_ssn", "credit_card", "iban")),)
+    assert config.detection.detectors == ()
+
+
 def test_detect_compiles_classes_and_detectors(route: LLMRoute, policy_doc: dict[str, Any]) -> None:
-    before = compile_route(route, ProviderPolicy.model_validate(policy_doc))
+    before = compile_route(route, ProviderPolicy.model_validate(_without_detect(policy_doc)))
     spec = policy_doc["spec"]
     spec["detectors"] = [{"name": "employee_id", "pattern": "EMP-[0-9]{6}"}]
     pii_class = next(c for c in spec["dataClasses"] if c["name"] == "pii")

@@ -4,7 +4,8 @@ Starts one provider emulator per provider of the example's ProviderPolicy on loo
 ModelPool gets the pool instead: emulated vLLM pods started, drained and sized by the operator's own scaling
 decision), runs the **real router process** on the example's own YAML (endpoints pointed at the emulators: the same
 compile() and the same router code path as in the cluster), sends a mix of ``public``/``internal``/``pii``/``phi``
-requests through the official ``openai`` SDK, and replays DeepSeek's recorded incidents as a time-compressed drill.
+requests through the official ``openai`` SDK (a few ``public``/``internal`` prompts carrying generated personal data
+the router must escalate to ``pii``), and replays DeepSeek's recorded incidents as a time-compressed drill.
 It ends with a summary per drill phase (who served, the pools' replicas) and the residency proof, measured at the
 providers and the pools' pods: requests of each class that reached a provider the class forbids (always 0).
 

@@ -8,7 +8,16 @@ Per phase, ``share`` is each provider's share of the successful requests (a pool
 pods served), and ``pool_replicas`` is ``{"<ModelPool name>": {"min": n, "max": n}}``: the fewest and most replicas
 the pool had during the phase, where a replica is a pod that exists - starting (loading weights), serving or
 draining - i.e. one that would hold GPUs in a cluster, not only a ready one. It is exact, not sampled: the pool's
-history records every change, and the count in force when the phase starts counts too.
+history records every change, and the count in force when the phase starts counts too. ``escalations`` is how many of
+the phase's requests the router held to more classes than they declared (its ``x-llmroute-data-class`` answer header,
+as the client saw it), ``escalations_by_class`` the same by that header's value (``{"public,pii": n}``).
+
+The residency proof counts each request under its **true** classes, carried by the ``user`` tag the providers record
+(:func:`llmroute.local.traffic.user_tag`): a ``public`` request with personal data in it counts as ``public,pii``, and
+as ``pii`` for ``violations`` and ``sensitiveToCN``, whether the router escalated it or not. The top-level
+``escalations`` block says what happened to the requests that carried personal data: how many were escalated,
+missed (answered without ``pii``), received in CN, by declared class and type, and what the router's
+``llmroute_escalations_total`` counted.
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ from typing import Any
 
 from llmroute.core.router_config import RouterConfig
 from llmroute.local.drill import Slot
-from llmroute.local.traffic import Result
+from llmroute.local.traffic import PERSONAL, Result
 
 SENSITIVE = ("pii", "phi")
+UNPLANTED = "other"
+"""The type shown for a request escalated although the traffic generator planted nothing in it."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,31 @@ class PhaseSummary:
     target_open_after_s: float | None  # when the target's circuit first showed open, from the phase start
     target_healthy_after_s: float | None  # when it first showed healthy again (recovery)
     pool_replicas: dict[str, dict[str, int]] = field(default_factory=dict)  # pool -> {"min": n, "max": n}
+    escalations: int = 0  # requests the router held to more classes than declared
+    escalations_by_class: dict[str, int] = field(default_factory=dict)  # "public,pii" -> requests
+
+
+@dataclass(frozen=True)
+class Escalations:
+    """What happened to the requests whose prompt carried (planted) personal data, and what the router counted."""
+
+    carrying: dict[str, int] = field(default_factory=dict)  # declared class -> requests carrying personal data
+    escalated: dict[str, int] = field(default_factory=dict)  # declared class -> of those, answered with pii
+    missed: int = 0  # carrying, answered successfully without pii among the classes
+    to_cn: dict[str, int] = field(default_factory=dict)  # declared class -> carrying, received by a CN provider
+    by_class: dict[str, dict[str, int]] = field(default_factory=dict)  # "public,pii" -> planted type -> requests
+    router: dict[tuple[str, str, str], int] = field(default_factory=dict)  # llmroute_escalations_total by labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": sum(sum(types.values()) for types in self.by_class.values()),
+            "byClass": self.by_class,
+            "carryingPersonalData": self.carrying,
+            "escalated": self.escalated,
+            "missed": self.missed,
+            "toCN": self.to_cn,
+            "router": [{"from": f, "to": t, "type": k, "count": n} for (f, t, k), n in sorted(self.router.items())],
+        }
 
 
 @dataclass(frozen=True)
@@ -49,6 +85,7 @@ class Summary:
     violations: dict[str, int]  # data class -> requests received by a provider the class does not allow
     sensitive_to_cn: int  # pii/phi requests received by providers in CN
     residency_denials: int  # router-reported 403s (no compliant backend)
+    escalations: Escalations = field(default_factory=Escalations)
 
     @property
     def total_violations(self) -> int:
@@ -62,6 +99,7 @@ class Summary:
             "violations": self.violations,
             "sensitiveToCN": self.sensitive_to_cn,
             "residencyDenials": self.residency_denials,
+            "escalations": self.escalations.to_dict(),
         }
 
 
@@ -77,16 +115,29 @@ def allowed_providers(config: RouterConfig) -> dict[str, set[str]]:
 def summarise(*, target: str, slots: Sequence[Slot], results: Sequence[Result],
               received: Mapping[str, Mapping[str, int]], config: RouterConfig,
               circuit_timeline: Sequence[tuple[float, str]], residency_denials: int,
-              pool_history: Mapping[str, Sequence[tuple[float, int]]] | None = None) -> Summary:
-    """Build the summary. ``circuit_timeline`` is (seconds since start, target's circuit state) samples,
-    ``pool_history`` pool name -> (seconds since start, replicas) at each change (see :func:`replica_range`)."""
+              pool_history: Mapping[str, Sequence[tuple[float, int]]] | None = None,
+              router_escalations: Mapping[tuple[str, str, str], int] | None = None) -> Summary:
+    """Build the summary. ``received`` is provider -> true classes (``public`` or ``public,pii``) -> requests,
+    ``circuit_timeline`` (seconds since start, target's circuit state) samples, ``pool_history`` pool name ->
+    (seconds since start, replicas) at each change (see :func:`replica_range`), ``router_escalations`` the router's
+    ``llmroute_escalations_total`` by (from class, to class, type)."""
     history = pool_history or {}
     allowed = allowed_providers(config)
     violations = {cls: sum(n for p, by_cls in received.items() for c, n in by_cls.items()
-                           if c == cls and p not in allowed.get(cls, set()))
+                           if cls in classes_of(c) and p not in allowed.get(cls, set()))
                   for cls in config.data_classes}
     cn = {p.name for p in config.providers if p.jurisdiction == "CN"}
-    to_cn = sum(n for p in cn for c, n in received.get(p, {}).items() if c in SENSITIVE)
+    to_cn = sum(n for p in cn for c, n in received.get(p, {}).items() if set(classes_of(c)) & set(SENSITIVE))
+    carrying = Counter(r.data_class for r in results if r.carries is not None)
+    escalations = Escalations(
+        carrying=dict(carrying),
+        escalated=dict(Counter(r.data_class for r in results if r.carries is not None and PERSONAL in r.classes)),
+        missed=sum(1 for r in results if r.carries is not None and r.ok and PERSONAL not in r.classes),
+        to_cn={cls: sum(n for p in cn for c, n in received.get(p, {}).items() if classes_of(c) == (cls, PERSONAL))
+               for cls in carrying},
+        by_class=escalation_counts(results),
+        router=dict(router_escalations or {}),
+    )
     return Summary(
         target=target,
         phases=tuple(_phase(s, [r for r in results if r.phase == s.phase.name], circuit_timeline,
@@ -96,7 +147,23 @@ def summarise(*, target: str, slots: Sequence[Slot], results: Sequence[Result],
         violations=violations,
         sensitive_to_cn=to_cn,
         residency_denials=residency_denials,
+        escalations=escalations,
     )
+
+
+def classes_of(key: str) -> tuple[str, ...]:
+    """The classes of a ``received`` key or an ``x-llmroute-data-class`` value: ``public,pii`` -> (public, pii)."""
+    return tuple(key.split(","))
+
+
+def escalation_counts(results: Sequence[Result]) -> dict[str, dict[str, int]]:
+    """Escalated requests by the classes the router applied (``public,pii``), then by the type of personal data the
+    traffic generator planted (:data:`UNPLANTED` when it planted none), most frequent first."""
+    out: dict[str, Counter[str]] = {}
+    for r in results:
+        if r.escalated:
+            out.setdefault(",".join(r.classes), Counter())[r.carries or UNPLANTED] += 1
+    return {key: dict(types.most_common()) for key, types in sorted(out.items())}
 
 
 def replica_range(history: Sequence[tuple[float, int]], start: float, end: float) -> dict[str, int]:
@@ -123,6 +190,8 @@ def _phase(slot: Slot, results: Sequence[Result], timeline: Sequence[tuple[float
         target_open_after_s=_first(timeline, slot, "open"),
         target_healthy_after_s=_first(timeline, slot, "healthy") if slot.phase.faults is None else None,
         pool_replicas=pool_replicas,
+        escalations=sum(1 for r in results if r.escalated),
+        escalations_by_class=dict(Counter(",".join(r.classes) for r in results if r.escalated).most_common()),
     )
 
 

@@ -26,7 +26,7 @@ from llmroute.emulator import INCIDENTS, FaultPlan
 from llmroute.local import stack as stk
 from llmroute.local.drill import DEEPSEEK_DRILL, NO_DRILL, Phase, Slot, phase_at, schedule
 from llmroute.local.pools import TICK_FRACTION, TIMER_FRACTION, LocalPool, pool_timings
-from llmroute.local.report import Summary, summarise
+from llmroute.local.report import Summary, escalation_counts, summarise
 from llmroute.local.stack import Metrics
 from llmroute.local.traffic import USER_TAG, Result, Traffic
 from llmroute.local.view import PoolRow, ProviderRow, Snapshot, render, render_summary
@@ -92,7 +92,8 @@ async def _session(example: Path, *, duration: float, tui: bool, phases: tuple[P
         return summarise(target=target, slots=slots, results=traffic.results, received=_received(st),
                          config=config, circuit_timeline=timeline,
                          residency_denials=int(_sum(metrics, "llmroute_residency_denials_total")),
-                         pool_history={p.name: [(t - t0, n) for t, n in p.history] for p in st.pools.values()})
+                         pool_history={p.name: [(t - t0, n) for t, n in p.history] for p in st.pools.values()},
+                         router_escalations=_escalations(metrics))
 
 
 async def _play(st: stk.Stack, http: aiohttp.ClientSession, slots: tuple[Slot, ...], target: str, t0: float,
@@ -159,6 +160,16 @@ def _sum(metrics: Metrics, name: str, **match: str) -> float:
                if n == name and all(dict(lbl).get(k) == want for k, want in match.items()))
 
 
+def _escalations(metrics: Metrics) -> dict[tuple[str, str, str], int]:
+    """The router's ``llmroute_escalations_total`` by (from class, to class, type), the ones above zero."""
+    out: dict[tuple[str, str, str], int] = {}
+    for (name, lbl), v in metrics.items():
+        labels = dict(lbl)
+        if name == "llmroute_escalations_total" and v > 0:
+            out[(labels.get("from_class", "?"), labels.get("to_class", "?"), labels.get("type", "?"))] = int(v)
+    return out
+
+
 def _rate(count: int, t: float, previous: tuple[int, float] | None) -> float:
     if previous is None or t <= previous[1]:
         return 0.0
@@ -190,6 +201,7 @@ def _snapshot(st: stk.Stack, slot: Slot, t: float, total: float, metrics: Metric
         residency_denials=int(_sum(metrics, "llmroute_residency_denials_total")),
         client_errors=sum(1 for r in results if not r.ok), requests=len(results),
         pools=tuple(_pool_row(name, pool) for name, pool in st.pools.items()),
+        escalations=escalation_counts(results),
     )
 
 

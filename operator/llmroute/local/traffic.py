@@ -7,9 +7,16 @@ goes on in the background, at most ``max_in_flight`` per worker): one user waiti
 does not stop the others, so a slow provider does not starve the rest of the traffic (and the pools' load signal)
 the way a strictly closed loop would.
 
-The request's class also goes in the OpenAI ``user`` field (an end-user id, not content) so that each emulator (and
+A few ``public`` and ``internal`` prompts (:data:`PII_SHARE`) carry generated personal data, as applications' prompts
+do whatever they are labelled: an email address at ``example.com``, a phone number from the 555-01xx range reserved
+for fiction, or a US SSN in the issued ranges (random digits: valid-looking, nobody's). The router must escalate them
+(answer header ``x-llmroute-data-class: public,pii``), which the client records next to what it planted.
+
+The request's classes also go in the OpenAI ``user`` field (an end-user id, not content) so that each emulator (and
 each pool pod) can count the classes it was sent: the residency proof is measured at the providers, not taken from
-the router's own report.
+the router's own report. The tag holds the request's **true** classes, as the traffic generator knows them: the
+declared class, plus ``pii`` when it planted personal data (``llmroute-local/public,pii``), whatever the router did -
+so a request escalation missed counts as ``pii`` at the provider it reached.
 """
 
 from __future__ import annotations
@@ -25,6 +32,38 @@ import openai
 CLASS_MIX: tuple[tuple[str, float], ...] = (("public", 0.4), ("internal", 0.3), ("pii", 0.2), ("phi", 0.1))
 USER_TAG = "llmroute-local/"
 CLIENT_KEY = "local-client-key-never-forwarded"
+PERSONAL = "pii"
+"""The class a request carrying personal data truly is, whatever it declares."""
+PII_SHARE = 0.05
+"""The share of the :data:`PII_CARRIERS` requests whose prompt carries generated personal data."""
+PII_CARRIERS = ("public", "internal")
+PII_TYPES = ("email", "phone", "us_ssn")
+_NAMES = ("dana.whitfield", "li.okafor", "m.novak", "priya.raman", "jo.abernathy", "sam.ortega")
+
+
+def fake_personal_data(rng: random.Random) -> tuple[str, str]:
+    """(type, a prompt holding one generated value of it): never a real person's. The detector's type names."""
+    kind = rng.choice(PII_TYPES)
+    if kind == "email":
+        value = f"{rng.choice(_NAMES)}{rng.randint(1, 99)}@example.com"  # RFC 2606: reserved, nobody's mailbox
+        return kind, f"Draft a reply to {value} about the delayed refund."
+    if kind == "phone":
+        value = f"({rng.choice((212, 312, 415, 617, 206))}) 555-01{rng.randint(0, 99):02d}"  # reserved for fiction
+        return kind, f"Summarise the ticket; the customer asked to be called back at {value}."
+    area = rng.randint(1, 898)
+    area += area >= 666  # issued SSN ranges: area 001-899 but 666, group and serial never zero
+    value = f"{area:03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
+    return kind, f"Check the claim form for SSN {value} and list what is missing."
+
+
+def true_classes(declared: str, carries: str | None) -> tuple[str, ...]:
+    """The classes a request really holds: what it declares, plus :data:`PERSONAL` when it carries personal data."""
+    return (declared,) if carries is None or declared == PERSONAL else (declared, PERSONAL)
+
+
+def user_tag(declared: str, carries: str | None) -> str:
+    """The ``user`` field the providers count by: :data:`USER_TAG` and the true classes (``public,pii``)."""
+    return USER_TAG + ",".join(true_classes(declared, carries))
 
 
 @dataclass(frozen=True)
@@ -43,6 +82,13 @@ class Result:
     attempts: int
     latency_s: float
     ttft_s: float | None
+    carries: str | None = None  # the type of the personal data the prompt carried (planted), or None
+    classes: tuple[str, ...] = ()  # the router's x-llmroute-data-class on the answer (declared first), if any
+
+    @property
+    def escalated(self) -> bool:
+        """The router held the request to more classes than it declared."""
+        return len(self.classes) > 1
 
 
 @dataclass
@@ -77,8 +123,9 @@ class Traffic:
                 cls = rng.choices(classes, weights)[0]
                 model = self.models[0] if rng.random() < 0.8 or len(self.models) == 1 else rng.choice(self.models[1:])
                 stream = rng.random() < 0.5
+                pii = fake_personal_data(rng) if cls in PII_CARRIERS and rng.random() < PII_SHARE else None
                 started = time.monotonic() - t0
-                task = asyncio.create_task(self._send(client, cls, model, stream, started))
+                task = asyncio.create_task(self._send(client, cls, model, stream, started, pii))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 await asyncio.wait({task}, timeout=self.patience_s)
@@ -91,22 +138,27 @@ class Traffic:
             for task in pending:
                 task.cancel()
 
-    async def _send(self, client: openai.AsyncOpenAI, cls: str, model: str, stream: bool, started: float) -> None:
-        self.results.append(await one_request(client, self.phase_of(started), cls, model, stream, started))
+    async def _send(self, client: openai.AsyncOpenAI, cls: str, model: str, stream: bool, started: float,
+                    pii: tuple[str, str] | None) -> None:
+        self.results.append(await one_request(client, self.phase_of(started), cls, model, stream, started, pii))
 
 
 async def one_request(client: openai.AsyncOpenAI, phase: str, cls: str, model: str, stream: bool,
-                      started: float) -> Result:
-    """Send one chat completion as an application would and record the outcome."""
+                      started: float, pii: tuple[str, str] | None = None) -> Result:
+    """Send one chat completion as an application would and record the outcome. ``pii``: (type, prompt) of
+    :func:`fake_personal_data` to send instead of a plain prompt."""
     t = time.monotonic()
     ttft: float | None = None
+    carries = pii[0] if pii is not None else None
     headers = {"x-llmroute-data-class": cls}
-    messages = [{"role": "user", "content": f"A {cls} question for the drill."}]
+    messages = [{"role": "user", "content": pii[1] if pii is not None else f"A {cls} question for the drill."}]
     try:
         raw = await client.chat.completions.with_raw_response.create(
-            model=model, messages=messages, stream=stream, user=USER_TAG + cls, extra_headers=headers,  # type: ignore[arg-type]
+            model=model, messages=messages, stream=stream, user=user_tag(cls, carries),  # type: ignore[arg-type]
+            extra_headers=headers,
         )
         provider, attempts = raw.headers.get("x-llmroute-provider"), int(raw.headers.get("x-llmroute-attempts", 1))
+        classes = parse_classes(raw.headers.get("x-llmroute-data-class"))
         if stream:
             chunks = raw.parse()
             assert isinstance(chunks, openai.AsyncStream)
@@ -117,10 +169,16 @@ async def one_request(client: openai.AsyncOpenAI, phase: str, cls: str, model: s
             raw.parse()
             ttft = time.monotonic() - t
         return Result(phase, cls, model, stream, started, True, None, raw.status_code, provider, attempts,
-                      time.monotonic() - t, ttft)
+                      time.monotonic() - t, ttft, carries, classes)
     except openai.APIError as exc:
         status = getattr(exc, "status_code", None)
         resp = getattr(exc, "response", None)
         provider = resp.headers.get("x-llmroute-provider") if resp is not None else None
+        classes = parse_classes(resp.headers.get("x-llmroute-data-class")) if resp is not None else ()
         return Result(phase, cls, model, stream, started, False, type(exc).__name__, status, provider, 0,
-                      time.monotonic() - t, ttft)
+                      time.monotonic() - t, ttft, carries, classes)
+
+
+def parse_classes(header: str | None) -> tuple[str, ...]:
+    """``x-llmroute-data-class`` of an answer (``public,pii``) as its classes; () when absent."""
+    return tuple(c.strip() for c in header.split(",") if c.strip()) if header else ()

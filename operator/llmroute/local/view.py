@@ -5,17 +5,21 @@ emulators' and pools' counters and the clients' results; rendering is a pure fun
 recorded and checked headlessly (``rich.console.Console(record=True)``). Each self-hosted pool gets a line: its
 replicas (ready of running, and the GPUs they hold), the size the scaler decided, the requests routers hold for it,
 and why it has that size (the decision's reason and message, as ``kubectl get modelpools`` would show them).
+Escalations (requests the router held to more classes than they declared, from its ``x-llmroute-data-class``
+answers) get a line by classes and the type of personal data the prompt carried, e.g. ``public→pii: 12 (email 7,
+us_ssn 5)``; the summary gets them per phase and a line per declared class that carried personal data, with how
+many of those reached CN (measured at the providers).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmroute.local.report import Summary
+from llmroute.local.report import Escalations, Summary, classes_of
 
 _STATE_STYLE = {"healthy": "green", "degraded": "yellow", "recovering": "cyan", "open": "bold red", "-": "dim"}
 
@@ -56,6 +60,7 @@ class Snapshot:
     client_errors: int
     requests: int
     pools: tuple[PoolRow, ...] = ()
+    escalations: dict[str, dict[str, int]] = field(default_factory=dict)  # "public,pii" -> type -> requests
 
 
 def render(s: Snapshot) -> RenderableType:
@@ -79,7 +84,20 @@ def render(s: Snapshot) -> RenderableType:
     parts: list[RenderableType] = [head, providers]
     if s.pools:
         parts.append(_pools(s.pools))
-    return Group(*parts, classes, totals)
+    return Group(*parts, classes, escalation_line(s.escalations), totals)
+
+
+def escalation_line(by_class: dict[str, dict[str, int]]) -> Text:
+    """``escalated on content: public→pii: 12 (email 7, us_ssn 5)   internal→pii: 3 (phone 3)``, or "none yet"."""
+    parts = [f"{arrow(key)}: {sum(types.values())} ({', '.join(f'{t} {n}' for t, n in types.items())})"
+             for key, types in by_class.items()]
+    return Text.assemble(("escalated on content: ", "bold"), "   ".join(parts) or ("none yet", "dim"))
+
+
+def arrow(key: str) -> str:
+    """``public,pii`` (declared first, as in x-llmroute-data-class) as ``public→pii``."""
+    declared, *added = classes_of(key)
+    return f"{declared}→{'+'.join(added)}" if added else declared
 
 
 def _pools(rows: tuple[PoolRow, ...]) -> Table:
@@ -98,13 +116,14 @@ def render_summary(summary: Summary) -> RenderableType:
     """The end-of-run summary table and the residency proof."""
     table = Table(title=f"drill summary (target: {summary.target})", title_justify="left")
     pools = sorted({name for p in summary.phases for name in p.pool_replicas})
-    for col in ("phase", "requests", "client errors\nnon-stream/stream", "failed\nover",
+    for col in ("phase", "requests", "client errors\nnon-stream/stream", "failed\nover", "escal-\nated",
                 f"{summary.target}\nopen after", "served by", "p50", *(f"{pool}\nreplicas" for pool in pools)):
         table.add_column(col, no_wrap=col != "served by")
     for p in summary.phases:
         share = " ".join(f"{name} {frac:.0%}" for name, frac in p.share.items())
         table.add_row(
             p.name, str(p.requests), f"{p.errors_non_stream}/{p.errors_stream}", str(p.failed_over),
+            str(p.escalations),
             "-" if p.target_open_after_s is None else f"{p.target_open_after_s:.1f}s",
             share or "-", "-" if p.latency_p50_s is None else f"{p.latency_p50_s * 1000:.0f} ms",
             *(_range(p.pool_replicas.get(pool)) for pool in pools),
@@ -116,7 +135,24 @@ def render_summary(summary: Summary) -> RenderableType:
         f"   requests sent where their class forbids: {summary.total_violations}"
         f"   residency denials (403): {summary.residency_denials}",
     )
-    return Group(legend, table, proof)
+    return Group(legend, table, proof, *_personal_data(summary.escalations))
+
+
+def _personal_data(e: Escalations) -> list[Text]:
+    """A line per declared class whose prompts carried personal data: escalated, sent to CN, and missed ones."""
+    lines = []
+    for cls, carrying in e.carrying.items():
+        to_cn = e.to_cn.get(cls, 0)
+        lines.append(Text.assemble(
+            (f"{cls} requests escalated for personal data: {e.escalated.get(cls, 0)} ({to_cn} sent to CN)",
+             "bold green" if to_cn == 0 else "bold red"),
+            f"   {cls} requests carrying personal data: {carrying}",
+        ))
+    if e.by_class:
+        lines.append(escalation_line(e.by_class))
+    if e.missed:
+        lines.append(Text(f"requests carrying personal data answered without escalation: {e.missed}", "bold red"))
+    return lines
 
 
 def _range(r: dict[str, int] | None) -> str:
