@@ -240,3 +240,24 @@ def test_no_pathological_input_is_slow(text: str) -> None:
     start = time.perf_counter()
     detect(text)
     assert time.perf_counter() - start < 2.0
+
+
+FINDINGS_DIGEST = "5f4f4beab53949ae45f62ec3ca6bcc848a363d6c5b5c67821e8a24408afa794a"
+"""sha256 of every finding (record id, type, span, confidence) on both halves of the benchmark corpus (4000 requests
+each), as the detector of commit b722a4b returned them. Speed work must leave it unchanged; a change in what is
+detected updates it deliberately (and reruns ``tests/benchmarks/bench_pii.py``)."""
+
+
+def test_findings_on_the_whole_corpus_are_pinned() -> None:
+    import hashlib
+
+    from llmroute.core import request_text
+    from tests.benchmarks import pii_corpus
+
+    digest = hashlib.sha256()
+    for seed, unseen in ((pii_corpus.TUNE_SEED, 0.0), (pii_corpus.HELD_OUT_SEED, pii_corpus.HELD_OUT_UNSEEN)):
+        for r in pii_corpus.generate(seed, 4000, unseen):
+            for place in request_text.places(r.body):
+                for f in detect(place.text, request_text.key_of(place)):
+                    digest.update(f"{r.id}|{f.type}|{f.start}|{f.end}|{f.confidence}\n".encode())
+    assert digest.hexdigest() == FINDINGS_DIGEST

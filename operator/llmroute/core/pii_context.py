@@ -174,13 +174,17 @@ class Context:
         line_start = text.rfind("\n", max(0, start - _LINE_LOOKBACK), start) + 1
         table = self._table(line_start) if line_start or start < _LINE_LOOKBACK else None
         lo, hi = self._window(start, end, line_start, table)
-        last = None
-        for last in pattern.finditer(text, lo, start):  # noqa: B007 - the nearest cue is the one that counts
-            pass
-        if last is not None:
-            return _kind(last)
-        if _IMMEDIATE_NEGATIVE.search(text, max(lo, start - 2), start):
-            return Cue.NEGATIVE
+        classes = self.classes
+        if classes.find(b"a", lo, start) >= 0 or classes.find(b"x", lo, start) >= 0:
+            # Every cue word and ``#``/``№`` holds a letter or a symbol (class ``a`` or ``x``): a window of digits,
+            # spaces and ``().-/:`` alone (40% of them in number-dense text) cannot hold one, so skip the scan.
+            last = None
+            for last in pattern.finditer(text, lo, start):  # noqa: B007 - the nearest cue is the one that counts
+                pass
+            if last is not None:
+                return _kind(last)
+            if _IMMEDIATE_NEGATIVE.search(text, max(lo, start - 2), start):
+                return Cue.NEGATIVE
         j = end
         while j < min(hi, end + 3) and text[j] in _AFTER_SKIP:
             j += 1

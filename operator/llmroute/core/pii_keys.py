@@ -94,6 +94,12 @@ def _token(text: str, start: int, end: int) -> Hit | None:
     return ("api_key", start, start + len(value), 0.85)
 
 
+_LETTER = re.compile(r"[A-Za-z]")
+_DIGIT = re.compile(r"[0-9]")
+"""A letter, a digit: values are ASCII (token characters, vendor alphabets), where these are ``str.isalpha`` and
+``str.isdigit``, found in one regex scan instead of a Python loop over the characters."""
+
+
 def _placeholder(value: str) -> bool:
     return _PLACEHOLDER.search(value) is not None
 
@@ -101,9 +107,9 @@ def _placeholder(value: str) -> bool:
 def _random_looking(value: str, shaped: bool) -> bool:
     """Many distinct characters and high entropy, letters mixed with digits (or, for a vendor shape, with both cases):
     not a word, a name, a constant or a number."""
-    if len(value) < 16 or not any(c.isalpha() for c in value):
+    if len(value) < 16 or _LETTER.search(value) is None:
         return False
-    if not any(c.isdigit() for c in value) and not (shaped and (value.startswith(("AKIA", "ASIA")) or not (
+    if _DIGIT.search(value) is None and not (shaped and (value.startswith(("AKIA", "ASIA")) or not (
             value.islower() or value.isupper()))):
         return False
     counts = Counter(value)

@@ -5,8 +5,11 @@ Validation is what separates data from look-alikes: Luhn plus the issuer ranges 
 checksum or a 13-digit millisecond timestamp is no card), the SSA's ranges for SSNs (via ``python-stdnum``), mod 97
 plus the country's BBAN shape for IBANs (``python-stdnum``), and the numbering plans in ``phonenumbers`` for phones.
 Candidates come from one pass over the text's digit clusters (``numbers``), each sent only to the types its shape
-allows. Parsing a phone number is slow (~50 us), so it runs only on candidates that the shape checks and the context
-let through, and nothing is cached across texts (a cache would keep numbers in memory). Context (``pii_context``)
+allows, and only when the shape that type's pattern needs is in the cluster (checked on ``Context.classes``, bytes,
+with look-arounds that every match of the real pattern satisfies, so the shortcut never drops a finding); an IBAN's
+mod 97 is checked here before python-stdnum's slower validation. Parsing a phone number is slow (~50 us), so it runs
+only on candidates that the shape checks and the context let through, and nothing is cached across texts (a cache
+would keep numbers in memory). Context (``pii_context``)
 turns away order, tracking and reference numbers and is what a bare national number needs before it counts as a
 phone. Pure; values are never returned or kept, only spans.
 """
@@ -69,6 +72,14 @@ def issuer_ok(digits: str) -> bool:
     return False
 
 
+_CARD_SHAPE = re.compile(
+    rb"(?<!0)0(?:0{12,18}|000([ -])(?:0{4}(?:\1)0{4}(?:\1)0{4}(?:(?:\1)0{3})?|0{6}(?:\1)0{4,5}"
+    rb"|0{4}(?:\1)0{4}(?:\1)0{1,3}))(?!0)"
+)
+"""``_CARD`` over the character classes with its look-arounds reduced to "no digit before/after": whatever ``_CARD``
+matches in a span, this matches in the same span of ``Context.classes``, so a cluster it misses holds no card."""
+
+
 def cards_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
     for m in _CARD.finditer(text, lo, hi):
         digits = m.group().replace(" ", "").replace("-", "")
@@ -88,6 +99,8 @@ _SSN = re.compile(
     r"(?![0-9A-Za-z_]|[./:\-][0-9])"
 )
 """123-45-6789 (on its own), or 123 45 6789 / 123456789 (only with an SSN cue)."""
+_SSN_SHAPE_CLASSES = re.compile(rb"(?<!0)000(?:([- ])00\1|00)0000(?!0)")
+"""``_SSN`` over the character classes, look-arounds reduced to "no digit before/after" (as ``_CARD_SHAPE``)."""
 
 
 def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
@@ -106,6 +119,8 @@ def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
 
 _IBAN_DB = numdb.get("iban")
 _STRUCT = re.compile(r"(\d+)!?[nac]")
+_IBAN_BASE10 = {ord(ch): str(i) for i, ch in enumerate(string.ascii_uppercase, 10)}
+"""Letters to 10..35, as ISO 13616 (and python-stdnum's ``mod_97_10`` check) reads them."""
 
 
 @lru_cache(maxsize=128)
@@ -125,6 +140,8 @@ def iban_at(text: str, start: int) -> Hit | None:
     if end is None:
         return None
     compact = text[start:end].replace(" ", "")
+    if int((compact[4:] + compact[:4]).translate(_IBAN_BASE10)) % 97 != 1:
+        return None  # the checksum python-stdnum checks first, without its per-country lookups
     return ("iban", start, end, 0.97) if stdnum_iban.is_valid(compact, check_country=False) else None
 
 
@@ -211,11 +228,14 @@ def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
         return 0.0
     international = candidate[0] == "+" or candidate.startswith(("00", "(+"))
     if international:
-        if digits > 16 - (candidate[0] != "0") or ctx.phone(start, end) is Cue.NEGATIVE:
+        if digits > 16 - (candidate[0] != "0"):
+            return 0.0
+        cue = ctx.phone(start, end)
+        if cue is Cue.NEGATIVE:
             return 0.0
         number = "+" + candidate[2:] if candidate[0] == "0" else candidate.replace("(+", "+", 1).replace(")", "", 1) \
             if candidate[0] == "(" else candidate
-        return (0.97 if ctx.phone(start, end) is Cue.POSITIVE else 0.9) if valid_in(number, None) else 0.0
+        return (0.97 if cue is Cue.POSITIVE else 0.9) if valid_in(number, None) else 0.0
     if digits > 12 or _DATE.search(candidate) or _SSN_SHAPE.fullmatch(candidate) or _ISBN.fullmatch(candidate):
         return 0.0
     if "." in candidate and not _DOTS.fullmatch(candidate):
@@ -265,9 +285,9 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
             yield from pii_net.ipv4s_in(text, ctx, start, hi)
         if digits < 7:
             continue
-        if digits >= 9:
+        if digits >= 9 and _SSN_SHAPE_CLASSES.search(classes, start, hi):
             yield from ssns_in(text, ctx, start, hi)
-        if digits >= 12:
+        if digits >= 12 and _CARD_SHAPE.search(classes, start, hi):
             yield from cards_in(text, ctx, start, hi)
         phone = phone_at(text, ctx, start, end)
         if phone is not None:
