@@ -14,9 +14,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from llmroute.api.provider_policy import BUILTIN_PII_TYPES
 from llmroute.core import pii_context, pii_keys, pii_net, pii_numbers
 
-TYPES: tuple[str, ...] = ("email", "phone", "credit_card", "us_ssn", "iban", "ip_address", "api_key")
+TYPES: tuple[str, ...] = BUILTIN_PII_TYPES  # the contract names, declared once with the API that validates them
 """Built-in type names (contract: policies' ``detect`` lists, metrics labels, placeholders and scan output)."""
 
 
