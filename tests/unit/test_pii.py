@@ -261,3 +261,27 @@ def test_findings_on_the_whole_corpus_are_pinned() -> None:
                 for f in detect(place.text, request_text.key_of(place)):
                     digest.update(f"{r.id}|{f.type}|{f.start}|{f.end}|{f.confidence}\n".encode())
     assert digest.hexdigest() == FINDINGS_DIGEST
+
+
+def test_cue_patterns_grouped_by_first_letter_match_as_the_plain_alternation() -> None:
+    """``pii_context`` regroups its cue words by first letter for speed; matching must be exactly the written list's:
+    same span and same kind at every position (words in any case, glued to letters or not, cut by the window)."""
+    import inspect
+    import re
+
+    from llmroute.core import pii_context
+
+    plain: dict[str, object] = {}
+    source = inspect.getsource(pii_context).replace(
+        "def _by_first_letter(words: str) -> str:\n", "def _by_first_letter(words: str) -> str:\n    return words\n", 1)
+    exec(compile(source, "pii_context_plain", "exec"), plain)  # the module itself, with its words ungrouped
+    for name in ("PHONE", "CARD", "SSN", "IP"):
+        grouped, written = getattr(pii_context, name), plain[name]
+        assert isinstance(written, re.Pattern) and written.pattern != grouped.pattern
+        words = re.sub(r"\(\?(?:P<\w+>|<!|<=|!|=|:)|\[[^]]*\]|[()?]", " ", written.pattern).replace("|", " ")
+        assert "phone number" in words or "visa" in words or "ssn" in words or "ipv4" in words
+        text = " ".join((words, words.upper(), words.title(), words.replace(" ", ""), "x" + words.replace(" ", "1")))
+        for pos in range(len(text)):
+            for end in (len(text), pos + 3, pos + 9):
+                a, b = written.match(text, pos, end), grouped.match(text, pos, end)
+                assert (a and (a.span(), a.lastgroup)) == (b and (b.span(), b.lastgroup)), (name, text[pos:pos + 20])

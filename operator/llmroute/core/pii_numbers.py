@@ -43,14 +43,13 @@ _CARD = re.compile(
 """Contiguous 13-19 digits, or grouped as printed: 4-4-4-4(-3), 4-6-4/5 (Amex, Diners), 4-4-4-1..3."""
 
 
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+"""Each digit doubled, less 9 when that is over 9: what Luhn adds for every second digit from the right."""
+
+
 def luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i & 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    """The Luhn checksum of ``digits`` (ASCII digits) holds; slices and C-level sums, not a loop per digit."""
+    return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_LUHN_DOUBLED)))) % 10 == 0
 
 
 def issuer_ok(digits: str) -> bool:
@@ -215,7 +214,6 @@ def phone_at(text: str, ctx: Context, start: int, end: int) -> Hit | None:
     return None
 
 
-_DIGITS_ONLY = str.maketrans("", "", "0123456789")
 _SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
 _TRUNK_SHAPE = re.compile(r"\(?0[0-9]*\)?(?:[ \-][0-9]{2,})+")
 """A national number after a trunk 0, in groups of two or more digits (not an ISBN's 0-463-14944-0)."""
@@ -223,7 +221,7 @@ _TRUNK_SHAPE = re.compile(r"\(?0[0-9]*\)?(?:[ \-][0-9]{2,})+")
 
 def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
     """Confidence that ``candidate`` (at ``start:end``) is a phone number, 0 if it is not."""
-    digits = len(candidate) - len(candidate.translate(_DIGITS_ONLY))
+    digits = ctx.classes.count(b"0", start, end)  # ``candidate`` is ``text[start:end]``
     if not 7 <= digits <= 17 or "/" in candidate or candidate.count("(") != candidate.count(")"):
         return 0.0
     international = candidate[0] == "+" or candidate.startswith(("00", "(+"))
@@ -256,13 +254,19 @@ def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
 
 _CLUSTER = re.compile(
     rb"0(?:[0a]{3}:[0a:]{2,}"
-    rb"|(?:(?:[ .()/\-]|\) | \()?0){6,}(?:(?:[ .()/\-]|\) | \()0+)*"
+    rb"|(?<!00)(?:0|[ .()/\-]0|\) 0| \(0){6,}+"
     rb"|0{0,2}\.0{1,3}\.0{1,3}\.0{1,3}"
     rb"|(?<=aa0)0)"
 )
 """Over the text's character classes (digit 0, letter a): an IPv6-looking run, a cluster of seven or more digits
 with phone/card separators, a short dotted quad, or two digits after two letters (an IBAN's head). The pattern
-starts with a literal, so the regex engine jumps from digit to digit instead of trying every position."""
+starts with a literal, so the regex engine jumps from digit to digit instead of trying every position.
+
+The seven-digit branch is written for speed and matches exactly what its greedy form (an optional separator and a
+digit, six times or more) did: at most one of its steps fits at any character, so taking them possessively (no
+backtracking) ends where the greedy form did; and it is not tried inside a run of digits (``(?<!00)``), where it
+cannot match when it failed one digit earlier (the other branches that end inside a run, a dotted quad and an
+IBAN's head, are only tried where it failed)."""
 
 
 def numbers(text: str, ctx: Context) -> Iterator[Hit]:
@@ -270,7 +274,7 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
     classes, n = ctx.classes, len(text)
     for m in _CLUSTER.finditer(classes):
         start, end = m.start(), m.end()
-        if classes[end - 1:end] != b"0" or b":" in m.group():
+        if classes[end - 1] != 48 or classes.find(b":", start, end) >= 0:  # 48: b"0"
             if text[start] in "23":
                 yield from pii_net.ipv6_at(text, start, end)
             continue
