@@ -2,7 +2,8 @@
 body is OpenAI-shaped ``{"error": {"message", "type", "code", "param"}}``.
 
 Aspects: unknown model (404), unknown data class (400), no compliant backend (403, with every denial reason),
-no healthy backend (503 with Retry-After), malformed JSON and non-object bodies (400), too large (413), upstream
+no healthy backend (503 with Retry-After), malformed, non-object and too deeply nested JSON (400, no traceback, and
+``Server`` carries no version), too large (413), upstream
 400/422 returned as they came and never retried, unknown paths (404).
 """
 
@@ -71,6 +72,17 @@ def test_malformed_json_and_non_object_are_400(router: RouterProcess) -> None:
     assert status == 400 and body["error"]["type"] == "invalid_request_error"
     status, _, body = post(router, "/v1/chat/completions", {"messages": MESSAGES})
     assert status == 400 and body["error"]["param"] == "model"
+
+
+@pytest.mark.parametrize("raw", [b"[" * 3_000, b'{"a": ' * 3_000, b'{"model": "x", "n": 12345678901234567890, "m": '
+                                 + b"[" * 3_000], ids=["arrays", "objects", "long-number-path"])
+def test_json_nested_too_deeply_is_400_and_the_router_lives(router: RouterProcess, raw: bytes) -> None:
+    status, headers, body = post(router, "/v1/chat/completions", None, raw=raw)
+    assert status == 400 and body["error"]["code"] == "invalid_json"
+    assert "nested too deeply" in body["error"]["message"]
+    assert headers["server"] == "llmroute"  # no version banner
+    status, _, _ = post(router, "/v1/chat/completions", {"model": "deepseek-chat", "messages": MESSAGES})
+    assert status == 200
 
 
 def test_body_over_max_request_bytes_is_413(client: openai.OpenAI, hub: Hub) -> None:

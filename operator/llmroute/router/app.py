@@ -57,11 +57,13 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("llmroute_router_runtime", Runtime)
+SERVER_NAME = "llmroute"
 
 
 def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTERVAL_S) -> web.Application:
     """The router application for ``config_paths``; the config is loaded at startup."""
     app = web.Application(client_max_size=MAX_CLIENT_BODY)
+    app.on_response_prepare.append(_no_version_banner)
     app[RUNTIME] = Runtime(list(config_paths), poll_interval_s)
     app.cleanup_ctx.append(_lifespan)
     for prefix in ("/v1", ""):
@@ -73,6 +75,11 @@ def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTE
     app.router.add_get("/metrics", _metrics)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
+
+
+async def _no_version_banner(_: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``Server: llmroute``, not aiohttp's default ``Python/3.x aiohttp/3.y``: versions help only an attacker."""
+    response.headers["Server"] = SERVER_NAME
 
 
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:

@@ -25,11 +25,11 @@ def loads(data: bytes | str) -> Any:
     """Parse JSON; raises ``ValueError`` (as ``json.loads`` does) when neither parser accepts it."""
     raw = data.encode() if isinstance(data, str) else data
     if _LONG_NUMBER.search(raw):
-        return json.loads(raw)
+        return _std_loads(raw)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        return _std_loads(data)
 
 
 def loads_chunk(data: bytes) -> Any:
@@ -37,7 +37,16 @@ def loads_chunk(data: bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
+        return _std_loads(data)
+
+
+def _std_loads(data: bytes | str) -> Any:
+    """``json.loads``, with nesting deeper than its recursion allows (``[[[[...``, which orjson refuses too) reported
+    as the ``ValueError`` of any other bad JSON rather than escaping as a ``RecursionError`` (a 500)."""
+    try:
         return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def dumps(obj: Any) -> bytes:
