@@ -12,6 +12,10 @@ Labels used for grouping are the ones the chart's PodMonitor attaches to router 
 ``llmroute_route``, the LLMRoute's name) plus the metric labels of :mod:`llmroute.router.metrics` and
 :mod:`llmroute.controller.metrics`. Router pool series name a pool ``<namespace>/<name>`` (``pool``); the operator's
 carry ``namespace`` (the pool's: the chart's ServiceMonitor honours the operator's labels) and ``pool`` (its name).
+
+Every alert carries a ``runbook_url`` annotation: its section of ``docs/runbooks.md`` (the section's heading is the
+alert's name; ``tests/unit/test_docs_runbooks.py`` checks every link lands on one and every section has an alert).
+
 Escalations are compared with requests by class: ``from_class`` is the class a request declared, which is what
 ``llmroute_requests_total{data_class}`` counts it under, escalated or not.
 """
@@ -22,6 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from llmroute.api.reference import github_anchor
+
+RUNBOOKS = "https://github.com/llmroute/llmroute/blob/main/docs/runbooks.md"
+"""Where the runbooks are published; each alert links to its section (``#<anchor of the alert's name>``)."""
 
 ROUTE = "namespace, llmroute_route"
 """The labels that identify one LLMRoute's routers (from the PodMonitor's relabelling)."""
@@ -49,6 +58,10 @@ class Alert:
     description: str
 
     @property
+    def runbook_url(self) -> str:
+        return f"{RUNBOOKS}#{github_anchor(self.name)}"
+
+    @property
     def expr(self) -> str:
         signal = "(\n  " + self.signal.replace("\n", "\n  ") + "\n)" if "\n" in self.signal else self.signal
         return f"{signal} {self.condition}"
@@ -56,7 +69,8 @@ class Alert:
     def rule(self) -> dict[str, Any]:
         return {"alert": self.name, "expr": self.expr, "for": self.for_,
                 "labels": {"severity": self.severity},
-                "annotations": {"summary": self.summary, "description": self.description}}
+                "annotations": {"summary": self.summary, "description": self.description,
+                                "runbook_url": self.runbook_url}}
 
 
 def _circuit_open(selector: str) -> str:
