@@ -19,7 +19,7 @@ from llmroute import __version__
 from llmroute.api.llm_route import LLMRoute
 from llmroute.core import pool_checks
 from llmroute.core.compile import compile_route
-from llmroute.core.explain import BackendExplanation, RouteExplanation, explain_route
+from llmroute.core.explain import BackendExplanation, RouteExplanation, check_providers, explain_route
 from llmroute.documents import Bundle, load, load_all
 from llmroute.errors import CompileError, FieldError, InputError, LoadError
 
@@ -55,8 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("paths", nargs="+", metavar="FILE", help="YAML files or folders")
     val.set_defaults(func=_cmd_validate)
 
-    exp = sub.add_parser("explain", help="show, per published model, which backends a data class may use and why")
-    exp.add_argument("paths", nargs="+", metavar="FILE", help="YAML files or folders with the route and its policy")
+    exp = sub.add_parser("explain", help="show, per published model, which backends a data class may use and why",
+                         usage="%(prog)s [options] FILE [FILE ...]\n       %(prog)s --cluster [-n NS] [options] ROUTE",
+                         description=EXPLAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    exp.add_argument("paths", nargs="+", metavar="FILE|ROUTE", help="YAML files or folders with the route and its "
+                     "policy; with --cluster, the name of one LLMRoute in the cluster")
     exp.add_argument("--route", help="LLMRoute name (needed when the files hold several)")
     exp.add_argument("--class", dest="data_class", help="data class (default: the route's default)")
     exp.add_argument("--model", help="only this published model (as a sample request names it)")
@@ -64,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--down", action="append", default=[], metavar="PROVIDER",
                      help="what-if: assume this provider is down (repeatable)")
     exp.add_argument("--output", choices=("table", "json"), default="table")
+    live = exp.add_argument_group("against the cluster (read-only)")
+    live.add_argument("--cluster", action="store_true", help="explain the LLMRoute ROUTE as it runs in the cluster")
+    live.add_argument("--kubeconfig", metavar="FILE", help="default: KUBECONFIG or ~/.kube/config; in a pod "
+                      "without one, its service account")
+    live.add_argument("--context", help="kubeconfig context (default: the current one)")
+    live.add_argument("-n", "--namespace", help="the route's namespace (default: the context's, else default)")
+    live.add_argument("--up", action="append", default=[], metavar="PROVIDER",
+                      help="what-if: assume this provider is up though the status has it down (repeatable)")
+    live.add_argument("--ignore-health", action="store_true",
+                      help="do not let the status' health shape the answer (only --down providers are down)")
     exp.set_defaults(func=_cmd_explain)
 
     scan = sub.add_parser("scan", help="find personal data in JSON lines of prompts or request bodies (types and "
@@ -171,18 +184,39 @@ def _compile_errors(bundle: Bundle) -> list[LoadError]:
     return out
 
 
+EXPLAIN_DESCRIPTION = """\
+Explain, per published model and data class, which backends residency allows, why, and where the first attempt goes.
+
+From files:        llmroute explain --class pii examples/deepseek-residency/
+From the cluster:  llmroute explain --cluster -n apps deepseek --class pii
+
+With --cluster, llmroute reads (GET only) the LLMRoute, its ProviderPolicy, the ModelPools its backends run on and
+the router Deployment, with your kubeconfig; it reads no Secret. The table adds the router's ready/desired replicas,
+the route's conditions, provider health from the ProviderPolicy status and each pool's replicas and scaling reason.
+The status' health shapes the answer: a provider the status has Down or Misconfigured is treated as down (as the
+operator's active backends treat it) and the table says "status Down"; Healthy, Degraded, Cold and Unknown count as
+up (a pool without a ready replica is taken from its ModelPool status, as in file mode). --down PROVIDER adds a
+provider to the down ones, --up PROVIDER takes one out, --ignore-health answers from the policy alone.
+Exit codes: 0 ok, 1 the cluster could not be read (one line says what is missing), 2 bad input.
+"""
+EXIT_CLUSTER = 1
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
+    if args.cluster:
+        return _cmd_explain_cluster(args)
+    live_only = [flag for flag, on in (("--kubeconfig", args.kubeconfig), ("--context", args.context),
+                                       ("--namespace", args.namespace), ("--up", args.up),
+                                       ("--ignore-health", args.ignore_health)) if on]
+    if live_only:
+        raise InputError(f"{live_only[0]} needs --cluster (llmroute explain --cluster -n NAMESPACE ROUTE)")
     bundle = load(args.paths)
     route = bundle.route(args.route)
     policy = bundle.policies.get(route.spec.policy_ref.name)
     if policy is None:
         raise LoadError(_where(bundle, route), None, FieldError(
             "spec.policyRef.name", f'ProviderPolicy "{route.spec.policy_ref.name}" is not among the files'))
-    unknown = [p for p in args.down if policy.spec.provider(p) is None]
-    if unknown:
-        known = ", ".join(p.name for p in policy.spec.providers)
-        raise InputError(f'--down: no provider "{unknown[0]}" in ProviderPolicy "{policy.metadata.name}" '
-                         f"(known: {known})")
+    check_providers(policy, "--down", args.down)
     explained = explain_route(route, policy, args.data_class, frozenset(args.down), model=args.model, text=args.text,
                               pools=bundle.pools)
     if args.output == "json":
@@ -192,15 +226,37 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_explain_cluster(args: argparse.Namespace) -> int:
+    from llmroute import live_explain
+    from llmroute.core.explain_live import render_live
+
+    if len(args.paths) != 1 or args.route:
+        raise InputError("--cluster explains one LLMRoute: llmroute explain --cluster -n NAMESPACE ROUTE")
+    try:
+        conn = live_explain.connect(args.kubeconfig, args.context, args.namespace)
+        found = live_explain.read(conn, args.paths[0])
+    except live_explain.ClusterError as exc:
+        print(f"llmroute: error: {exc}", file=sys.stderr)
+        return EXIT_CLUSTER
+    result = live_explain.explain_found(found, args.data_class, args.down, args.up, ignore_health=args.ignore_health,
+                                        model=args.model, text=args.text)
+    if args.output == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(render_explanation(result.explanation, render_live(result.live)))
+    return EXIT_OK
+
+
 def _where(bundle: Bundle, route: LLMRoute) -> str:
     src = bundle.source_of(route)
     return str(src) if src else "input"
 
 
-def render_explanation(e: RouteExplanation) -> str:
-    """The human table for ``llmroute explain``."""
+def render_explanation(e: RouteExplanation, live: Sequence[str] = ()) -> str:
+    """The human table for ``llmroute explain``; ``live``: the cluster's lines, after the heading (``--cluster``)."""
     down = f"  assumed down: {', '.join(e.down)}" if e.down else ""
-    lines = [f"LLMRoute {e.route}  ProviderPolicy {e.policy}  data class {e.data_class}{down}", ""]
+    down += f"  down per status: {', '.join(e.status_down)}" if e.status_down else ""
+    lines = [f"LLMRoute {e.route}  ProviderPolicy {e.policy}  data class {e.data_class}{down}", "", *live]
     if e.text_findings is not None:
         reach = ", ".join(e.reachable_jurisdictions) or "nowhere"
         found = e.text_findings
@@ -209,11 +265,15 @@ def render_explanation(e: RouteExplanation) -> str:
         lines += [f"sample text: {looks}; {held} it may go to: {reach}", ""]
     for m in e.models:
         lines.append(f"{m.name}: {m.allowed_count} of {len(m.backends)} backends allowed; {m.outcome}")
-        rows = [("TRY", "PROVIDER", "UPSTREAM MODEL", "WHERE", "VERDICT", "FIRST", "WHY")]
-        rows += [(str(b.order) if b.order else "-", b.provider, b.model, b.jurisdiction, _verdict(b),
+        health = any(b.health is not None for b in m.backends)  # --cluster: a HEALTH column after WHERE
+        rows = [("TRY", "PROVIDER", "UPSTREAM MODEL", "WHERE", *(("HEALTH",) if health else ()), "VERDICT", "FIRST",
+                 "WHY")]
+        rows += [(str(b.order) if b.order else "-", b.provider, b.model, b.jurisdiction,
+                  *((b.health or "-",) if health else ()), _verdict(b),
                   f"{b.first_share:.0%}" if b.first_share else "-", "; ".join(b.reasons)) for b in m.backends]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6] for r in rows]
+        n = len(rows[0]) - 1
+        widths = [max(len(r[i]) for r in rows) for i in range(n)]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:n], widths, strict=True)) + "  " + r[n] for r in rows]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
