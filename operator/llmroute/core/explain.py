@@ -14,6 +14,11 @@ Sample text (``--text``) is checked with the policy's detector; when the policy 
 ``detect``), the explanation is for the classes the router would apply to that text - the declared one and every
 class a finding calls for (:mod:`llmroute.core.escalation`) - and a backend is allowed only if all of them allow it.
 
+Live provider health (``llmroute explain --cluster``): ``health`` is the ProviderPolicy's ``status.providers``; each
+backend shows its provider's state, and the providers in ``status_down`` (by default the ones the status has Down or
+Misconfigured, :func:`down_per_status` - the ones the operator's active backends skip too) are skipped like ``down``
+ones, with the status' reason as the why.
+
 Pure; called by ``llmroute explain`` (table and JSON output). The verdicts come from
 :func:`llmroute.core.residency.evaluate` and the order from :func:`llmroute.core.compile.compile_route`, so the
 explanation cannot drift from what the router actually runs.
@@ -21,15 +26,16 @@ explanation cannot drift from what the router actually runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
-from llmroute.api.provider_policy import DataClass, Provider, ProviderPolicy
+from llmroute.api.provider_policy import DataClass, Provider, ProviderHealth, ProviderPolicy, ProviderState
 from llmroute.core import escalation, pii, residency
 from llmroute.core.compile import compile_route
+from llmroute.core.probing import UNHEALTHY
 from llmroute.errors import InputError
 
 
@@ -50,6 +56,7 @@ class BackendExplanation:
     pool: str | None = None  # "<namespace>/<name>" of the ModelPool serving this provider
     pool_state: str | None = None  # e.g. "1/2 ready, desired 2 (Prewarm)"; None when the pool's state is unknown
     cold: bool = False  # the pool has no ready replica: skipped while others are available, else requests are held
+    health: str | None = None  # live: the provider's state in the ProviderPolicy status; None when not read
 
     @property
     def available(self) -> bool:
@@ -94,6 +101,7 @@ class RouteExplanation:
     text_findings: str | None = None  # "1 email, 1 us_ssn" for --text; kinds and counts only, never the text
     classes: tuple[str, ...] = ()  # when the text escalates: every class applied, data_class first
     escalation: str = ""  # why, e.g. "escalated from public: pii for us_ssn"
+    status_down: tuple[str, ...] = ()  # live: providers skipped because the policy status has them Down/Misconfigured
 
     @property
     def reachable_jurisdictions(self) -> tuple[str, ...]:
@@ -122,16 +130,21 @@ def _backend_dict(b: BackendExplanation) -> dict[str, Any]:
         "weight": b.weight, "allowed": b.allowed, "order": b.order, "reasons": list(b.reasons), "down": b.down,
         "firstAttemptShare": round(b.first_share, 4),
         **({"pool": b.pool, "poolState": b.pool_state, "cold": b.cold} if b.pool else {}),
+        **({"health": b.health} if b.health is not None else {}),
     }
 
 
 def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | None = None,
                   down: frozenset[str] = frozenset(), *, model: str | None = None,
                   text: str | None = None,
-                  pools: Mapping[tuple[str, str], ModelPool] | None = None) -> RouteExplanation:
+                  pools: Mapping[tuple[str, str], ModelPool] | None = None,
+                  health: Mapping[str, ProviderHealth] | None = None, status_down: frozenset[str] = frozenset(),
+                  missing_pool: str = "not among the files") -> RouteExplanation:
     """Explain every backend of every model of ``route`` (or only ``model``) for ``data_class`` (default: the
     route's default), with the providers in ``down`` assumed down; ``text`` is a sample prompt checked for PII;
-    ``pools`` (by namespace and name) give pool backends their state.
+    ``pools`` (by namespace and name) give pool backends their state (``missing_pool`` says where a pool that is
+    not among them was looked for). ``health`` (provider name -> its status entry) shows each backend's live state;
+    the providers in ``status_down`` are skipped because of it (those also in ``down`` count as assumed down).
 
     Raises :class:`llmroute.errors.CompileError` if the route does not compile and
     :class:`llmroute.errors.UnknownDataClassError` for a class the policy lacks.
@@ -157,19 +170,35 @@ def explain_route(route: LLMRoute, policy: ProviderPolicy, data_class: str | Non
             provider = policy.spec.provider(b.provider)
             assert provider is not None
             verdict = _verdict(applied, provider)
-            explained.append(_with_down(_with_pool(BackendExplanation(
+            explained.append(_with_down(_with_health(_with_pool(BackendExplanation(
                 provider=b.provider, model=b.model, jurisdiction=provider.jurisdiction, priority=b.priority,
                 weight=b.weight, allowed=verdict.allowed, order=order.get((b.provider, b.model)),
                 reasons=verdict.reasons,
-            ), provider, pools or {}), down))
+            ), provider, pools or {}, missing_pool), health, status_down, down), down))
         explained.sort(key=lambda e: (e.order is None, e.order or 0, e.priority))
         models.append(_explained_model(published.name, explained))
     ns = route.metadata.namespace or "default"
     summary = None if findings is None else pii.summarise(findings)
     return RouteExplanation(route=f"{ns}/{route.metadata.name}", policy=policy.metadata.name, data_class=cls.name,
                             models=tuple(models), down=tuple(sorted(down)), text_findings=summary,
-                            classes=esc.classes if esc.escalated else (), escalation=escalation.explain(esc))
+                            classes=esc.classes if esc.escalated else (), escalation=escalation.explain(esc),
+                            status_down=tuple(sorted(status_down - down)))
 
+
+def down_per_status(health: Mapping[str, ProviderHealth], up: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Providers the ProviderPolicy status has Down or Misconfigured (what the operator's active backends skip),
+    except those in ``up`` (what-if: assume it recovered)."""
+    return frozenset(name for name, h in health.items() if h.state in UNHEALTHY and name not in up)
+
+
+def check_providers(policy: ProviderPolicy, flag: str, names: Sequence[str]) -> None:
+    """Every name in ``names`` (given with ``flag``, e.g. ``--down``) is a provider of ``policy``; else a one-line
+    :class:`llmroute.errors.InputError` naming the known ones."""
+    unknown = [p for p in names if policy.spec.provider(p) is None]
+    if unknown:
+        known = ", ".join(p.name for p in policy.spec.providers)
+        raise InputError(f'{flag}: no provider "{unknown[0]}" in ProviderPolicy "{policy.metadata.name}" '
+                         f"(known: {known})")
 
 def _detector(policy: ProviderPolicy) -> pii.Detector:
     if not policy.spec.detectors:
@@ -206,8 +235,24 @@ def _with_down(b: BackendExplanation, down: frozenset[str]) -> BackendExplanatio
     return replace(b, down=True, reasons=(*b.reasons, "assumed down: skipped"))
 
 
-def _with_pool(b: BackendExplanation, provider: Provider,
-               pools: Mapping[tuple[str, str], ModelPool]) -> BackendExplanation:
+def _with_health(b: BackendExplanation, health: Mapping[str, ProviderHealth] | None, status_down: frozenset[str],
+                 down: frozenset[str]) -> BackendExplanation:
+    """Add the provider's live state; skip an allowed backend whose provider is in ``status_down`` (one in ``down``
+    is skipped as assumed down instead); say so when an unhealthy provider is counted as up (what-if)."""
+    if health is None:
+        return b
+    entry = health.get(b.provider)
+    state = entry.state if entry is not None else ProviderState.UNKNOWN
+    if not b.allowed or b.provider in down or (b.provider not in status_down and state not in UNHEALTHY):
+        return replace(b, health=state.value)
+    if b.provider not in status_down:
+        return replace(b, health=state.value, reasons=(*b.reasons, f"status {state.value}: counted as up (what-if)"))
+    why = f"status {state.value}" + (f" ({entry.reason})" if entry is not None and entry.reason else "")
+    return replace(b, health=state.value, down=True, reasons=(*b.reasons, f"{why}: skipped"))
+
+
+def _with_pool(b: BackendExplanation, provider: Provider, pools: Mapping[tuple[str, str], ModelPool],
+               missing: str = "not among the files") -> BackendExplanation:
     """Add the pool's name and state to a backend served by a ModelPool."""
     if provider.pool is None:
         return b
@@ -215,7 +260,7 @@ def _with_pool(b: BackendExplanation, provider: Provider,
     pool = pools.get((provider.pool.namespace, provider.pool.name))
     status = pool.status if pool is not None else None
     if status is None:  # a manifest without status (it has not been applied yet), or a pool elsewhere
-        where = " (not among the files)" if pool is None else ""
+        where = f" ({missing})" if pool is None else ""
         return replace(b, pool=ref, reasons=(*b.reasons, f"ModelPool {ref}{where}"))
     state = f"{status.ready_replicas}/{status.replicas} ready, desired {status.desired_replicas}"
     state += f" ({status.reason})" if status.reason else ""
