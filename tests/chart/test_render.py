@@ -12,6 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from llmroute import __version__
 from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
@@ -83,7 +84,7 @@ def test_operator_deployment_is_hardened(rendered: Rendered) -> None:
 
 def test_operator_runs_the_operator_with_env_from_values(rendered: Rendered) -> None:
     c = _container(rendered["defaults", "1.35"])
-    assert c["image"] == "ghcr.io/llmroute/llmroute:0.1.0"
+    assert c["image"] == f"ghcr.io/llmroute/llmroute:{__version__}"  # the chart's appVersion
     assert c["args"] == ["operator"]  # the image's ENTRYPOINT is `llmroute`
     env = _env(c)
     assert env["LLMROUTE_ROUTER_IMAGE"] == c["image"]  # routers default to the operator's own image
