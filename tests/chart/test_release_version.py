@@ -1,8 +1,9 @@
 """One version, one place: ``llmroute.__version__`` is the package version (pyproject reads it through setuptools),
-the chart's ``version`` and ``appVersion`` and CHANGELOG.md's newest release must say the same, and the release
-tooling keeps them so - ``scripts/changelog.py`` (the release notes the workflow publishes, the bump of the
-changelog) and ``scripts/release.sh`` (``check`` run by the release workflow, ``bump``, and ``assets``: the chart
-package, CRDs and install manifest attached to the release, made here with the real helm)."""
+and the chart's ``version`` and ``appVersion``, CHANGELOG.md's newest release and the versions users copy (the
+README's install section, the production values example) must say the same. The release tooling keeps them so:
+``scripts/changelog.py`` (the notes the release workflow publishes, the changelog's bump) and ``scripts/release.sh``
+(``check``, run by the release workflow; ``bump``; ``assets``: the chart package, CRDs and install manifest attached
+to the release, made here with the real helm)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,13 @@ from tests.chart.toolchain import ROOT, run, tool
 pytestmark = pytest.mark.chart
 RELEASE_SH = ROOT / "scripts" / "release.sh"
 CHANGELOG = ROOT / "CHANGELOG.md"
-VERSIONED = ["operator/llmroute/__init__.py", "charts/llmroute/Chart.yaml", "CHANGELOG.md"]
+VERSIONED = [
+    "operator/llmroute/__init__.py",
+    "charts/llmroute/Chart.yaml",
+    "CHANGELOG.md",
+    "README.md",
+    "examples/helm/values-production.yaml",
+]
 
 
 def _load_changelog_module() -> ModuleType:
@@ -179,6 +186,18 @@ def test_notes_command_prints_the_section_and_fails_on_a_missing_one() -> None:
 # ---- scripts/release.sh ------------------------------------------------------------------------------------------
 
 
+def _install_section(readme: Path) -> str:
+    return readme.read_text().split("## Install in a cluster", 1)[1].split("\n## ", 1)[0]
+
+
+def test_users_are_told_to_install_the_current_version() -> None:
+    install = _install_section(ROOT / "README.md")
+    pins = re.findall(r"(?:--version |llmroute:|VERSION=|image\.tag=)(\d+\.\d+\.\d+\S*)", install)
+    assert len(pins) >= 4 and set(pins) == {llmroute.__version__}
+    production = yaml.safe_load((ROOT / "examples/helm/values-production.yaml").read_text())
+    assert production["image"]["tag"] == llmroute.__version__
+
+
 def test_check_names_each_place_that_drifts(repo_copy: Path) -> None:
     chart = repo_copy / "charts/llmroute/Chart.yaml"
     chart.write_text(re.sub(r"^appVersion: .*$", 'appVersion: "9.9.9"', chart.read_text(), flags=re.MULTILINE))
@@ -186,6 +205,11 @@ def test_check_names_each_place_that_drifts(repo_copy: Path) -> None:
     assert proc.returncode == 1
     assert f"chart.appVersion is 9.9.9, want {llmroute.__version__}" in proc.stderr
     assert "package is" not in proc.stderr and "chart.version is" not in proc.stderr
+    readme = repo_copy / "README.md"
+    readme.write_text(readme.read_text().replace(f"VERSION={llmroute.__version__}", "VERSION=0.0.1", 1))
+    proc = release_sh("check", llmroute.__version__, root=repo_copy)
+    assert f"README is 0.0.1 {llmroute.__version__}, want {llmroute.__version__}" in proc.stderr
+    assert "README.chart is" not in proc.stderr
     assert release_sh("check", "9.9.9", root=repo_copy).returncode == 1  # the other three still say the old one
 
 
@@ -201,6 +225,11 @@ def test_bump_sets_every_place_and_dates_the_changelog(repo_copy: Path) -> None:
     assert chart["name"] == "llmroute" and chart["kubeVersion"] == _chart()["kubeVersion"]  # nothing else changed
     text = cl.read_text()
     assert "## [7.8.9-rc.1] - 2027-03-04" in text and changelog.notes(text, "7.8.9-rc.1") == "### Fixed\n\n- a fix"
+    readme, install = (repo_copy / "README.md").read_text(), _install_section(repo_copy / "README.md")
+    assert "llmroute --version 7.8.9-rc.1 " in install and llmroute.__version__ not in install
+    assert readme.replace("7.8.9-rc.1", llmroute.__version__) == (ROOT / "README.md").read_text()  # only pins moved
+    production = yaml.safe_load((repo_copy / "examples/helm/values-production.yaml").read_text())
+    assert production["image"]["tag"] == "7.8.9-rc.1"
     assert release_sh("check", "7.8.9-rc.1", root=repo_copy).returncode == 0
 
 
