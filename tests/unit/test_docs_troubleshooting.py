@@ -2,7 +2,8 @@
 
 The reasons are collected statically from the operator's code (``controller/`` and ``core/``): the reason argument
 of every condition (``Cond``), prober readiness and Event (``Readiness``, ``ProviderEvent``), failover move
-(``Move``) and every ``reason=`` given to an Event or status builder, as string literals or ``a if c else b`` of
+(``Move``), every ``reason=`` given to an Event or status builder and every ``"reason"`` of a dict literal (an Event
+body), as string literals or ``a if c else b`` of
 literals, or a local name assigned such an expression in the same module (``reason = "A" if c else "B"``). A
 reason built at runtime (an f-string) must be listed in :data:`DYNAMIC` with the values it can take, so
 a new one cannot slip past; a reason passed on in a variable comes from one of the literals collected.
@@ -42,7 +43,18 @@ def _name(call: ast.Call) -> str | None:
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
 
 
-def _reason_args(call: ast.Call) -> Iterator[ast.expr]:
+def _reason_args(node: ast.AST) -> Iterator[ast.expr]:
+    """The reason expressions of a builder call, or of a dict literal's ``"reason"`` key (an Event body)."""
+    if isinstance(node, ast.Dict):
+        yield from (
+            v
+            for k, v in zip(node.keys, node.values, strict=True)
+            if isinstance(k, ast.Constant) and k.value == "reason"
+        )
+        return
+    if not isinstance(node, ast.Call):
+        return
+    call = node
     name = _name(call)
     if name in POSITIONAL and len(call.args) > POSITIONAL[name]:
         yield call.args[POSITIONAL[name]]
@@ -81,7 +93,7 @@ def code_reasons() -> dict[str, list[str]]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         names = _assignments(tree)
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
+            if not isinstance(node, ast.Call | ast.Dict):
                 continue
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
             for arg in _reason_args(node):
