@@ -37,7 +37,7 @@ from llmroute.documents import first_field_error
 from llmroute.errors import InputError, LoadError
 
 REQUEST_TIMEOUT_S = 10.0
-SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")  # token, ca.crt, namespace in a pod
 USER_AGENT = "llmroute-explain"
 JsonObj = dict[str, Any]
 M = TypeVar("M", LLMRoute, ProviderPolicy, ModelPool)
@@ -93,7 +93,11 @@ class Connection:
 
 
 def connect(
-    kubeconfig: str | None, context: str | None, namespace: str | None, env: Mapping[str, str] = os.environ
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    env: Mapping[str, str] = os.environ,
+    service_account: Path = SERVICE_ACCOUNT,
 ) -> Connection:
     """A client from ``kubeconfig`` (default: ``KUBECONFIG`` or ``~/.kube/config``), else the pod's service account.
     The namespace is ``namespace``, else the context's (the service account's in a pod), else ``default``."""
@@ -104,10 +108,15 @@ def connect(
             where = env.get("KUBECONFIG") or "~/.kube/config"
             raise ClusterError(f"no kubeconfig: {where} does not exist (pass --kubeconfig, or run in a cluster)")
         try:
-            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+            kubernetes.config.incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+                token_filename=str(service_account / "token"),
+                cert_filename=str(service_account / "ca.crt"),
+                environ=env,
+            ).load_and_set(config)
         except Exception as exc:
             raise ClusterError(f"no kubeconfig and no usable service account in this pod: {exc}") from None
-        ns = namespace or (SA_NAMESPACE.read_text().strip() if SA_NAMESPACE.is_file() else "default")
+        sa_ns = service_account / "namespace"
+        ns = namespace or (sa_ns.read_text().strip() if sa_ns.is_file() else "default")
         return Connection(_client(config), ns, "this pod's service account")
     if kubeconfig and not Path(kubeconfig).expanduser().is_file():
         raise ClusterError(f"kubeconfig {kubeconfig}: no such file")
@@ -129,20 +138,22 @@ def _default_kubeconfig(env: Mapping[str, str]) -> str | None:
 
 
 def _context(path: str, wanted: str | None) -> tuple[str, str | None]:
-    """The context to use (``wanted`` or the current one) and its namespace."""
+    """The context to use (``wanted`` or the current one) and its namespace, from the (merged) kubeconfig."""
     try:
-        contexts, current = kubernetes.config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+        merged = kubernetes.config.kube_config.KubeConfigMerger(path).config.value  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise ClusterError(f"kubeconfig {path}: {_first_line(exc)}") from None
-    by_name = {c.get("name"): c for c in contexts or [] if isinstance(c, dict)}
-    if wanted is not None and wanted not in by_name:
-        known = ", ".join(sorted(str(n) for n in by_name)) or "none"
-        raise ClusterError(f'kubeconfig {path} has no context "{wanted}" (contexts: {known})')
-    chosen = by_name.get(wanted) if wanted is not None else current
-    if not isinstance(chosen, dict) or not chosen.get("name"):
+    merged = merged if isinstance(merged, dict) else {}
+    contexts = [getattr(c, "value", c) for c in merged.get("contexts") or []]  # merged entries are ConfigNodes
+    by_name = {c.get("name"): c for c in contexts if isinstance(c, dict)}
+    name = wanted or merged.get("current-context")
+    if not name:
         raise ClusterError(f"kubeconfig {path} has no current-context (pass --context)")
-    ns = (chosen.get("context") or {}).get("namespace")
-    return str(chosen["name"]), str(ns) if ns else None
+    if name not in by_name:
+        known = ", ".join(sorted(str(n) for n in by_name)) or "none"
+        raise ClusterError(f'kubeconfig {path} has no context "{name}" (contexts: {known})')
+    ns = (by_name[name].get("context") or {}).get("namespace")
+    return str(name), str(ns) if ns else None
 
 
 def _client(config: kubernetes.client.Configuration) -> kubernetes.client.ApiClient:

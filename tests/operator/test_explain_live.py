@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import example_doc
+from tests.conftest import EXAMPLE, example_doc
 from tests.operator.conftest import Cluster, verb
 from tests.operator.helpers import GV, NS, ROUTE, deploy_example
 
@@ -256,6 +256,39 @@ async def test_json_follows_the_status(cli: Cli, cluster: Cluster) -> None:
         "available": 2,
         "updated": 3,
     }
+
+
+def without_health(explained: dict[str, Any]) -> dict[str, Any]:
+    models = [
+        {**m, "backends": [{k: v for k, v in b.items() if k != "health"} for b in m["backends"]]}
+        for m in explained["models"]
+    ]
+    return {**{k: v for k, v in explained.items() if k != "live"}, "models": models}
+
+
+@pytest.mark.parametrize("argv", [["--class", "public", "--down", "deepseek"], ["--class", "pii"]])
+async def test_before_the_operator_ran_the_answer_is_the_file_modes(
+    cluster: Cluster, tmp_path: Path, argv: list[str]
+) -> None:
+    """The example applied, nothing reconciled yet (no status, no Deployment): the explanation is exactly the one of
+    the same manifests as files, and the live part says what is not there yet."""
+    await deploy_example(cluster)
+    await cluster.create(example_doc("pool"), "modelpools")
+    cli = Cli(tmp_path, write_kubeconfig(tmp_path / "kubeconfig", cluster.url))
+    code, out, err = await cli("--cluster", "-n", NS, ROUTE, "--output", "json", *argv)
+    assert (code, err) == (0, "")
+    live = json.loads(out)
+    code, out, err = await cli(str(EXAMPLE), "--output", "json", *argv)
+    assert (code, err) == (0, "")
+    assert without_health(live) == json.loads(out)
+    assert {b["health"] for m in live["models"] for b in m["backends"]} == {"Unknown"}
+    assert live["live"]["router"] == {"deployment": f"{ROUTE}-router", "found": False}
+    assert live["live"]["conditions"] == [] and live["live"]["statusDown"] == []
+    assert live["live"]["pools"] == [{"pool": f"{POOL_NS}/deepseek-v3", "found": True, "hasStatus": False}]
+    code, out, err = await cli("--cluster", "-n", NS, ROUTE, *argv)
+    assert "router Deployment apps/deepseek-router: not found (not created yet: see the route's conditions)" in out
+    assert "LLMRoute conditions: none yet (the operator has not reconciled the route)" in out
+    assert "no status yet (the operator has not reconciled the pool)" in out
 
 
 async def test_namespace_from_the_context(cluster: Cluster, tmp_path: Path) -> None:

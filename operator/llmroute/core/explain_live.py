@@ -98,15 +98,16 @@ class PoolState:
         if self.error is not None:
             out["error"] = self.error
         elif self.found:
-            s = self.status or ModelPoolStatus()
-            out.update(
-                replicas=s.replicas,
-                ready=s.ready_replicas,
-                desired=s.desired_replicas,
-                reason=s.reason,
-                message=s.message,
-                hasStatus=self.status is not None,
-            )
+            s = self.status
+            out["hasStatus"] = s is not None
+            if s is not None:
+                out.update(
+                    replicas=s.replicas,
+                    ready=s.ready_replicas,
+                    desired=s.desired_replicas,
+                    reason=s.reason,
+                    message=s.message,
+                )
         return out
 
 
