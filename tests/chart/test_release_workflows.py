@@ -195,8 +195,9 @@ def workspace(tmp_path: Path) -> Path:
     """A checkout as a job sees it: the repository's files, and room for the job's own dist/."""
     work = tmp_path / "work"
     work.mkdir()
-    for name in ("scripts", "charts", "operator", "CHANGELOG.md"):
-        (work / name).symlink_to(ROOT / name)
+    for entry in ROOT.iterdir():
+        if entry.name not in {".git", "dist"}:
+            (work / entry.name).symlink_to(entry)
     return work
 
 
