@@ -7,7 +7,8 @@
   ``--set`` flags (``values.schema.json`` rejects unknown keys), and the image flags reach the operator;
 * every ``llmroute`` command in a shell block parses with the CLI's own parser, and those that read only the
   repository's files run and succeed;
-* the names getting-started uses (namespace, route, router, policy, Secret and its keys) are the example's.
+* the names getting-started uses (namespace, route, router, policy, Secret and its keys) are the example's;
+* what operations.md says of the operator Deployment (replicas, strategy) is what the chart renders.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -84,15 +86,23 @@ def test_the_guides_install_and_upgrade_the_local_chart() -> None:
     assert {"getting-started.md", "operations.md"} <= pages
 
 
+def render_operator(sets: list[str]) -> dict[str, Any]:
+    """The operator Deployment ``helm template`` renders with these ``--set`` values (fails if it does not render)."""
+    render = [tool("helm"), "template", "llmroute", str(ROOT / "charts/llmroute"), "-n", "llmroute-system"]
+    proc = run([*render, *(x for s in sets for x in ("--set", s))])
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    found: dict[str, Any] = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "llmroute-operator"
+    )
+    return found
+
+
 @pytest.mark.parametrize(("page", "command"), _helm_commands())
 def test_each_helm_command_renders_with_its_values(page: str, command: str) -> None:
     argv = shlex.split(command)
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-    render = [tool("helm"), "template", "llmroute", str(ROOT / "charts/llmroute"), "-n", "llmroute-system"]
-    proc = run([*render, *(x for s in sets for x in ("--set", s))])
-    assert proc.returncode == 0, f"{page}: {command}\n{proc.stderr}"
-    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    operator = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "llmroute-operator")
+    operator = render_operator(sets)
     container = operator["spec"]["template"]["spec"]["containers"][0]
     values = dict(s.split("=", 1) for s in sets)
     if "image.repository" in values:
@@ -100,6 +110,13 @@ def test_each_helm_command_renders_with_its_values(page: str, command: str) -> N
         assert container["imagePullPolicy"] == values["image.pullPolicy"]
     if "operator.resources.limits.memory" in values:
         assert container["resources"]["limits"]["memory"] == values["operator.resources.limits.memory"]
+
+
+def test_operations_describes_the_operator_deployment_the_chart_renders() -> None:
+    spec = render_operator([])["spec"]
+    text = PAGES["operations.md"]
+    assert f"`replicas: {spec['replicas']}`" in text, "operations.md: the operator's replica count changed"
+    assert f"`strategy: {spec['strategy']['type']}`" in text, "operations.md: the operator's rollout strategy changed"
 
 
 def _llmroute_commands() -> list[tuple[str, list[str]]]:
