@@ -20,11 +20,16 @@ hands its URL to routers as ``LLMROUTE_DEMAND_URL``) from the operator's event l
 operator's startup and cleanup (:func:`register`). The endpoint is unauthenticated, like the metrics port: anyone who
 can reach it can make a pool start replicas (up to ``replicas.max``), never stop them, and the counts last three
 seconds unless repeated; restrict it with a NetworkPolicy to the routers' namespaces where that matters.
+
+A standby replica (:mod:`llmroute.controller.leader`) serves the port too but answers ``503`` with ``Retry-After: 1``
+and ``Connection: close``: the router repeats its report a second later on a new connection, which the Service
+balances again, while the active replica's connection is kept alive (so a router sticks to it once found).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -39,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 PATH = "/v1/demand"
 POOLS_KEY = web.AppKey("pools", PoolRegistry)
+ACTIVE_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("active")
+STANDBY_HEADERS = {"Retry-After": "1", "Connection": "close"}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -46,6 +53,9 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def handle(request: web.Request) -> web.Response:
+    if not request.app[ACTIVE_KEY]():
+        return web.json_response({"error": {"message": "this operator replica is on standby, retry",
+                                            "type": "unavailable"}}, status=503, headers=STANDBY_HEADERS)
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -62,16 +72,18 @@ async def handle(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def app(pools: PoolRegistry) -> web.Application:
+def app(pools: PoolRegistry, active: Callable[[], bool] = lambda: True) -> web.Application:
     application = web.Application(client_max_size=MAX_BODY_BYTES)
     application[POOLS_KEY] = pools
+    application[ACTIVE_KEY] = active
     application.router.add_post(PATH, handle)
     return application
 
 
-async def serve(pools: PoolRegistry, port: int, host: str = "0.0.0.0") -> web.AppRunner:
-    """Start serving on ``host:port``; stop with ``await runner.cleanup()``."""
-    runner = web.AppRunner(app(pools), access_log=None)
+async def serve(pools: PoolRegistry, port: int, host: str = "0.0.0.0",
+                active: Callable[[], bool] = lambda: True) -> web.AppRunner:
+    """Start serving on ``host:port`` (503 while ``active()`` is false); stop with ``await runner.cleanup()``."""
+    runner = web.AppRunner(app(pools, active), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -59,7 +59,7 @@ PLURALS: Mapping[str, str] = {
     "ConfigMap": "configmaps", "Secret": "secrets", "Service": "services", "Deployment": "deployments",
     "PodDisruptionBudget": "poddisruptionbudgets", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "LLMRoute": "llmroutes", "ProviderPolicy": "providerpolicies", "ModelPool": "modelpools", "Pod": "pods",
-    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "PersistentVolumeClaim": "persistentvolumeclaims", "Lease": "leases", "Event": "events",
 }
 
 
@@ -169,6 +169,18 @@ class Kube:
         items = (data or {}).get("items") or []
         return [o for o in items if isinstance(o, dict)
                 and labels.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()]
+
+    async def create(self, obj: JsonObj) -> JsonObj | None:
+        """POST ``obj``; None when an object of that name exists already (409)."""
+        key = key_of(obj)
+        status, data = await self._checked("POST", path_of(ObjectKey(key.api_version, key.kind, key.namespace, "")),
+                                           obj, ok=(409,))
+        return None if status == 409 else data or obj
+
+    async def replace(self, obj: JsonObj) -> JsonObj | None:
+        """PUT ``obj`` (its ``metadata.resourceVersion`` makes it conditional); None on a conflict (409)."""
+        status, data = await self._checked("PUT", path_of(key_of(obj)), obj, ok=(409,))
+        return None if status == 409 else data or obj
 
     async def merge_patch(self, key: ObjectKey, patch: Mapping[str, Any], subresource: str | None = None) -> JsonObj:
         _, data = await self._checked("PATCH", path_of(key, subresource), dict(patch), "application/merge-patch+json")

@@ -19,6 +19,8 @@ pair and every health state is pre-created, so dashboards and alerts see series 
   ``/metrics`` did not answer or did not parse: counted as not ready, so a pool whose metrics are unreadable looks
   idle). :func:`forget_pool` drops them with the pool.
 * ``llmroute_operator_demand_reports_total{result}``: router demand reports (``accepted``/``rejected``).
+* ``llmroute_operator_leader``: 1 on the active operator replica, 0 on a standby (:mod:`llmroute.controller.leader`);
+  ``sum(llmroute_operator_leader)`` is 1 in a healthy install.
 
 Served by :func:`start_metrics_server` on its own port (the Helm chart uses 8081, port name ``metrics``); called by
 the operator's startup and its reconcile and probe code. The dashboard and alerts in :mod:`llmroute.observability`
@@ -83,6 +85,8 @@ POOL_SCRAPE_FAILURES = Counter("llmroute_pool_scrape_failures",
 DEMAND_REPORTS = Counter("llmroute_operator_demand_reports", "Router demand reports received, by how they ended.",
                          ["result"], registry=REGISTRY)
 DEMAND_RESULTS = ("accepted", "rejected")
+LEADER = Gauge("llmroute_operator_leader", "1 on the active operator replica (it holds the Lease), 0 on a standby.",
+               registry=REGISTRY)
 
 for _result_name in DEMAND_RESULTS:
     DEMAND_REPORTS.labels(_result_name)
@@ -166,6 +170,10 @@ def pool_scaled(namespace: str, pool: str, reason: Reason) -> None:
 def pool_scrape_failures(namespace: str, pool: str, count: int) -> None:
     if count:
         POOL_SCRAPE_FAILURES.labels(namespace, pool).inc(count)
+
+
+def set_leader(active: bool) -> None:
+    LEADER.set(1 if active else 0)
 
 
 def demand_report(accepted: bool) -> None:

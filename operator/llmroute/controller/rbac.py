@@ -23,8 +23,13 @@ Notes on the rules:
 * ``llmroutes/finalizers`` and ``modelpools/finalizers: update`` let owned objects set ``blockOwnerDeletion`` on
   clusters with the OwnerReferencesPermissionEnforcement admission plugin.
 * kopf itself needs: watch/list/patch of the custom resources (finalizers, annotations), ``events: create``,
-  ``customresourcedefinitions: list, watch`` and ``namespaces: list, watch``. The operator runs **standalone**
-  (no peering), so no ``kopfpeerings`` or ``leases`` rules.
+  ``customresourcedefinitions: list, watch`` and ``namespaces: list, watch``. kopf runs **standalone** (no
+  peering), so no ``kopfpeerings`` rules.
+* **Leader election** (:mod:`llmroute.controller.leader`) is not in the ClusterRole: :func:`lease_role` is a Role in
+  the operator's own namespace with ``get``/``update`` on the one named Lease and ``create`` on leases (a create
+  cannot be restricted by name in RBAC). No ``list``/``watch``/``delete``/``patch``: the replicas read the Lease by
+  name and replace it conditionally. The takeover Event on the Lease is covered by the ClusterRole's
+  ``events: create``.
 """
 
 from __future__ import annotations
@@ -62,7 +67,29 @@ def cluster_role(name: str = "llmroute-operator") -> dict[str, Any]:
     }
 
 
-def allows(role: dict[str, Any], group: str, resource: str, verb: str) -> bool:
-    """Whether ``role`` grants ``verb`` on ``resource`` (``plural`` or ``plural/subresource``) in ``group``."""
+LEASE_GROUP = "coordination.k8s.io"
+
+
+def lease_role(lease_name: str, name: str = "llmroute-operator-leader-election",
+               namespace: str | None = None) -> dict[str, Any]:
+    """The Role (in the Lease's namespace) that leader election needs, and nothing more."""
+    meta: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/name": "llmroute-operator",
+                                                     "app.kubernetes.io/component": "operator"}}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta,
+        "rules": [{"apiGroups": [LEASE_GROUP], "resources": ["leases"], "verbs": ["create"]},
+                  {"apiGroups": [LEASE_GROUP], "resources": ["leases"], "resourceNames": [lease_name],
+                   "verbs": ["get", "update"]}],
+    }
+
+
+def allows(role: dict[str, Any], group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    """Whether ``role`` grants ``verb`` on ``resource`` (``plural`` or ``plural/subresource``) in ``group``, for the
+    object ``name`` (None: a request without a name, e.g. a create or a list)."""
     return any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+               and ("resourceNames" not in rule or name in rule["resourceNames"])
                for rule in role["rules"])

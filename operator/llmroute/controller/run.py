@@ -1,8 +1,17 @@
 """``run_operator()``: the entry point behind ``llmroute operator``. Argument parsing stays in :mod:`llmroute.cli`.
 
-Runs the operator in the foreground until SIGINT/SIGTERM (kopf installs the signal handlers), standalone (no
-peering: run one replica), cluster-wide unless namespaces are given. ProviderPolicy is cluster-scoped and is watched
-cluster-wide either way.
+Runs the operator in the foreground until SIGINT/SIGTERM, cluster-wide unless namespaces are given (ProviderPolicy
+is cluster-scoped and is watched cluster-wide either way). kopf always runs standalone (no kopf peering):
+
+* without leader election (``LLMROUTE_LEADER_ELECTION`` unset: one replica, local runs) kopf runs at once;
+* with it (the Helm chart, two replicas) the process first serves ``/healthz``, ``/metrics``
+  (``llmroute_operator_leader 0``) and a demand endpoint that answers 503, waits until it holds the Lease
+  (:mod:`llmroute.controller.leader`), then starts kopf in the same event loop while renewing the Lease. Losing the
+  Lease ends the process at once with :data:`EXIT_LOST_LEASE` (crash-only: nothing of the operator outlives its
+  leadership, not even an API call in a worker thread); SIGTERM stops kopf (its own signal handler) and then
+  releases the Lease for an immediate handover; kopf ending by itself (a crash) releases it too and exits with
+  :data:`EXIT_CRASHED`. The health endpoint then is this module's own (both roles pass liveness and readiness, so a
+  rollout never waits for a pod that cannot become leader); its body says ``{"identity", "leader", "holder"}``.
 
 Ports (the Helm chart matches them): kopf's liveness probe on ``:8080/healthz`` (LLMROUTE_HEALTH_PORT), the
 Prometheus endpoint on ``:8081/metrics`` (LLMROUTE_METRICS_PORT, started by the operator's startup handler) and the
@@ -14,16 +23,28 @@ API emulator).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+import os
+import signal
+from collections.abc import Callable, Sequence
 
 import kopf
+from aiohttp import web
 
-from llmroute.controller import build_registry
+from llmroute import __version__
+from llmroute.controller import build_registry, demand, leader, metrics, setup
+from llmroute.controller.kube import Kube
+from llmroute.controller.pools import PoolRegistry
 from llmroute.controller.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 EXIT_OK = 0
+EXIT_CRASHED = 1
+EXIT_LOST_LEASE = 3
 
 
 def run_operator(namespaces: Sequence[str] | None = None, *, router_image: str | None = None,
@@ -51,6 +72,82 @@ def run_operator(namespaces: Sequence[str] | None = None, *, router_image: str |
     # A fresh registry has none of kopf's fallback logins (only kopf's default registry does, which serves
     # ``kopf run -m``): log in as the Kubernetes client library and :meth:`Kube.from_environment` do.
     kopf.on.login(registry=registry, id="login")(kopf.login_via_client)
+    if config.leader_election:
+        return asyncio.run(run_elected(config, registry))
     kopf.run(registry=registry, standalone=True, clusterwide=not config.namespaces,
              namespaces=config.namespaces, liveness_endpoint=liveness_endpoint, memo=kopf.Memo(settings=config))
     return EXIT_OK
+
+
+async def run_elected(config: Settings, registry: kopf.OperatorRegistry, *, kube: Kube | None = None,
+                      exit_now: Callable[[int], object] = os._exit) -> int:
+    """Standby until this replica holds the Lease, then the operator; returns the exit code (or calls
+    ``exit_now`` when the Lease is lost)."""
+    assert config.lease_namespace is not None
+    elector = leader.Elector(kube or Kube.from_environment(), config.lease_namespace, config.lease_name,
+                             config.identity)
+    memo = kopf.Memo(settings=config, pools=PoolRegistry())
+    setup.serve_metrics(config.metrics_port)
+    metrics.set_leader(False)
+    runners = [await _serve_health(elector, config.health_port)] if config.health_port is not None else []
+    if config.demand_port is not None:
+        memo.demand_server = await demand.serve(memo.pools, config.demand_port, active=lambda: elector.leading)
+        runners.append(memo.demand_server)
+    try:
+        return await _elected(config, registry, elector, memo, exit_now)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def _elected(config: Settings, registry: kopf.OperatorRegistry, elector: leader.Elector, memo: kopf.Memo,
+                   exit_now: Callable[[int], object]) -> int:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    logger.info("%s: standby until it holds lease %s/%s", config.identity, config.lease_namespace, config.lease_name)
+    acquiring = asyncio.create_task(elector.acquire(), name="lease acquisition")
+    stop_wait = asyncio.create_task(stopping.wait(), name="stop signal")
+    await asyncio.wait({acquiring, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if not acquiring.done():
+        acquiring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquiring
+        return EXIT_OK  # stopped while on standby
+    stop_wait.cancel()
+    metrics.set_leader(True)
+    # kopf installs its own SIGINT/SIGTERM handlers: a signal now stops kopf, and the Lease is released after it.
+    operator = asyncio.create_task(kopf.operator(registry=registry, standalone=True, clusterwide=not config.namespaces,
+                                                 namespaces=config.namespaces, memo=memo), name="kopf")
+    holding = asyncio.create_task(elector.hold(), name="lease renewal")
+    await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
+    if not operator.done():  # the Lease is lost: another replica may be active any moment now
+        logger.error("%s lost lease %s/%s; exiting", config.identity, config.lease_namespace, config.lease_name)
+        metrics.set_leader(False)
+        exit_now(EXIT_LOST_LEASE)
+        operator.cancel()  # only reached when exit_now returns (tests)
+        with contextlib.suppress(asyncio.CancelledError):
+            await operator
+        return EXIT_LOST_LEASE
+    holding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holding
+    await elector.release()
+    metrics.set_leader(False)
+    crashed = operator.exception() is not None
+    if crashed:
+        logger.error("the operator stopped unexpectedly: %r", operator.exception())
+    return EXIT_CRASHED if crashed else EXIT_OK
+
+
+async def _serve_health(elector: leader.Elector, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"version": __version__, **leader.status(elector)})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -26,6 +26,11 @@ LLMROUTE_DEMAND_PORT         ``POST /v1/demand`` port: requests routers  8082
 LLMROUTE_DEMAND_URL          that endpoint as routers reach it (the      unset: routers report no demand
                              operator's Service), given to every router
                              as ``LLMROUTE_DEMAND_URL``
+LLMROUTE_LEADER_ELECTION     one active replica, elected through a       false (the Helm chart: true)
+                             Lease (:mod:`.leader`)
+LLMROUTE_LEASE_NAME          that Lease's name                           ``llmroute-operator``
+LLMROUTE_LEASE_NAMESPACE     that Lease's namespace                      ``$POD_NAMESPACE``
+POD_NAME                     this replica's identity in the Lease        the host name
 ===========================  ==========================================  ==============================
 
 Settings built by hand (tests) serve no port unless asked: a fixed port cannot be bound twice in one process.
@@ -36,8 +41,9 @@ Settings built by hand (tests) serve no port unless asked: a fixed port cannot b
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llmroute import __version__
 from llmroute.api.model_pool import VLLM_PORT
@@ -48,6 +54,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_METRICS_PORT = 8081
 DEFAULT_HEALTH_PORT = 8080
 DEFAULT_DEMAND_PORT = 8082
+DEFAULT_LEASE_NAME = "llmroute-operator"
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
@@ -66,6 +73,10 @@ class Settings:
     demand_port: int | None = None
     demand_url: str | None = None
     pool_metrics_port: int = VLLM_PORT
+    leader_election: bool = False
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_namespace: str | None = None
+    identity: str = field(default_factory=socket.gethostname)
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -76,6 +87,9 @@ class Settings:
             raise ValueError(f"secret TTL must not be negative, got {self.secret_ttl_seconds}")
         if self.demand_url is not None and not self.demand_url.startswith(("http://", "https://")):
             raise ValueError(f'demand URL must be an http(s) URL, got "{self.demand_url}"')
+        if self.leader_election and not (self.lease_namespace and self.lease_name and self.identity):
+            raise ValueError("leader election needs a Lease name, its namespace (LLMROUTE_LEASE_NAMESPACE or "
+                             "POD_NAMESPACE) and an identity (POD_NAME)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,16 +101,25 @@ class Settings:
             log_level=(env.get("LLMROUTE_LOG_LEVEL") or "INFO").upper(),
             resync_seconds=float(env.get("LLMROUTE_RESYNC_SECONDS") or 60.0),
             secret_ttl_seconds=float(env.get("LLMROUTE_SECRET_TTL_SECONDS") or 30.0),
-            probe_providers=(env.get("LLMROUTE_PROBE_PROVIDERS") or "true").strip().lower() not in FALSE_WORDS,
+            probe_providers=_flag(env.get("LLMROUTE_PROBE_PROVIDERS"), default=True),
             metrics_port=_port(env.get("LLMROUTE_METRICS_PORT"), DEFAULT_METRICS_PORT),
             health_port=_port(env.get("LLMROUTE_HEALTH_PORT"), DEFAULT_HEALTH_PORT),
             demand_port=_port(env.get("LLMROUTE_DEMAND_PORT"), DEFAULT_DEMAND_PORT),
             demand_url=env.get("LLMROUTE_DEMAND_URL") or None,
+            leader_election=_flag(env.get("LLMROUTE_LEADER_ELECTION"), default=False),
+            lease_name=env.get("LLMROUTE_LEASE_NAME") or DEFAULT_LEASE_NAME,
+            lease_namespace=env.get("LLMROUTE_LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or None,
+            identity=env.get("POD_NAME") or socket.gethostname(),
         )
 
     @property
     def router(self) -> RouterSettings:
         return RouterSettings(image=self.router_image, demand_url=self.demand_url)
+
+
+def _flag(value: str | None, *, default: bool) -> bool:
+    text = (value or "").strip().lower()
+    return default if not text else text not in FALSE_WORDS
 
 
 def _port(value: str | None, default: int) -> int | None:

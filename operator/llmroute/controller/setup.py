@@ -6,8 +6,10 @@ would lose track of its handlers). The prefix is deliberately not ``llmroute.io`
 annotation under its own prefix from the objects' "essence", and ``llmroute.io/policy-hash`` must stay in it so that
 a policy fan-out triggers the routes' update handler.
 
-Peering is off (standalone): one operator replica, no leases or peering resources to grant. Only warnings are posted
-as Events from log lines; meaningful Events are posted on purpose by the handlers.
+kopf peering is off (standalone): when several replicas run (the Helm chart runs two), they elect the active one
+through a Lease *before* kopf starts (:mod:`llmroute.controller.leader`, :func:`llmroute.controller.run.run_elected`),
+so kopf only ever runs in the one active process and ``llmroute_operator_leader`` is set to 1 here. Only warnings are
+posted as Events from log lines; meaningful Events are posted on purpose by the handlers.
 
 The memo holds the settings, the per-route locks, the reconcile gate, the :class:`Kube` client, ``health``
 (policy → provider → health, kept by the prober), ``owned`` (the watch cache's pending writes, fingerprints and route
@@ -73,6 +75,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             memo.kube = Kube.from_environment()
         memo.setdefault("secrets", cache.SourceSecrets(memo.kube, ttl=memo.settings.secret_ttl_seconds))
         serve_metrics(operator_settings.metrics_port)
+        metrics.set_leader(True)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
