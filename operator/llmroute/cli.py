@@ -143,13 +143,21 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    """Every problem of every document, one line each (file, document, field), grouped by file and document.
+
+    Exit codes as ``kubectl apply``: 0 valid, 1 invalid (2 stays for bad usage).
+    """
     bundle, errors = load_all(args.paths)
     errors.extend(_compile_errors(bundle))
     errors.extend(_pool_errors(bundle))
+    errors.sort(key=lambda e: (e.source, -1 if e.index is None else e.index))
     for err in errors:
         print(f"llmroute: error: {err}", file=sys.stderr)
     if errors:
-        return EXIT_INPUT
+        files = len({e.source for e in errors})
+        print(f"llmroute: {len(errors)} problem{'s'[:len(errors) != 1]} in {files} file{'s'[:files != 1]}",
+              file=sys.stderr)
+        return 1
     pools = f", {len(bundle.pools)} ModelPool" if bundle.pools else ""
     print(f"ok: {len(bundle.policies)} ProviderPolicy, {len(bundle.routes)} LLMRoute{pools}, "
           f"{len(bundle.secrets)} Secret")
@@ -163,11 +171,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _pool_errors(bundle: Bundle) -> list[LoadError]:
-    out = []
-    for problem in pool_checks.problems(bundle.policies, bundle.routes, bundle.pools):
-        src = bundle.source_of(problem.subject)
-        out.append(LoadError(src.path if src else "input", src.index if src else None, problem.error))
-    return out
+    return [_located(bundle, problem.subject, problem.error)
+            for problem in pool_checks.problems(bundle.policies, bundle.routes, bundle.pools)]
 
 
 def _compile_errors(bundle: Bundle) -> list[LoadError]:
@@ -179,9 +184,13 @@ def _compile_errors(bundle: Bundle) -> list[LoadError]:
         try:
             compile_route(route, policy)
         except CompileError as exc:
-            src = bundle.source_of(route)
-            out.extend(LoadError(src.path if src else "input", src.index if src else None, e) for e in exc.errors)
+            out.extend(_located(bundle, route, e) for e in exc.errors)
     return out
+
+
+def _located(bundle: Bundle, subject: object, error: FieldError) -> LoadError:
+    src = bundle.source_of(subject)
+    return src.error(error) if src else LoadError("input", None, error)
 
 
 EXPLAIN_DESCRIPTION = """\

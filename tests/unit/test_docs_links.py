@@ -72,6 +72,18 @@ def test_every_repository_path_named_exists(page: str) -> None:
     assert missing == [], f"{page} names paths that do not exist"
 
 
+@pytest.mark.parametrize("page", GUIDES)
+def test_no_raw_html_brackets_in_prose(page: str) -> None:
+    """``<route>`` outside code would be swallowed by GitHub as an HTML tag."""
+    prose = re.sub(
+        r"<!--.*?-->",
+        "",
+        re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", PAGES[page], flags=re.DOTALL)),
+        flags=re.DOTALL,
+    )
+    assert re.findall(r"<[^>\n]*>", prose) == []
+
+
 def _helm_commands() -> list[tuple[str, str]]:
     return [
         (page, c)
