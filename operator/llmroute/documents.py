@@ -5,44 +5,79 @@ and folders (``*.yaml``/``*.yml``, sorted), multi-document YAML, ``ProviderPolic
 ``v1/Secret`` documents. Other Kubernetes kinds are skipped (a folder may hold a Deployment too); an unknown kind in
 the ``llmroute.io`` group is an error, since it is almost certainly a typo.
 
-Every problem becomes a :class:`llmroute.errors.LoadError` whose message is one line, e.g.
-``policy.yaml (document 1): spec.providers[0].dataUse.training: Input should be 'Used', 'NotUsed' or 'Unknown'``.
+Files are read by :mod:`llmroute.manifest_yaml` (bounded, duplicate keys rejected). Every problem of every document
+is reported, as ``kubectl apply`` with strict field validation does: unknown keys by name (the models forbid extra
+keys; ``metadata`` is checked here against Kubernetes' ObjectMeta, since the operator reads server-filled metadata
+through the same models), missing, mistyped and invalid fields, duplicate objects. Each problem is a
+:class:`llmroute.errors.LoadError` whose message is one line, e.g.
+``policy.yaml (document 1, ProviderPolicy deepseek-residency): spec.providers[0].dataUse.training: Input should be
+'Used', 'NotUsed' or 'Unknown'`` or ``route.yaml (document 1, LLMRoute apps/deepseek): unknown field
+"spec.models[0].backendz"``; :func:`load` raises them together as :class:`llmroute.errors.InvalidManifests`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import ValidationError
 
 from llmroute.api.base import GROUP, RuleViolation
 from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
-from llmroute.errors import FieldError, LoadError
+from llmroute.errors import FieldError, InvalidManifests, LoadError, UnknownField
+from llmroute.manifest_yaml import read_documents
 
 T = TypeVar("T", LLMRoute, ProviderPolicy, ModelPool)
 
 _KINDS: dict[str, type[LLMRoute] | type[ProviderPolicy] | type[ModelPool]] = {
-    "LLMRoute": LLMRoute, "ProviderPolicy": ProviderPolicy, "ModelPool": ModelPool,
+    "LLMRoute": LLMRoute,
+    "ProviderPolicy": ProviderPolicy,
+    "ModelPool": ModelPool,
 }
+_CLUSTER_SCOPED = frozenset({"ProviderPolicy"})
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+"""Kubernetes ObjectMeta (meta/v1): any other key under ``metadata`` is an unknown field to the API server."""
+SECRET_FIELDS = frozenset({"apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"})
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where an object came from: file and zero-based document index."""
+    """Where an object came from: file, zero-based document index and, once known, what it is."""
 
     path: str
     index: int
+    what: str | None = None
 
     def __str__(self) -> str:
         return f"{self.path} (document {self.index + 1})"
+
+    def error(self, problem: FieldError) -> LoadError:
+        return LoadError(self.path, self.index, problem, self.what)
 
 
 @dataclass
@@ -54,6 +89,7 @@ class Bundle:
     pools: dict[tuple[str, str], ModelPool] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     sources: dict[int, Source] = field(default_factory=dict)
+    secret_sources: dict[tuple[str, str], Source] = field(default_factory=dict)
 
     def source_of(self, obj: object) -> Source | None:
         return self.sources.get(id(obj))
@@ -83,89 +119,156 @@ def yaml_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def load(paths: Sequence[str | Path]) -> Bundle:
-    """Load every document; raises the first :class:`LoadError` (use :func:`load_all` to collect all)."""
+    """Load every document; raises :class:`InvalidManifests` with every problem (use :func:`load_all` to keep going)."""
     bundle, errors = load_all(paths)
     if errors:
-        raise errors[0]
+        raise InvalidManifests(errors)
     return bundle
 
 
 def load_all(paths: Sequence[str | Path]) -> tuple[Bundle, list[LoadError]]:
-    """Load every document, collecting every error rather than stopping at the first."""
+    """Load every document, collecting every error (in file and document order) rather than stopping at the first."""
     bundle = Bundle()
     errors: list[LoadError] = []
-    for path in yaml_files(paths):
-        for source, doc in _documents(path, errors):
-            try:
-                _add(bundle, source, doc)
-            except LoadError as exc:
-                errors.append(exc)
+    for raw in paths:
+        try:
+            files = yaml_files([raw])
+        except LoadError as exc:
+            errors.append(exc)
+            continue
+        for path in files:
+            errors.extend(_load_file(bundle, path))
     return bundle, errors
 
 
-def _documents(path: Path, errors: list[LoadError]) -> Iterator[tuple[Source, dict[str, Any]]]:
-    try:
-        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        errors.append(LoadError(str(path), None, FieldError("", f"invalid YAML: {where}{problem}")))
-        return
-    except (OSError, UnicodeDecodeError) as exc:
-        errors.append(LoadError(str(path), None, FieldError("", f"cannot read: {exc}")))
-        return
-    for index, doc in enumerate(docs):
-        if doc is None:
-            continue
-        source = Source(str(path), index)
-        if not isinstance(doc, dict):
-            errors.append(LoadError(source.path, index, FieldError("", "a document must be a mapping (an object)")))
-            continue
-        yield source, doc
+def _load_file(bundle: Bundle, path: Path) -> list[LoadError]:
+    docs, errors = read_documents(path)
+    for doc in docs:
+        errors.extend(_add(bundle, Source(str(path), doc.index), doc.value))
+    return sorted(errors, key=lambda e: math.inf if e.index is None else e.index)
 
 
-def _add(bundle: Bundle, source: Source, doc: dict[str, Any]) -> None:
-    api_version, kind = str(doc.get("apiVersion", "")), str(doc.get("kind", ""))
+def _add(bundle: Bundle, source: Source, doc: Any) -> list[LoadError]:
+    if not isinstance(doc, dict):
+        return [
+            source.error(FieldError("", f"a document must be a mapping (a Kubernetes object), not {_type_name(doc)}"))
+        ]
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    missing = [
+        FieldError(k, "required: every Kubernetes object names its apiVersion and kind")
+        for k, v in (("apiVersion", api_version), ("kind", kind))
+        if v is None or v == ""
+    ]
+    missing += [
+        FieldError(k, f"must be a string, not {_type_name(v)}")
+        for k, v in (("apiVersion", api_version), ("kind", kind))
+        if v is not None and not isinstance(v, str)
+    ]
+    if missing:
+        return [source.error(e) for e in missing]
+    assert isinstance(api_version, str) and isinstance(kind, str)
+    source = replace(source, what=_describe(kind, doc))
     if api_version == "v1" and kind == "Secret":
-        key, data = parse_secret(doc, source)
-        bundle.secrets[key] = data
-        return
+        return _add_secret(bundle, source, doc)
     if api_version.split("/")[0] != GROUP:
-        return
+        return []
     model = _KINDS.get(kind)
     if model is None:
-        raise LoadError(source.path, source.index,
-                        FieldError("kind", f'unknown kind "{kind}" in {GROUP} (expected one of {", ".join(_KINDS)})'))
-    obj: LLMRoute | ProviderPolicy | ModelPool
+        return [
+            source.error(FieldError("kind", f'unknown kind "{kind}" in {GROUP} (expected one of {", ".join(_KINDS)})'))
+        ]
+    problems = [source.error(e) for e in metadata_errors(doc)]
+    obj: LLMRoute | ProviderPolicy | ModelPool | None
     if model is ProviderPolicy:
-        obj = parse_object(ProviderPolicy, doc, source)
-        _unique(bundle.policies, obj.metadata.name, obj, source, "ProviderPolicy")
+        obj, invalid = validate_object(ProviderPolicy, doc, source)
     elif model is ModelPool:
-        obj = parse_object(ModelPool, doc, source)
-        _unique(bundle.pools, (obj.metadata.namespace or "default", obj.metadata.name), obj, source, "ModelPool")
+        obj, invalid = validate_object(ModelPool, doc, source)
     else:
-        obj = parse_object(LLMRoute, doc, source)
-        key = (obj.metadata.namespace or "default", obj.metadata.name)
-        _unique(bundle.routes, key, obj, source, "LLMRoute")
-    bundle.sources[id(obj)] = source
+        obj, invalid = validate_object(LLMRoute, doc, source)
+    if obj is None or problems:
+        return problems + invalid
+    return _register(bundle, obj, source)
 
 
-def _unique(into: dict[Any, Any], key: Any, obj: Any, source: Source, kind: str) -> None:
+def _register(bundle: Bundle, obj: LLMRoute | ProviderPolicy | ModelPool, source: Source) -> list[LoadError]:
+    if isinstance(obj, ProviderPolicy):
+        return _put(bundle, bundle.policies, obj.metadata.name, obj, source)
+    key = (obj.metadata.namespace or "default", obj.metadata.name)
+    return _put(bundle, bundle.routes if isinstance(obj, LLMRoute) else bundle.pools, key, obj, source)
+
+
+def _put(
+    bundle: Bundle,
+    into: dict[Any, Any],
+    key: str | tuple[str, str],
+    obj: LLMRoute | ProviderPolicy | ModelPool,
+    source: Source,
+) -> list[LoadError]:
     if key in into:
-        raise LoadError(source.path, source.index, FieldError("metadata.name", f"duplicate {kind} {key!r}"))
+        first = bundle.sources.get(id(into[key]))
+        return [
+            source.error(
+                FieldError(
+                    "metadata.name", f"duplicate {obj.kind} {_key_text(key)}{f' (first in {first})' if first else ''}"
+                )
+            )
+        ]
     into[key] = obj
+    bundle.sources[id(obj)] = source
+    return []
+
+
+def _describe(kind: str, doc: dict[str, Any]) -> str:
+    """``LLMRoute apps/deepseek``: the kind, and the name as far as the document gives one."""
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        return kind
+    namespace = meta.get("namespace") if isinstance(meta, dict) else None
+    if isinstance(namespace, str) and namespace and kind not in _CLUSTER_SCOPED:
+        return f"{kind} {namespace}/{name}"
+    return f"{kind} {name}"
+
+
+def _key_text(key: str | tuple[str, str]) -> str:
+    return key if isinstance(key, str) else "/".join(key)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(type(value), "a scalar")
+
+
+def metadata_errors(doc: dict[str, Any]) -> list[FieldError]:
+    """Keys under ``metadata`` that Kubernetes' ObjectMeta does not have (the models keep metadata open)."""
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        return []
+    return [UnknownField(f"metadata.{k}") for k in meta if k not in OBJECT_META_FIELDS]
 
 
 def parse_object(model: type[T], doc: dict[str, Any], source: Source) -> T:
-    """Validate one document; the first problem becomes a :class:`LoadError` naming its field path."""
+    """Validate one document; raises :class:`InvalidManifests` with every problem, each naming its field path."""
+    obj, errors = validate_object(model, doc, source)
+    if obj is None:
+        raise InvalidManifests(errors)
+    return obj
+
+
+def validate_object(model: type[T], doc: dict[str, Any], source: Source) -> tuple[T | None, list[LoadError]]:
+    """The object, or None and one :class:`LoadError` per problem pydantic found."""
     if model is ProviderPolicy and isinstance(doc.get("metadata"), dict) and "namespace" in doc["metadata"]:
         # Cluster-scoped: the API server ignores metadata.namespace, and so do we.
         doc = {**doc, "metadata": {k: v for k, v in doc["metadata"].items() if k != "namespace"}}
     try:
-        return model.model_validate(doc)
+        return model.model_validate(doc), []
     except ValidationError as exc:
-        raise LoadError(source.path, source.index, first_field_error(exc)) from None
+        return None, [source.error(e) for e in field_errors(exc)]
 
 
 def first_field_error(exc: ValidationError) -> FieldError:
@@ -190,7 +293,7 @@ def _field_error(err: Any) -> FieldError:
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        message = "unknown field"
+        return UnknownField(format_path(loc))
     if isinstance(err.get("input"), bool) and err["type"] in ("enum", "literal_error", "string_type"):
         message += " (a bare yes/no/true/false in YAML is a boolean: quote it or use the CamelCase value)"
     return FieldError(format_path(loc), message)
@@ -207,16 +310,56 @@ def format_path(loc: Iterable[str | int]) -> str:
     return out
 
 
-def parse_secret(doc: dict[str, Any], source: Source) -> tuple[tuple[str, str], dict[str, str]]:
-    """A v1 Secret as ((namespace, name), {key: value}); ``data`` is base64, ``stringData`` plain."""
-    meta = doc.get("metadata") or {}
-    if not isinstance(meta, dict) or not meta.get("name"):
-        raise LoadError(source.path, source.index, FieldError("metadata.name", "a Secret needs a name"))
+def _add_secret(bundle: Bundle, source: Source, doc: dict[str, Any]) -> list[LoadError]:
+    key, values, problems = parse_secret(doc)
+    if key is not None and key in bundle.secrets:
+        problems.append(
+            FieldError("metadata.name", f"duplicate Secret {_key_text(key)} (first in {bundle.secret_sources[key]})")
+        )
+    if problems:
+        return [source.error(e) for e in problems]
+    assert key is not None
+    bundle.secrets[key] = values
+    bundle.secret_sources[key] = source
+    return []
+
+
+def parse_secret(doc: dict[str, Any]) -> tuple[tuple[str, str] | None, dict[str, str], list[FieldError]]:
+    """A v1 Secret as ((namespace, name), {key: value}, problems); ``data`` is base64, ``stringData`` plain.
+
+    Problems name keys, never values: a Secret's values are keys to providers.
+    """
+    problems: list[FieldError] = [UnknownField(k) for k in doc if k not in SECRET_FIELDS]
+    problems += metadata_errors(doc)
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    namespace = meta.get("namespace") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        problems.append(FieldError("metadata.name", "a Secret needs a name"))
+    if namespace is not None and not isinstance(namespace, str):
+        problems.append(FieldError("metadata.namespace", f"must be a string, not {_type_name(namespace)}"))
     values: dict[str, str] = {}
-    for k, v in (doc.get("data") or {}).items():
-        try:
-            values[str(k)] = base64.b64decode(str(v), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise LoadError(source.path, source.index, FieldError(f"data.{k}", "not valid base64")) from None
-    values.update({str(k): str(v) for k, v in (doc.get("stringData") or {}).items()})
-    return (str(meta.get("namespace") or "default"), str(meta["name"])), values
+    for section in ("data", "stringData"):
+        problems += _secret_values(section, doc.get(section), values)
+    if problems or not isinstance(name, str):
+        return None, {}, problems
+    return (str(namespace or "default"), name), values, []
+
+
+def _secret_values(section: str, raw: Any, into: dict[str, str]) -> list[FieldError]:
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        return [FieldError(section, f"must be a mapping of keys to values, not {_type_name(raw)}")]
+    problems: list[FieldError] = []
+    for k, v in raw.items():
+        if not isinstance(v, str):
+            problems.append(FieldError(f"{section}.{k}", f"must be a string, not {_type_name(v)}"))
+        elif section == "stringData":
+            into[str(k)] = v
+        else:
+            try:
+                into[str(k)] = base64.b64decode(v, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                problems.append(FieldError(f"{section}.{k}", "not valid base64 of UTF-8 text"))
+    return problems

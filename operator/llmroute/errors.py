@@ -6,6 +6,7 @@ OpenAI-shaped HTTP errors); nothing below the boundary formats user output.
     LLMRouteError
      + InputError                 bad user input: never retried, the message names the file/field
      |   + LoadError              a YAML document failed to parse or validate (file, document, field)
+     |   + InvalidManifests       every LoadError of a set of files, one per line
      |   + CompileError           an LLMRoute does not compile against its ProviderPolicy (field paths)
      |   + UnknownDataClassError  a data class name the policy does not define
      + ConfigVersionError         a RouterConfig of a version this router does not understand
@@ -36,15 +37,38 @@ class FieldError:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class LoadError(InputError):
-    """A document in a file failed to load; ``str()`` is one line naming the file, document and field."""
+@dataclass(frozen=True)
+class UnknownField(FieldError):
+    """A key the schema does not have, worded as ``kubectl apply`` (strict field validation) words it."""
 
-    def __init__(self, source: str, index: int | None, error: FieldError) -> None:
+    message: str = "unknown field"
+
+    def __str__(self) -> str:
+        return f'unknown field "{self.path}"'
+
+
+class LoadError(InputError):
+    """A document in a file failed to load; ``str()`` is one line naming the file, document and field.
+
+    ``what`` names the object when the document says what it is (``LLMRoute apps/deepseek``).
+    """
+
+    def __init__(self, source: str, index: int | None, error: FieldError, what: str | None = None) -> None:
         self.source = source
         self.index = index
         self.error = error
-        where = source if index is None else f"{source} (document {index + 1})"
+        self.what = what
+        label = f", {what}" if what else ""
+        where = source if index is None else f"{source} (document {index + 1}{label})"
         super().__init__(f"{where}: {error}")
+
+
+class InvalidManifests(InputError):
+    """Every problem found loading a set of manifest files; ``str()`` is one line per problem, in file order."""
+
+    def __init__(self, errors: Sequence[LoadError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
 
 
 class CompileError(InputError):

@@ -198,5 +198,6 @@ def test_invalid_example_is_one_clear_line(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr.startswith(f"llmroute: error: {policy} (document 1): spec.providers[1].dataUse.training: ")
+    assert proc.stderr.startswith(f"llmroute: error: {policy} (document 1, ProviderPolicy deepseek-residency): "
+                                  "spec.providers[1].dataUse.training: ")
     assert len(proc.stderr.strip().splitlines()) == 1

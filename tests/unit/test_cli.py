@@ -1,5 +1,8 @@
 """``llmroute validate`` / ``explain`` / ``crds``: exit codes and one-line messages naming file, document and field.
 
+``validate`` exits 1 on invalid manifests (as ``kubectl apply`` does) and prints every problem; other commands exit 2
+on bad input.
+
 Bad input is written to a temp folder as real files, and the real ``main()`` is run on them.
 """
 
@@ -50,36 +53,38 @@ def _edit_route(fn: Any) -> list[dict[str, Any]]:
     return [example_doc("policy"), doc]
 
 
+POLICY_AT = "(document 1, ProviderPolicy deepseek-residency): "
+ROUTE_AT = "(document 2, LLMRoute apps/deepseek): "
 BAD_INPUTS = [
     pytest.param(_edit_policy(lambda s: s["providers"][1]["dataUse"].__setitem__("training", False)),
-                 "(document 1): spec.providers[1].dataUse.training: Input should be 'Used', 'NotUsed' or 'Unknown' "
+                 POLICY_AT + "spec.providers[1].dataUse.training: Input should be 'Used', 'NotUsed' or 'Unknown' "
                  "(a bare yes/no/true/false in YAML is a boolean", id="bare-no-is-a-boolean"),
     pytest.param(_edit_route(lambda s: s["failover"].__setitem__("maxAttempts", "three")),
-                 "(document 2): spec.failover.maxAttempts: Input should be a valid integer", id="wrong-type"),
+                 ROUTE_AT + "spec.failover.maxAttempts: Input should be a valid integer", id="wrong-type"),
     pytest.param(_edit_route(lambda s: s["failover"].__setitem__("retries", 3)),
-                 "(document 2): spec.failover.retries: unknown field", id="unknown-field"),
+                 ROUTE_AT + 'unknown field "spec.failover.retries"', id="unknown-field"),
     pytest.param(_edit_route(lambda s: s["failover"].__setitem__("idleTimeout", "30 seconds")),
-                 '(document 2): spec.failover.idleTimeout: "30 seconds" is not a duration', id="bad-duration"),
+                 ROUTE_AT + 'spec.failover.idleTimeout: "30 seconds" is not a duration', id="bad-duration"),
     pytest.param(_edit_route(lambda s: s["models"][0]["backends"][1].__setitem__("provider", "fireworx")),
-                 '(document 2): spec.models[0].backends[1].provider: no provider "fireworx" in ProviderPolicy',
+                 ROUTE_AT + 'spec.models[0].backends[1].provider: no provider "fireworx" in ProviderPolicy',
                  id="missing-provider"),
     pytest.param(_edit_route(lambda s: s.__setitem__("defaultDataClass", "secret")),
-                 '(document 2): spec.defaultDataClass: unknown data class "secret"', id="unknown-data-class"),
+                 ROUTE_AT + 'spec.defaultDataClass: unknown data class "secret"', id="unknown-data-class"),
     pytest.param(_edit_policy(lambda s: s["providers"].append(dict(s["providers"][0]))),
-                 '(document 1): spec.providers: provider names must be unique (duplicate: "deepseek")',
+                 POLICY_AT + 'spec.providers: provider names must be unique (duplicate: "deepseek")',
                  id="duplicate-provider"),
     pytest.param(_edit_route(lambda s: s["models"][1].__setitem__("name", "deepseek-chat")),
-                 '(document 2): spec.models: model names must be unique (duplicate: "deepseek-chat")',
+                 ROUTE_AT + 'spec.models: model names must be unique (duplicate: "deepseek-chat")',
                  id="duplicate-model"),
     pytest.param(_edit_policy(lambda s: s.__setitem__("defaultDataClass", "restricted")),
-                 "(document 1): spec.defaultDataClass: defaultDataClass must name one of spec.dataClasses",
+                 POLICY_AT + "spec.defaultDataClass: defaultDataClass must name one of spec.dataClasses",
                  id="policy-default-class"),
     pytest.param(_edit_policy(lambda s: s["providers"][0].pop("credentials")),
-                 "(document 1): spec.providers[0].credentials: credentials are required unless selfHosted is true or "
+                 POLICY_AT + "spec.providers[0].credentials: credentials are required unless selfHosted is true or "
                  "the provider is a pool",
                  id="credentials-required"),
     pytest.param([{"apiVersion": "llmroute.io/v1alpha1", "kind": "LLMRoutes", "metadata": {"name": "x"}}],
-                 '(document 1): kind: unknown kind "LLMRoutes" in llmroute.io', id="unknown-kind"),
+                 '(document 1, LLMRoutes x): kind: unknown kind "LLMRoutes" in llmroute.io', id="unknown-kind"),
 ]
 
 
@@ -88,24 +93,26 @@ def test_validate_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
                                     message: str) -> None:
     path = write(tmp_path, "bad.yaml", *docs)
     code, _, err = run(capsys, "validate", str(path))
-    assert code == 2
+    assert code == 1
     lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"llmroute: error: {path} ")
-    assert message in lines[0]
+    assert len(lines) == 2, err
+    assert lines[0].startswith(f"llmroute: error: {path} {message}")
+    assert lines[1] == "llmroute: 1 problem in 1 file"
 
 
 def test_malformed_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("apiVersion: llmroute.io/v1alpha1\nkind: LLMRoute\nspec: {models: [\n")
     code, _, err = run(capsys, "validate", str(path))
-    assert code == 2
-    assert err.startswith(f"llmroute: error: {path}: invalid YAML: line ")
+    assert code == 1
+    assert err.startswith(f"llmroute: error: {path} (document 1): invalid YAML: line ")
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "validate", str(tmp_path / "nope.yaml"))
-    assert (code, err.strip()) == (2, f"llmroute: error: {tmp_path / 'nope.yaml'}: no such file or directory")
+    code, _, err = run(capsys, "validate", str(tmp_path / "nope.yaml"), str(tmp_path / "gone.yaml"))
+    assert (code, err.splitlines()) == (1, [f"llmroute: error: {tmp_path / 'gone.yaml'}: no such file or directory",
+                                            f"llmroute: error: {tmp_path / 'nope.yaml'}: no such file or directory",
+                                            "llmroute: 2 problems in 2 files"])
 
 
 def test_cluster_scoped_policy_with_namespace_still_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

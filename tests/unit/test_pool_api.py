@@ -143,9 +143,10 @@ def test_validate_reports_engine_args_the_operator_manages(tmp_path: Path, capsy
                                                           pool_doc: dict[str, Any]) -> None:
     pool_doc["spec"]["engineArgs"] = ["--max-model-len=32768", "--port=9000"]
     (tmp_path / "pool.yaml").write_text(yaml.safe_dump(pool_doc))
-    assert main(["validate", str(tmp_path)]) == 2
+    assert main(["validate", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'pool.yaml'} (document 1): spec.engineArgs[1]: " in err and "--port" in err
+    where = f"{tmp_path / 'pool.yaml'} (document 1, ModelPool llm-serving/deepseek-v3)"
+    assert f"{where}: spec.engineArgs[1]: " in err and "--port" in err
 
 
 def test_backend_model_must_be_the_pools_served_name(route_doc: dict[str, Any], policy: ProviderPolicy,
@@ -186,9 +187,10 @@ def test_validate_reports_pool_problems_with_file_and_field(tmp_path: Path, caps
         (tmp_path / f"{name}.yaml").write_text((EXAMPLE / f"{name}.yaml").read_text())
     pool_doc["spec"]["servedModelName"] = "dsv3"
     (tmp_path / "pool.yaml").write_text(yaml.safe_dump(pool_doc))
-    assert main(["validate", str(tmp_path)]) == 2
+    assert main(["validate", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'route.yaml'} (document 1): spec.models[0].backends[1].model: provider \"vllm\"" in err
+    where = f"{tmp_path / 'route.yaml'} (document 1, LLMRoute apps/deepseek)"
+    assert f'{where}: spec.models[0].backends[1].model: provider "vllm"' in err
 
 
 def test_validate_counts_pools(capsys: pytest.CaptureFixture[str]) -> None:

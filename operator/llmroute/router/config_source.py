@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from llmroute import __version__
@@ -50,7 +49,8 @@ from llmroute.core.router_config import (
     RouterConfig,
 )
 from llmroute.documents import Bundle, first_field_error, load
-from llmroute.errors import ConfigVersionError, InputError, LLMRouteError
+from llmroute.errors import ConfigVersionError, InputError, InvalidManifests, LLMRouteError
+from llmroute.manifest_yaml import read_documents
 from llmroute.router import redaction
 
 log = logging.getLogger("llmroute.router.config")
@@ -260,18 +260,15 @@ def _compiled_config(files: Sequence[Path]) -> tuple[Path, dict[str, Any]] | Non
 
 
 def _documents(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".json":  # YAML read with bounds and strictness, as llmroute validate reads it
+        docs, errors = read_documents(path)
+        if errors:
+            raise InvalidManifests(errors)
+        return [d.value for d in docs]
     try:
-        if path.suffix == ".json":
-            return [json.loads(text)]
-        return list(yaml.safe_load_all(text))
-    except ValueError as exc:
+        return [json.loads(path.read_text(encoding="utf-8"))]
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: invalid JSON: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{path}: invalid YAML: {where}{problem}") from None
 
 
 def _validate_router_config(path: Path, raw: dict[str, Any]) -> RouterConfig:

@@ -1,0 +1,288 @@
+"""Reading YAML manifest files with bounds and the strictness of the API server, before any model sees them.
+
+Used by :mod:`llmroute.documents` (``llmroute validate``/``explain``, local mode, the router's ``--config``
+YAML mode). PyYAML's ``safe_load`` alone is not enough for input a user (or an attacker) hands us:
+
+* it reads files of any size, expands aliases without limit (a "billion laughs" document of a few hundred bytes
+  becomes billions of values once validated or serialised) and composes nesting recursively (a deep ``[[[[...``
+  ends in a ``RecursionError``);
+* a duplicate key in a mapping silently keeps the last value (YAML 1.1 parsers allow it; the API server's strict
+  decoding does not);
+* unquoted times become ``datetime`` objects and non-string keys stay ints, where Kubernetes sees strings.
+
+Here each file is read with limits (:data:`MAX_FILE_BYTES`, :data:`MAX_DOCUMENTS`, :data:`MAX_DEPTH`,
+:data:`MAX_VALUES`), must be UTF-8 text, and each document is composed, checked (duplicate keys, keys that are
+not scalars, alias expansion) and only then constructed. Every problem is a :class:`llmroute.errors.LoadError`
+naming the file, the document and, where there is one, the field. A syntax error ends the file (YAML cannot
+resynchronise); a problem confined to one document skips that document only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
+
+from llmroute.errors import FieldError, LoadError
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+"""Largest manifest file read: the API server stores objects up to ~1.5 MiB. Reading the worst 2 MiB file
+(hundreds of thousands of values) takes a few seconds."""
+MAX_DOCUMENTS = 1000
+"""Most documents read from one file."""
+MAX_DEPTH = 100
+"""Deepest nesting of mappings and lists in a document (llmroute's own schemas need about 10)."""
+MAX_VALUES = 100_000
+"""Most values (scalars, mappings, lists) a document may hold once its aliases are expanded."""
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map"))
+"""Tags a manifest may carry: JSON's types. ``!!binary``, ``!!set``, ``!!timestamp`` or custom tags are errors."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One non-empty document of a file: its zero-based index in the file and its plain Python value."""
+
+    index: int
+    value: Any
+
+
+class _Rejected(Exception):
+    """A problem confined to the document being read; ``error`` names the field when there is one."""
+
+    def __init__(self, error: FieldError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Bounded(Composer, SafeConstructor, Resolver):
+    """PyYAML's composer with bounded nesting, and Kubernetes' view of scalars (times stay strings)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP_TAG]
+        for first, resolvers in Resolver.yaml_implicit_resolvers.items()
+    }
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                event: yaml.Event = self.peek_event()  # type: ignore[attr-defined]
+                line = f"line {event.start_mark.line + 1}: " if event.start_mark else ""
+                raise _Rejected(FieldError("", f"{line}nested more than {MAX_DEPTH} levels deep"))
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _PyLoader(_Bounded, Reader, Scanner, Parser):
+    """The pure-Python reader, where PyYAML was built without libyaml."""
+
+    def __init__(self, text: str) -> None:
+        Reader.__init__(self, text)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+        # Bounded here, not only when composing: PyYAML's scanner is quadratic in flow depth ("[[[[...").
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+
+_Loader: type[_PyLoader] = _PyLoader
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _CLoader(_Bounded, CParser):
+        """libyaml scans and parses (3-6x faster, nesting capped at 1000); Python composes, checks, constructs."""
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _Loader = _CLoader  # type: ignore[assignment]
+
+
+def read_documents(path: Path) -> tuple[list[Document], list[LoadError]]:
+    """The non-empty documents of ``path`` and every problem found reading them (file-level ones have no index)."""
+    try:
+        text = _text(path)
+    except _Rejected as exc:
+        return [], [LoadError(str(path), None, exc.error)]
+    return parse_documents(text, str(path))
+
+
+def parse_documents(text: str, source: str, pure_python: bool = False) -> tuple[list[Document], list[LoadError]]:
+    """:func:`read_documents` for text already read; ``pure_python`` parses without libyaml (tests both paths)."""
+    docs: list[Document] = []
+    errors: list[LoadError] = []
+    for index, item in _parse(_PyLoader(text) if pure_python else _Loader(text), text):
+        if isinstance(item, _Rejected):
+            errors.append(LoadError(source, index, item.error))
+        elif item is not None and index is not None:
+            docs.append(Document(index, item))
+    return docs, errors
+
+
+def _text(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _Rejected(FieldError("", f"cannot read: {exc.strerror or exc}")) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise _Rejected(FieldError("", f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; split it"))
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise _Rejected(FieldError("", f"not a text file (a NUL byte at offset {nul})"))
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        bad = f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise _Rejected(FieldError("", f"not UTF-8 text ({bad})")) from None
+
+
+def _parse(loader: _Bounded, text: str) -> Iterator[tuple[int | None, Any]]:
+    """(document index, value) in turn: None for an empty document, a :class:`_Rejected` for a bad one.
+
+    A syntax error, too many documents or a failure nothing else caught ends the stream.
+    """
+    index = 0
+    try:
+        while loader.check_node():
+            if index == MAX_DOCUMENTS:
+                yield None, _Rejected(FieldError("", f"more than {MAX_DOCUMENTS} documents in one file; split it"))
+                return
+            try:
+                node = loader.get_node()
+                yield index, None if node is None else _construct(loader, _checked(node))
+            except (_Rejected, ComposerError) as exc:  # composing stops mid-document, the parser is fine
+                yield index, exc if isinstance(exc, _Rejected) else _Rejected(FieldError("", _yaml_problem(exc, text)))
+                _skip_document(loader)
+            index += 1
+    except yaml.YAMLError as exc:
+        yield index, _Rejected(FieldError("", _yaml_problem(exc, text)))
+    except RecursionError:  # the depth bound makes this unreachable; never a traceback if it is not
+        yield index, _Rejected(FieldError("", "nested too deeply"))
+    finally:
+        parser: Any = loader  # the parser half (Python or libyaml) has no common type
+        parser.dispose()
+
+
+def _construct(loader: _Bounded, node: Node) -> Any:
+    """The document's value; a value its tag cannot hold (``!!int abc``) rejects the document, not the file."""
+    try:
+        return loader.construct_document(node)
+    except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        loader.constructed_objects, loader.recursive_objects, loader.state_generators = {}, {}, []
+        problem = getattr(exc, "problem", None) or "a value does not fit its YAML tag"
+        raise _Rejected(FieldError("", f"invalid YAML: {problem}")) from None
+
+
+def _skip_document(loader: _Bounded) -> None:
+    """After a rejected document, move the event stream to the start of the next one."""
+    loader._depth = 0
+    loader.anchors = {}
+    events: Any = loader  # the parser half (Python or libyaml) has no common type
+    while not events.check_event(yaml.DocumentStartEvent, yaml.StreamEndEvent):
+        events.get_event()
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = str(getattr(exc, "problem", None) or str(exc).splitlines()[0])
+    if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+        problem = "a tab character where YAML needs spaces (indent with spaces)"
+    return f"invalid YAML: {where}{problem}"
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.split("\n", line + 1)
+    return lines[line][column : column + 1] if line < len(lines) else ""
+
+
+def _checked(root: Node) -> Node:
+    """``root`` after the checks the constructor does not make; mapping keys become strings as written."""
+    sizes: dict[int, int] = {}
+    _walk(root, "", sizes, set())
+    return root
+
+
+def _walk(node: Node, path: str, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """The number of values under ``node`` with aliases expanded; checks keys on the way (each node once)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise _Rejected(FieldError(path, "an alias refers to a node that contains it (a recursive structure)"))
+    open_nodes.add(key)
+    if node.tag not in _PLAIN_TAGS:
+        raise _Rejected(
+            FieldError(
+                path,
+                f"line {node.start_mark.line + 1}: the YAML tag {_short(node.tag)} is not "
+                "allowed in a manifest (only strings, numbers, booleans, null, lists and "
+                "mappings)",
+            )
+        )
+    size = 1
+    if isinstance(node, SequenceNode):
+        for i, item in enumerate(node.value):
+            size += _walk(item, f"{path}[{i}]", sizes, open_nodes)
+            _bound(size, path)
+    elif isinstance(node, MappingNode):
+        seen: set[str] = set()
+        for key_node, value in node.value:
+            name = _key(key_node, path, seen)
+            size += 1 + _walk(value, f"{path}.{name}" if path else name, sizes, open_nodes)
+            _bound(size, path)
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
+
+
+def _key(node: Node, path: str, seen: set[str]) -> str:
+    """The key as Kubernetes reads it (the text as written), rejecting duplicates and non-scalar keys."""
+    if not isinstance(node, ScalarNode):
+        raise _Rejected(
+            FieldError(path, f"line {node.start_mark.line + 1}: a mapping key must be a string, not a list or mapping")
+        )
+    if node.tag == _MERGE_TAG:
+        return "<<"
+    name = str(node.value)
+    if name in seen:
+        where = f"{path}.{name}" if path else name
+        raise _Rejected(FieldError(where, f'duplicate key "{name}" (line {node.start_mark.line + 1})'))
+    seen.add(name)
+    node.tag = _STR_TAG
+    return name
+
+
+def _bound(size: int, path: str) -> None:
+    if size > MAX_VALUES:
+        raise _Rejected(FieldError(path, f"more than {MAX_VALUES} values once YAML aliases are expanded"))
+
+
+def _short(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
