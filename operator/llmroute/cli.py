@@ -204,8 +204,10 @@ the router Deployment, with your kubeconfig; it reads no Secret. The table adds 
 the route's conditions, provider health from the ProviderPolicy status and each pool's replicas and scaling reason.
 The status' health shapes the answer: a provider the status has Down or Misconfigured is treated as down (as the
 operator's active backends treat it) and the table says "status Down"; Healthy, Degraded, Cold and Unknown count as
-up (a pool without a ready replica is taken from its ModelPool status, as in file mode). --down PROVIDER adds a
-provider to the down ones, --up PROVIDER takes one out, --ignore-health answers from the policy alone.
+up. A ModelPool's readiness comes from its own status, as in file mode: with no ready replica it is skipped while
+another allowed backend is available. --down PROVIDER adds a provider to the down ones, --up PROVIDER takes one out
+(what-if), --ignore-health answers from the policy alone. Reading needs RBAC get on llmroutes (the route's
+namespace), providerpolicies (cluster-scoped) and, optionally, modelpools and deployments (shown as unknown if not).
 Exit codes: 0 ok, 1 the cluster could not be read (one line says what is missing), 2 bad input.
 """
 EXIT_CLUSTER = 1
