@@ -31,7 +31,7 @@ pytestmark = pytest.mark.chart
 Rendered = dict[tuple[str, str], list[dict[str, Any]]]
 CASES = [(case, v) for case in VALUES_CASES for v in KUBE_VERSIONS]
 BASE_KINDS = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
-              "Deployment", "ConfigMap", "NetworkPolicy"}
+              "Deployment", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding"}
 MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
