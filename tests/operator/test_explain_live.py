@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from tests.conftest import EXAMPLE, example_doc
-from tests.operator.conftest import Cluster, verb
-from tests.operator.helpers import GV, NS, ROUTE, deploy_example
+from tests.operator.conftest import Cluster, eventually, verb
+from tests.operator.helpers import GV, NS, ROUTE, cond, deploy_example, deployment, route_status, router_available
 
 pytestmark = pytest.mark.operator
 GOLDEN = Path(__file__).parents[1] / "unit" / "golden"
@@ -203,6 +203,15 @@ GOLDEN_CASES = {
     "live-internal.txt": [],
     # the policy alone: the status' Down counts as up
     "live-public-ignore-health.txt": ["--class", "public", "--ignore-health"],
+    # a sample prompt with personal data escalates public to pii: deepseek is denied, not merely down
+    "live-public-chat-with-pii-text.txt": [
+        "--class",
+        "public",
+        "--model",
+        "deepseek-chat",
+        "--text",
+        "Refund jane@example.com, card 4111 1111 1111 1111",
+    ],
 }
 
 
@@ -289,6 +298,56 @@ async def test_before_the_operator_ran_the_answer_is_the_file_modes(
     assert "router Deployment apps/deepseek-router: not found (not created yet: see the route's conditions)" in out
     assert "LLMRoute conditions: none yet (the operator has not reconciled the route)" in out
     assert "no status yet (the operator has not reconciled the pool)" in out
+
+
+async def test_what_the_real_operator_wrote(operator: Cluster, tmp_path: Path) -> None:
+    """With the real operator: the conditions it wrote, the router Deployment it created (found under the name the
+    operator gives it) and the pool status it wrote are what the explanation shows."""
+    await deploy_example(operator)
+    await operator.create(example_doc("pool"), "modelpools")
+    await eventually(lambda: deployment(operator), what="router Deployment")
+    await router_available(operator)
+    await eventually(lambda: ready(operator), what="Ready=True")
+    pool = await eventually(lambda: pool_status(operator), what="ModelPool status")
+    code, out, err = await Cli(tmp_path, write_kubeconfig(tmp_path / "kubeconfig", operator.url))(
+        "--cluster", "-n", NS, ROUTE, "--output", "json"
+    )
+    assert (code, err) == (0, "")
+    live = json.loads(out)["live"]
+    written = (await route_status(operator))["conditions"]
+    assert [(c["type"], c["status"], c["reason"]) for c in live["conditions"]] == [
+        (c["type"], c["status"], c["reason"]) for c in written
+    ]
+    assert live["router"] == {
+        "deployment": f"{ROUTE}-router",
+        "found": True,
+        "desired": 2,
+        "replicas": 2,
+        "ready": 2,
+        "available": 2,
+        "updated": 0,
+    }
+    assert live["pools"] == [
+        {
+            "pool": f"{POOL_NS}/deepseek-v3",
+            "found": True,
+            "hasStatus": True,
+            "replicas": pool.get("replicas", 0),
+            "ready": pool.get("readyReplicas", 0),
+            "desired": pool.get("desiredReplicas", 0),
+            "reason": pool.get("reason"),
+            "message": pool.get("message"),
+        }
+    ]
+
+
+async def ready(cluster: Cluster) -> bool:
+    return (await cond(cluster, "Ready")).get("status") == "True"
+
+
+async def pool_status(cluster: Cluster) -> dict[str, Any] | None:
+    pool = await cluster.get(GV, "modelpools", POOL_NS, "deepseek-v3")
+    return (pool or {}).get("status")
 
 
 async def test_namespace_from_the_context(cluster: Cluster, tmp_path: Path) -> None:
