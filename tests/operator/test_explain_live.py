@@ -413,6 +413,14 @@ async def test_rbac_forbidden_on_the_policy(cli: Cli, cluster: Cluster) -> None:
     )
 
 
+async def test_credentials_rejected(cli: Cli, cluster: Cluster) -> None:
+    cluster.emulator[f"get /apis/{GV}/namespaces/{NS}/llmroutes/{ROUTE}"] << 401 << {"kind": "Status", "code": 401}
+    code, out, err = await cli("--cluster", "-n", NS, ROUTE)
+    assert one_line_error(code, out, err) == (
+        'unauthorized: the API server rejected the credentials of the user of context "emulator" (HTTP 401)'
+    )
+
+
 async def test_policy_not_found(cli: Cli, cluster: Cluster) -> None:
     await cluster.patch(GV, "llmroutes", NS, ROUTE, {"spec": {"policyRef": {"name": "gone"}}})
     code, out, err = await cli("--cluster", "-n", NS, ROUTE)
