@@ -32,7 +32,7 @@ from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
 from llmroute.errors import FieldError, InvalidManifests, LoadError, UnknownField
-from llmroute.manifest_yaml import read_documents
+from llmroute.manifest_yaml import describe, read_documents
 
 T = TypeVar("T", LLMRoute, ProviderPolicy, ModelPool)
 
@@ -62,6 +62,8 @@ OBJECT_META_FIELDS = frozenset(
     }
 )
 """Kubernetes ObjectMeta (meta/v1): any other key under ``metadata`` is an unknown field to the API server."""
+_ECHO_MAX = 40
+"""Longest invalid enum value repeated in a message (an enum is a short word; a long value is not echoed)."""
 SECRET_FIELDS = frozenset({"apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"})
 
 
@@ -154,20 +156,10 @@ def _add(bundle: Bundle, source: Source, doc: Any) -> list[LoadError]:
             source.error(FieldError("", f"a document must be a mapping (a Kubernetes object), not {_type_name(doc)}"))
         ]
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
-    missing = [
-        FieldError(k, "required: every Kubernetes object names its apiVersion and kind")
-        for k, v in (("apiVersion", api_version), ("kind", kind))
-        if v is None or v == ""
-    ]
-    missing += [
-        FieldError(k, f"must be a string, not {_type_name(v)}")
-        for k, v in (("apiVersion", api_version), ("kind", kind))
-        if v is not None and not isinstance(v, str)
-    ]
-    if missing:
-        return [source.error(e) for e in missing]
-    assert isinstance(api_version, str) and isinstance(kind, str)
-    source = replace(source, what=_describe(kind, doc))
+    if isinstance(kind, str) and kind:
+        source = replace(source, what=_describe(kind, doc))
+    if not (isinstance(api_version, str) and api_version and isinstance(kind, str) and kind):
+        return [source.error(e) for e in _header_errors(api_version, kind)]
     if api_version == "v1" and kind == "Secret":
         return _add_secret(bundle, source, doc)
     if api_version.split("/")[0] != GROUP:
@@ -188,6 +180,16 @@ def _add(bundle: Bundle, source: Source, doc: Any) -> list[LoadError]:
     if obj is None or problems:
         return problems + invalid
     return _register(bundle, obj, source)
+
+
+def _header_errors(api_version: Any, kind: Any) -> list[FieldError]:
+    out: list[FieldError] = []
+    for name, value in (("apiVersion", api_version), ("kind", kind)):
+        if value is None or value == "":
+            out.append(FieldError(name, "required: every Kubernetes object names its apiVersion and kind"))
+        elif not isinstance(value, str):
+            out.append(FieldError(name, f"must be a string, not {_type_name(value)}"))
+    return out
 
 
 def _register(bundle: Bundle, obj: LLMRoute | ProviderPolicy | ModelPool, source: Source) -> list[LoadError]:
@@ -219,15 +221,10 @@ def _put(
 
 
 def _describe(kind: str, doc: dict[str, Any]) -> str:
-    """``LLMRoute apps/deepseek``: the kind, and the name as far as the document gives one."""
     meta = doc.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) else None
-    if not isinstance(name, str) or not name:
+    if not isinstance(meta, dict):
         return kind
-    namespace = meta.get("namespace") if isinstance(meta, dict) else None
-    if isinstance(namespace, str) and namespace and kind not in _CLUSTER_SCOPED:
-        return f"{kind} {namespace}/{name}"
-    return f"{kind} {name}"
+    return describe(kind, meta.get("name"), None if kind in _CLUSTER_SCOPED else meta.get("namespace"))
 
 
 def _key_text(key: str | tuple[str, str]) -> str:
@@ -294,7 +291,10 @@ def _field_error(err: Any) -> FieldError:
         message = message.removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return UnknownField(format_path(loc))
-    if isinstance(err.get("input"), bool) and err["type"] in ("enum", "literal_error", "string_type"):
+    given = err.get("input")
+    if err["type"] in ("enum", "literal_error") and isinstance(given, str) and len(given) <= _ECHO_MAX:
+        message += f', got "{given}"'  # as kubectl's 'Unsupported value: "Maybe"'; short names only, never long text
+    if isinstance(given, bool) and err["type"] in ("enum", "literal_error", "string_type"):
         message += " (a bare yes/no/true/false in YAML is a boolean: quote it or use the CamelCase value)"
     return FieldError(format_path(loc), message)
 

@@ -66,6 +66,7 @@ class _Rejected(Exception):
     def __init__(self, error: FieldError) -> None:
         super().__init__(str(error))
         self.error = error
+        self.what: str | None = None
 
 
 class _Bounded(Composer, SafeConstructor, Resolver):
@@ -138,7 +139,7 @@ def parse_documents(text: str, source: str, pure_python: bool = False) -> tuple[
     errors: list[LoadError] = []
     for index, item in _parse(_PyLoader(text) if pure_python else _Loader(text), text):
         if isinstance(item, _Rejected):
-            errors.append(LoadError(source, index, item.error))
+            errors.append(LoadError(source, index, item.error, item.what))
         elif item is not None and index is not None:
             docs.append(Document(index, item))
     return docs, errors
@@ -173,12 +174,17 @@ def _parse(loader: _Bounded, text: str) -> Iterator[tuple[int | None, Any]]:
             if index == MAX_DOCUMENTS:
                 yield None, _Rejected(FieldError("", f"more than {MAX_DOCUMENTS} documents in one file; split it"))
                 return
+            node: Node | None = None
             try:
                 node = loader.get_node()
-                yield index, None if node is None else _construct(loader, _checked(node))
+                value = None if node is None else _construct(loader, _checked(node))
             except (_Rejected, ComposerError) as exc:  # composing stops mid-document, the parser is fine
-                yield index, exc if isinstance(exc, _Rejected) else _Rejected(FieldError("", _yaml_problem(exc, text)))
+                rejected = exc if isinstance(exc, _Rejected) else _Rejected(FieldError("", _yaml_problem(exc, text)))
+                rejected.what = None if node is None else _what(node)
+                yield index, rejected
                 _skip_document(loader)
+            else:
+                yield index, value
             index += 1
     except yaml.YAMLError as exc:
         yield index, _Rejected(FieldError("", _yaml_problem(exc, text)))
@@ -286,3 +292,31 @@ def _bound(size: int, path: str) -> None:
 
 def _short(tag: str) -> str:
     return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+def describe(kind: str, name: object, namespace: object = None) -> str:
+    """``LLMRoute apps/deepseek``: how an error names the object, as far as the document says what it is."""
+    if not isinstance(name, str) or not name:
+        return kind
+    return f"{kind} {namespace}/{name}" if isinstance(namespace, str) and namespace else f"{kind} {name}"
+
+
+def _what(root: Node) -> str | None:
+    """:func:`describe` read from the nodes of a document rejected before it became a value."""
+    fields = _scalars(root)
+    kind = fields.get("kind")
+    if kind is None:
+        return None
+    meta = next((v for k, v in root.value if isinstance(k, ScalarNode) and k.value == "metadata"), None)
+    meta_fields = _scalars(meta) if meta is not None else {}
+    return describe(kind, meta_fields.get("name"), meta_fields.get("namespace"))
+
+
+def _scalars(node: Node) -> dict[str, str]:
+    """A mapping node's scalar entries; the first of duplicate keys wins (it is the one the error points past)."""
+    out: dict[str, str] = {}
+    if isinstance(node, MappingNode):
+        for k, v in node.value:
+            if isinstance(k, ScalarNode) and isinstance(v, ScalarNode):
+                out.setdefault(str(k.value), str(v.value))
+    return out
