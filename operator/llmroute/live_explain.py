@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ from llmroute.errors import InputError, LoadError
 REQUEST_TIMEOUT_S = 10.0
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")  # token, ca.crt, namespace in a pod
 USER_AGENT = "llmroute-explain"
+MAX_NAME = 253
+_DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 JsonObj = dict[str, Any]
 M = TypeVar("M", LLMRoute, ProviderPolicy, ModelPool)
 
@@ -196,12 +199,13 @@ class Found:
 
 def read(conn: Connection, name: str) -> Found:
     """GET the route ``name`` in ``conn.namespace``, its ProviderPolicy, its ModelPools and its router Deployment."""
-    ns, prefix = conn.namespace, f"/apis/{API_VERSION}"
+    ns, prefix = _name(conn.namespace, "namespace"), f"/apis/{API_VERSION}"
+    _name(name, "LLMRoute name")
     doc = conn.get(f"{prefix}/namespaces/{ns}/llmroutes/{name}", f'get llmroutes.{GROUP} "{name}" in namespace "{ns}"')
     if doc is None:
         raise ClusterError(_route_not_found(conn, name))
     route = _parse(LLMRoute, doc, f"LLMRoute {ns}/{name} (in the cluster)")
-    ref = route.spec.policy_ref.name
+    ref = _name(route.spec.policy_ref.name, "spec.policyRef.name")
     doc = conn.get(f"{prefix}/providerpolicies/{ref}", f'get providerpolicies.{GROUP} "{ref}"')
     if doc is None:
         raise ClusterError(
@@ -209,6 +213,8 @@ def read(conn: Connection, name: str) -> Found:
         )
     found = Found(route, _parse(ProviderPolicy, doc, f"ProviderPolicy {ref} (in the cluster)"))
     for pool_ns, pool in pool_refs(route, found.policy):
+        _name(pool_ns, "pool namespace")
+        _name(pool, "pool name")
         try:
             doc = conn.get(
                 f"{prefix}/namespaces/{pool_ns}/modelpools/{pool}",
@@ -228,6 +234,14 @@ def read(conn: Connection, name: str) -> Found:
     except Forbidden as exc:
         found.deployment_error = f"forbidden: may not {exc.what}"
     return found
+
+
+def _name(value: str, what: str) -> str:
+    """``value`` if it is a Kubernetes object name (DNS-1123 subdomain): it goes into a URL path, where a "/" or
+    ".." would make it another object's."""
+    if len(value) > MAX_NAME or not _DNS_1123.match(value):
+        raise InputError(f'{what} "{value}" is not a Kubernetes name (lowercase letters, digits, "-" and ".")')
+    return value
 
 
 def _route_not_found(conn: Connection, name: str) -> str:

@@ -470,3 +470,15 @@ async def test_bad_options_are_input_errors(cli: Cli) -> None:
     assert one_line_error(code, out, err, 2) == (
         "--namespace needs --cluster (llmroute explain --cluster -n NAMESPACE ROUTE)"
     )
+
+
+async def test_a_route_name_cannot_reach_another_object(cli: Cli, cluster: Cluster) -> None:
+    """The name goes into a URL path: one that is not a Kubernetes name is refused before any request is sent."""
+    sneaky = f"../../../../api/v1/namespaces/{NS}/secrets/llm-provider-keys"
+    code, out, err = await cli("--cluster", "-n", NS, sneaky)
+    assert one_line_error(code, out, err, 2) == (
+        f'LLMRoute name "{sneaky}" is not a Kubernetes name (lowercase letters, digits, "-" and ".")'
+    )
+    code, out, err = await cli("--cluster", "-n", "apps/../kube-system", ROUTE)
+    assert one_line_error(code, out, err, 2).startswith('namespace "apps/../kube-system" is not a Kubernetes name')
+    assert cli_requests(cluster) == []
