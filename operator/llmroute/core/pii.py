@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from llmroute.api.provider_policy import BUILTIN_PII_TYPES
@@ -41,11 +41,9 @@ class CustomDetector:
 
 
 Hit = tuple[str, int, int, float]
-Finder = Callable[[str, pii_context.Context], Iterable[Hit]]
-
-_BUILTIN: tuple[Finder, ...] = (pii_net.emails, pii_keys.keys, pii_numbers.numbers)
-"""Three passes: from each ``@``, over long tokens, over digit clusters; each yields (type, start, end, confidence)
-for candidates that validated."""
+"""What the built-in passes yield for candidates that validated: (type, start, end, confidence). There are three:
+from each ``@`` (``pii_net.emails``, only when the text has one), over long tokens (``pii_keys.keys``) and over digit
+clusters (``pii_numbers.numbers``, only when the text has a digit)."""
 
 
 class Detector:
@@ -64,13 +62,14 @@ class Detector:
 
         ``key``: the name ``text`` is the value of, when it has one (a JSON key in tool-call arguments: ``"phone"``),
         which counts as context the way a column header does."""
-        hits: list[Hit] = []
         context = pii_context.Context(text, key)
-        for finder in _BUILTIN:
-            hits.extend(finder(text, context))
+        hits: list[Hit] = list(pii_net.emails(text, context)) if "@" in text else []
+        hits.extend(pii_keys.keys(text, context))
+        if b"0" in context.classes:  # a digit
+            hits.extend(pii_numbers.numbers(text, context))
         for name, pattern, confidence in self._custom:
             hits.extend((name, m.start(), m.end(), confidence) for m in pattern.finditer(text) if m.end() > m.start())
-        return [Finding(*h) for h in _resolve(hits)]
+        return [Finding(*h) for h in (_resolve(hits) if len(hits) > 1 else hits)]
 
 
 def _compile_custom(c: CustomDetector) -> tuple[str, re.Pattern[str], float]:

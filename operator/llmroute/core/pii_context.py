@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
 from enum import Enum
 
 WINDOW = 40
@@ -61,13 +62,52 @@ _NEGATIVE_COMMON = (
 _NEGATIVE_CJK = r"订单|单号|注文|发票|運送|快递|版本"
 
 
-def _either(positive: str, negative: str) -> re.Pattern[str]:
-    """One pattern for both kinds of cue; ``lastgroup`` says which one matched."""
-    return re.compile(f"(?P<pos>{positive})|(?P<neg>{negative})", re.IGNORECASE)
+@dataclass(frozen=True, slots=True)
+class Cues:
+    """Positive and negative cue words: ``pattern`` (``lastgroup`` says which kind matched), and ``ascii``, the same
+    search for ASCII text that has been lowercased (``lastgroup`` starts with ``p`` or ``n``).
+
+    ``pattern`` matches case-insensitively, and Python's engine then compares each character through case folding
+    and tries every word's first letter at every position: a 40-character window took 5-10 us, the largest cost of a
+    lookup on number-dense text. ``ascii`` holds the Latin words that are ASCII, lowercased, each group of words led
+    by its first letter (so the engine skips to positions holding one, and tests plain characters), with the positive
+    words before the negative ones of the same letter as ``pattern`` tries them. On lowercased ASCII text it finds the
+    same cues as ``pattern`` on the original (a word with another character matches no ASCII text: checked by a
+    test), in a few microseconds."""
+
+    pattern: re.Pattern[str]
+    ascii: re.Pattern[str]
+
+
+def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
+    """Cues from (Latin words, CJK words) on each side."""
+    pattern = re.compile(f"(?P<pos>{_cues(*positive)})|(?P<neg>{_cues(*negative)})", re.IGNORECASE)
+    return Cues(pattern, _ascii_cues(positive[0], negative[0]))
+
+
+def _ascii_cues(positive: str, negative: str) -> re.Pattern[str]:
+    """``positive`` and ``negative`` words (Latin, lower case) that are ASCII, for lowercased ASCII text: led by their
+    first letter, then "no letter before that letter", then the rests (positive first), then "no letter after"."""
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for side, words in enumerate((positive, negative)):
+        for word in words.split("|"):
+            if word.isascii():
+                if not "a" <= word[0] <= "z":
+                    raise ValueError(f"cue word {word!r} does not start with a lowercase letter")
+                groups.setdefault(word[0], ([], []))[side].append(re.escape(word[1:]))
+    branches = []
+    for first, (pos, neg) in groups.items():
+        kinds = [f"(?P<{kind}_{first}>{'|'.join(rests)})" for kind, rests in (("p", pos), ("n", neg)) if rests]
+        branches.append(f"{first}(?<![a-z].)(?:{'|'.join(kinds)})")
+    return re.compile(f"(?:{'|'.join(branches)})(?![a-z])")
+
+
+_LETTER = re.compile(f"[{_LETTERS}]", re.IGNORECASE)
+"""A character the Latin cues must not follow, as ``pattern``'s look-behind sees it."""
 
 
 PHONE = _either(
-    _cues(
+    (
         r"phone|phones|telephone|tel|tél|mobile|mob|cell|cellphone|call|calls|called|fax|whatsapp|text me|sms|"
         r"contact|contacto|kontakt|contatto|my number|my no|best number|phone number|mobile number|cell number|"
         r"t:|m:|p:|rückruf|mi número|mi numero|mon numéro|meine nummer|meu número|"
@@ -78,34 +118,37 @@ PHONE = _either(
         r"फ़ोन|फोन|मोबाइल",
         r"电话|電話|手机|携帯|联系方式|連絡先|연락처|전화|휴대폰",
     ),
-    _cues(_NEGATIVE_COMMON, _NEGATIVE_CJK),
+    (_NEGATIVE_COMMON, _NEGATIVE_CJK),
 )
 """Phone cues against order-number cues: which of the two is nearest decides."""
 
 CARD = _either(
-    _cues(
+    (
         r"card|cards|visa|mastercard|master card|amex|american express|discover|diners|jcb|unionpay|credit|debit|"
         r"cc|ccn|pan|karte|kartennummer|kreditkarte|carte|tarjeta|cartão|cartao|carta|payment|pay|paid|charged|"
         r"charge|billing|кредитная|карта",
         r"卡号|信用卡|カード",
     ),
-    _cues(_NEGATIVE_COMMON, _NEGATIVE_CJK),
+    (_NEGATIVE_COMMON, _NEGATIVE_CJK),
 )
 
 SSN = _either(
-    _cues(r"ssn|ssns|social security|social|ss#|ss|tin|taxpayer|itin|tax_id|tax id"),
-    _cues(_NEGATIVE_COMMON + r"|model|zip|phone|tel|fax", _NEGATIVE_CJK),
+    (r"ssn|ssns|social security|social|ss#|ss|tin|taxpayer|itin|tax_id|tax id", ""),
+    (_NEGATIVE_COMMON + r"|model|zip|phone|tel|fax", _NEGATIVE_CJK),
 )
 
 IP = _either(
-    _cues(
+    (
         r"ip|ips|ipv4|ipv6|addr|address|remote_addr|remote|client|client_ip|host|src|dst|peer|"
         r"forwarded|x-forwarded-for|login|logged|connect|connected|connection|server|origin|visitor|user_ip|"
         r"last_seen_from|ip_address|adresse|dirección|endereço|indirizzo",
         r"地址",
     ),
-    _cues(r"version|ver|v|release|build|firmware|fw|oid|sdk|chrome|firefox|safari|patch|update|upgrade|mask|"
-          r"netmask|subnet|wildcard|gateway|dns|resolver|attribute|arc|versión|versão|versione", r"版本|バージョン"),
+    (
+        r"version|ver|v|release|build|firmware|fw|oid|sdk|chrome|firefox|safari|patch|update|upgrade|mask|"
+        r"netmask|subnet|wildcard|gateway|dns|resolver|attribute|arc|versión|versão|versione",
+        r"版本|バージョン",
+    ),
 )
 
 
@@ -117,6 +160,8 @@ _UNITS = re.compile(
     re.IGNORECASE,
 )
 """A unit right after a number makes it a quantity ("648155623 bytes")."""
+_UNITS_ASCII = re.compile(_UNITS.pattern.replace(f"[{_LETTERS}]", "[a-z]"))
+"""``_UNITS`` for lowercased ASCII text (the same matches, without case folding)."""
 _IMMEDIATE_NEGATIVE = re.compile(r"[#№][ \t]?$")
 """A number right after ``#`` is a reference ("Order #4155550134", "#112-...")."""
 _LINE_LOOKBACK = 4096
@@ -133,8 +178,20 @@ def _table(mapping: dict[str, str], default: str) -> bytes:
     return bytes(table)
 
 
-_CLASS_TABLE = _table({string.digits: "0", string.ascii_letters: "a", " ": " ", "(": "(", ")": ")", ".": ".",
-                       "/": "/", "-": "-", ":": ":"}, "x")
+_CLASS_TABLE = _table(
+    {
+        string.digits: "0",
+        string.ascii_letters: "a",
+        " ": " ",
+        "(": "(",
+        ")": ")",
+        ".": ".",
+        "/": "/",
+        "-": "-",
+        ":": ":",
+    },
+    "x",
+)
 _TOKEN_TABLE = _table({string.digits + string.ascii_letters + "_-.+/!#$%^&*~": "t"}, " ")
 
 
@@ -173,7 +230,7 @@ class Context:
     def ip(self, start: int, end: int) -> Cue:
         return self.cue(start, end, IP)
 
-    def cue(self, start: int, end: int, pattern: re.Pattern[str]) -> Cue:
+    def cue(self, start: int, end: int, cues: Cues) -> Cue:
         """The nearest cue before the candidate, else a positive cue or a unit right after it, else its column header
         or key.
 
@@ -192,24 +249,43 @@ class Context:
             cell_end = text.find(delimiter, end, hi)
             hi = hi if cell_end < 0 else cell_end
         lo = max(lo, classes.rfind(b"0", lo, start) + 1)
+        pattern = cues.pattern
         if classes.find(b"a", lo, start) >= 0 or classes.find(b"x", lo, start) >= 0:
             # Every cue word and ``#``/``№`` holds a letter or a symbol (class ``a`` or ``x``): a window of digits,
             # spaces and ``().-/:`` alone (40% of them in number-dense text) cannot hold one, so skip the scan.
-            last = None
-            for last in pattern.finditer(text, lo, start):  # noqa: B007 - the nearest cue is the one that counts
-                pass
-            if last is not None:
-                return _kind(last)
+            window = text[lo:start]
+            if window.isascii():  # lowercased, after a stand-in for the character before it (``pattern`` sees it)
+                before = "a" if lo and _LETTER.match(text, lo - 1) else " "
+                last = None
+                for last in cues.ascii.finditer(before + window.lower(), 1):  # noqa: B007 - the nearest counts
+                    pass
+                if last is not None:
+                    return Cue.POSITIVE if last.lastgroup[0] == "p" else Cue.NEGATIVE  # type: ignore[index]
+            else:
+                last = None
+                for last in pattern.finditer(text, lo, start):  # noqa: B007 - the nearest cue is the one that counts
+                    pass
+                if last is not None:
+                    return _kind(last)
             if _IMMEDIATE_NEGATIVE.search(text, max(lo, start - 2), start):
                 return Cue.NEGATIVE
         j, skip_to = end, min(hi, end + 3)
         while j < skip_to and text[j] in _AFTER_SKIP:
             j += 1
-        following = pattern.match(text, j, hi)
-        if following is not None and following.lastgroup == "pos":
-            return Cue.POSITIVE
-        if _UNITS.match(text, j, hi):
-            return Cue.NEGATIVE
+        after = text[j:hi]
+        if after.isascii():  # as before the candidate: lowercased, after a stand-in for the character before
+            after = after.lower()
+            following = cues.ascii.match(("a" if _LETTER.match(text, j - 1) else " ") + after, 1)
+            if following is not None and following.lastgroup[0] == "p":  # type: ignore[index]
+                return Cue.POSITIVE
+            if _UNITS_ASCII.match(after):
+                return Cue.NEGATIVE
+        else:
+            following = pattern.match(text, j, hi)
+            if following is not None and following.lastgroup == "pos":
+                return Cue.POSITIVE
+            if _UNITS.match(text, j, hi):
+                return Cue.NEGATIVE
         label = self.key if table is None else _cell(table, text.count(table[1], line_start, start))
         found = pattern.search(label) if label else None
         return Cue.NONE if found is None else _kind(found)
@@ -220,7 +296,7 @@ class Context:
             return self._headers[row_start]
         text = self.text
         row_end = text.find("\n", row_start)
-        row = text[row_start:row_end if row_end >= 0 else len(text)]
+        row = text[row_start : row_end if row_end >= 0 else len(text)]
         delimiter = max(_DELIMITERS, key=row.count)
         cells = row.count(delimiter)
         visited = [row_start]
@@ -232,11 +308,12 @@ class Context:
                 cached = self._headers[prev_start]
                 found = cached if cached is not None and cached[1] == delimiter else None
                 break
-            prev = text[prev_start:pos - 1]
+            prev = text[prev_start : pos - 1]
             if prev.count(delimiter) != cells:
                 break
             if self.classes.find(b"0", prev_start, pos - 1) < 0 and not (
-                    not prev.isascii() and any(ch.isdigit() for ch in prev)):  # the bytes first: one C call
+                not prev.isascii() and any(ch.isdigit() for ch in prev)
+            ):  # the bytes first: one C call
                 if all(len(c) <= _HEADER_CELL_MAX for c in prev.split(delimiter)):
                     found = (prev, delimiter)
                 break

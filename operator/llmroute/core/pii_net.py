@@ -27,16 +27,73 @@ _DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Z
 _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 """What local parts are made of in practice (RFC 5322 allows more, which prose and code use as delimiters)."""
 _LOCAL_MAX = 64
-_NOT_TLDS = frozenset({
-    "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "css", "js", "mjs", "ts", "tsx", "jsx", "py", "go", "rs",
-    "md", "json", "yaml", "yml", "toml", "lock", "txt", "html", "htm", "xml", "map", "wasm", "git", "sh", "exe",
-    "dll", "so", "zip", "gz", "tar", "pdf", "local", "localhost", "internal", "invalid", "lan", "home", "corp",
-})
+_NOT_TLDS = frozenset(
+    {
+        "png",
+        "jpg",
+        "jpeg",
+        "gif",
+        "svg",
+        "webp",
+        "ico",
+        "css",
+        "js",
+        "mjs",
+        "ts",
+        "tsx",
+        "jsx",
+        "py",
+        "go",
+        "rs",
+        "md",
+        "json",
+        "yaml",
+        "yml",
+        "toml",
+        "lock",
+        "txt",
+        "html",
+        "htm",
+        "xml",
+        "map",
+        "wasm",
+        "git",
+        "sh",
+        "exe",
+        "dll",
+        "so",
+        "zip",
+        "gz",
+        "tar",
+        "pdf",
+        "local",
+        "localhost",
+        "internal",
+        "invalid",
+        "lan",
+        "home",
+        "corp",
+    }
+)
 """File extensions and non-public suffixes: what follows ``@`` in asset names and host-only addresses."""
-_ROLE = frozenset({
-    "noreply", "no-reply", "donotreply", "do-not-reply", "do_not_reply", "mailer-daemon", "postmaster", "bounce",
-    "bounces", "git", "hostmaster", "abuse", "root", "nobody",
-})
+_ROLE = frozenset(
+    {
+        "noreply",
+        "no-reply",
+        "donotreply",
+        "do-not-reply",
+        "do_not_reply",
+        "mailer-daemon",
+        "postmaster",
+        "bounce",
+        "bounces",
+        "git",
+        "hostmaster",
+        "abuse",
+        "root",
+        "nobody",
+    }
+)
 """Local parts that name a system mailbox, not a person."""
 
 
@@ -64,7 +121,7 @@ def _email_at(text: str, at: int) -> Hit | None:
     end = m.end()
     if end < len(text) and text[end] == ":" and end + 1 < len(text) and not text[end + 1].isspace():
         return None  # user@host:path - a git or scp remote
-    if start > 0 and text[start - 1] == ":" and text[max(0, start - 3):start] == "://":
+    if start > 0 and text[start - 1] == ":" and text[max(0, start - 3) : start] == "://":
         return None  # scheme://user@host - credentials in a URL, not a mailbox
     return ("email", start, end, 0.95)
 
@@ -76,24 +133,47 @@ _IPV4 = re.compile(
 )
 _NOT_PUBLIC_V4 = tuple(
     (int(net.network_address), int(net.netmask))
-    for net in map(ipaddress.IPv4Network, (
-        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
-        "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
-        "224.0.0.0/4", "240.0.0.0/4",
-    ))
+    for net in map(
+        ipaddress.IPv4Network,
+        (
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.0.0.0/24",
+            "192.0.2.0/24",
+            "192.88.99.0/24",
+            "192.168.0.0/16",
+            "198.18.0.0/15",
+            "198.51.100.0/24",
+            "203.0.113.0/24",
+            "224.0.0.0/4",
+            "240.0.0.0/4",
+        ),
+    )
 )
 """IANA special-purpose, private, shared (CGNAT), loopback, link-local, documentation, benchmarking, multicast and
 reserved ranges (netmasks like 255.255.255.0 fall in 240/4, wildcards like 0.0.0.255 in 0/8): nobody's address."""
 
 
+_NOT_PUBLIC_FIRST = frozenset(a for net, mask in _NOT_PUBLIC_V4 for a in range(256) if a & mask >> 24 == net >> 24)
+"""First octets of the ranges above: an address starting with any other is public without testing each range."""
+
+
 def public_v4(a: int, b: int, c: int, d: int) -> bool:
+    if a not in _NOT_PUBLIC_FIRST:
+        return True
     value = a << 24 | b << 16 | c << 8 | d
-    return not any(value & mask == net for net, mask in _NOT_PUBLIC_V4)
+    return all(value & mask != net for net, mask in _NOT_PUBLIC_V4)
 
 
 _PINS = frozenset({"==", ">=", "<=", "~=", "!=", "^=", "@v"})
 """Right before a dotted quad, these make it a version pin (``pkg==4.21.0.135``)."""
 _CIDR = re.compile(r"/[0-9]{1,2}(?![0-9])")
+_LEADING_ZERO = re.compile(r"(?<![0-9])0[0-9]")
+"""An octet written with a leading zero (``010``): octal to some parsers, no address we report."""
 _IPV6 = re.compile(r"[23](?<![0-9A-Za-z_:.][23])[0-9A-Fa-f]{3}:[0-9A-Fa-f:]{2,35}(?![0-9A-Za-z_:%]|\.[0-9])")
 _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 
@@ -101,18 +181,19 @@ _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
     """Public IPv4 addresses in ``text[lo:hi]``."""
     for m in _IPV4.finditer(text, lo, hi):
-        octets = m.group().split(".")
-        if any(len(o) > 1 and o[0] == "0" for o in octets) or any(int(o) > 255 for o in octets):
+        quad = m.group()
+        if _LEADING_ZERO.search(quad) is not None:
             continue
-        if not public_v4(int(octets[0]), int(octets[1]), int(octets[2]), int(octets[3])):
+        a, b, c, d = map(int, quad.split("."))
+        if a > 255 or b > 255 or c > 255 or d > 255 or not public_v4(a, b, c, d):
             continue
-        if text[max(0, m.start() - 2):m.start()] in _PINS:
+        if text[max(0, m.start() - 2) : m.start()] in _PINS:
             continue
         cidr = _CIDR.match(text, m.end())
         if cidr is not None and int(cidr.group()[1:]) < 32:
             continue
         cue = ctx.ip(m.start(), m.end())
-        small = int(octets[0]) < 10 and int(octets[1]) < 10
+        small = a < 10 and b < 10
         if cue is Cue.NEGATIVE or (small and cue is not Cue.POSITIVE):
             continue
         yield ("ip_address", m.start(), m.end(), 0.95 if cue is Cue.POSITIVE else 0.85)

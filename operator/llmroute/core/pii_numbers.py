@@ -2,16 +2,16 @@
 only when it validates and its context does not say it is something else.
 
 Validation is what separates data from look-alikes: Luhn plus the issuer ranges for cards (a test number with a bad
-checksum or a 13-digit millisecond timestamp is no card), the SSA's ranges for SSNs (via ``python-stdnum``), mod 97
-plus the country's BBAN shape for IBANs (``python-stdnum``), and the numbering plans in ``phonenumbers`` for phones.
-Candidates come from one pass over the text's digit clusters (``numbers``), each sent only to the types its shape
-allows, and only when the shape that type's pattern needs is in the cluster (checked on ``Context.classes``, bytes,
-with look-arounds that every match of the real pattern satisfies, so the shortcut never drops a finding); an IBAN's
-mod 97 is checked here before python-stdnum's slower validation. Parsing a phone number is slow (~50 us), so it runs
-only on candidates that the shape checks and the context let through, and nothing is cached across texts (a cache
-would keep numbers in memory). Context (``pii_context``)
-turns away order, tracking and reference numbers and is what a bare national number needs before it counts as a
-phone. Pure; values are never returned or kept, only spans.
+checksum or a 13-digit millisecond timestamp is no card), the SSA's ranges for SSNs, mod 97 plus the country's BBAN
+shape for IBANs (the rules and registry of ``python-stdnum``, applied here without its per-call string cleaning and
+lookups, which cost more than the rest of a cluster's checks; tests compare the two), and the numbering plans in
+``phonenumbers`` for phones. Candidates come from one pass over the text's digit clusters (``numbers``), each sent
+only to the types its shape allows, and only when the shape that type's pattern needs is in the cluster (checked on
+``Context.classes``, bytes, with look-arounds that every match of the real pattern satisfies, so the shortcut never
+drops a finding). Parsing a phone number is slow (~25 us), so it runs only on candidates that the shape checks and
+the context let through, and nothing is cached across texts (a cache would keep numbers in memory). Context
+(``pii_context``) turns away order, tracking and reference numbers and is what a bare national number needs before
+it counts as a phone. Pure; values are never returned or kept, only spans.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 import phonenumbers
-from stdnum import iban as stdnum_iban
 from stdnum import numdb
-from stdnum.us import ssn as stdnum_ssn
 
 from llmroute.core import pii_net
 from llmroute.core.pii_context import Context, Cue
@@ -61,8 +59,14 @@ def issuer_ok(digits: str) -> bool:
         return n == 16
     if two in (34, 37):
         return n == 15
-    if 2200 <= four <= 2204 or 3528 <= four <= 3589 or two == 62 or four == 6011 or two == 65 or 644 <= int(
-            digits[:3]) <= 649:
+    if (
+        2200 <= four <= 2204
+        or 3528 <= four <= 3589
+        or two == 62
+        or four == 6011
+        or two == 65
+        or 644 <= int(digits[:3]) <= 649
+    ):
         return 16 <= n <= 19
     if two in (36, 38, 39) or 300 <= int(digits[:3]) <= 305:
         return 14 <= n <= 19
@@ -102,10 +106,27 @@ _SSN_SHAPE_CLASSES = re.compile(rb"(?<!0)000(?:([- ])00\1|00)0000(?!0)")
 """``_SSN`` over the character classes, look-arounds reduced to "no digit before/after" (as ``_CARD_SHAPE``)."""
 
 
+_SSN_NEVER_ISSUED = frozenset({"078051120", "457555462", "219099999"})
+"""Numbers the SSA voided after they were printed on sample cards and in ads (python-stdnum's blacklist)."""
+
+
+def ssn_valid(digits: str) -> bool:
+    """``digits`` (nine ASCII digits) could be an issued SSN: python-stdnum's ``us.ssn.is_valid`` on them, without
+    its string cleaning and regex (a test compares the two): no area 000, 666 or 9xx, no group 00, no serial 0000,
+    not a voided number."""
+    return not (
+        digits[0] == "9"
+        or digits[:3] in ("000", "666")
+        or digits[3:5] == "00"
+        or digits[5:] == "0000"
+        or digits in _SSN_NEVER_ISSUED
+    )
+
+
 def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
     for m in _SSN.finditer(text, lo, hi):
         digits = m.group().replace("-", "").replace(" ", "")
-        if not stdnum_ssn.is_valid(digits):
+        if not ssn_valid(digits):
             continue
         cue = ctx.ssn(m.start(), m.end())
         if cue is Cue.POSITIVE:
@@ -117,31 +138,38 @@ def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
 # --- IBANs ---------------------------------------------------------------------------------------------------------
 
 _IBAN_DB = numdb.get("iban")
-_STRUCT = re.compile(r"(\d+)!?[nac]")
+_STRUCT = re.compile(r"(\d+)!?([nac])")
+_STRUCT_CHARS = {"n": "[0-9]", "a": "[A-Z]", "c": "[A-Za-z0-9]"}
 _IBAN_BASE10 = {ord(ch): str(i) for i, ch in enumerate(string.ascii_uppercase, 10)}
 """Letters to 10..35, as ISO 13616 (and python-stdnum's ``mod_97_10`` check) reads them."""
 
 
 @lru_cache(maxsize=128)
-def iban_length(country: str) -> int:
-    """The IBAN length for ``country`` (0: not an IBAN country), from python-stdnum's registry."""
+def iban_format(country: str) -> tuple[int, re.Pattern[str]] | None:
+    """The IBAN length for ``country`` and the pattern of its BBAN (the part after the check digits), from
+    python-stdnum's registry; None: not an IBAN country."""
     info = _IBAN_DB.info(country)
     bban = info[0][1].get("bban") if info and len(info[0][0]) == 2 else None
-    return 4 + sum(int(n) for n in _STRUCT.findall(bban)) if bban else 0
+    if not bban:
+        return None
+    groups = _STRUCT.findall(bban)
+    return (4 + sum(int(n) for n, _ in groups), re.compile("".join(f"{_STRUCT_CHARS[k]}{{{n}}}" for n, k in groups)))
 
 
 def iban_at(text: str, start: int) -> Hit | None:
-    """The IBAN starting at ``start`` (two capital letters, two check digits), if one validates there."""
+    """The IBAN starting at ``start`` (two capital letters, two check digits), if one validates there: the length
+    and BBAN format of its country and mod 97, which is python-stdnum's ``iban.is_valid`` without the country's
+    own extra checks (as before), its string cleaning and its per-call lookups (a test compares the two)."""
     if start > 0 and text[start - 1].isascii() and (text[start - 1].isalnum() or text[start - 1] == "_"):
         return None
-    length = iban_length(text[start:start + 2])
-    end = _iban_end(text, start, length) if length else None
-    if end is None:
+    fmt = iban_format(text[start : start + 2])
+    end = _iban_end(text, start, fmt[0]) if fmt is not None else None
+    if end is None or fmt is None:
         return None
     compact = text[start:end].replace(" ", "")
-    if int((compact[4:] + compact[:4]).translate(_IBAN_BASE10)) % 97 != 1:
-        return None  # the checksum python-stdnum checks first, without its per-country lookups
-    return ("iban", start, end, 0.97) if stdnum_iban.is_valid(compact, check_country=False) else None
+    if fmt[1].fullmatch(compact, 4) is None or int((compact[4:] + compact[:4]).translate(_IBAN_BASE10)) % 97 != 1:
+        return None
+    return ("iban", start, end, 0.97)
 
 
 def _iban_end(text: str, start: int, length: int) -> int | None:
@@ -172,8 +200,42 @@ _ISBN = re.compile(r"97[89]-?[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]|[0-9]{1,5}-[
 _DATE = re.compile(
     r"(?<![0-9])(?:[0-9]{4}([-/.])[01]?[0-9]\1[0-3]?[0-9]|[0-3]?[0-9]([-/.])[01]?[0-9]\2[0-9]{4})(?![0-9])"
 )
-_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "BR", "MX", "JP", "CN", "AU", "CA", "SG", "ZA", "SE",
-            "PL", "CH", "IE", "NG", "AT", "BE", "PT", "DK", "NO", "FI", "RU", "KR", "TR", "AR", "CO", "PH", "ID")
+_REGIONS = (
+    "US",
+    "GB",
+    "DE",
+    "FR",
+    "ES",
+    "IT",
+    "NL",
+    "IN",
+    "BR",
+    "MX",
+    "JP",
+    "CN",
+    "AU",
+    "CA",
+    "SG",
+    "ZA",
+    "SE",
+    "PL",
+    "CH",
+    "IE",
+    "NG",
+    "AT",
+    "BE",
+    "PT",
+    "DK",
+    "NO",
+    "FI",
+    "RU",
+    "KR",
+    "TR",
+    "AR",
+    "CO",
+    "PH",
+    "ID",
+)
 """Where a national-format number is tried, in this order, when its context says it is a phone."""
 _TRUNK_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "AU", "JP", "CH", "AT", "BE", "SE", "IE", "IN", "ZA", "BR")
 """Regions whose national numbers start with a trunk 0: "020 7946 0958" is a phone without any cue."""
@@ -198,9 +260,9 @@ def phone_at(text: str, ctx: Context, start: int, end: int) -> Hit | None:
         start -= 1
         if start > 0 and text[start - 1] == "(" and text[start] == "+":
             start -= 1  # "(+44) 20 7946 0958"
-    if start > 0 and (text[start - 1] in _PHONE_BEFORE or text[max(0, start - 2):start] == "::"):
+    if start > 0 and (text[start - 1] in _PHONE_BEFORE or text[max(0, start - 2) : start] == "::"):
         return None  # "tel:+1…" is a phone, "arn:aws:iam::004751573971" an account
-    if end < len(text) and (text[end] in _WORD_ASCII or text[end:end + 2] in ("-X", "-x")):
+    if end < len(text) and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
         return None
     candidate = text[start:end]
     for _ in range(2):
@@ -208,7 +270,7 @@ def phone_at(text: str, ctx: Context, start: int, end: int) -> Hit | None:
         if conf:
             return ("phone", start, end, conf)
         cut = candidate.rstrip("0123456789").rstrip(" -.()/\u00a0")
-        if not 0 < len(candidate) - len(cut) <= 3 or " " not in candidate[len(cut) - 1:len(cut) + 1]:
+        if not 0 < len(candidate) - len(cut) <= 3 or " " not in candidate[len(cut) - 1 : len(cut) + 1]:
             return None  # only "415 555 0134 2 items": a short group after a space, not a longer number's tail
         candidate, end = cut, start + len(cut)
     return None
@@ -231,8 +293,13 @@ def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
         cue = ctx.phone(start, end)
         if cue is Cue.NEGATIVE:
             return 0.0
-        number = "+" + candidate[2:] if candidate[0] == "0" else candidate.replace("(+", "+", 1).replace(")", "", 1) \
-            if candidate[0] == "(" else candidate
+        number = (
+            "+" + candidate[2:]
+            if candidate[0] == "0"
+            else candidate.replace("(+", "+", 1).replace(")", "", 1)
+            if candidate[0] == "("
+            else candidate
+        )
         return (0.97 if cue is Cue.POSITIVE else 0.9) if valid_in(number, None) else 0.0
     if digits > 12 or _DATE.search(candidate) or _SSN_SHAPE.fullmatch(candidate) or _ISBN.fullmatch(candidate):
         return 0.0
@@ -293,6 +360,8 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
             yield from ssns_in(text, ctx, start, hi)
         if digits >= 12 and _CARD_SHAPE.search(classes, start, hi):
             yield from cards_in(text, ctx, start, hi)
+        if digits > 20 or (digits > 15 and not (start and text[start - 1] in "+(") and text[start : start + 2] != "00"):
+            continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group
         phone = phone_at(text, ctx, start, end)
         if phone is not None:
             yield phone
