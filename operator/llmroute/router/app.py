@@ -26,13 +26,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from llmroute.router import metrics, openai_errors
+from llmroute.router import auth, metrics, openai_errors
 from llmroute.router.client import EVENT_STREAM, ClientGone, Reply
 from llmroute.router.config_source import POLL_INTERVAL_S, ConfigWatcher, Snapshot
 from llmroute.router.drills import Drills
 from llmroute.router.failover import Failover
 from llmroute.router.health import Health
 from llmroute.router.pools import Pools
+from llmroute.router.protocol import SERVER_NAME, BodyTimeout
 from llmroute.router.proxy import Kind, Proxy
 from llmroute.router.upstream import Upstream
 
@@ -57,7 +58,6 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("llmroute_router_runtime", Runtime)
-SERVER_NAME = "llmroute"
 
 
 def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTERVAL_S) -> web.Application:
@@ -65,6 +65,7 @@ def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTE
     app = web.Application(client_max_size=MAX_CLIENT_BODY)
     app.on_response_prepare.append(_no_version_banner)
     app[RUNTIME] = Runtime(list(config_paths), poll_interval_s)
+    app.middlewares.append(auth.middleware(app[RUNTIME].snapshot))  # spec.access: 401/403 before any body
     app.cleanup_ctx.append(_lifespan)
     for prefix in ("/v1", ""):
         for kind in Kind:
@@ -183,9 +184,13 @@ def _proxy_handler(kind: Kind) -> Callable[[web.Request], Awaitable[web.StreamRe
         if refused is not None:
             return _render(refused)
         try:
-            body = await request.read()
+            body = await _read_body(request)
         except web.HTTPRequestEntityTooLarge:
             return _render(Reply.error(openai_errors.too_large(request.content_length or 0, MAX_CLIENT_BODY - 1)))
+        except _BodyTooLarge as exc:
+            return _closing(_render(Reply.error(openai_errors.too_large(exc.size, exc.limit))))
+        except BodyTimeout as exc:
+            return _closing(_render(Reply.error(exc.error)))
         sink = _Sink(request)
         reply = await proxy.handle(kind, body, request.headers, sink)
         if reply is not None:
@@ -195,6 +200,34 @@ def _proxy_handler(kind: Kind) -> Callable[[web.Request], Awaitable[web.StreamRe
         return web.Response(status=499)  # the client left before anything was sent; nobody reads this
 
     return handler
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(size, limit)
+        self.size, self.limit = size, limit
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The request body. One that declares no length (chunked) is read only up to the route's
+    ``maxRequestBytes`` (:class:`_BodyTooLarge` past it), not to aiohttp's process-wide cap: a body with a
+    ``Content-Length`` over the limit was refused before reading (``Proxy.refuse_oversized``)."""
+    if request.content_length is not None:
+        return await request.read()
+    snapshot = request.app[RUNTIME].snapshot()
+    limit = snapshot.config.max_request_bytes if snapshot is not None else MAX_CLIENT_BODY - 1
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > limit:
+            raise _BodyTooLarge(len(body), limit)
+    return bytes(body)
+
+
+def _closing(response: web.Response) -> web.Response:
+    """A refusal sent before the body was read to its end: the connection cannot carry another request."""
+    response.force_close()
+    return response
 
 
 async def _models(request: web.Request) -> web.Response:

@@ -1,0 +1,152 @@
+"""The router's limits on what one client connection may cost it: deadlines, sizes and the connection cap.
+
+Owns the values (:class:`Limits`: safe defaults, ``LLMROUTE_*`` environment variables, ``llmroute router`` flags
+override both), the decisions that need no socket (:func:`connection_cap`: the cap a process can honour with its
+file descriptors), and the OpenAI-shaped errors a refused request gets. The enforcement is
+:mod:`llmroute.router.protocol` (per connection) and :mod:`llmroute.router.app` (the body size a route allows,
+``maxRequestBytes``, also on chunked bodies).
+
+What each limit bounds:
+
+* ``head_timeout_s``: from a connection's first byte (or from ``accept`` for its first request) to a complete
+  request head. A client that sends half a head and then nothing (slowloris) is closed when it passes.
+* ``body_timeout_s``: from a complete head to the body's last byte (slow POST). Past it the client gets a 408 and
+  the connection is closed.
+* ``idle_timeout_s``: how long a keep-alive connection may wait for its next request.
+* ``max_connections``: open client connections; one more is answered a fixed 503 and closed at once, so the
+  connections already established keep being served.
+* ``max_head_bytes`` (431), ``max_headers`` (431), ``max_url_bytes`` (414): the size of a request head. A body
+  larger than the route's ``maxRequestBytes`` gets a 413.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from llmroute.router.openai_errors import RouterError
+
+ENV = {
+    "head_timeout_s": "LLMROUTE_HEAD_TIMEOUT",
+    "body_timeout_s": "LLMROUTE_BODY_TIMEOUT",
+    "idle_timeout_s": "LLMROUTE_IDLE_TIMEOUT",
+    "max_connections": "LLMROUTE_MAX_CONNECTIONS",
+    "max_head_bytes": "LLMROUTE_MAX_HEAD_BYTES",
+    "max_headers": "LLMROUTE_MAX_HEADERS",
+    "max_url_bytes": "LLMROUTE_MAX_URL_BYTES",
+}
+"""The environment variable that sets each limit (an ``llmroute router`` flag of the same name wins)."""
+FD_RESERVE = 64
+"""File descriptors kept out of the connection cap: config files, the listener, logs, probes."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client connection may cost the router; every field is positive."""
+
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    idle_timeout_s: float = 75.0
+    max_connections: int = 4096
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 100
+    max_url_bytes: int = 8190
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{ENV[f.name]} (--{flag(f.name)}) must be a positive finite number, got {value}")
+        if self.max_url_bytes >= self.max_head_bytes:
+            raise ValueError(
+                f"the URL limit ({self.max_url_bytes} bytes) must be below the head limit "
+                f"({self.max_head_bytes} bytes): the URL is part of the head"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
+        """The defaults, overridden by the ``LLMROUTE_*`` variables set (non-empty) in ``env``."""
+        env = os.environ if env is None else env
+        values: dict[str, float | int] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV[f.name], "").strip()
+            if raw:
+                values[f.name] = _number(raw, float if f.type == "float" else int, ENV[f.name])
+        return cls(**values)  # type: ignore[arg-type]
+
+    def replace(self, overrides: Mapping[str, float | int | None]) -> Limits:
+        """These limits with the ``overrides`` that are not None (flags given on the command line)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the :class:`Limits` field ``name`` (``head_timeout_s`` -> ``head-timeout``)."""
+    return name.removesuffix("_s").replace("_", "-")
+
+
+def connection_cap(configured: int, fd_limit: int) -> int:
+    """The connection cap a process with ``fd_limit`` file descriptors can honour: each client connection costs one
+    and each request it makes may hold an upstream connection, so at most half of what is left after
+    :data:`FD_RESERVE`, and never more than ``configured``."""
+    return max(1, min(configured, (fd_limit - FD_RESERVE) // 2))
+
+
+def _number(raw: str, kind: type[float] | type[int], name: str) -> float | int:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f'{name} must be a number, got "{raw[:40]}"') from None
+
+
+def malformed(reason: str) -> RouterError:
+    """A request that is not valid HTTP/1.1; ``reason`` names the rule it broke, never the bytes that broke it."""
+    return RouterError(
+        400, f"The request is not valid HTTP/1.1: {reason}.", "invalid_request_error", "malformed_request"
+    )
+
+
+def head_too_large(limit: int, what: str) -> RouterError:
+    return RouterError(
+        431,
+        f"The request head exceeds the limit of {limit} {what}.",
+        "invalid_request_error",
+        "request_header_fields_too_large",
+    )
+
+
+def url_too_long(limit: int) -> RouterError:
+    return RouterError(
+        414, f"The request URL exceeds the limit of {limit} bytes.", "invalid_request_error", "uri_too_long"
+    )
+
+
+def body_timeout(limit_s: float) -> RouterError:
+    return RouterError(
+        408,
+        f"The request body did not arrive within {limit_s:g} s of its head.",
+        "invalid_request_error",
+        "request_timeout",
+    )
+
+
+def too_many_connections(limit: int) -> RouterError:
+    return RouterError(
+        503,
+        f"The router is at its limit of {limit} open connections; retry shortly.",
+        "server_error",
+        "too_many_connections",
+        headers={"Retry-After": "1"},
+    )
+
+
+def http_status(status: int, reason: str) -> RouterError:
+    """An error HTTP itself raised (an unknown method, a path not in origin form, an unmet ``Expect``)."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return RouterError(status, f"{reason}.", kind, reason.lower().replace(" ", "_"))
+
+
+def internal_error() -> RouterError:
+    return RouterError(500, "The router failed to handle this request.", "server_error", "internal_error")

@@ -1,0 +1,441 @@
+"""The router's HTTP surface under hostile input and slow clients, over raw sockets against the real router process.
+
+Aspects: malformed, truncated and deeply nested JSON, wrong types and invalid UTF-8 (body, path, headers) get a 4xx
+in OpenAI's error shape; so do huge bodies (413, declared or chunked), heads (431: total size, header count) and
+URLs (414); odd methods (TRACE, CONNECT, PROPFIND) and paths (``/../``, ``//``, ``*``; absolute-form URIs are
+served by path and never steer the upstream); request smuggling shapes (Content-Length with Transfer-Encoding, two
+Content-Lengths, bad chunk sizes, obs-fold, bare LF, NUL) are refused and the connection is closed, so nothing is
+left to desynchronise. No malformed input reaches an upstream (the emulators count what arrives) and the bytes that
+broke a rule are neither echoed nor logged. Slow clients: 100 half heads are all closed by the head deadline while
+an openai SDK client keeps its latency, a slow body gets a 408, an idle keep-alive connection is closed, and past
+the connection cap a new connection gets a 503 while an established one is still served. After the storm the
+process is alive and its memory is back within :data:`RSS_MARGIN_MB` of where it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import selectors
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import KEYS, MESSAGES, Hub, RouterProcess, config_docs, make_aclient, write_config
+
+pytestmark = pytest.mark.router
+
+HEAD_TIMEOUT_S = 1.5
+BODY_TIMEOUT_S = 2.0
+IDLE_TIMEOUT_S = 2.5
+MAX_HEAD_BYTES = 16384
+MAX_HEADERS = 50
+MAX_URL_BYTES = 2048
+MAX_BODY = 65536  # the route's maxRequestBytes (conftest.route_doc)
+LIMITS_ENV = {
+    "LLMROUTE_HEAD_TIMEOUT": str(HEAD_TIMEOUT_S),
+    "LLMROUTE_BODY_TIMEOUT": str(BODY_TIMEOUT_S),
+    "LLMROUTE_IDLE_TIMEOUT": str(IDLE_TIMEOUT_S),
+    "LLMROUTE_MAX_HEAD_BYTES": str(MAX_HEAD_BYTES),
+    "LLMROUTE_MAX_HEADERS": str(MAX_HEADERS),
+    "LLMROUTE_MAX_URL_BYTES": str(MAX_URL_BYTES),
+}
+SLOP_S = 1.0
+"""How late past a deadline a connection may still be closed (timer granularity, a shared 2-core machine)."""
+RSS_MARGIN_MB = 12.0
+SECRET = "sk-hostile-" + "5e3c" * 6  # appears only in malformed requests; must never come back or reach the log
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def guarded(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    folder = write_config(tmp_path_factory.mktemp("hostile") / "config", config_docs(hub))
+    proc = RouterProcess([str(folder)], folder.parent / "router.log", env=LIMITS_ENV)
+    yield proc
+    proc.stop()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    closed: bool  # the router closed the connection after answering (or without answering)
+
+    def error(self) -> dict[str, Any]:
+        payload = json.loads(self.body)
+        assert set(payload) == {"error"} and set(payload["error"]) == {"message", "type", "code", "param"}
+        assert self.headers.get("server") == "llmroute" and self.headers["content-type"].startswith("application/json")
+        return dict(payload["error"])
+
+
+def connect(router: RouterProcess) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", router.port), timeout=10)
+
+
+def read_answer(sock: socket.socket, wait_close_s: float = 1.0) -> Answer | None:
+    """One response from ``sock`` (None when it was closed without one), and whether the router then closed it."""
+    data = b""
+    with contextlib.suppress(ConnectionError):
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+    if b"\r\n\r\n" not in data:
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed in the middle of a response"
+        body += chunk
+    return Answer(int(lines[0].split()[1]), headers, body[:length], closed_within(sock, wait_close_s))
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    if seconds <= 0:
+        return False
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    finally:
+        sock.settimeout(10)
+
+
+def exchange(router: RouterProcess, raw: bytes, wait_close_s: float = 1.0) -> Answer | None:
+    with connect(router) as sock:
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(raw)
+        return read_answer(sock, wait_close_s)
+
+
+def post(body: bytes, *headers: str, path: str = CHAT) -> bytes:
+    head = "".join(f"{h}\r\n" for h in ("Host: router", "Content-Type: application/json", *headers))
+    return f"POST {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+
+
+def get(path: str, *headers: str, method: str = "GET") -> bytes:
+    head = "".join(f"{h}\r\n" for h in ("Host: router", *headers))
+    return f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode("latin-1")
+
+
+def upstream_calls(hub: Hub) -> int:
+    """Requests that reached any emulator, health probes (``/models``) aside."""
+    return sum(n for emu in hub.emulators.values() for path, n in emu.stats.requests.items() if path != "/models")
+
+
+def chat(model: Any = "deepseek-chat", **extra: Any) -> bytes:
+    return json.dumps({"model": model, "messages": MESSAGES, **extra}).encode()
+
+
+# (id, raw request, status, error code): each must be answered so, and reach no upstream.
+REFUSED = [
+    ("json-malformed", post(b'{"model": "deepseek-chat", "messages": ['), 400, "invalid_json"),
+    ("json-trailing-garbage", post(chat() + b"}}"), 400, "invalid_json"),
+    ("json-deeply-nested", post(b"[" * 60_000), 400, "invalid_json"),
+    ("json-deep-object", post(b'{"a":' * 10_000 + b"1" + b"}" * 10_000), 400, "invalid_json"),
+    ("json-not-an-object", post(b'["deepseek-chat"]'), 400, "invalid_request"),
+    ("json-null", post(b"null"), 400, "invalid_request"),
+    ("json-empty", post(b""), 400, "invalid_json"),
+    ("model-number", post(chat(model=5)), 400, "invalid_request"),
+    ("model-list", post(chat(model=["deepseek-chat"])), 400, "invalid_request"),
+    ("model-empty", post(chat(model="")), 400, "invalid_request"),
+    ("body-invalid-utf8", post(b'{"model": "deepseek-chat\xff\xfe", "messages": []}'), 400, "invalid_json"),
+    ("body-lone-surrogate", post(b'{"model": "\\ud800", "messages": []}'), 404, "model_not_found"),
+    ("header-invalid-utf8", post(chat(), "x-llmroute-data-class: \xff\xfe"), 400, "unknown_data_class"),
+    ("path-invalid-utf8", b"GET /v1/mod\xff\xfeels HTTP/1.1\r\nHost: router\r\n\r\n", 400, "malformed_request"),
+    ("body-declared-too-large", post(b"x" * (MAX_BODY + 1)), 413, "request_too_large"),
+    ("url-too-long", get("/v1/models?" + "a" * MAX_URL_BYTES), 414, "uri_too_long"),
+    (
+        "head-too-large",
+        get("/healthz", *(f"X-Pad-{i}: {'a' * 4000}" for i in range(5))),
+        431,
+        "request_header_fields_too_large",
+    ),
+    (
+        "header-field-too-large",
+        get("/healthz", f"X-Pad: {'a' * (MAX_HEAD_BYTES + 10)}"),
+        431,
+        "request_header_fields_too_large",
+    ),
+    (
+        "too-many-headers",
+        get("/healthz", *(f"X-H{i}: a" for i in range(MAX_HEADERS + 1))),
+        431,
+        "request_header_fields_too_large",
+    ),
+    ("method-trace", get("/", method="TRACE"), 404, "not_found"),
+    ("method-trace-chat", get(CHAT, method="TRACE"), 404, "not_found"),
+    ("method-propfind", get("/", method="PROPFIND"), 404, "not_found"),
+    ("method-connect", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 404, "not_found"),
+    ("method-bogus", b"G\x01T / HTTP/1.1\r\nHost: router\r\n\r\n", 400, "malformed_request"),
+    ("path-dotdot", get("/../../etc/passwd"), 404, "not_found"),
+    ("path-double-slash", get("//v1/models"), 404, "not_found"),
+    ("path-asterisk", get("*", method="OPTIONS"), 404, "not_found"),
+    ("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "malformed_request"),
+    ("tls-on-plain-port", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, 400, "malformed_request"),
+]
+# Smuggling shapes: refused, and the connection is closed (no second request can hide behind the first).
+SMUGGLING = [
+    (
+        "cl-and-te",
+        f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+    ),
+    ("two-content-lengths", f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+    (
+        "same-content-length-twice",
+        f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{{}}",
+    ),
+    ("content-length-negative", f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nContent-Length: -1\r\n\r\n"),
+    ("content-length-plus", f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nContent-Length: +2\r\n\r\n{{}}"),
+    (
+        "bad-chunk-size",
+        f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    ),
+    (
+        "chunk-size-overflow",
+        f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\nx\r\n",
+    ),
+    ("te-space-before-colon", f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+    ("te-obs-fold", f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: identity\r\n chunked\r\n\r\n0\r\n\r\n"),
+    ("obs-fold", "GET /healthz HTTP/1.1\r\nHost: r\r\nX-A: a\r\n b\r\n\r\n"),
+    ("bare-lf", "GET /healthz HTTP/1.1\nHost: r\n\n"),
+    ("bare-cr", "GET /healthz HTTP/1.1\rHost: r\r\r\n"),
+    ("nul-in-header", "GET /healthz HTTP/1.1\r\nHost: r\r\nX-A: a\x00b\r\n\r\n"),
+    ("secret-in-bad-header", f"GET /healthz HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {SECRET}\x00\r\n\r\n"),
+    ("space-in-header-name", "GET /healthz HTTP/1.1\r\nHost: r\r\nX A: b\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "code"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_malformed_requests_get_an_openai_error_and_reach_no_upstream(
+    guarded: RouterProcess, hub: Hub, raw: bytes, status: int, code: str
+) -> None:
+    answer = exchange(guarded, raw)
+    assert answer is not None, "closed without an answer"
+    err = answer.error()
+    assert (answer.status, err["code"]) == (status, code), err
+    assert upstream_calls(hub) == 0
+
+
+@pytest.mark.parametrize("raw", [c[1] for c in SMUGGLING], ids=[c[0] for c in SMUGGLING])
+def test_smuggling_shapes_are_refused_and_the_connection_closed(guarded: RouterProcess, hub: Hub, raw: str) -> None:
+    answer = exchange(guarded, raw.encode("latin-1") + get("/v1/models"))
+    assert answer is not None and answer.status == 400
+    assert answer.error()["code"] in ("malformed_request", "invalid_json")
+    assert answer.closed, "the connection stayed open: what followed could be read as a second request"
+    assert SECRET not in answer.body.decode()
+    assert upstream_calls(hub) == 0
+
+
+def test_what_broke_a_rule_is_neither_echoed_nor_logged(guarded: RouterProcess) -> None:
+    answer = exchange(guarded, get("/healthz", f"Authorization: Bearer {SECRET}\x01"))
+    assert answer is not None and answer.status == 400 and SECRET not in answer.body.decode()
+    assert SECRET not in guarded.log() and "Traceback" not in guarded.log()
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_reading_the_rest(guarded: RouterProcess, hub: Hub) -> None:
+    chunk = b"x" * 16384
+    with connect(guarded) as sock:
+        sock.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        with contextlib.suppress(ConnectionError):
+            for _ in range(MAX_BODY // len(chunk) + 2):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        answer = read_answer(sock)
+    assert answer is not None and answer.status == 413 and answer.error()["code"] == "request_too_large"
+    assert answer.headers.get("connection") == "close"
+    assert upstream_calls(hub) == 0
+
+
+def test_a_truncated_body_is_never_proxied(guarded: RouterProcess, hub: Hub) -> None:
+    body = chat()
+    with connect(guarded) as sock:
+        sock.sendall(post(body)[: -len(body) // 2])
+        sock.shutdown(socket.SHUT_WR)
+        answer = read_answer(sock)
+    assert answer is None or answer.status >= 400
+    assert upstream_calls(hub) == 0
+
+
+def test_an_absolute_form_uri_is_served_by_its_path_and_steers_nothing(guarded: RouterProcess, hub: Hub) -> None:
+    answer = exchange(guarded, post(chat(), path="http://evil.example:8443/v1/chat/completions"))
+    assert answer is not None and answer.status == 200
+    # the route's first backend that class "internal" allows, not the URI's host
+    assert hub["together"].stats.requests["/chat/completions"] == 1
+    assert upstream_calls(hub) == 1
+
+
+def test_a_slow_body_gets_408_at_its_deadline(guarded: RouterProcess, hub: Hub) -> None:
+    body = chat()
+    with connect(guarded) as sock:
+        sock.sendall(post(body)[: -len(body) + 5])
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            for byte in body[5:15]:
+                time.sleep(0.4)
+                sock.sendall(bytes([byte]))
+        answer = read_answer(sock)
+        took = time.monotonic() - started
+    assert answer is not None and answer.status == 408 and answer.error()["code"] == "request_timeout"
+    assert answer.closed and BODY_TIMEOUT_S - 0.1 < took < BODY_TIMEOUT_S + SLOP_S
+    assert upstream_calls(hub) == 0
+
+
+def test_an_idle_keep_alive_connection_is_closed(guarded: RouterProcess) -> None:
+    with connect(guarded) as sock:
+        sock.sendall(get("/healthz"))
+        answer = read_answer(sock, wait_close_s=0.2)
+        assert answer is not None and answer.status == 200 and not answer.closed
+        started = time.monotonic()
+        assert closed_within(sock, IDLE_TIMEOUT_S + SLOP_S + 1.0)
+        assert time.monotonic() - started > IDLE_TIMEOUT_S - 0.5
+
+
+def rss_mb(proc: RouterProcess) -> float:
+    status = Path(f"/proc/{proc.proc.pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+class Steady:
+    """An openai SDK client sending one chat completion after another from its own thread; latencies in seconds."""
+
+    def __init__(self, router: RouterProcess) -> None:
+        self.router = router
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._run(),), daemon=True)
+
+    async def _run(self) -> None:
+        async with make_aclient(self.router) as client:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                try:
+                    reply = await client.chat.completions.create(model="deepseek-chat", messages=MESSAGES)
+                    assert reply.choices[0].message.content
+                    self.latencies.append(time.perf_counter() - started)
+                except Exception as exc:
+                    self.errors.append(type(exc).__name__)
+                await asyncio.sleep(0.02)
+
+    def __enter__(self) -> Steady:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
+
+
+def half_heads(router: RouterProcess, n: int) -> list[socket.socket]:
+    socks = []
+    for i in range(n):
+        sock = connect(router)
+        sock.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nX-Slow-{i}: ".encode())
+        socks.append(sock)
+    return socks
+
+
+def wait_closed(socks: list[socket.socket], seconds: float) -> list[float]:
+    """When (seconds from now) each socket was closed by the router; gives up after ``seconds``."""
+    started, closed_at, pending = time.monotonic(), {}, set(socks)
+    with selectors.DefaultSelector() as sel:
+        for sock in socks:
+            sel.register(sock, selectors.EVENT_READ)
+        while pending and time.monotonic() - started < seconds:
+            for key, _ in sel.select(timeout=0.1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                with contextlib.suppress(ConnectionError):
+                    assert sock.recv(4096) == b"", "a half head got an answer"
+                closed_at[sock] = time.monotonic() - started
+                pending.discard(sock)
+                sel.unregister(sock)
+    for sock in socks:
+        sock.close()
+    return [closed_at.get(s, float("inf")) for s in socks]
+
+
+def test_slowloris_is_closed_by_the_head_deadline_while_others_are_served(guarded: RouterProcess, hub: Hub) -> None:
+    exchange(guarded, get("/healthz"))
+    before = rss_mb(guarded)
+    with Steady(guarded) as steady:
+        time.sleep(0.5)
+        served_before = len(steady.latencies)
+        started = time.monotonic()
+        socks = half_heads(guarded, 100)
+        closed = wait_closed(socks, HEAD_TIMEOUT_S + SLOP_S + 2.0)
+        storm_s = time.monotonic() - started
+        served = steady.latencies[served_before:]
+    assert max(closed) < HEAD_TIMEOUT_S + SLOP_S, f"{sum(c == float('inf') for c in closed)} half heads still open"
+    assert not steady.errors
+    assert len(served) >= 10, f"only {len(served)} answers in {storm_s:.1f}s of slowloris"
+    assert statistics.median(served) < 0.25 and max(served) < 1.0, served
+    assert upstream_calls(hub) == len(steady.latencies)
+    time.sleep(0.5)
+    assert rss_mb(guarded) - before < RSS_MARGIN_MB
+
+
+def test_memory_returns_to_baseline_after_a_storm_of_bad_requests(guarded: RouterProcess, hub: Hub) -> None:
+    for raw in (c[1] for c in REFUSED[:12]):  # warm every error path once
+        exchange(guarded, raw, wait_close_s=0)
+    before = rss_mb(guarded)
+    for _ in range(3):
+        socks = half_heads(guarded, 100)
+        for raw in (c[1] for c in REFUSED):
+            exchange(guarded, raw, wait_close_s=0)
+        for raw in (c[1] for c in SMUGGLING):
+            exchange(guarded, raw.encode("latin-1"), wait_close_s=0)
+        wait_closed(socks, HEAD_TIMEOUT_S + SLOP_S + 2.0)
+    time.sleep(0.5)
+    after = rss_mb(guarded)
+    assert after - before < RSS_MARGIN_MB, f"RSS {before:.1f} -> {after:.1f} MB"
+    assert guarded.proc.poll() is None and guarded.get("/readyz")[0] == 200
+    assert upstream_calls(hub) == 0
+    log = guarded.log()
+    assert "Traceback" not in log, log[log.index("Traceback") - 300 :][:3000]
+    assert KEYS["deepseek"] not in log
+
+
+def test_past_the_connection_cap_new_connections_get_503_and_established_ones_are_served(
+    hub: Hub, tmp_path: Path
+) -> None:
+    folder = write_config(tmp_path / "config", config_docs(hub))
+    router = RouterProcess([str(folder)], tmp_path / "router.log", env={"LLMROUTE_MAX_CONNECTIONS": "20"})
+    try:
+        with connect(router) as established:
+            established.sendall(get("/v1/models"))
+            assert (first := read_answer(established, wait_close_s=0)) is not None and first.status == 200
+            socks = half_heads(router, 19)
+            started = time.monotonic()
+            refused = exchange(router, get("/v1/models"), wait_close_s=2.0)
+            assert time.monotonic() - started < 1.0
+            assert refused is not None and refused.status == 503 and refused.closed
+            assert refused.error()["code"] == "too_many_connections" and refused.headers["retry-after"] == "1"
+            established.sendall(get("/v1/models"))
+            again = read_answer(established, wait_close_s=0)
+            assert again is not None and again.status == 200
+            for sock in socks:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while (answer := exchange(router, get("/healthz"), wait_close_s=0)) is not None and answer.status == 503:
+            assert time.monotonic() < deadline, "the cap did not free up after the connections closed"
+            time.sleep(0.1)
+        assert answer is not None and answer.status == 200
+    finally:
+        router.stop()
