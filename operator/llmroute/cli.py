@@ -123,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     rt.add_argument("--config", nargs="+", required=True, metavar="PATH",
                     help="a compiled RouterConfig file, or YAML files/folders with ProviderPolicy, LLMRoute, Secret")
     rt.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    _router_limit_flags(rt)
     rt.set_defaults(func=_cmd_router)
     return p
 
@@ -339,10 +340,35 @@ def _cmd_operator(args: argparse.Namespace) -> int:
                         demand_port=args.demand_port, demand_url=args.demand_url)
 
 
+_LIMIT_HELP = {
+    "head_timeout_s": ("SECONDS", float, "a request head must arrive within this"),
+    "body_timeout_s": ("SECONDS", float, "a request body must arrive within this of its head (else 408)"),
+    "idle_timeout_s": ("SECONDS", float, "an idle keep-alive connection is closed after this"),
+    "max_connections": ("N", int, "open client connections; more are answered 503 and closed"),
+    "max_head_bytes": ("BYTES", int, "request line and headers together (else 431)"),
+    "max_headers": ("N", int, "header fields per request (else 431)"),
+    "max_url_bytes": ("BYTES", int, "request URL (else 414)"),
+}
+
+
+def _router_limit_flags(rt: argparse.ArgumentParser) -> None:
+    from llmroute.router.limits import ENV, Limits, flag
+
+    defaults = Limits()
+    for name, (metavar, kind, text) in _LIMIT_HELP.items():
+        rt.add_argument(f"--{flag(name)}", dest=name, type=kind, default=None, metavar=metavar,
+                        help=f"{text} (default: {ENV[name]} or {getattr(defaults, name):g})")
+
+
 def _cmd_router(args: argparse.Namespace) -> int:
+    from llmroute.router.limits import Limits
     from llmroute.router.server import serve
 
-    return serve(listen=args.listen, config_paths=list(args.config), log_level=args.log_level)
+    try:
+        limits = Limits.from_env().replace({name: getattr(args, name) for name in _LIMIT_HELP})
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return serve(listen=args.listen, config_paths=list(args.config), log_level=args.log_level, limits=limits)
 
 
 if __name__ == "__main__":
