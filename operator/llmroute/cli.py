@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except InputError as exc:
-        print(f"llmroute: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # InvalidManifests: one line per problem
+            print(f"llmroute: error: {line}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         return 130

@@ -60,7 +60,15 @@ class LoadError(InputError):
         self.what = what
         label = f", {what}" if what else ""
         where = source if index is None else f"{source} (document {index + 1}{label})"
-        super().__init__(f"{where}: {error}")
+        super().__init__(one_line(f"{where}: {error}"))
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): a key or value from a file can neither break
+    the one-line-per-problem output nor send escape sequences to the user's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class InvalidManifests(InputError):

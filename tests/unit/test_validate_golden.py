@@ -57,3 +57,11 @@ def test_order_does_not_depend_on_argument_order(
     monkeypatch.chdir(FIXTURES)
     main(["validate", "hostile.yaml", "several-problems.yaml"])
     assert capsys.readouterr().err == (GOLDEN / "validate-both.txt").read_text()
+
+
+def test_explain_reports_every_problem_too(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other commands that load files (explain, local mode) print the same lines, each prefixed, and exit 2."""
+    monkeypatch.chdir(FIXTURES)
+    assert main(["explain", "several-problems.yaml"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == (GOLDEN / "validate-several-problems.txt").read_text().splitlines()[:-1]
