@@ -201,8 +201,32 @@ def _construct(loader: _Bounded, node: Node) -> Any:
         return loader.construct_document(node)
     except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         loader.constructed_objects, loader.recursive_objects, loader.state_generators = {}, {}, []
+        culprit = _unconstructible(node)
+        if culprit is not None:
+            raise _Rejected(culprit) from None
         problem = getattr(exc, "problem", None) or "a value does not fit its YAML tag"
         raise _Rejected(FieldError("", f"invalid YAML: {problem}")) from None
+
+
+def _unconstructible(root: Node) -> FieldError | None:
+    """The first value its tag cannot hold (``!!int abc``), found after construction failed; each node once."""
+    stack: list[tuple[Node, str]] = [(root, "")]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            try:
+                SafeConstructor().construct_object(node)
+            except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+                return FieldError(path, f"line {node.start_mark.line + 1}: the value is not a valid {_short(node.tag)}")
+        elif isinstance(node, SequenceNode):
+            stack += [(item, f"{path}[{i}]") for i, item in reversed(list(enumerate(node.value)))]
+        elif isinstance(node, MappingNode):
+            stack += [(v, f"{path}.{k.value}" if path else str(k.value)) for k, v in reversed(node.value)]
+    return None
 
 
 def _skip_document(loader: _Bounded) -> None:

@@ -64,7 +64,10 @@ HOSTILE = [
         " (document 1): a: line 1: the YAML tag !!python/object:os.system",
         id="python-tag",
     ),
-    pytest.param("a: !!int abc\n", " (document 1): invalid YAML: a value does not fit its YAML tag", id="bad-int-tag"),
+    pytest.param(
+        "a: [1, {b: !!int abc}]\n", " (document 1): a[1].b: line 1: the value is not a valid !!int", id="bad-int-tag"
+    ),
+    pytest.param("a: !!map abc\n", " (document 1): invalid YAML: expected a mapping node", id="scalar-as-map"),
     pytest.param(
         "a:\n\tb: 1\n",
         " (document 1): invalid YAML: line 2, column 1: a tab character where YAML needs spaces",
