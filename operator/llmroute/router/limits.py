@@ -108,6 +108,11 @@ def malformed(reason: str) -> RouterError:
     )
 
 
+def undecodable_body() -> RouterError:
+    """A body whose chunked framing or ``Content-Encoding`` is broken (found while reading it)."""
+    return malformed("the body's chunked framing or Content-Encoding is broken")
+
+
 def head_too_large(limit: int, what: str) -> RouterError:
     return RouterError(
         431,

@@ -38,7 +38,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
-from aiohttp.web_protocol import RequestHandler, _ErrInfo
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
 from llmroute.router.limits import (
     Limits,
@@ -48,6 +48,7 @@ from llmroute.router.limits import (
     internal_error,
     malformed,
     too_many_connections,
+    undecodable_body,
     url_too_long,
 )
 from llmroute.router.openai_errors import RouterError
@@ -67,6 +68,9 @@ class BodyTimeout(Exception):
     def __init__(self, error: RouterError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+_CLIENT_FAULTS = (ConnectionError, RequestPayloadError, BodyTimeout)
 
 
 def raw_response(error: RouterError) -> bytes:
@@ -288,10 +292,8 @@ class GuardedHandler(RequestHandler):
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
         """What aiohttp's parser refused (or a handler's crash), answered in OpenAI's error shape."""
-        if isinstance(exc, ConnectionError):
-            log.debug("the client left while its request was read")
-        elif status == 500:
-            self.logger.exception("error handling a request", exc_info=exc)
+        if status == 500:
+            self.log_exception("error handling a request", exc_info=exc)
         else:
             log.debug("refused a malformed request (%s)", type(exc).__name__)
         if request.writer.output_size > 0:
@@ -300,8 +302,19 @@ class GuardedHandler(RequestHandler):
         response.force_close()
         return response
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """Tracebacks for the router's own faults only: what a client did (left, sent a broken body, was too slow)
+        is a debug line naming the exception's class, never its text (which may quote the client's bytes)."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, _CLIENT_FAULTS):
+            log.debug("connection ended by the client's fault (%s)", type(exc).__name__)
+            return
+        super().log_exception(*args, **kw)
+
     def _parse_error(self, status: int, exc: BaseException | None) -> RouterError:
         limits = self._guard.limits
+        if isinstance(exc, RequestPayloadError):
+            return undecodable_body()
         if status == 500:
             return internal_error()
         if isinstance(exc, LineTooLong):  # args: line, limit (the URL's is below the head's: Limits)
