@@ -115,8 +115,9 @@ def yaml_files(paths: Sequence[str | Path]) -> list[Path]:
             out.extend(sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file()))
         elif p.is_file():
             out.append(p)
-        else:
-            raise LoadError(str(raw), None, FieldError("", "no such file or directory"))
+        else:  # a device or FIFO is never read: /dev/zero or a pipe would not end
+            problem = "not a regular file or folder" if p.exists() else "no such file or directory"
+            raise LoadError(str(raw), None, FieldError("", problem))
     return out
 
 

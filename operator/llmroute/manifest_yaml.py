@@ -8,13 +8,15 @@ YAML mode). PyYAML's ``safe_load`` alone is not enough for input a user (or an a
   ends in a ``RecursionError``);
 * a duplicate key in a mapping silently keeps the last value (YAML 1.1 parsers allow it; the API server's strict
   decoding does not);
-* unquoted times become ``datetime`` objects and non-string keys stay ints, where Kubernetes sees strings.
+* unquoted times become ``datetime`` objects and non-string keys stay ints, where Kubernetes sees strings;
+* tags build ``bytes``, sets or (with unsafe loaders) objects, none of which a Kubernetes object can hold.
 
 Here each file is read with limits (:data:`MAX_FILE_BYTES`, :data:`MAX_DOCUMENTS`, :data:`MAX_DEPTH`,
 :data:`MAX_VALUES`), must be UTF-8 text, and each document is composed, checked (duplicate keys, keys that are
-not scalars, alias expansion) and only then constructed. Every problem is a :class:`llmroute.errors.LoadError`
-naming the file, the document and, where there is one, the field. A syntax error ends the file (YAML cannot
-resynchronise); a problem confined to one document skips that document only.
+not scalars, tags beyond JSON's types, alias expansion) and only then constructed. libyaml scans and parses where
+PyYAML has it (3-6x faster than the pure-Python parser, which remains the fallback). Every problem is a
+:class:`llmroute.errors.LoadError` naming the file, the document and, where there is one, the field. A syntax error
+ends the file (YAML cannot resynchronise); a problem confined to one document skips that document only.
 """
 
 from __future__ import annotations

@@ -196,3 +196,11 @@ def test_duplicate_objects_name_the_first(tmp_path: Path) -> None:
         f"{tmp_path / 'b.yaml'} (document 3, Secret llmroute-system/llm-provider-keys): metadata.name: duplicate "
         f"Secret llmroute-system/llm-provider-keys (first in {tmp_path / 'a.yaml'} (document 1))",
     ]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_a_device_is_never_read() -> None:
+    start = time.perf_counter()
+    _, errors = load_all(["/dev/zero"])
+    assert [str(e) for e in errors] == ["/dev/zero: not a regular file or folder"]
+    assert time.perf_counter() - start < BOUND_S
