@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from llmroute.api.provider_policy import BUILTIN_PII_TYPES
-from llmroute.core import pii_context, pii_keys, pii_net, pii_numbers
+from llmroute.core import pii_context, pii_custom, pii_keys, pii_net, pii_numbers
 
 TYPES: tuple[str, ...] = BUILTIN_PII_TYPES  # the contract names, declared once with the API that validates them
 """Built-in type names (contract: policies' ``detect`` lists, metrics labels, placeholders and scan output)."""
@@ -33,7 +33,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class CustomDetector:
-    """A detector declared in the ProviderPolicy: a name (not one of ``TYPES``) and a Python ``re`` pattern."""
+    """A detector declared in the ProviderPolicy: a name (not one of ``TYPES``) and a Python ``re`` pattern, held to
+    a bounded cost (``pii_custom``: no catastrophic backtracking shapes, a match at most ``MAX_MATCH`` long)."""
 
     name: str
     pattern: str
@@ -67,12 +68,12 @@ class Detector:
         hits.extend(pii_keys.keys(text, context))
         if b"0" in context.classes:  # a digit
             hits.extend(pii_numbers.numbers(text, context))
-        for name, pattern, confidence in self._custom:
-            hits.extend((name, m.start(), m.end(), confidence) for m in pattern.finditer(text) if m.end() > m.start())
+        for name, pattern, confidence, reach in self._custom:
+            hits.extend((name, m.start(), m.end(), confidence) for m in pii_custom.finditer(pattern, text, reach))
         return [Finding(*h) for h in (_resolve(hits) if len(hits) > 1 else hits)]
 
 
-def _compile_custom(c: CustomDetector) -> tuple[str, re.Pattern[str], float]:
+def _compile_custom(c: CustomDetector) -> tuple[str, re.Pattern[str], float, int]:
     if c.name in TYPES:
         raise ValueError(f"custom PII detector {c.name!r} clashes with the built-in type of that name")
     if not 0.0 < c.confidence <= 1.0:
@@ -81,7 +82,13 @@ def _compile_custom(c: CustomDetector) -> tuple[str, re.Pattern[str], float]:
         pattern = re.compile(c.pattern)
     except re.error as e:
         raise ValueError(f"custom PII detector {c.name!r}: invalid pattern ({e.msg} at position {e.pos})") from None
-    return (c.name, pattern, c.confidence)
+    slow = pii_custom.check(c.pattern)
+    if slow is not None:
+        raise ValueError(
+            f"custom PII detector {c.name!r}: the pattern {slow}. It runs on every request of the "
+            f"routes whose policy detects it, so it must not backtrack without bound"
+        ) from None
+    return (c.name, pattern, c.confidence, pii_custom.reach(c.pattern))
 
 
 def _resolve(hits: list[Hit]) -> Iterator[Hit]:
