@@ -88,11 +88,21 @@ class Replica:
     log: Path
     health: int
     demand: int
+    metrics: int
 
     async def healthz(self) -> dict[str, Any] | None:
         with contextlib.suppress(aiohttp.ClientError):
             async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{self.health}/healthz") as resp:
                 return dict(await resp.json()) if resp.status == 200 else None
+        return None
+
+    async def leader_gauge(self) -> str | None:
+        """The ``llmroute_operator_leader`` sample this replica exports."""
+        with contextlib.suppress(aiohttp.ClientError):
+            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{self.metrics}/metrics") as resp:
+                return next(
+                    (ln for ln in (await resp.text()).splitlines() if ln.startswith("llmroute_operator_leader ")), None
+                )
         return None
 
     def tail(self) -> str:
@@ -104,7 +114,7 @@ async def replicas(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Callable[.
     started: list[Replica] = []
 
     async def start(name: str, probe: bool = False) -> Replica:
-        health, demand = free_port(), free_port()
+        health, demand, metrics = free_port(), free_port(), free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", cluster.url)),
@@ -114,7 +124,7 @@ async def replicas(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Callable[.
             "LLMROUTE_LEASE_NAME": LEASE,
             "LLMROUTE_HEALTH_PORT": str(health),
             "LLMROUTE_DEMAND_PORT": str(demand),
-            "LLMROUTE_METRICS_PORT": "0",
+            "LLMROUTE_METRICS_PORT": str(metrics),
             "LLMROUTE_PROBE_PROVIDERS": str(probe).lower(),
             "LLMROUTE_ROUTER_IMAGE": "registry.example/llmroute:ha",
         }
@@ -132,7 +142,7 @@ async def replicas(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Callable[.
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
             )
-        replica = Replica(name, proc, log, health, demand)
+        replica = Replica(name, proc, log, health, demand, metrics)
         started.append(replica)
         await eventually(replica.healthz, within=30, what=f"{name} serving /healthz")
         return replica
@@ -169,18 +179,19 @@ async def deploy(cluster: Cluster, policy: dict[str, Any] | None = None) -> None
 
 
 async def all_reconciled(cluster: Cluster, hashes: dict[str, str] | None = None) -> dict[str, str] | None:
-    """Each route's router pod-template hash once every route is reconciled (and, given ``hashes``, changed)."""
-    found = {}
+    """Each route's router pod-template hash once every route is reconciled (and, given ``hashes``, changed).
+    Two LISTs per look, to keep the polling light on the emulator the operators share."""
+    routes = {r["metadata"]["name"]: r for r in await cluster.list(GV, "llmroutes")}
+    found = {
+        d["metadata"]["name"].removesuffix("-router"): pod_hash(d) for d in await cluster.list("apps/v1", "deployments")
+    }
     for name in ROUTES:
-        route = await cluster.get(GV, "llmroutes", NS, name) or {}
-        status = route.get("status") or {}
-        h = pod_hash(await deployment(cluster, route=name))
-        if not h or status.get("observedGeneration") != route["metadata"].get("generation"):
+        status = routes.get(name, {}).get("status") or {}
+        if not found.get(name) or status.get("observedGeneration") != routes[name]["metadata"].get("generation"):
             return None
-        if hashes is not None and h == hashes[name]:
+        if hashes is not None and found[name] == hashes[name]:
             return None
-        found[name] = h
-    return found
+    return {name: str(found[name]) for name in ROUTES}
 
 
 def operator_writes(cluster: Cluster, since: int = 0) -> list[Any]:
@@ -211,9 +222,13 @@ def assert_lease_rbac(cluster: Cluster) -> None:
     assert seen and all(allows(role, "coordination.k8s.io", "leases", rbac.get(m, m), name) for m, name in seen), seen
 
 
-async def test_standby_takes_over_within_15s_of_sigkill_mid_batch(cluster: Cluster, replicas: Any) -> None:
-    await deploy(cluster)
-    a, b = await elected(cluster, replicas)
+async def test_standby_takes_over_within_15s_of_sigkill_mid_batch(
+    cluster: Cluster,
+    replicas: Any,
+    providers: dict[str, ProviderEmulator],  # noqa: F811
+) -> None:
+    await deploy(cluster, emulated_policy(providers, interval="1s"))
+    a, b = await elected(cluster, replicas, probe=True)
     before = await eventually(lambda: all_reconciled(cluster), within=30, what="every route reconciled")
     assert (await b.healthz() or {}).get("leader") is False
     mark = len(list(cluster.emulator))
@@ -230,6 +245,7 @@ async def test_standby_takes_over_within_15s_of_sigkill_mid_batch(cluster: Clust
 
     await eventually(lambda: _is(cluster, b.name), within=TAKEOVER_BUDGET_S + 5, what="the standby holding the lease")
     takeover = time.monotonic() - killed
+    probes = _probes(providers)
     after = await eventually(lambda: all_reconciled(cluster, before), within=30, what="every route reconciled")
     resumed = time.monotonic() - killed
     print(
@@ -259,6 +275,13 @@ async def test_standby_takes_over_within_15s_of_sigkill_mid_batch(cluster: Clust
     # at most one ConfigChanged per route (one queued by the killed replica may be lost with it: Events are best-effort)
     assert set(changed) <= set(ROUTES) and max(changed.values()) == 1, changed
     assert len(events) <= 2 * len(ROUTES) + 1, Counter(e.get("reason") for e in events)
+    # probing resumed where the status left it: every provider probed again, no health Event re-posted
+    assert all(n > probes[p] for p, n in _probes(providers).items()), (probes, _probes(providers))
+    assert not [e for e in events if e.get("reason", "").startswith("Provider")]
+
+    # the Lease taken away (as a partitioned holder would find it): the holder stops acting at once
+    await eventually(lambda: _steal(cluster), what="the lease replaced (409 while the holder renews)")
+    assert await asyncio.wait_for(b.proc.wait(), 10) == EXIT_LOST_LEASE, b.tail()
     assert_lease_rbac(cluster)
 
 
@@ -272,7 +295,7 @@ async def test_two_replicas_write_once_and_the_standby_stays_out(
     await eventually(lambda: all_reconciled(cluster), within=30, what="every route reconciled")
     await asyncio.sleep(2)
     mark, probes = len(list(cluster.emulator)), _probes(providers)
-    window = 20.0
+    window = 16.0
     await asyncio.sleep(window)
 
     assert await holder(cluster) == a.name and a.proc.returncode is None and b.proc.returncode is None
@@ -295,10 +318,20 @@ async def test_two_replicas_write_once_and_the_standby_stays_out(
         async with s.post(f"http://127.0.0.1:{a.demand}/v1/demand", json=report) as resp:
             assert resp.status == 204
     assert await b.healthz() == {**(await b.healthz() or {}), "identity": b.name, "leader": False, "holder": a.name}
+    assert (await a.leader_gauge(), await b.leader_gauge()) == (
+        "llmroute_operator_leader 1.0",
+        "llmroute_operator_leader 0.0",
+    )
 
-    # the Lease taken away (as a partitioned holder would find it): the leader stops acting at once
-    await eventually(lambda: _steal(cluster), what="the lease replaced (409 while op-a renews)")
-    assert await asyncio.wait_for(a.proc.wait(), 10) == EXIT_LOST_LEASE, a.tail()
+    # a rollout or drain stops the leader (SIGTERM): it stops kopf, releases the Lease, the standby takes it at once
+    a.proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    await eventually(lambda: _is(cluster, b.name), within=10, what="the standby holding the released lease")
+    handover = time.monotonic() - stopped
+    print(f"\nhandover after SIGTERM: {handover:.1f}s")
+    assert await asyncio.wait_for(a.proc.wait(), 10) == 0, a.tail()
+    assert handover < 4, "the lease was released late (or expired): a rollout would leave no active operator"
+    assert await b.leader_gauge() == "llmroute_operator_leader 1.0"
     assert_lease_rbac(cluster)
 
 

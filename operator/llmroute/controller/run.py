@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import kopf
 from aiohttp import web
@@ -111,34 +112,38 @@ async def _elected(config: Settings, registry: kopf.OperatorRegistry, elector: l
     stop_wait = asyncio.create_task(stopping.wait(), name="stop signal")
     await asyncio.wait({acquiring, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
     if not acquiring.done():
-        acquiring.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await acquiring
+        await _cancel(acquiring)
         return EXIT_OK  # stopped while on standby
-    stop_wait.cancel()
     metrics.set_leader(True)
-    # kopf installs its own SIGINT/SIGTERM handlers: a signal now stops kopf, and the Lease is released after it.
+    # kopf installs its own SIGINT/SIGTERM handlers: a signal then stops kopf gracefully, and the Lease is released
+    # after it. A signal that reaches ours before kopf's are in place cancels kopf instead. (kopf's stop_flag is not
+    # used: its waiter task would cost five seconds of kopf's wait for hung tasks at every stop.)
     operator = asyncio.create_task(kopf.operator(registry=registry, standalone=True, clusterwide=not config.namespaces,
                                                  namespaces=config.namespaces, memo=memo), name="kopf")
     holding = asyncio.create_task(elector.hold(), name="lease renewal")
-    await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
-    if not operator.done():  # the Lease is lost: another replica may be active any moment now
+    await asyncio.wait({operator, holding, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if stop_wait.done() and not operator.done():
+        await _cancel(operator)
+    elif not operator.done():  # the Lease is lost: another replica may be active any moment now
         logger.error("%s lost lease %s/%s; exiting", config.identity, config.lease_namespace, config.lease_name)
         metrics.set_leader(False)
         exit_now(EXIT_LOST_LEASE)
-        operator.cancel()  # only reached when exit_now returns (tests)
-        with contextlib.suppress(asyncio.CancelledError):
-            await operator
+        await _cancel(operator)  # only reached when exit_now returns (tests)
         return EXIT_LOST_LEASE
-    holding.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await holding
+    await _cancel(stop_wait)
+    await _cancel(holding)
     await elector.release()
     metrics.set_leader(False)
-    crashed = operator.exception() is not None
+    crashed = not operator.cancelled() and operator.exception() is not None
     if crashed:
         logger.error("the operator stopped unexpectedly: %r", operator.exception())
     return EXIT_CRASHED if crashed else EXIT_OK
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _serve_health(elector: leader.Elector, port: int, host: str = "0.0.0.0") -> web.AppRunner:
