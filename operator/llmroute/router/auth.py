@@ -1,0 +1,172 @@
+"""Client authentication and authorization for routes with ``spec.access`` (issue #12): an aiohttp middleware.
+
+Every request except ``/healthz``, ``/readyz`` and ``/metrics`` (kubelet probes and scrapers, which carry no
+credential and learn nothing from a route) is checked against the loaded config's ``access`` section with the pure
+decisions of :mod:`llmroute.core.access`: unauthenticated → 401 with ``WWW-Authenticate: Bearer``, authenticated but
+not listed → 403, both in OpenAI's error shape, before the body is read (a refused request with a body closes its
+connection). A config without ``access`` lets everything through, as before: such a route relies on NetworkPolicies.
+
+* **Bearer tokens** are read from the files the config names (the route's Secrets, mounted by the operator), at
+  most every :data:`TOKEN_RELOAD_S`, and kept only as SHA-256 digests: a rotated Secret is accepted within that
+  time plus the kubelet's volume sync, with no rollout. A missing or unreadable file adds no token (fail closed).
+* **Service account tokens** are verified offline against the issuer keys in the config, parsed once per config.
+* The verified caller is put on the request as ``request["llmroute.identity"]`` (:data:`IDENTITY_KEY`):
+  ``namespace/name`` for a service account, ``token:<secret>/<key>`` for a shared token - never the token - for
+  the audit trail. The credential itself is never forwarded: the proxy builds upstream headers from the provider
+  key alone.
+* Denials are counted in ``llmroute_access_denials_total{reason}`` (a fixed vocabulary; no identity in labels) and
+  never logged with the token.
+
+Registered by :func:`llmroute.router.app.build_app` through :func:`middleware`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import Counter
+
+from llmroute.core import access
+from llmroute.core.router_config import AccessSettings, RouterConfig, TokenFile
+from llmroute.router import metrics
+from llmroute.router.openai_errors import RouterError
+
+log = logging.getLogger("llmroute.router.auth")
+
+IDENTITY_KEY = "llmroute.identity"
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+TOKEN_RELOAD_S = 5.0
+MAX_TOKEN_FILE_BYTES = 4096
+
+DENIALS = Counter(
+    "llmroute_access_denials",
+    "Requests refused by the route's access rules, by why (401/403).",
+    ["reason"],
+    registry=metrics.REGISTRY,
+)
+for _reason in access.Reason:
+    DENIALS.labels(_reason.value)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HasConfig(Protocol):
+    @property
+    def config(self) -> RouterConfig: ...
+
+
+class Guard:
+    """The per-process state behind the middleware: token digests (re-read from files) and parsed issuer keys."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.clock, self.monotonic = clock, monotonic
+        self._files: tuple[TokenFile, ...] = ()
+        self._digests: dict[bytes, str] = {}
+        self._read_at = float("-inf")
+        self._keys_for: object = None
+        self._keys: tuple[access.VerificationKey, ...] = ()
+
+    def identify(self, settings: AccessSettings, route_namespace: str, authorization: str | None) -> access.Identity:
+        """The allowed caller behind ``authorization``, or :class:`access.Denied`."""
+        token = access.bearer_token(authorization)
+        if token is None:
+            raise access.Denied(
+                access.Reason.MISSING,
+                "You didn't provide a credential. Send it as "
+                "'Authorization: Bearer <token>' (the openai SDK's api_key).",
+            )
+        identity = self._identity(settings, token)
+        if not access.allowed(
+            identity,
+            route_namespace=route_namespace,
+            namespaces=settings.allowed_namespaces,
+            service_accounts=settings.allowed_service_accounts,
+        ):
+            raise access.Denied(
+                access.Reason.NOT_ALLOWED,
+                f'Service account "{identity.label()}" may not use this '
+                "route: it is not in the route's allowedNamespaces or allowedServiceAccounts.",
+            )
+        return identity
+
+    def _identity(self, settings: AccessSettings, token: str) -> access.Identity:
+        label = access.match_token(token, self._token_digests(settings.bearer_tokens))
+        if label is not None:
+            return access.Identity(token=label)
+        sa = settings.service_accounts
+        if sa is None or not access.looks_like_jwt(token):
+            raise access.Denied(access.Reason.UNKNOWN_TOKEN, "The bearer token is not valid for this route.")
+        return access.verify_service_account(
+            token, issuer=sa.issuer, audience=sa.audience, keys=self._issuer_keys(settings), now=self.clock()
+        )
+
+    def _token_digests(self, files: tuple[TokenFile, ...]) -> dict[bytes, str]:
+        now = self.monotonic()
+        if files != self._files or now - self._read_at >= TOKEN_RELOAD_S:
+            self._files, self._read_at = files, now
+            self._digests = {d: f"{f.secret_name}/{f.secret_key}" for f in files if (d := _digest_of(f)) is not None}
+        return self._digests
+
+    def _issuer_keys(self, settings: AccessSettings) -> tuple[access.VerificationKey, ...]:
+        sa = settings.service_accounts
+        if self._keys_for is not sa:
+            self._keys_for, self._keys = sa, access.parse_jwks(sa.keys if sa is not None else ())
+        return self._keys
+
+
+def _digest_of(f: TokenFile) -> bytes | None:
+    try:
+        with Path(f.file).open("rb") as fh:
+            raw = fh.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError:
+        return None
+    token = raw.strip()
+    return access.token_digest(token) if token and len(raw) <= MAX_TOKEN_FILE_BYTES else None
+
+
+def refusal(denied: access.Denied) -> RouterError:
+    """The OpenAI-shaped error of a denial: 401 ``invalid_api_key`` (with ``WWW-Authenticate``) or 403."""
+    if denied.status == 403:
+        return RouterError(403, denied.message, "permission_error", "caller_not_allowed")
+    return RouterError(
+        401,
+        denied.message,
+        "invalid_request_error",
+        "invalid_api_key",
+        headers={"WWW-Authenticate": 'Bearer realm="llmroute"'},
+    )
+
+
+def middleware(current: Callable[[], HasConfig | None], guard: Guard | None = None) -> Middleware:
+    """The auth middleware; ``current`` returns the loaded snapshot (None before the first config)."""
+    checks = guard or Guard()
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        snapshot = current() if request.path not in EXEMPT_PATHS else None
+        settings = snapshot.config.access if snapshot is not None else None
+        if snapshot is None or settings is None:
+            return await handler(request)
+        try:
+            identity = checks.identify(
+                settings, snapshot.config.origin.route_namespace, request.headers.get("Authorization")
+            )
+        except access.Denied as denied:
+            DENIALS.labels(denied.reason.value).inc()
+            error = refusal(denied)
+            response = web.Response(
+                status=error.status, body=error.body(), content_type="application/json", headers=dict(error.headers)
+            )
+            if request.body_exists:
+                response.force_close()  # the unread body must not be taken for the next request
+            return response
+        request[IDENTITY_KEY] = identity.label()
+        return await handler(request)
+
+    return authenticate
