@@ -41,6 +41,9 @@ Drills: before an attempt is sent, :meth:`llmroute.router.drills.Drills.inject` 
 of the chosen backend (never another one). Nothing is sent; the failure is classified by :mod:`llmroute.core.retry`
 and recorded exactly like a real one (attempt metrics, circuit, Retry-After, failover), so the rehearsal exercises the
 real failover path.
+
+Audit (only for a Call with a ``trace``, :mod:`llmroute.core.audit`): every attempt is noted with its provider's
+jurisdiction and region, the status and classified outcome, and what came next (the reason it moved on).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from llmroute.core import retry
+from llmroute.core import audit, retry
 from llmroute.core.drills import SimulatedFailure
 from llmroute.core.retry import Action, FailureKind
 from llmroute.core.router_config import BackendTarget
@@ -99,6 +102,7 @@ class Call:
     started: float
     history: reasoning.History | None = None  # assistant messages with reasoning: what each upstream gets
     redaction: redaction.Redaction | None = None  # placeholders: the body each attempt sends, what its answer restores
+    trace: audit.Trace | None = None  # the audit trail's notes on this request (None: the config does not audit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,8 @@ class Served:
 class _Failure:
     outcome: retry.Outcome
     detail: str
+    status: int | None = None  # the upstream's HTTP status, when one came
+    sent: bool = True  # False: a drill failed the attempt without sending it
 
 
 class Failover:
@@ -172,6 +178,10 @@ class _Attempts:
                     continue
                 result = await self._attempt(b)
                 if isinstance(result, Served):
+                    if self.call.trace is not None:
+                        status = result.reply.status if result.reply is not None else 200
+                        self.call.trace.served(self.call.snapshot.endpoints[b.provider].provider, status,
+                                               result.outcome.value)
                     return result
                 self._failed(b, result)
             if self.attempts == tried:
@@ -233,7 +243,7 @@ class _Attempts:
         """An attempt on the pod :mod:`llmroute.router.pools` picks, counted in flight on it until it ends."""
         lease = self.deps.pools.lease(b.provider) if self.deps.pools is not None else None
         if lease is None:
-            return _Failure(retry.classify_failure(FailureKind.CONNECT), "no ready pod")
+            return _Failure(retry.classify_failure(FailureKind.CONNECT), "no ready pod", sent=False)
         refused = False
         try:
             result = await self._send(b, lease.base_url)
@@ -252,12 +262,13 @@ class _Attempts:
     async def _simulated(self, sim: SimulatedFailure) -> _Failure:
         """A drill's failure of this attempt, which was not sent; classified as if it were real."""
         if sim.status is not None:
-            return _Failure(retry.classify_status(sim.status, sim.retry_after, now_epoch=time.time()), sim.detail)
+            return _Failure(retry.classify_status(sim.status, sim.retry_after, now_epoch=time.time()), sim.detail,
+                            sim.status, sent=False)
         kind = sim.failure or FailureKind.CONNECT
         if sim.wait_for_ttft:  # as long as a real slow first token would hold the attempt
             deadline, kind = self._bounded(self.loop.time() + self.config.failover.time_to_first_token_s, kind)
             await asyncio.sleep(max(deadline - self.loop.time(), 0.0))
-        return _Failure(retry.classify_failure(kind), sim.detail)
+        return _Failure(retry.classify_failure(kind), sim.detail, sent=False)
 
     def _bounded(self, when: float, kind: FailureKind) -> tuple[float, FailureKind]:
         return (when, kind) if when < self.deadline else (self.deadline, FailureKind.TOTAL)
@@ -275,7 +286,7 @@ class _Attempts:
             body = b""
             ex.abandon()
         if outcome.action is not Action.RETURN:
-            return _Failure(outcome, f"HTTP {ex.status}")
+            return _Failure(outcome, f"HTTP {ex.status}", ex.status)
         self._succeeded(b, None, outcome.reason)
         if self.sink.started:
             event = body if body.lstrip().startswith(b"{") else openai_errors.stream_interrupted(
@@ -412,6 +423,8 @@ class _Attempts:
     def _failed(self, b: BackendTarget, failure: _Failure) -> None:
         o, key = failure.outcome, backend_key(b)
         metrics.attempt(b.provider, o.reason)
+        if self.call.trace is not None:
+            self.call.trace.failed(self.call.snapshot.endpoints[b.provider].provider, failure.status, o, failure.sent)
         self.notes.append(f"{key}: {o.reason}")
         if o.action is Action.MISCONFIGURED:
             self.deps.health.force_open(b, f"misconfigured: {o.reason} ({failure.detail})")

@@ -16,23 +16,32 @@ values). When the route's classes or usable providers redact (:mod:`llmroute.rou
 placeholders are issued here, once, and the Call carries them to the attempts. Every request is counted once in
 ``llmroute_requests_total`` with bounded labels.
 
+When the config audits (``audit``), each request gets a :class:`llmroute.core.audit.Trace` (its id is sent back as
+``x-llmroute-request-id``): the classes applied and the types detected are noted here, every attempt by the failover
+loop, the first byte of a stream by the sink; at the end the record is sampled (:func:`llmroute.core.audit.keep`)
+and handed to :class:`llmroute.router.audit.AuditLog`, which never blocks.
+
 Nothing here logs a prompt, a completion or a key. Called by :mod:`llmroute.router.app`, which owns HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from llmroute.core import escalation, request_text
+from llmroute.core import audit, escalation, request_text
 from llmroute.core.escalation import Escalation
 from llmroute.core.pii import Finding
 from llmroute.core.request_text import Place
 from llmroute.router import jsonwire, metrics, openai_errors, reasoning, redaction
+from llmroute.router.audit import AuditLog
 from llmroute.router.client import ClientSink, Reply
 from llmroute.router.config_source import ConfigWatcher, RouteEntry, Snapshot
 from llmroute.router.failover import Call, Failover, Mode, Served
@@ -41,6 +50,7 @@ from llmroute.router.openai_errors import RouterError
 from llmroute.router.upstream import client_headers
 
 DATA_CLASS_HEADER = "x-llmroute-data-class"
+REQUEST_ID_HEADER = "x-llmroute-request-id"
 
 
 class Kind(StrEnum):
@@ -62,25 +72,45 @@ class _Refusal(Exception):
 class Proxy:
     """Serves proxied requests with the watcher's current snapshot (held for the whole request)."""
 
-    def __init__(self, watcher: ConfigWatcher, failover: Failover) -> None:
+    def __init__(self, watcher: ConfigWatcher, failover: Failover, audit_log: AuditLog | None = None,
+                 rng: random.Random | None = None) -> None:
         self.watcher = watcher
         self.failover = failover
+        self.audit_log = audit_log or AuditLog()
+        self.rng = rng or random.Random()  # audit sampling
 
-    async def handle(self, kind: Kind, body: bytes, headers: Mapping[str, str], sink: ClientSink) -> Reply | None:
-        """Serve one request; returns the reply to send, or None when it was streamed into ``sink``."""
+    async def handle(self, kind: Kind, body: bytes, headers: Mapping[str, str], sink: ClientSink,
+                     identity: str | None = None) -> Reply | None:
+        """Serve one request; returns the reply to send, or None when it was streamed into ``sink``.
+        ``identity``: the caller, when the route checks who calls (for the audit trail only)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         snapshot = self.watcher.current
         if snapshot is None:
             return Reply.error(openai_errors.not_ready())
+        trace = None
+        if snapshot.config.audit is not None:
+            trace = audit.Trace(uuid.uuid4().hex, time.time(), started, kind.value.lstrip("/"))
+            sink = _TracedSink(sink, trace)
         metrics.INFLIGHT.inc()
         try:
-            call = _route(snapshot, kind, body, headers, started)
+            call = _route(snapshot, kind, body, headers, started, trace)
         except _Refusal as refusal:
             metrics.INFLIGHT.dec()
             metrics.request_done(refusal.model, NONE, NONE, refusal.data_class, refusal.outcome, 0.0)
             extra = {DATA_CLASS_HEADER: refusal.header} if refusal.data_class != NONE else {}
-            return Reply.error(refusal.error, extra)
+            refused = Reply.error(refusal.error, extra)
+            if trace is None:
+                return refused
+            trace.model = None if refusal.model == NONE else refusal.model
+            trace.data_class = None if refusal.data_class == NONE else refusal.data_class
+            trace.classes = tuple(refusal.header.split(",")) if trace.data_class else ()
+            end = audit.End(refused.status, refusal.outcome, refusal.error.code, None, loop.time())
+            return self._audited(snapshot, trace, end, identity, refused)
+        if trace is not None:
+            trace.model, trace.data_class = call.entry.model, call.entry.data_class
+            trace.classes, trace.stream = call.entry.classes or (call.entry.data_class,), call.mode is Mode.STREAM
+            call.trace = trace
         served = Served(None, Outcome.CLIENT_CLOSED)
         try:
             served = await self.failover.run(call, sink)
@@ -93,7 +123,26 @@ class Proxy:
                                  loop.time() - started)
             if call.redaction is not None:
                 call.redaction.report()
-        return served.reply
+        if trace is None:
+            return served.reply
+        reply = served.reply
+        status = reply.status if reply is not None else 200 if sink.started else 499
+        error = served.outcome.value if served.outcome is Outcome.NO_HEALTHY_BACKEND else None
+        end = audit.End(status, served.outcome, error, served.provider, loop.time())
+        return self._audited(snapshot, trace, end, identity, reply)
+
+    def _audited(self, snapshot: Snapshot, trace: audit.Trace, end: audit.End, identity: str | None,
+                 reply: Reply | None) -> Reply | None:
+        """Emit the request's audit line if sampling keeps it; the reply carries the request id."""
+        settings = snapshot.config.audit
+        assert settings is not None
+        if audit.keep(end.outcome, end.error, settings.sample_rate, self.rng):
+            rec = audit.record(trace, end, route=snapshot.route_name, config_hash=snapshot.hash, identity=identity,
+                               sample_rate=settings.sample_rate)
+            self.audit_log.emit(audit.line(rec))
+        if reply is None:
+            return None
+        return dataclasses.replace(reply, headers={**reply.headers, REQUEST_ID_HEADER: trace.request_id})
 
     def refuse_oversized(self, size: int | None) -> Reply | None:
         """413 before reading a body whose declared length is over the limit (None: read it)."""
@@ -104,7 +153,35 @@ class Proxy:
         return Reply.error(openai_errors.too_large(size, snapshot.config.max_request_bytes))
 
 
-def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str], started: float) -> Call:
+class _TracedSink:
+    """The client sink of an audited request: notes when the first byte went out, sends the request id."""
+
+    __slots__ = ("inner", "trace")
+
+    def __init__(self, inner: ClientSink, trace: audit.Trace) -> None:
+        self.inner, self.trace = inner, trace
+
+    @property
+    def started(self) -> bool:
+        return self.inner.started
+
+    @property
+    def gone(self) -> bool:
+        return self.inner.gone
+
+    async def start(self, headers: Mapping[str, str]) -> None:
+        self.trace.first_byte = asyncio.get_running_loop().time()
+        await self.inner.start({**headers, REQUEST_ID_HEADER: self.trace.request_id})
+
+    async def write(self, data: bytes) -> None:
+        await self.inner.write(data)
+
+    async def end(self) -> None:
+        await self.inner.end()
+
+
+def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str], started: float,
+           trace: audit.Trace | None = None) -> Call:
     """Parse and route, or raise :class:`_Refusal`."""
     config = snapshot.config
     if len(raw) > config.max_request_bytes:
@@ -126,6 +203,8 @@ def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str
     escalated, scanned = None, None
     if snapshot.detector is not None:
         entry, escalated, scanned = _escalate(snapshot, entry, body)
+        if trace is not None:
+            trace.detected = tuple(sorted({f.type for _, f in scanned}))
     _check_route(entry, escalated)
     mode = _mode(kind, body)
     chat = kind is Kind.CHAT

@@ -1,0 +1,103 @@
+"""Writing the audit trail: one JSON line per request on the router's stdout, never blocking the event loop.
+
+Owns the process's audit writer. Records are built and sampled by :mod:`llmroute.core.audit` (called from
+:mod:`llmroute.router.proxy` when the config has ``audit``); here a kept line goes into a bounded in-memory buffer
+with a non-blocking put, and one writer thread moves lines from it to stdout (file descriptor 1) in batches. When the
+buffer is full - stdout blocked by a stalled log pipeline, or a burst faster than it drains - the line is dropped and
+counted in ``llmroute_audit_dropped_total``, so a slow log pipeline costs audit lines, never latency. Lines written
+are counted in ``llmroute_audit_records_total``.
+
+Why stdout: the router's logs go to stderr, so stdout carries audit lines only, each marked
+``"kind":"llmroute.audit"``; cluster log agents (Fluent Bit, Vector) read both streams and can route on either the
+stream or the marker (``docs/audit.md``). The writer starts with the first line (a router whose config does not audit
+never starts it) and is flushed at exit, so a drained router's last lines are not lost.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import queue
+import threading
+
+from prometheus_client import Counter
+
+from llmroute.router.metrics import REGISTRY
+
+CAPACITY = 10_000
+"""Lines buffered at most (a few MB); beyond, lines are dropped and counted."""
+BATCH = 256
+FLUSH_TIMEOUT_S = 5.0
+
+DROPPED = Counter(
+    "llmroute_audit_dropped", "Audit lines dropped because the buffer to stdout was full.", registry=REGISTRY
+)
+WRITTEN = Counter("llmroute_audit_records", "Audit lines written to stdout.", registry=REGISTRY)
+
+_STOP = b""
+
+
+class AuditLog:
+    """A bounded buffer of audit lines and the thread that writes them to ``fd``."""
+
+    def __init__(self, fd: int = 1, capacity: int = CAPACITY) -> None:
+        self._fd = fd
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=capacity)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def emit(self, data: bytes) -> bool:
+        """Queue one line without blocking; False (and counted) when the buffer is full."""
+        if self._thread is None:
+            self._start()
+        try:
+            self._queue.put_nowait(data)
+        except queue.Full:
+            DROPPED.inc()
+            return False
+        return True
+
+    def close(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Write what is buffered (up to ``timeout_s``) and stop the thread."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_STOP, timeout=timeout_s)
+        thread.join(timeout_s)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+                atexit.register(self.close)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in batch
+            lines = [b for b in batch if b]
+            if lines:
+                self._write(b"".join(lines))
+                WRITTEN.inc(len(lines))
+            if stop:
+                return
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._fd, view)
+            except InterruptedError:
+                continue
+            except OSError:  # stdout closed: nothing more can be written, count the rest as dropped
+                DROPPED.inc(data.count(b"\n", len(data) - len(view)))
+                return
+            view = view[n:]
