@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from llmroute.router import metrics, openai_errors
 from llmroute.router.client import EVENT_STREAM, ClientGone, Reply
@@ -70,7 +71,7 @@ def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTE
     app.cleanup_ctx.append(_lifespan)
     for prefix in ("/v1", ""):
         for kind in Kind:
-            app.router.add_post(prefix + kind.value, _proxy_handler(kind))
+            app.router.add_post(prefix + kind.value, _proxy_handler(kind), expect_handler=_expect_body)
         app.router.add_get(prefix + "/models", _models)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -227,6 +228,17 @@ async def _read_body(request: web.Request) -> bytes:
         if len(body) > limit:
             raise _BodyTooLarge(len(body), limit)
     return bytes(body)
+
+
+async def _expect_body(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` (curl sends it for bodies over 1 MB): a body whose declared length the route refuses
+    gets its 413 instead of the invitation, before it is sent; any other is invited as aiohttp does."""
+    proxy = request.app[RUNTIME].proxy
+    refused = proxy.refuse_oversized(request.content_length) if proxy is not None else None
+    if refused is not None:
+        return _closing(_render(refused))
+    await _default_expect_handler(request)
+    return None
 
 
 def _closing(response: web.Response) -> web.Response:
