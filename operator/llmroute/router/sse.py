@@ -19,7 +19,9 @@ Owns two per-attempt state machines, fed with the raw chunks the upstream module
   ``text_completion``), ``created``, ``model``, ``system_fingerprint``, ``choices`` (``message`` with ``role``,
   ``content``, the reasoning text under the published model's field (:func:`llmroute.router.reasoning.settle`)
   and any other text fields, ``tool_calls`` merged from their deltas; or ``text``), ``logprobs``,
-  ``finish_reason``, ``usage``, and unknown top-level fields.
+  ``finish_reason``, ``usage``, and unknown top-level fields. Its cost does not grow per token in Python: after
+  the first event the bytes are only kept and searched for ``[DONE]`` and ``"error"``, and merged at the end,
+  runs of repeated events in one go (:mod:`llmroute.router.sse_batch`).
 
 Used by :mod:`llmroute.router.failover`.
 """
@@ -28,9 +30,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmroute.router import jsonwire, reasoning
+from llmroute.router import jsonwire, reasoning, sse_batch
 
 DONE = b"data: [DONE]"
+_DONE_MARK = b"[DONE]"
+_ERROR_MARK = b'"error"'
+_MAX_RUNS = 16
+"""Runs of repeated events merged in one go per answer (a reasoning answer has two: thinking, then the answer);
+past them, the rest is merged event by event."""
 _DONE_COMPACT = b"data:[DONE]"
 _HEAD = ("id", "created", "model", "system_fingerprint")
 """Top-level fields whose first value is the answer's."""
@@ -78,10 +85,11 @@ class StreamRelay:
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to relay for ``chunk``; raises :class:`ProtocolError` for an error event before the first."""
-        if self.first_data and self._comment is None:
-            window = self._tail + chunk
-            if DONE in window or _DONE_COMPACT in window:
-                self.done = True
+        if self.first_data and self._comment is None:  # the hot path: one search for [DONE], one in the renamer
+            if _DONE_MARK in chunk or _DONE_MARK in self._tail + chunk[:len(_DONE_MARK)]:
+                window = self._tail + chunk
+                if DONE in window or _DONE_COMPACT in window:
+                    self.done = True
             self._tail = chunk[-len(DONE):]
             return self._names.feed(chunk)
         return self._names.feed(self._by_line(chunk))
@@ -154,20 +162,26 @@ def _has_done_line(data: bytes, start: int) -> bool:
 class Assembler:
     """Builds the non-streaming response body from the chunks of one upstream stream.
 
-    Runs about ten times per non-streaming request, so the common shapes take short paths (a complete head after
-    the first chunk, no unknown top-level or choice fields, text-only deltas) with the same result as the general
-    merge.
+    Until the first data event, chunks are read line by line. After it they are only kept, and watched for
+    ``[DONE]`` and ``"error"`` (two searches per chunk, no per-event work): at ``data: [DONE]`` the kept bytes are
+    merged at once, runs of repeated events through :mod:`llmroute.router.sse_batch` and anything else event by
+    event - with the same result as merging each event as it came. A chunk with ``"error"`` in it sends the kept
+    bytes, and every later chunk, event by event, so an error event fails the attempt as soon as it arrives.
     """
 
-    __slots__ = ("_choices", "_extra", "_head", "_need_head", "_partial", "_usage", "chat", "done", "first_data",
-                 "reasoning_field")
+    __slots__ = ("_choices", "_eventwise", "_extra", "_head", "_kept", "_need_head", "_partial", "_tail", "_usage",
+                 "chat", "done", "first_data", "reasoning_field")
 
-    def __init__(self, chat: bool, reasoning_field: str = reasoning.DEFAULT) -> None:
+    def __init__(self, chat: bool, reasoning_field: str = reasoning.DEFAULT, batched: bool = True) -> None:
+        """``batched=False``: merge event by event as they come (the reference the batched merge is tested against)."""
         self.chat = chat
         self.reasoning_field = reasoning_field  # the name the message carries reasoning text under
         self.first_data = False
         self.done = False
         self._partial = b""
+        self._kept: list[bytes] | None = None  # after the first data event: the stream's bytes, merged at [DONE]
+        self._tail = b""  # the kept bytes' last few (a marker split over two reads)
+        self._eventwise = not batched  # an "error" came: no more keeping
         self._head: dict[str, Any] = {}
         self._need_head = True  # until every _HEAD key has been seen (the first chunk usually has them all)
         self._extra: dict[str, Any] = {}
@@ -176,11 +190,90 @@ class Assembler:
 
     def feed(self, chunk: bytes) -> None:
         """Consume ``chunk``; blank lines and comments are ignored; raises :class:`ProtocolError`."""
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
+        if self._kept is not None:
+            self._keep(chunk)
+            return
+        data = self._partial + chunk
+        pos = 0
+        while (nl := data.find(b"\n", pos)) >= 0:
+            line, pos = data[pos:nl], nl + 1
             if line[:5] == b"data:":
                 payload = line[5:].strip()  # the SSE spec's one optional space, and any \r or padding
+                if payload == b"[DONE]":
+                    self.done = True
+                    continue
+                self._data(payload)
+                if not self.done and not self._eventwise:
+                    self._kept, self._tail, self._partial = [b"\n"], b"", b""  # the first event's "\n" first:
+                    # every kept line follows one
+                    self._keep(data[pos:])
+                    return
+        self._partial = data[pos:]
+
+    def _keep(self, chunk: bytes) -> None:
+        kept = self._kept
+        assert kept is not None
+        kept.append(chunk)
+        edge = self._tail + chunk[:len(_DONE_MARK)]
+        self._tail = chunk[-len(_DONE_MARK):]
+        if _ERROR_MARK in chunk or _ERROR_MARK in edge:
+            self._by_event()
+        elif _DONE_MARK in chunk or _DONE_MARK in edge:
+            self._at_done()
+
+    def _by_event(self) -> None:
+        """From now on, event by event (the kept bytes first)."""
+        kept, self._kept, self._eventwise = self._kept or [], None, True
+        self.feed(b"".join(kept))
+
+    def _at_done(self) -> None:
+        """A ``[DONE]`` arrived: if it is a complete ``data: [DONE]`` line, merge everything before it."""
+        kept = self._kept
+        assert kept is not None
+        body = b"".join(kept)
+        kept[:] = [body]
+        i = body.find(_DONE_MARK)
+        while i >= 0:
+            start, end = body.rfind(b"\n", 0, i) + 1, body.find(b"\n", i)
+            if end < 0:
+                return  # the line is not complete yet
+            line = body[start:end]
+            if line[:5] == b"data:" and line[5:].strip() == b"[DONE]":
+                if body[end:].strip():  # events after [DONE]: merged as they come, as always
+                    self._by_event()
+                    return
+                self._merge_lines(body[:start])
+                self._kept, self.done = None, True
+                return
+            i = body.find(_DONE_MARK, end)
+
+    def _merge_lines(self, body: bytes) -> None:
+        """Merge ``body`` (complete lines, each after a ``\n``): runs in one go, other events one by one."""
+        pos = runs = 0
+        while runs < _MAX_RUNS and (t := sse_batch.template(body, pos, self.chat)) is not None:
+            self._lines(body[pos:t.start])
+            pos = t.end + 1
+            if t.field:
+                count, text, stop = sse_batch.run(body, t)
+                if count:  # merging the template once with the run's text is merging each event of the run
+                    choice = t.event["choices"][0]
+                    if self.chat:
+                        choice["delta"][t.field] = text
+                    else:
+                        choice["text"] = text
+                    self._event(t.event)
+                    runs, pos = runs + 1, stop
+                    continue
+            if isinstance(t.event, dict) and "error" not in t.event:
+                self._event(t.event)
+            else:
+                self._lines(body[t.start:t.end + 1])  # raises as event by event would
+        self._lines(body[pos:])
+
+    def _lines(self, data: bytes) -> None:
+        for line in data.split(b"\n"):
+            if line[:5] == b"data:":
+                payload = line[5:].strip()
                 if payload == b"[DONE]":
                     self.done = True
                 else:
@@ -193,6 +286,9 @@ class Assembler:
             raise ProtocolError("unparsable data event") from None
         if not isinstance(chunk, dict) or "error" in chunk:
             raise ProtocolError("error event" if isinstance(chunk, dict) else "data event is not an object")
+        self._event(chunk)
+
+    def _event(self, chunk: dict[str, Any]) -> None:
         self.first_data = True
         if self._need_head:
             head = self._head
