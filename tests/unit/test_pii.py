@@ -483,3 +483,39 @@ def test_iban_format_and_checksum_are_python_stdnums() -> None:
             compared += 1
             valid += ours
     assert compared > 2000 and compared / 4 < valid < compared
+
+
+def test_a_text_without_positive_phone_words_gets_no_positive_phone_cue() -> None:
+    """``Context.phone_may_be_positive`` lets a number of no phone shape skip its lookup when it is False: then no
+    lookup in that text may be positive (at every number, before and after words of all kinds, in tables)."""
+    import random
+    import re
+
+    from llmroute.core import pii_context
+    from llmroute.core.pii_context import Context, Cue
+
+    pattern = pii_context.PHONE.ascii.pattern
+    negative = [
+        f + r
+        for f, rests in re.findall(
+            r"(\w)\(\?<!\[a-z\]\.\)\(\?:(?:\(\?P<p_\w>[^()]*\)\|)?\(\?P<n_\w>([^()]*)\)", pattern
+        )
+        for r in rests.replace("\\", "").split("|")
+    ]
+    assert {"order", "invoice", "id"} <= set(negative)
+    rng = random.Random(3)
+    pieces = [*negative, "phones", "cellphone", "phonex", "xcall", "Tel", "tel:", "x", "note", "#", ":", "(", ","]
+    skipped = 0
+    for i in range(400):
+        parts = [rng.choice([*pieces, "4155550134", "020 7946 0958", "(415) 555-0134"]) for _ in range(8)]
+        text = " ".join(parts) + rng.choice(["", "\nx,note\n1,5550134", "\nx,phone\n1,5550134"])
+        for key in ("", "mobile", "order_id"):
+            ctx = Context(text, key)
+            if ctx.phone_may_be_positive():
+                continue
+            skipped += 1
+            for m in re.finditer(r"[0-9(][0-9 ()\-]*[0-9]", text):
+                assert ctx.phone(m.start(), m.end()) is not Cue.POSITIVE, (text, key, i)
+    assert skipped > 100
+    assert Context("call 4155550134").phone_may_be_positive()
+    assert not Context("order 4155550134").phone_may_be_positive()

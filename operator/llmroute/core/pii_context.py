@@ -73,24 +73,27 @@ class Cues:
     by its first letter (so the engine skips to positions holding one, and tests plain characters), with the positive
     words before the negative ones of the same letter as ``pattern`` tries them. On lowercased ASCII text it finds the
     same cues as ``pattern`` on the original (a word with another character matches no ASCII text: checked by a
-    test), in a few microseconds."""
+    test), in a few microseconds. ``positive``: ``ascii``'s positive words without "no letter after", so that where
+    it finds nothing in a lowercased ASCII text, no window, cell or cut of that text holds a positive cue."""
 
     pattern: re.Pattern[str]
     ascii: re.Pattern[str]
+    positive: re.Pattern[str]
 
 
 def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
     """Cues from (Latin words, CJK words) on each side."""
     pattern = re.compile(f"(?P<pos>{_cues(*positive)})|(?P<neg>{_cues(*negative)})", re.IGNORECASE)
-    return Cues(pattern, _ascii_cues(positive[0], negative[0]))
+    return Cues(pattern, _ascii_cues(positive[0], negative[0]), _ascii_cues(positive[0], "", loose=True))
 
 
-def _ascii_cues(positive: str, negative: str) -> re.Pattern[str]:
+def _ascii_cues(positive: str, negative: str, loose: bool = False) -> re.Pattern[str]:
     """``positive`` and ``negative`` words (Latin, lower case) that are ASCII, for lowercased ASCII text: led by their
-    first letter, then "no letter before that letter", then the rests (positive first), then "no letter after"."""
+    first letter, then "no letter before that letter", then the rests (positive first), then "no letter after"
+    (unless ``loose``)."""
     groups: dict[str, tuple[list[str], list[str]]] = {}
     for side, words in enumerate((positive, negative)):
-        for word in words.split("|"):
+        for word in words.split("|") if words else ():
             if word.isascii():
                 if not "a" <= word[0] <= "z":
                     raise ValueError(f"cue word {word!r} does not start with a lowercase letter")
@@ -99,7 +102,7 @@ def _ascii_cues(positive: str, negative: str) -> re.Pattern[str]:
     for first, (pos, neg) in groups.items():
         kinds = [f"(?P<{kind}_{first}>{'|'.join(rests)})" for kind, rests in (("p", pos), ("n", neg)) if rests]
         branches.append(f"{first}(?<![a-z].)(?:{'|'.join(kinds)})")
-    return re.compile(f"(?:{'|'.join(branches)})(?![a-z])")
+    return re.compile(f"(?:{'|'.join(branches)})" + ("" if loose else "(?![a-z])"))
 
 
 _LETTER = re.compile(f"[{_LETTERS}]", re.IGNORECASE)
@@ -166,6 +169,7 @@ _IMMEDIATE_NEGATIVE = re.compile(r"[#№][ \t]?$")
 """A number right after ``#`` is a reference ("Order #4155550134", "#112-...")."""
 _LINE_LOOKBACK = 4096
 """A line longer than this before the candidate is prose, not a table row: its start is not looked for further."""
+_PHONE_SCAN_MAX = 4096
 _DELIMITERS = ",;\t|"
 _HEADER_CELL_MAX = 32
 
@@ -206,6 +210,7 @@ class Context:
         self.key = key
         self._headers: dict[int, tuple[str, str] | None] = {}
         """Row start -> (header row, delimiter) of the table it belongs to, or None."""
+        self._phone_positive: bool | None = None
         ascii_text = text.encode("ascii", "replace")  # one byte per character; both views are always used
         self.classes: bytes = ascii_text.translate(_CLASS_TABLE)
         """One byte per character: ``0`` a digit, ``a`` an ASCII letter, `` ().-/:`` themselves, ``x`` the rest.
@@ -220,6 +225,17 @@ class Context:
 
     def phone(self, start: int, end: int) -> Cue:
         return self.cue(start, end, PHONE)
+
+    def phone_may_be_positive(self) -> bool:
+        """False when no lookup in this text can find a positive phone cue: the text and its key are ASCII and hold
+        none of the words (``Cues.positive``), before or after any candidate, in any header. Looked for once, in a
+        text of at most ``_PHONE_SCAN_MAX`` characters (beyond that, True: one lookup costs less than the scan)."""
+        if self._phone_positive is None:
+            self._phone_positive = not all(
+                s.isascii() and len(s) <= _PHONE_SCAN_MAX and PHONE.positive.search(" " + s.lower(), 1) is None
+                for s in (self.text, self.key)
+            )
+        return self._phone_positive
 
     def card(self, start: int, end: int) -> Cue:
         return self.cue(start, end, CARD)
@@ -297,6 +313,9 @@ class Context:
         text = self.text
         row_end = text.find("\n", row_start)
         row = text[row_start : row_end if row_end >= 0 else len(text)]
+        if "," not in row and ";" not in row and "\t" not in row and "|" not in row:
+            self._headers[row_start] = None  # no delimiter: not a table row
+            return None
         delimiter = max(_DELIMITERS, key=row.count)
         cells = row.count(delimiter)
         visited = [row_start]

@@ -305,6 +305,10 @@ def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
         return 0.0
     if "." in candidate and not _DOTS.fullmatch(candidate):
         return 0.0
+    if not ctx.phone_may_be_positive() and not (
+        _NANP.fullmatch(candidate) or (8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate))
+    ):
+        return 0.0  # only a positive cue makes a phone of a number of another shape, and the text has none
     cue = ctx.phone(start, end)
     if cue is Cue.NEGATIVE:
         return 0.0
@@ -360,8 +364,10 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
             yield from ssns_in(text, ctx, start, hi)
         if digits >= 12 and _CARD_SHAPE.search(classes, start, hi):
             yield from cards_in(text, ctx, start, hi)
-        if digits > 20 or (digits > 15 and not (start and text[start - 1] in "+(") and text[start : start + 2] != "00"):
-            continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group
+        national = not (start and text[start - 1] in "+(") and text[start : start + 2] != "00"
+        if digits > 20 or (national and (digits > 15 or _DATE.search(text, start, end))):
+            continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group, or
+            # a national number holding a date, which ``_phone`` refuses before and after that cut
         phone = phone_at(text, ctx, start, end)
         if phone is not None:
             yield phone
