@@ -100,8 +100,8 @@ def path_of(key: ObjectKey, subresource: str | None = None) -> str:
 class Kube:
     """Kubernetes API access for the operator; one instance per operator, kept in kopf's memo."""
 
-    def __init__(self, client: kubernetes.client.ApiClient) -> None:
-        client.user_agent = USER_AGENT  # tells the operator's writes apart in audit logs (and in tests)
+    def __init__(self, client: kubernetes.client.ApiClient, agent: str = USER_AGENT) -> None:
+        client.user_agent = agent  # tells the operator's writes (and each replica's) apart in audit logs and tests
         self._client = client
         self._pool = ThreadPoolExecutor(API_THREADS, thread_name_prefix="kube-api")
 
@@ -113,7 +113,7 @@ class Kube:
         return cls(kubernetes.client.ApiClient(config))
 
     @classmethod
-    def from_environment(cls) -> Kube:
+    def from_environment(cls, agent: str = USER_AGENT) -> Kube:
         """In-cluster service account credentials, else the current kubeconfig context (as kopf logs in)."""
         config = kubernetes.client.Configuration()
         try:
@@ -121,7 +121,7 @@ class Kube:
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
         config.connection_pool_maxsize = API_THREADS
-        return cls(kubernetes.client.ApiClient(config))
+        return cls(kubernetes.client.ApiClient(config), agent)
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]

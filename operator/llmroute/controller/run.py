@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
@@ -37,7 +37,7 @@ from aiohttp import web
 
 from llmroute import __version__
 from llmroute.controller import build_registry, demand, leader, metrics, setup
-from llmroute.controller.kube import Kube
+from llmroute.controller.kube import USER_AGENT, Kube
 from llmroute.controller.pools import PoolRegistry
 from llmroute.controller.settings import Settings
 
@@ -80,14 +80,14 @@ def run_operator(namespaces: Sequence[str] | None = None, *, router_image: str |
     return EXIT_OK
 
 
-async def run_elected(config: Settings, registry: kopf.OperatorRegistry, *, kube: Kube | None = None,
-                      exit_now: Callable[[int], object] = os._exit) -> int:
-    """Standby until this replica holds the Lease, then the operator; returns the exit code (or calls
-    ``exit_now`` when the Lease is lost)."""
+async def run_elected(config: Settings, registry: kopf.OperatorRegistry) -> int:
+    """Standby until this replica holds the Lease, then the operator; returns the exit code, or ends the process at
+    once with :data:`EXIT_LOST_LEASE` when the Lease is lost."""
     assert config.lease_namespace is not None
-    elector = leader.Elector(kube or Kube.from_environment(), config.lease_namespace, config.lease_name,
-                             config.identity)
-    memo = kopf.Memo(settings=config, pools=PoolRegistry())
+    agent = f"{USER_AGENT} ({config.identity})"  # audit logs (and the tests) tell the replicas' requests apart
+    elector = leader.Elector(Kube.from_environment(agent), config.lease_namespace, config.lease_name,
+                             config.identity)  # its own client: a busy reconcile pool must not delay a renewal
+    memo = kopf.Memo(settings=config, pools=PoolRegistry(), kube=Kube.from_environment(agent))
     setup.serve_metrics(config.metrics_port)
     metrics.set_leader(False)
     runners = [await _serve_health(elector, config.health_port)] if config.health_port is not None else []
@@ -95,14 +95,14 @@ async def run_elected(config: Settings, registry: kopf.OperatorRegistry, *, kube
         memo.demand_server = await demand.serve(memo.pools, config.demand_port, active=lambda: elector.leading)
         runners.append(memo.demand_server)
     try:
-        return await _elected(config, registry, elector, memo, exit_now)
+        return await _elected(config, registry, elector, memo)
     finally:
         for runner in runners:
             await runner.cleanup()
 
 
-async def _elected(config: Settings, registry: kopf.OperatorRegistry, elector: leader.Elector, memo: kopf.Memo,
-                   exit_now: Callable[[int], object]) -> int:
+async def _elected(config: Settings, registry: kopf.OperatorRegistry, elector: leader.Elector,
+                   memo: kopf.Memo) -> int:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -127,9 +127,8 @@ async def _elected(config: Settings, registry: kopf.OperatorRegistry, elector: l
     elif not operator.done():  # the Lease is lost: another replica may be active any moment now
         logger.error("%s lost lease %s/%s; exiting", config.identity, config.lease_namespace, config.lease_name)
         metrics.set_leader(False)
-        exit_now(EXIT_LOST_LEASE)
-        await _cancel(operator)  # only reached when exit_now returns (tests)
-        return EXIT_LOST_LEASE
+        logging.shutdown()
+        os._exit(EXIT_LOST_LEASE)  # crash-only: no cleanup, no API call finishing in a worker thread
     await _cancel(stop_wait)
     await _cancel(holding)
     await elector.release()
