@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 API_VERSION = "coordination.k8s.io/v1"
 EVENT_REASON = "LeaderElected"
 COMPONENT = "llmroute-operator"
+WARN_EVERY_S = 60.0
 T = TypeVar("T")
 
 
@@ -202,6 +203,7 @@ class Elector:
         self.leading = False
         self._lease: JsonObj | None = None
         self._renewed_at = 0.0
+        self._last_warning = -WARN_EVERY_S
 
     @property
     def key(self) -> ObjectKey:
@@ -217,7 +219,15 @@ class Elector:
                 if await self._try_acquire():
                     return
             except (kopf.TemporaryError, TimeoutError) as exc:
-                logger.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+                now = self.clock()
+                if now - self._last_warning >= WARN_EVERY_S:  # a standby polls every second: do not flood the log
+                    self._last_warning = now
+                    logger.warning(
+                        "lease %s/%s: %s (logged at most once a minute)",
+                        self.namespace,
+                        self.name,
+                        exc or type(exc).__name__,
+                    )
             await asyncio.sleep(self.timing.retry_s)
 
     async def _try_acquire(self) -> bool:
