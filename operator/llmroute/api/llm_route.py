@@ -189,6 +189,79 @@ class RedactionRule(ApiModel):
     )
 
 
+SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+ServiceAccountPattern = Annotated[str, Field(
+    min_length=3, max_length=317, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/(\*|[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$")]
+
+
+class TokenSecretRef(ApiModel):
+    """A key of a Secret in the route's own namespace whose value is one accepted bearer token."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")] = Field(
+        description="Name of the Secret (in the LLMRoute's namespace).")
+    key: SecretKey = Field(default="token", description="Key within the Secret holding the token.")
+
+
+class BearerToken(ApiModel):
+    """A shared token clients send as ``Authorization: Bearer <token>`` (the openai SDK's ``api_key``)."""
+
+    secret_ref: TokenSecretRef = Field(
+        description="Where the token is. The operator mounts the Secret into the router pods, which re-read it: a "
+        "rotated token is accepted within about a minute, without a rollout. The router keeps only SHA-256 digests.")
+
+
+class ServiceAccountAccess(ApiModel):
+    """Callers prove their Kubernetes ServiceAccount with a projected token the router verifies offline."""
+
+    audience: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        default=None,
+        description="Audience the token must be issued for (the serviceAccountToken projected volume's audience); "
+        "default llmroute.io/<namespace>/<name> of this route, so a token for one route is useless at another.",
+    )
+
+
+class Access(ApiModel):
+    """Who may use the route. Without it, any workload that can reach the router's Service may (then only
+    NetworkPolicies restrict callers)."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="(has(self.bearerTokens) && size(self.bearerTokens) > 0) || has(self.serviceAccounts)",
+            message="access needs bearerTokens or serviceAccounts (a way for callers to authenticate)",
+            check=lambda a: bool(a.bearer_tokens) or a.service_accounts is not None,
+        ),
+        Rule(
+            cel="!has(self.allowedServiceAccounts) || size(self.allowedServiceAccounts) == 0 || "
+                "has(self.serviceAccounts)",
+            message="allowedServiceAccounts needs serviceAccounts (bearer tokens carry no service account)",
+            check=lambda a: not a.allowed_service_accounts or a.service_accounts is not None,
+            field="allowedServiceAccounts",
+        ),
+    )
+
+    bearer_tokens: Annotated[list[BearerToken], Field(max_length=16)] = Field(
+        default_factory=list,
+        description="Shared tokens, each from a Secret in the route's namespace. Holding one is the permission: "
+        "allowedNamespaces limits only where such callers may connect from (NetworkPolicy).",
+    )
+    service_accounts: ServiceAccountAccess | None = Field(
+        default=None,
+        description="Accept projected ServiceAccount tokens, verified offline against the cluster issuer's public "
+        "keys (which the operator puts in the router config): routers need no Kubernetes API access.",
+    )
+    allowed_namespaces: Annotated[list[Name], Field(max_length=64)] = Field(
+        default_factory=list,
+        description="Namespaces whose service accounts may call, and the only namespaces the router's "
+        "NetworkPolicy admits traffic from. With serviceAccounts and neither list set, only the route's own "
+        "namespace may call.",
+    )
+    allowed_service_accounts: Annotated[list[ServiceAccountPattern], Field(max_length=64)] = Field(
+        default_factory=list,
+        description="Service accounts that may call, as namespace/name or namespace/* (their namespaces are "
+        "admitted by the NetworkPolicy too).",
+    )
+
+
 class Audit(ApiModel):
     """The audit trail: one JSON line per request on the router's stdout, without prompts, answers or keys."""
 
@@ -255,6 +328,11 @@ class LLMRouteSpec(ApiModel):
         "and metrics run as in a real outage; a drill only withholds traffic, so requests still go only to backends "
         "residency allows for their data class. Changing drills does not restart the router (it reloads its config "
         "live). Who may edit this LLMRoute may start a drill.",
+    )
+    access: Access | None = Field(
+        default=None,
+        description="Who may use the route: bearer tokens from Secrets and/or ServiceAccount tokens, and which "
+        "namespaces and service accounts may call. Unset: anyone who can reach the router (see NetworkPolicies).",
     )
     audit: Audit | None = Field(
         default=None,

@@ -19,14 +19,17 @@ fine, and the router ignores it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from llmroute.api.base import parse_duration, parse_timestamp
 from llmroute.api.llm_route import Drill, LLMRoute, LLMRouteSpec, PublishedModel, ReasoningField
 from llmroute.api.model_pool import VLLM_PORT
 from llmroute.api.provider_policy import BUILTIN_PII_TYPES, Provider, ProviderPolicy, ProviderPolicySpec, RedactionMode
-from llmroute.core import drills, pools, redaction, residency
+from llmroute.core import access, drills, pools, redaction, residency
 from llmroute.core.router_config import (
     AuditSettings,
+    TOKENS_DIR,
+    AccessSettings,
     BackendTarget,
     CircuitSettings,
     ClassDetect,
@@ -44,6 +47,8 @@ from llmroute.core.router_config import (
     ProviderTarget,
     Redaction,
     RouterConfig,
+    ServiceAccountVerification,
+    TokenFile,
 )
 from llmroute.core.router_config import Drill as CompiledDrill
 from llmroute.errors import CompileError, FieldError
@@ -56,8 +61,10 @@ def credential_env(provider: str) -> str:
     return "LLMROUTE_KEY_" + re.sub(r"[^A-Z0-9]", "_", provider.upper())
 
 
-def compile_route(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
-    """Compile ``route`` under ``policy``; raises :class:`CompileError` listing every problem with its field."""
+def compile_route(route: LLMRoute, policy: ProviderPolicy, issuer: Issuer | None = None) -> RouterConfig:
+    """Compile ``route`` under ``policy``; raises :class:`CompileError` listing every problem with its field.
+    ``issuer``: the cluster's service account issuer and its public keys, for routes that accept service account
+    tokens (without it they refuse every such token)."""
     spec = route.spec
     errors = _reference_errors(route, policy) + _redaction_errors(route, policy)
     default_class = spec.default_data_class or policy.spec.default_data_class
@@ -83,7 +90,35 @@ def compile_route(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
         detection=_detection(policy.spec),
         redaction=_redaction(spec, policy.spec, used),
         audit=AuditSettings(sample_rate=spec.audit.sample_rate) if spec.audit and spec.audit.enabled else None,
+        access=_access(route, issuer),
     )
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """The cluster's service account issuer (``iss``) and its JWKS keys, as the operator read them."""
+
+    url: str
+    keys: tuple[dict[str, str], ...]
+
+
+def _access(route: LLMRoute, issuer: Issuer | None) -> AccessSettings | None:
+    """``spec.access`` as the router needs it: token files, not tokens; the issuer's public keys."""
+    spec = route.spec.access
+    if spec is None:
+        return None
+    ns = route.metadata.namespace or DEFAULT_NAMESPACE
+    tokens = tuple(dict.fromkeys(TokenFile(secret_name=t.secret_ref.name, secret_key=t.secret_ref.key,
+                                           file=f"{TOKENS_DIR}/{t.secret_ref.name}/{t.secret_ref.key}")
+                                 for t in spec.bearer_tokens))
+    verification = None
+    if spec.service_accounts is not None:
+        audience = spec.service_accounts.audience or access.default_audience(ns, route.metadata.name)
+        verification = ServiceAccountVerification(audience=audience, issuer=issuer.url if issuer else None,
+                                                  keys=issuer.keys if issuer else ())
+    return AccessSettings(bearer_tokens=tokens, service_accounts=verification,
+                          allowed_namespaces=tuple(dict.fromkeys(spec.allowed_namespaces)),
+                          allowed_service_accounts=tuple(dict.fromkeys(spec.allowed_service_accounts)))
 
 
 def _reference_errors(route: LLMRoute, policy: ProviderPolicy) -> list[FieldError]:

@@ -26,6 +26,20 @@ Redaction (``redaction``, from LLMRoute ``spec.redaction`` and ProviderPolicy ``
 only when some class or used provider redacts something, for the same reason. Its types are resolved (a rule without
 types is listed out) and overlaps settled (the strictest mode per type), so the router only merges maps.
 
+Access (``access``, from LLMRoute ``spec.access``) is present only for routes that restrict callers. It carries the
+*files* the bearer tokens are mounted at (never a token: the router re-reads them, so a rotation needs no rollout)
+and the cluster's service account issuer with its public keys (JWKS). The keys are left out of the content hash
+like drills: an issuer key rotation reaches routers by live reload, not by a restart.
+
+Escalation (``detection``, from ProviderPolicy ``dataClasses[].detect`` and ``detectors``) is present only when some
+class detects something, so configs without it stay what routers before escalation read; a router that old refuses
+a config *with* it and keeps serving its last one. It adds no destination either: a request escalated to more classes
+may only use backends every one of them allows (:mod:`llmroute.core.escalation`).
+
+Redaction (``redaction``, from LLMRoute ``spec.redaction`` and ProviderPolicy ``providers[].redaction``) is present
+only when some class or used provider redacts something, for the same reason. Its types are resolved (a rule without
+types is listed out) and overlaps settled (the strictest mode per type), so the router only merges maps.
+
 The audit trail (``audit``, from LLMRoute ``spec.audit``) is present only when the route audits, for the same reason.
 """
 
@@ -204,6 +218,36 @@ class Redaction(ApiModel):
         default=(), description="The policy's custom detectors (all of them, as detection has them).")
 
 
+TOKENS_DIR = "/var/run/llmroute/access"
+"""Where router pods find the route's bearer-token Secrets: ``<TOKENS_DIR>/<secret>/<key>`` (a Secret volume)."""
+
+
+class TokenFile(ApiModel):
+    """One accepted bearer token: the Secret key it comes from and the file the router re-reads it from."""
+
+    secret_name: str
+    secret_key: str
+    file: str = Field(description="Path of the mounted key; the router keeps only its SHA-256 digest.")
+
+
+class ServiceAccountVerification(ApiModel):
+    """What the router verifies projected ServiceAccount tokens against (public keys only)."""
+
+    audience: str
+    issuer: str | None = Field(default=None, description="The cluster's service account issuer; None: unknown, "
+                               "so every service account token is refused (fail closed).")
+    keys: tuple[dict[str, str], ...] = Field(default=(), description="The issuer's JWKS keys (public parts).")
+
+
+class AccessSettings(ApiModel):
+    """Who may use the route (LLMRoute ``spec.access``): see :mod:`llmroute.core.access`."""
+
+    bearer_tokens: tuple[TokenFile, ...] = ()
+    service_accounts: ServiceAccountVerification | None = None
+    allowed_namespaces: tuple[str, ...] = ()
+    allowed_service_accounts: tuple[str, ...] = ()
+
+
 class AuditSettings(ApiModel):
     """The audit trail (LLMRoute spec.audit; :mod:`llmroute.core.audit`). Only in configs that audit."""
 
@@ -240,6 +284,7 @@ class RouterConfig(ApiModel):
     redaction: Redaction | None = Field(default=None,
                                         description="Only in configs where some class or provider redacts.")
     audit: AuditSettings | None = Field(default=None, description="Only in configs whose route audits.")
+    access: AccessSettings | None = Field(default=None, description="Only in configs of routes with spec.access.")
 
     def model_route(self, name: str) -> ModelRoute | None:
         return next((m for m in self.models if m.name == name), None)
@@ -263,6 +308,7 @@ class RouterConfig(ApiModel):
         changes, so starting or ending a drill never restarts router pods."""
         routing = self.wire()
         routing.pop("drills", None)
+        routing.get("access", {}).get("serviceAccounts", {}).pop("keys", None)  # issuer key rotation: live reload
         return hashlib.sha256(_canonical(routing).encode()).hexdigest()[:16]
 
 

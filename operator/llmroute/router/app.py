@@ -28,7 +28,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_urldispatcher import _default_expect_handler
 
-from llmroute.router import metrics, openai_errors
+from llmroute.router import auth, metrics, openai_errors
 from llmroute.router.client import EVENT_STREAM, ClientGone, Reply
 from llmroute.router.config_source import POLL_INTERVAL_S, ConfigWatcher, Snapshot
 from llmroute.router.drills import Drills
@@ -68,6 +68,7 @@ def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTE
     app = web.Application(client_max_size=MAX_CLIENT_BODY)
     app.on_response_prepare.append(_no_version_banner)
     app[RUNTIME] = Runtime(list(config_paths), poll_interval_s)
+    app.middlewares.append(auth.middleware(app[RUNTIME].snapshot))  # spec.access: 401/403 before any body
     app.cleanup_ctx.append(_lifespan)
     for prefix in ("/v1", ""):
         for kind in Kind:
