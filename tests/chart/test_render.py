@@ -148,7 +148,7 @@ def test_only_routers_may_reach_the_demand_endpoint(rendered: Rendered, route: L
     netpol = one(docs, "NetworkPolicy")["spec"]
     operator_pod = one(docs, "Deployment")["spec"]["template"]
     assert netpol["podSelector"]["matchLabels"].items() <= operator_pod["metadata"]["labels"].items()
-    assert netpol["policyTypes"] == ["Ingress"]
+    assert netpol["policyTypes"] == ["Ingress", "Egress"]  # egress: tests/chart/test_networkpolicies.py
     named = {p["name"] for p in _container(docs)["ports"]}
     rules = {tuple(p["port"] for p in rule["ports"]): rule.get("from") for rule in netpol["ingress"]}
     assert {port for ports in rules for port in ports} == named  # every container port is named by a rule

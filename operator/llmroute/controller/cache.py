@@ -3,8 +3,9 @@ route when something it owns changes. Registered by :func:`llmroute.controller.r
 :mod:`llmroute.controller.routes` through :class:`CacheView` (an :class:`~llmroute.controller.kube.ObjectCache`).
 
 * **Indexes.** One kopf index per owned kind (ConfigMap, Deployment, Service, PodDisruptionBudget,
-  HorizontalPodAutoscaler, Secret, PersistentVolumeClaim) holds every object labelled ``app.kubernetes.io/managed-by:
-  llmroute-operator`` under (namespace, name), in its :func:`~llmroute.core.manifests.comparable` form: identity,
+  HorizontalPodAutoscaler, Secret, PersistentVolumeClaim, NetworkPolicy) holds every object labelled
+  ``app.kubernetes.io/managed-by: llmroute-operator`` under (namespace, name), in its
+  :func:`~llmroute.core.manifests.comparable` form: identity,
   labels, owner references, spec, the Deployment's status, and SHA-256 digests instead of ConfigMap/Secret values (no
   provider key is ever held by the cache, and a compiled config costs 71 bytes). Each is kept as compact JSON text and
   parsed only when a reconcile looks it up: a third of the memory of the parsed form, which matters at thousands of
@@ -61,6 +62,7 @@ OWNED_RESOURCES: Mapping[str, tuple[str, str]] = {
     "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"), "Secret": ("v1", "secrets"),
     "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
 }
 OWNER_KINDS = ("LLMRoute", "ModelPool")
 """Kinds whose workers a change to an object they control wakes (routes, and the scalers of ModelPools)."""

@@ -60,6 +60,7 @@ PLURALS: Mapping[str, str] = {
     "PodDisruptionBudget": "poddisruptionbudgets", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "LLMRoute": "llmroutes", "ProviderPolicy": "providerpolicies", "ModelPool": "modelpools", "Pod": "pods",
     "PersistentVolumeClaim": "persistentvolumeclaims", "Lease": "leases", "Event": "events",
+    "NetworkPolicy": "networkpolicies",
 }
 
 
@@ -215,6 +216,12 @@ class Kube:
         status, _ = await self._checked("DELETE", path_of(key), ok=(404,))
         cache.wrote(key, None)
         return status != 404
+
+    async def read_path(self, path: str) -> JsonObj | None:
+        """A JSON document at a non-resource path (the service account issuer's discovery and JWKS); None when the
+        API server does not serve it."""
+        status, data = await self._checked("GET", path, ok=(401, 403, 404))
+        return data if status < 400 else None
 
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's ``data`` (base64 values, as stored, never decoded); empty if the Secret is missing."""

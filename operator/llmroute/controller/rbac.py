@@ -6,7 +6,8 @@ against the emulator, turns every request the operator made into (group, resourc
 
 Notes on the rules:
 
-* **Owned kinds** (ConfigMaps, Services, Secrets, Deployments, PDBs, HPAs) need ``list``/``watch``: reconciles read
+* **Owned kinds** (ConfigMaps, Services, Secrets, Deployments, PDBs, HPAs, routers' NetworkPolicies) need
+  ``list``/``watch``: reconciles read
   them from a watch cache (:mod:`llmroute.controller.cache`), not with GETs. The watches carry the label selector
   ``app.kubernetes.io/managed-by=llmroute-operator``, so the API server streams only the operator's own objects;
   RBAC cannot express that restriction, which is why the selector is set server-side and not only filtered in the
@@ -25,6 +26,10 @@ Notes on the rules:
 * kopf itself needs: watch/list/patch of the custom resources (finalizers, annotations), ``events: create``,
   ``customresourcedefinitions: list, watch`` and ``namespaces: list, watch``. kopf runs **standalone** (no
   peering), so no ``kopfpeerings`` rules.
+* **Service account issuer** (for LLMRoutes with ``spec.access.serviceAccounts``): the operator reads
+  ``/.well-known/openid-configuration`` and ``/openid/v1/jwks`` (public keys) and puts them in the router config, so
+  routers verify callers offline and need no API access (no TokenReview). Every service account may read these
+  through the default ``system:service-account-issuer-discovery`` binding, so the ClusterRole adds nothing for it.
 * **Leader election** (:mod:`llmroute.controller.leader`) is not in the ClusterRole: :func:`lease_role` is a Role in
   the operator's own namespace with ``get``/``update`` on the one named Lease and ``create`` on leases (a create
   cannot be restricted by name in RBAC). No ``list``/``watch``/``delete``/``patch``: the replicas read the Lease by
@@ -49,6 +54,7 @@ RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("apps", ("deployments",), tuple(OWNED)),
     ("policy", ("poddisruptionbudgets",), tuple(OWNED)),
     ("autoscaling", ("horizontalpodautoscalers",), tuple(OWNED)),
+    ("networking.k8s.io", ("networkpolicies",), tuple(OWNED)),
     ("", ("events",), ("create",)),
     ("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")),
     ("", ("namespaces",), ("list", "watch")),

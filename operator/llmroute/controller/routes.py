@@ -60,10 +60,11 @@ from llmroute.controller import metrics
 from llmroute.controller import status as st
 from llmroute.controller.cache import CacheView, Owned, SourceSecrets
 from llmroute.controller.indexes import ROUTES, first
+from llmroute.controller.issuer import IssuerKeys
 from llmroute.controller.kube import Kube, NotOwned, post_event
 from llmroute.controller.settings import Settings
 from llmroute.core import manifests
-from llmroute.core.compile import compile_route
+from llmroute.core.compile import Issuer, compile_route
 from llmroute.core.router_config import RouterConfig
 from llmroute.errors import CompileError, FieldError
 
@@ -142,7 +143,7 @@ async def reconcile(body: Body, memo: kopf.Memo, indexes: Mapping[str, Any]) -> 
             kube: Kube = memo.kube
             try:
                 route, policy = parse(body), find_policy(body, indexes["policies_by_name"])
-                config = compile_checked(route, policy)
+                config = compile_checked(route, policy, await issuer_for(memo, route))
                 obs = await roll_out(kube, memo, route, config, cache_view(memo, indexes), policy_health(memo, policy))
             except Rejected as rejected:
                 outcome.result = REJECTED_RESULTS.get(rejected.ready.reason, metrics.Result.ERROR)
@@ -182,10 +183,17 @@ def find_policy(body: Body, policies: kopf.Index[str, Any]) -> ProviderPolicy:
         raise Rejected(st.Cond(st.FALSE, "PolicyInvalid", msg), st.Cond(st.FALSE, "PolicyInvalid", msg)) from None
 
 
-def compile_checked(route: LLMRoute, policy: ProviderPolicy) -> RouterConfig:
+async def issuer_for(memo: kopf.Memo, route: LLMRoute) -> Issuer | None:
+    """The cluster's service account issuer keys, read only for a route that accepts service account tokens."""
+    wanted = route.spec.access is not None and route.spec.access.service_accounts is not None
+    keys: IssuerKeys | None = memo.get("issuer")
+    return await keys.get() if wanted and keys is not None else None
+
+
+def compile_checked(route: LLMRoute, policy: ProviderPolicy, issuer: Issuer | None = None) -> RouterConfig:
     errors: list[FieldError] = manifests.route_errors(route)
     try:
-        config = compile_route(route, policy)
+        config = compile_route(route, policy, issuer)
     except CompileError as exc:
         errors.extend(exc.errors)
     if errors:

@@ -26,6 +26,11 @@ LLMROUTE_DEMAND_PORT         ``POST /v1/demand`` port: requests routers  8082
 LLMROUTE_DEMAND_URL          that endpoint as routers reach it (the      unset: routers report no demand
                              operator's Service), given to every router
                              as ``LLMROUTE_DEMAND_URL``
+LLMROUTE_NETWORK_POLICIES    give every router a NetworkPolicy (ingress  false (the Helm chart: true)
+                             from the route's callers, egress to DNS
+                             and provider ports)
+LLMROUTE_METRICS_NAMESPACES  comma-separated namespaces whose pods may   empty
+                             scrape routers under those policies
 LLMROUTE_LEADER_ELECTION     one active replica, elected through a       false (the Helm chart: true)
                              Lease (:mod:`.leader`)
 LLMROUTE_LEASE_NAME          that Lease's name                           ``llmroute-operator``
@@ -73,6 +78,8 @@ class Settings:
     demand_port: int | None = None
     demand_url: str | None = None
     pool_metrics_port: int = VLLM_PORT
+    network_policies: bool = False
+    metrics_namespaces: tuple[str, ...] = ()
     leader_election: bool = False
     lease_name: str = DEFAULT_LEASE_NAME
     lease_namespace: str | None = None
@@ -106,6 +113,9 @@ class Settings:
             health_port=_port(env.get("LLMROUTE_HEALTH_PORT"), DEFAULT_HEALTH_PORT),
             demand_port=_port(env.get("LLMROUTE_DEMAND_PORT"), DEFAULT_DEMAND_PORT),
             demand_url=env.get("LLMROUTE_DEMAND_URL") or None,
+            network_policies=_flag(env.get("LLMROUTE_NETWORK_POLICIES"), default=False),
+            metrics_namespaces=tuple(n.strip() for n in env.get("LLMROUTE_METRICS_NAMESPACES", "").split(",")
+                                     if n.strip()),
             leader_election=_flag(env.get("LLMROUTE_LEADER_ELECTION"), default=False),
             lease_name=env.get("LLMROUTE_LEASE_NAME") or DEFAULT_LEASE_NAME,
             lease_namespace=env.get("LLMROUTE_LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or None,
@@ -114,7 +124,8 @@ class Settings:
 
     @property
     def router(self) -> RouterSettings:
-        return RouterSettings(image=self.router_image, demand_url=self.demand_url)
+        return RouterSettings(image=self.router_image, demand_url=self.demand_url,
+                              network_policies=self.network_policies, metrics_namespaces=self.metrics_namespaces)
 
 
 def _flag(value: str | None, *, default: bool) -> bool:

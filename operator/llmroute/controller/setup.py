@@ -31,6 +31,7 @@ import kopf
 
 from llmroute import __version__
 from llmroute.controller import cache, metrics
+from llmroute.controller.issuer import IssuerKeys
 from llmroute.controller.kube import Kube
 from llmroute.controller.pools import PoolRegistry
 from llmroute.controller.settings import Settings
@@ -74,6 +75,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if "kube" not in memo:
             memo.kube = Kube.from_environment()
         memo.setdefault("secrets", cache.SourceSecrets(memo.kube, ttl=memo.settings.secret_ttl_seconds))
+        memo.setdefault("issuer", IssuerKeys(memo.kube))  # service account issuer keys, read when a route needs them
         serve_metrics(operator_settings.metrics_port)
         metrics.set_leader(True)
 

@@ -22,6 +22,17 @@ What a route owns (every object carries a controller ownerReference to the LLMRo
 * HorizontalPodAutoscaler ``<route>-router`` (autoscaling/v2) only with ``spec.router.autoscaling``; the Deployment
   then leaves ``replicas`` to the HPA.
 * Secret ``<route>-provider-keys`` only when a provider key lives in **another namespace**.
+* NetworkPolicy ``<route>-router`` only when the operator is told to (``RouterSettings.network_policies``, the
+  chart's ``networkPolicies.enabled``): router pods accept connections on ``http`` only from the namespaces the
+  route's ``spec.access`` admits (:func:`llmroute.core.access.ingress_namespaces`; every namespace without it) and
+  from the metrics scrapers' namespaces; they may connect only to DNS (53) and to the ports of the providers in the
+  compiled config (and of the operator's demand endpoint). Provider hosts are outside the cluster and resolved at run
+  time, so egress is restricted by port, not by address.
+
+Client credentials (``spec.access.bearerTokens``): each Secret is mounted (only the named keys, ``optional``: a
+missing Secret adds no token and refuses its callers) at ``/var/run/llmroute/access/<secret>``, where the router
+re-reads it; the kubelet refreshes the files when the Secret changes, so a rotation needs no rollout and no token
+value is in the pod template, the config or its hash.
 
 Provider keys. A key in the route's own namespace is referenced directly (``secretKeyRef``). A pod cannot reference
 a Secret in another namespace, and ProviderPolicy is cluster-scoped, so for a key in another namespace (the platform
@@ -52,11 +63,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from llmroute.api.base import API_VERSION
 from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
-from llmroute.core.router_config import CredentialRef, RouterConfig
+from llmroute.core import access
+from llmroute.core.router_config import TOKENS_DIR, CredentialRef, RouterConfig
 from llmroute.errors import FieldError
 
 CONFIG_HASH_ANNOTATION = "llmroute.io/config-hash"
@@ -91,6 +104,11 @@ class RouterSettings:
     """Where routers report requests they hold for a ModelPool (the operator's ``POST /v1/demand``); the router
     container gets it as ``LLMROUTE_DEMAND_URL``. Not part of the compiled config (nor its hash): where the operator
     listens is not routing. Changing it rolls every router once, as any change to the pod template does."""
+    network_policies: bool = False
+    """Give every router a NetworkPolicy (see the module notes)."""
+    metrics_namespaces: tuple[str, ...] = ()
+    """Namespaces whose pods (Prometheus) may scrape routers when NetworkPolicies are on; empty: none besides the
+    route's callers."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +156,8 @@ def all_owned_keys(route: str, namespace: str) -> tuple[ObjectKey, ...]:
             ObjectKey("v1", "Service", namespace, router_name(route)),
             ObjectKey("policy/v1", "PodDisruptionBudget", namespace, router_name(route)),
             ObjectKey("autoscaling/v2", "HorizontalPodAutoscaler", namespace, router_name(route)),
-            ObjectKey("v1", "Secret", namespace, keys_secret_name(route)))
+            ObjectKey("v1", "Secret", namespace, keys_secret_name(route)),
+            ObjectKey("networking.k8s.io/v1", "NetworkPolicy", namespace, router_name(route)))
 
 
 def route_errors(route: LLMRoute) -> list[FieldError]:
@@ -228,6 +247,8 @@ def desired_objects(route: LLMRoute, config: RouterConfig, settings: RouterSetti
          ObjectKey("autoscaling/v2", "HorizontalPodAutoscaler", ns, router_name(name))),
         (bool(foreign_credentials(route, config)), lambda: _keys_secret(meta(keys_secret_name(name)), copied or {}),
          ObjectKey("v1", "Secret", ns, keys_secret_name(name))),
+        (settings.network_policies, lambda: network_policy(meta(router_name(name)), route, config, settings),
+         ObjectKey("networking.k8s.io/v1", "NetworkPolicy", ns, router_name(name))),
     ]
     for wanted, build, key in optional:
         if wanted:
@@ -300,8 +321,23 @@ def _container(route: LLMRoute, config: RouterConfig, settings: RouterSettings) 
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+                         {"name": "tmp", "mountPath": "/tmp"},
+                         *({"name": v, "mountPath": f"{TOKENS_DIR}/{secret}", "readOnly": True}
+                           for v, secret in _token_volumes(config))],
     }
+
+
+def _token_volumes(config: RouterConfig) -> list[tuple[str, str]]:
+    """(volume name, Secret name) for each Secret holding bearer tokens of ``spec.access``."""
+    secrets = dict.fromkeys(t.secret_name for t in (config.access.bearer_tokens if config.access else ()))
+    return [(f"access-tokens-{i}", secret) for i, secret in enumerate(secrets)]
+
+
+def _token_volume(config: RouterConfig, volume: str, secret: str) -> JsonObj:
+    keys = dict.fromkeys(t.secret_key for t in config.access.bearer_tokens if t.secret_name == secret) \
+        if config.access else {}
+    return {"name": volume, "secret": {"secretName": secret, "optional": True, "defaultMode": 0o440,
+                                       "items": [{"key": k, "path": k} for k in keys]}}
 
 
 def _deployment(meta: JsonObj, route: LLMRoute, config: RouterConfig, settings: RouterSettings,
@@ -314,7 +350,8 @@ def _deployment(meta: JsonObj, route: LLMRoute, config: RouterConfig, settings: 
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "containers": [_container(route, config, settings)],
         "volumes": [{"name": "config", "configMap": {"name": config_map_name(name)}},
-                    {"name": "tmp", "emptyDir": {}}],
+                    {"name": "tmp", "emptyDir": {}},
+                    *(_token_volume(config, v, secret) for v, secret in _token_volumes(config))],
     }
     spec: JsonObj = {
         "selector": {"matchLabels": selector_labels(name)},
@@ -334,6 +371,44 @@ def _service(meta: JsonObj, route: str) -> JsonObj:
     return {"apiVersion": "v1", "kind": "Service", "metadata": {**meta, "annotations": scrape},
             "spec": {"type": "ClusterIP", "selector": selector_labels(route),
                      "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+DNS_PORT = 53
+
+
+def egress_ports(config: RouterConfig, settings: RouterSettings) -> list[int]:
+    """TCP ports a router connects to: each provider's endpoint port (its scheme's default if unset), a ModelPool's
+    pod port, and the operator's demand endpoint."""
+    ports = {p.pool.port if p.pool is not None else _url_port(p.endpoint) for p in config.providers}
+    if settings.demand_url:
+        ports.add(_url_port(settings.demand_url))
+    return sorted(ports)
+
+
+def _url_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (80 if parts.scheme == "http" else 443)
+
+
+def network_policy(meta: JsonObj, route: LLMRoute, config: RouterConfig, settings: RouterSettings) -> JsonObj:
+    """The router's NetworkPolicy (see the module notes)."""
+    spec = route.spec.access
+    callers = access.ingress_namespaces(
+        route.metadata.namespace or "default", service_accounts=spec is not None and spec.service_accounts is not None,
+        namespaces=spec.allowed_namespaces if spec else (),
+        allowed_service_accounts=spec.allowed_service_accounts if spec else ())
+    http = [{"port": "http", "protocol": "TCP"}]
+    if callers is None:
+        ingress: list[JsonObj] = [{"from": [{"namespaceSelector": {}}], "ports": http}]
+    else:
+        admitted = sorted({*callers, *settings.metrics_namespaces})
+        ingress = [{"from": [{"namespaceSelector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": admitted}]}}], "ports": http}]
+    egress = [{"ports": [{"port": DNS_PORT, "protocol": "UDP"}, {"port": DNS_PORT, "protocol": "TCP"}]},
+              {"ports": [{"port": port, "protocol": "TCP"} for port in egress_ports(config, settings)]}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
+            "spec": {"podSelector": {"matchLabels": selector_labels(route.metadata.name)},
+                     "policyTypes": ["Ingress", "Egress"], "ingress": ingress, "egress": egress}}
 
 
 def _pdb(meta: JsonObj, route: str) -> JsonObj:
