@@ -20,7 +20,7 @@ from tests.conftest import EXAMPLE, example_doc
 
 pytestmark = pytest.mark.unit
 PARSERS = [pytest.param(False, id="libyaml"), pytest.param(True, id="pure-python")]
-BOUND_S = 5.0  # generous on a loaded 2-core machine; each case takes well under a second alone
+BOUND_S = 5.0  # CPU seconds (the machine is shared); each case takes well under a second
 
 
 def _bomb(levels: int) -> str:
@@ -84,9 +84,9 @@ HOSTILE = [
 @pytest.mark.parametrize("pure", PARSERS)
 @pytest.mark.parametrize(("text", "message"), HOSTILE)
 def test_hostile_yaml_is_one_clear_error_in_bounded_time(text: str, message: str, pure: bool) -> None:
-    start = time.perf_counter()
+    start = time.process_time()
     _, errors = parse_documents(text, "f.yaml", pure_python=pure)
-    assert time.perf_counter() - start < BOUND_S
+    assert time.process_time() - start < BOUND_S
     assert len(errors) == 1, errors
     assert str(errors[0]).startswith(f"f.yaml{message}"), str(errors[0])
 
@@ -200,7 +200,7 @@ def test_duplicate_objects_name_the_first(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
 def test_a_device_is_never_read() -> None:
-    start = time.perf_counter()
+    start = time.process_time()
     _, errors = load_all(["/dev/zero"])
     assert [str(e) for e in errors] == ["/dev/zero: not a regular file or folder"]
-    assert time.perf_counter() - start < BOUND_S
+    assert time.process_time() - start < BOUND_S
