@@ -7,9 +7,13 @@ known origin, a status line, headers, and the body as it arrives. This module do
 ``asyncio.Protocol``:
 
 * request: one ``transport.write`` of the head and body (``Content-Length``; no ``Expect``, no chunked upload);
-* response: status line and headers (names lower-cased, repeats joined with ``", "``), interim 1xx skipped; body
-  framed by ``Transfer-Encoding: chunked``, ``Content-Length``, none (HEAD/204/304) or the connection's end;
-  no content coding (the router asks for ``Accept-Encoding: identity``: :mod:`llmroute.router.config_source`);
+* response: parsed by llhttp (Node.js's HTTP parser, through ``httptools`` as uvicorn uses it): status line and
+  headers (names lower-cased, repeats joined with ``", "``; trailers ignored), interim 1xx skipped (101 is a
+  failure); body framed by ``Transfer-Encoding: chunked``, ``Content-Length``, none (204/304, or a request that
+  wants none) or the connection's end; what llhttp refuses (a malformed status line, chunk size or header, a
+  duplicate ``Content-Length``, ``Transfer-Encoding`` with ``Content-Length``) and a head over :data:`MAX_HEAD`
+  bytes are :class:`ProtocolViolation`; no content coding (the router asks for ``Accept-Encoding: identity``:
+  :mod:`llmroute.router.config_source`);
 * the body is handed over in the pieces that arrived (:meth:`Conn.take`); reading pauses above
   :data:`HIGH_WATER` buffered bytes and resumes once taken;
 * keep-alive: a connection whose body was read to its end, not closed by either side, goes back to
@@ -25,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
+
+import httptools
 
 HIGH_WATER = 1 << 20
 """Buffered body bytes above which the connection stops reading until the caller takes them."""
@@ -33,7 +38,8 @@ IDLE_S = 30.0
 """How long an idle pooled connection may be reused."""
 DRAIN_S = 1.0
 """How long a connection released before the end of its body may take to reach it and return to the pool."""
-_MAX_HEAD = 64 * 1024
+MAX_HEAD = 64 * 1024
+"""Bytes a response head (interim ones included) may take."""
 _NO_BODY_STATUS = (204, 304)
 
 
@@ -67,7 +73,9 @@ class Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
         self._reset_response()
+        self._expecting = False  # a request is out and its response is not complete
 
     def _reset_response(self) -> None:
         self.status = 0
@@ -76,10 +84,8 @@ class Conn(asyncio.Protocol):
         self.keep_alive = True
         self.error: BaseException | None = None
         self._head = True  # parsing the head (else the body)
-        self._framing = ""  # "length", "chunked" or "close"
-        self._remaining = 0  # length: body bytes to come; chunked: bytes left in the current chunk
-        self._chunk_state = 0  # 0 size line, 1 data, 2 CRLF after data, 3 trailers
-        self._buf = bytearray()
+        self._head_bytes = 0
+        self._until_close = False  # the body ends with the connection
         self._body: list[bytes] = []
         self._buffered = 0
         self._paused = False
@@ -95,13 +101,15 @@ class Conn(asyncio.Protocol):
         if self.closed:
             return
         try:
+            if not self._expecting:
+                raise ProtocolViolation("data after the end of the response")
             if self._head:
-                self._buf += data
-                self._parse_head()
-            else:
-                self._feed_body(data)
-        except ProtocolViolation as exc:
-            self._fail(exc)
+                self._head_bytes += len(data)
+            self._parser.feed_data(data)
+            if self._head and self._head_bytes > MAX_HEAD:
+                raise ProtocolViolation("response head too large")
+        except (httptools.HttpParserError, ProtocolViolation) as exc:
+            self._fail(exc if isinstance(exc, ProtocolViolation) else ProtocolViolation(str(exc) or "malformed"))
             return
         self._wake()
 
@@ -111,17 +119,64 @@ class Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.complete and self.error is None:
-            if not self._head and self._framing == "close" and exc is None:
+            if not self._head and self._until_close and exc is None:
                 self.complete = True
             else:
                 self.error = exc or ConnectionResetError("connection closed before the response was complete")
         self._wake()
         self.pool.forget(self)
 
+    # --- httptools callbacks ----------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if not self._expecting:
+            raise ProtocolViolation("data after the end of the response")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._head:
+            return  # a trailer
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers = self.headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): the real response follows
+            if status == 101:
+                raise ProtocolViolation("unexpected protocol switch")
+            self.headers = {}
+            return
+        self.status, self._head = status, False
+        self.keep_alive = self._parser.should_keep_alive()
+        if self._no_body or status in _NO_BODY_STATUS:
+            self.complete = True
+            if self._no_body:  # llhttp would read a body the request did not ask for: never reuse
+                self.keep_alive = False
+        elif "content-length" not in self.headers and "chunked" not in self.headers.get("transfer-encoding", ""):
+            self._until_close = True
+            self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        if self._draining or self.complete:
+            return
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self._head:  # the end of an interim response
+            return
+        self.complete, self._expecting = True, False
+        if self._draining:
+            self._draining = False
+            self.pool.put(self)
+
     # --- the request ------------------------------------------------------------------------------------------
     def send(self, head: bytes, body: bytes, no_body: bool) -> None:
         self._reset_response()
         self._no_body = no_body
+        self._expecting = True
         assert self.transport is not None
         if len(body) <= 65536:
             self.transport.write(head + body)
@@ -164,12 +219,13 @@ class Conn(asyncio.Protocol):
 
     def release(self) -> None:
         """Done with the response: back to the pool if it can be reused (now, or once its end arrives)."""
-        if self.closed or self.error is not None or not self.keep_alive or self._framing == "close":
+        if self.closed or self.error is not None or not self.keep_alive:
             self.close()
         elif self.complete:
             self.pool.put(self)
         else:
             self._draining = True
+            self._body.clear()
             self.pool.loop.call_later(DRAIN_S, self._drain_expired)
 
     def close(self) -> None:
@@ -181,114 +237,6 @@ class Conn(asyncio.Protocol):
     def _drain_expired(self) -> None:
         if self._draining:
             self.close()
-
-    # --- parsing ----------------------------------------------------------------------------------------------
-    def _parse_head(self) -> None:
-        while self._head:
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > _MAX_HEAD:
-                    raise ProtocolViolation("response head too large")
-                return
-            lines = bytes(self._buf[:end]).split(b"\r\n")
-            rest = bytes(self._buf[end + 4:])
-            self._buf.clear()
-            version, _, status_text = lines[0].partition(b" ")
-            code = status_text[:3]
-            if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-                raise ProtocolViolation("malformed status line")
-            status = int(code)
-            if 100 <= status < 200:  # interim response (100 Continue, 103 Early Hints): the real one follows
-                self._buf += rest
-                continue
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(b":")
-                if not sep or not name or name != name.strip():
-                    raise ProtocolViolation("malformed header line")
-                key, text = name.decode("latin-1").lower(), value.strip().decode("latin-1")
-                headers[key] = f"{headers[key]}, {text}" if key in headers else text
-            self.status, self.headers, self._head = status, headers, False
-            connection = headers.get("connection", "").lower()
-            self.keep_alive = "close" not in connection if version == b"HTTP/1.1" else "keep-alive" in connection
-            self._frame(headers)
-            if rest:
-                self._feed_body(rest)
-
-    def _frame(self, headers: Mapping[str, str]) -> None:
-        if self._no_body or self.status in _NO_BODY_STATUS:
-            self._framing, self.complete = "length", True
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self._framing = "chunked"
-        elif "content-length" in headers:
-            length = headers["content-length"]
-            if not length.isdigit():
-                raise ProtocolViolation("malformed Content-Length")
-            self._framing, self._remaining = "length", int(length)
-            self.complete = self._remaining == 0
-        else:
-            self._framing = "close"
-
-    def _feed_body(self, data: bytes) -> None:
-        if self._framing == "chunked":
-            self._buf += data
-            self._chunked()
-        elif self._framing == "close":
-            self._push(data)
-        elif not self.complete:
-            if len(data) > self._remaining:
-                raise ProtocolViolation("more body than Content-Length")
-            self._remaining -= len(data)
-            self._push(data)
-            self.complete = self._remaining == 0
-        elif data:
-            raise ProtocolViolation("data after the end of the response")
-        if self.complete and self._draining:
-            self._draining = False
-            self.pool.put(self)
-
-    def _chunked(self) -> None:
-        buf = self._buf
-        while buf and not self.complete:
-            if self._chunk_state == 1:  # chunk data
-                take = min(self._remaining, len(buf))
-                self._push(bytes(buf[:take]))
-                del buf[:take]
-                self._remaining -= take
-                if not self._remaining:
-                    self._chunk_state = 2
-                continue
-            end = buf.find(b"\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    raise ProtocolViolation("chunk size line too long")
-                return
-            line = bytes(buf[:end])
-            del buf[:end + 2]
-            if self._chunk_state == 0:
-                size = line.split(b";", 1)[0].strip()
-                try:
-                    self._remaining = int(size, 16)
-                except ValueError:
-                    raise ProtocolViolation("malformed chunk size") from None
-                self._chunk_state = 1 if self._remaining else 3
-            elif self._chunk_state == 2:
-                if line:
-                    raise ProtocolViolation("chunk data longer than its size")
-                self._chunk_state = 0
-            elif not line:  # the empty line that ends the trailers
-                self.complete = True
-        if self.complete and buf:
-            raise ProtocolViolation("data after the end of the response")
-
-    def _push(self, data: bytes) -> None:
-        if not data or self._draining:
-            return
-        self._body.append(data)
-        self._buffered += len(data)
-        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
 
     def _fail(self, exc: BaseException) -> None:
         self.error = exc
