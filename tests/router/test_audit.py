@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -265,3 +267,29 @@ def test_a_route_without_audit_writes_nothing(hub: Hub, tmp_path_factory: pytest
         assert REQUEST_ID not in raw.headers
         assert "llmroute_audit_records_total 0.0" in proc.metrics()
         assert audit_lines(proc) == []
+
+
+def documented_jq() -> str:
+    """The jq filter docs/audit.md gives for "no pii left the allowed jurisdictions"."""
+    doc = (ROOT / "docs" / "audit.md").read_text()
+    command = doc.split("<!-- audit-jq -->", 1)[1].split("```", 2)[1].split("\n", 1)[1]
+    return command.split("'", 2)[1]
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_the_documented_jq_proof_passes_on_real_lines_and_catches_a_violation(
+    client: openai.OpenAI, audited: RouterProcess, hub: Hub
+) -> None:
+    hub["together"].set_faults(status=503)
+    chat(client, f"SSN {SSN}", data_class="public")
+    chat(client, "hello", data_class="pii", stream=True)
+    lines = audit_lines(audited)
+    pii = [json.loads(line) for line in lines if "pii" in json.loads(line)["classes"]]
+    assert len(pii) >= 2 and any(len(r["attempts"]) > 1 for r in pii)
+    jq = [shutil.which("jq") or "jq", "-c", documented_jq()]
+    clean = subprocess.run(jq, input="\n".join(lines), capture_output=True, text=True, check=True)
+    assert clean.stdout == ""
+    forged = copy.deepcopy(pii[0])
+    forged["attempts"].append({**forged["attempts"][0], "provider": "deepseek", "jurisdiction": "CN"})
+    caught = subprocess.run(jq, input=json.dumps(forged), capture_output=True, text=True, check=True)
+    assert json.loads(caught.stdout)["requestId"] == forged["requestId"]

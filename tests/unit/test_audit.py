@@ -178,3 +178,32 @@ def test_spec_audit_compiles_only_when_enabled(
 def test_sample_rate_is_a_fraction(route_doc: dict[str, Any], rate: Any) -> None:
     with pytest.raises(ValueError, match=r"sampleRate|sample_rate"):
         route_with(route_doc, {"sampleRate": rate})
+
+
+DOC = (ROOT / "docs" / "audit.md").read_text()
+
+
+def fenced_after(marker: str) -> str:
+    """The fenced block that follows ``<!-- marker -->`` in docs/audit.md."""
+    after = DOC.split(f"<!-- {marker} -->", 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+def test_the_documented_example_is_a_valid_record_in_key_order() -> None:
+    example = json.loads(fenced_after("audit-example"))
+    validate(example)
+    assert list(example) == SCHEMA["required"]
+
+
+def test_the_documented_table_names_every_field_in_order() -> None:
+    table = DOC.split("## Schema", 1)[1].split("Each attempt:", 1)[0]
+    names = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert names == SCHEMA["required"]
+    attempt = DOC.split("Each attempt:", 1)[1].split("## Example", 1)[0]
+    named = {
+        n.strip()
+        for line in attempt.splitlines()
+        if line.startswith("| `")
+        for n in line.split("|")[1].replace("`", "").split(",")
+    }
+    assert named == set(SCHEMA["$defs"]["attempt"]["required"])
