@@ -126,9 +126,12 @@ def _random_looking(value: str, shaped: bool) -> bool:
         shaped and (value.startswith(("AKIA", "ASIA")) or not (value.islower() or value.isupper()))
     ):
         return False
-    if len(set(value)) < 10:
+    distinct = set(value)
+    if len(distinct) < 10:
         return False
-    counts = Counter(value)
     n = len(value)
+    if max(map(value.count, distinct)) * 8 <= n:
+        return True  # no character is more than an eighth of it: entropy >= -log2(1/8) = 3, by > 0.19 bits here
+    counts = Counter(value)
     entropy = -sum(c / n * math.log2(c / n) for c in counts.values())
     return entropy >= 3.0

@@ -269,6 +269,8 @@ def phone_at(text: str, ctx: Context, start: int, end: int) -> Hit | None:
         conf = _phone(ctx, start, end, candidate)
         if conf:
             return ("phone", start, end, conf)
+        if " " not in candidate[-4:]:
+            return None  # (what the test below needs, in one step)
         cut = candidate.rstrip("0123456789").rstrip(" -.()/\u00a0")
         if not 0 < len(candidate) - len(cut) <= 3 or " " not in candidate[len(cut) - 1 : len(cut) + 1]:
             return None  # only "415 555 0134 2 items": a short group after a space, not a longer number's tail
@@ -301,8 +303,8 @@ def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
             else candidate
         )
         return (0.97 if cue is Cue.POSITIVE else 0.9) if valid_in(number, None) else 0.0
-    if digits > 12 or _DATE.search(candidate) or _SSN_SHAPE.fullmatch(candidate) or _ISBN.fullmatch(candidate):
-        return 0.0
+    if digits > 12 or ("-" in candidate and (_SSN_SHAPE.fullmatch(candidate) or _ISBN.fullmatch(candidate))):
+        return 0.0  # (a national number holding a date never gets here: ``numbers`` looks for one first)
     if "." in candidate and not _DOTS.fullmatch(candidate):
         return 0.0
     if not ctx.phone_may_be_positive() and not (
@@ -364,10 +366,12 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
             yield from ssns_in(text, ctx, start, hi)
         if digits >= 12 and _CARD_SHAPE.search(classes, start, hi):
             yield from cards_in(text, ctx, start, hi)
-        national = not (start and text[start - 1] in "+(") and text[start : start + 2] != "00"
-        if digits > 20 or (national and (digits > 15 or _DATE.search(text, start, end))):
-            continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group, or
-            # a national number holding a date, which ``_phone`` refuses before and after that cut
+        before = text[start - 1] if start else ""
+        national = before != "+" and (before == "(" or text[start : start + 2] != "00")  # as ``_phone`` decides
+        if digits > 20 or (national and (digits > 15 or _DATE.search(text[start:end]))):
+            continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group, or a
+            # national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this text),
+            # which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
         phone = phone_at(text, ctx, start, end)
         if phone is not None:
             yield phone
