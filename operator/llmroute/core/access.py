@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -81,6 +81,8 @@ class Identity:
     namespace: str | None = None
     name: str | None = None
     token: str | None = None
+    expires_at: float | None = field(default=None, compare=False)
+    """A service account token's ``exp``: until when a verified token may be taken again without re-verifying."""
 
     def label(self) -> str:
         return f"token:{self.token}" if self.token is not None else f"{self.namespace}/{self.name}"
@@ -174,6 +176,13 @@ def verify_service_account(
         )
     _check_times(claims, now, skew_s)
     return _service_account(claims)
+
+
+def still_valid(identity: Identity, now: float, skew_s: float = SKEW_S) -> bool:
+    """Whether a token verified earlier (``identity`` from :func:`verify_service_account`) has not expired since:
+    its signature, issuer, audience and not-before cannot change, so a verifier may remember it by digest until
+    then (an RS256 check costs ~0.1 ms, ES256 ~0.4 ms)."""
+    return identity.expires_at is not None and now < identity.expires_at + skew_s
 
 
 def allowed(
@@ -288,4 +297,4 @@ def _service_account(claims: Mapping[str, Any]) -> Identity:
         raise Denied(Reason.CLAIMS, "The token carries no service account (kubernetes.io claims).")
     if claims.get("sub") != f"system:serviceaccount:{namespace}:{name}":
         raise Denied(Reason.CLAIMS, "The token's subject does not match its service account.")
-    return Identity(namespace=namespace, name=name)
+    return Identity(namespace=namespace, name=name, expires_at=_number(claims, "exp"))

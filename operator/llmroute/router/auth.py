@@ -10,6 +10,9 @@ connection). A config without ``access`` lets everything through, as before: suc
   most every :data:`TOKEN_RELOAD_S`, and kept only as SHA-256 digests: a rotated Secret is accepted within that
   time plus the kubelet's volume sync, with no rollout. A missing or unreadable file adds no token (fail closed).
 * **Service account tokens** are verified offline against the issuer keys in the config, parsed once per config.
+  A verified token is remembered by its SHA-256 digest until it expires (at most :data:`MAX_VERIFIED` of them,
+  forgotten whenever the config's access section changes), so a client reusing its token - the SDK's normal case -
+  pays for one signature check, not one per request.
 * The verified caller is put on the request as ``request["llmroute.identity"]`` (:data:`IDENTITY_KEY`):
   ``namespace/name`` for a service account, ``token:<secret>/<key>`` for a shared token - never the token - for
   the audit trail. The credential itself is never forwarded: the proxy builds upstream headers from the provider
@@ -43,6 +46,7 @@ IDENTITY_KEY = "llmroute.identity"
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 TOKEN_RELOAD_S = 5.0
 MAX_TOKEN_FILE_BYTES = 4096
+MAX_VERIFIED = 4096
 
 DENIALS = Counter(
     "llmroute_access_denials",
@@ -71,6 +75,7 @@ class Guard:
         self._read_at = float("-inf")
         self._keys_for: object = None
         self._keys: tuple[access.VerificationKey, ...] = ()
+        self._verified: dict[bytes, access.Identity] = {}
 
     def identify(self, settings: AccessSettings, route_namespace: str, authorization: str | None) -> access.Identity:
         """The allowed caller behind ``authorization``, or :class:`access.Denied`."""
@@ -102,13 +107,20 @@ class Guard:
         sa = settings.service_accounts
         if sa is None or not access.looks_like_jwt(token):
             raise access.Denied(access.Reason.UNKNOWN_TOKEN, "The bearer token is not valid for this route.")
-        return access.verify_service_account(
-            token, issuer=sa.issuer, audience=sa.audience, keys=self._issuer_keys(settings), now=self.clock()
-        )
+        now, keys = self.clock(), self._issuer_keys(settings)
+        digest = access.token_digest(token)
+        known = self._verified.get(digest)
+        if known is not None and access.still_valid(known, now):
+            return known
+        identity = access.verify_service_account(token, issuer=sa.issuer, audience=sa.audience, keys=keys, now=now)
+        if len(self._verified) >= MAX_VERIFIED:
+            self._verified.clear()
+        self._verified[digest] = identity
+        return identity
 
     def _token_digests(self, files: tuple[TokenFile, ...]) -> dict[bytes, str]:
         now = self.monotonic()
-        if files != self._files or now - self._read_at >= TOKEN_RELOAD_S:
+        if files is not self._files or now - self._read_at >= TOKEN_RELOAD_S:
             self._files, self._read_at = files, now
             self._digests = {d: f"{f.secret_name}/{f.secret_key}" for f in files if (d := _digest_of(f)) is not None}
         return self._digests
@@ -117,6 +129,7 @@ class Guard:
         sa = settings.service_accounts
         if self._keys_for is not sa:
             self._keys_for, self._keys = sa, access.parse_jwks(sa.keys if sa is not None else ())
+            self._verified.clear()  # another issuer, audience or key set: verify again
         return self._keys
 
 
