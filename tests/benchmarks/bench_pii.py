@@ -77,15 +77,28 @@ class Accuracy:
     def summary(self) -> dict[str, Any]:
         types = sorted(set(self.labels) | set(self.findings))
         return {
-            "request": {"recall": self.request.recall(), "precision": self.request.precision(),
-                        "positives": self.request.tp + self.request.fn, "flagged": self.request.tp + self.request.fp},
-            "request_without_api_key_records": {"recall": self.request_no_keys.recall(),
-                                                "precision": self.request_no_keys.precision()},
-            "per_type": {t: {"recall": self.labels[t].recall(), "precision": self.findings[t].precision(),
-                             "labelled": self.labels[t].tp + self.labels[t].fn,
-                             "found": self.findings[t].tp + self.findings[t].fp} for t in types},
-            "request_by_kind": {k: {"recall": v.recall(), "precision": v.precision()}
-                                for k, v in sorted(self.by_kind.items())},
+            "request": {
+                "recall": self.request.recall(),
+                "precision": self.request.precision(),
+                "positives": self.request.tp + self.request.fn,
+                "flagged": self.request.tp + self.request.fp,
+            },
+            "request_without_api_key_records": {
+                "recall": self.request_no_keys.recall(),
+                "precision": self.request_no_keys.precision(),
+            },
+            "per_type": {
+                t: {
+                    "recall": self.labels[t].recall(),
+                    "precision": self.findings[t].precision(),
+                    "labelled": self.labels[t].tp + self.labels[t].fn,
+                    "found": self.findings[t].tp + self.findings[t].fp,
+                }
+                for t in types
+            },
+            "request_by_kind": {
+                k: {"recall": v.recall(), "precision": v.precision()} for k, v in sorted(self.by_kind.items())
+            },
         }
 
 
@@ -117,8 +130,9 @@ def _tally_request(t: Tally, positive: bool, flagged: bool) -> None:
         t.fp += 1
 
 
-def _tally_values(acc: Accuracy, r: pii_corpus.Record, placed: list[tuple[request_text.Place, Spans]],
-                  keep_errors: int) -> None:
+def _tally_values(
+    acc: Accuracy, r: pii_corpus.Record, placed: list[tuple[request_text.Place, Spans]], keep_errors: int
+) -> None:
     labelled: list[tuple[int, str, int, int]] = []  # (place index, type, start, end)
     for kind, value in set(r.labels):
         for i, (place, _) in enumerate(placed):
@@ -127,9 +141,8 @@ def _tally_values(acc: Accuracy, r: pii_corpus.Record, placed: list[tuple[reques
                 labelled.append((i, kind, at, at + len(value)))
                 at = place.text.find(value, at + 1)
     for kind, value in set(r.labels):
-        spans = [s for s in labelled if s[1] == kind and placed[s[0]][0].text[s[2]:s[3]] == value]
-        hit = any(t == kind and f_start < s[3] and s[2] < f_end
-                  for s in spans for t, f_start, f_end in placed[s[0]][1])
+        spans = [s for s in labelled if s[1] == kind and placed[s[0]][0].text[s[2] : s[3]] == value]
+        hit = any(t == kind and f_start < s[3] and s[2] < f_end for s in spans for t, f_start, f_end in placed[s[0]][1])
         acc.labels[kind].tp += hit
         acc.labels[kind].fn += not hit
         if not hit and len(acc.errors) < keep_errors:
@@ -140,7 +153,7 @@ def _tally_values(acc: Accuracy, r: pii_corpus.Record, placed: list[tuple[reques
             acc.findings[t].tp += ok
             acc.findings[t].fp += not ok
             if not ok and len(acc.errors) < keep_errors:
-                ctx = place.text[max(0, start - 30):end + 10]
+                ctx = place.text[max(0, start - 30) : end + 10]
                 acc.errors.append(f"FALSE {t:<11} {r.id} {r.kind:<12} {place.text[start:end]!r} in {ctx!r}")
 
 
@@ -148,14 +161,20 @@ def _around(r: pii_corpus.Record, value: str) -> str:
     for p in request_text.places(r.body):
         at = p.text.find(value)
         if at != -1:
-            return p.text[max(0, at - 30):at + len(value) + 10]
+            return p.text[max(0, at - 30) : at + len(value) + 10]
     return f"(not located) {value}"
 
 
 # --- Presidio ------------------------------------------------------------------------------------------------------
 
-PRESIDIO_TYPES = {"EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "CREDIT_CARD": "credit_card",
-                  "US_SSN": "us_ssn", "IBAN_CODE": "iban", "IP_ADDRESS": "ip_address"}
+PRESIDIO_TYPES = {
+    "EMAIL_ADDRESS": "email",
+    "PHONE_NUMBER": "phone",
+    "CREDIT_CARD": "credit_card",
+    "US_SSN": "us_ssn",
+    "IBAN_CODE": "iban",
+    "IP_ADDRESS": "ip_address",
+}
 
 
 def presidio(threshold: float) -> DetectFn | None:
@@ -174,8 +193,14 @@ def presidio(threshold: float) -> DetectFn | None:
         )
     except ImportError:
         return None
-    recognizers = [EmailRecognizer(), PhoneRecognizer(), CreditCardRecognizer(), UsSsnRecognizer(), IbanRecognizer(),
-                   IpRecognizer()]
+    recognizers = [
+        EmailRecognizer(),
+        PhoneRecognizer(),
+        CreditCardRecognizer(),
+        UsSsnRecognizer(),
+        IbanRecognizer(),
+        IpRecognizer(),
+    ]
 
     def detect(text: str, key: str) -> Spans:  # Presidio takes no key
         out: Spans = []
@@ -184,6 +209,7 @@ def presidio(threshold: float) -> DetectFn | None:
                 if res.score >= threshold and res.entity_type in PRESIDIO_TYPES:
                     out.append((PRESIDIO_TYPES[res.entity_type], res.start, res.end))
         return _non_overlapping(out)
+
     return detect
 
 
@@ -235,7 +261,7 @@ def conversation_bodies(records: list[pii_corpus.Record], size: int) -> list[dic
             if i % 2 == 0:
                 turn += "\n\n" + pasted[k % len(pasted)]
                 k += 1
-            turn = turn[:size - total]
+            turn = turn[: size - total]
             i += 1
             messages.append({"role": "user" if len(messages) % 2 else "assistant", "content": turn})
             total += len(turn)
@@ -252,7 +278,7 @@ def sized_bodies(records: list[pii_corpus.Record], size: int) -> list[dict[str, 
         messages: list[dict[str, Any]] = []
         total = 0
         while total < size:
-            t = texts[i % len(texts)][:size - total]
+            t = texts[i % len(texts)][: size - total]
             i += 1
             messages.append({"role": "user" if len(messages) % 2 == 0 else "assistant", "content": t})
             total += len(t)
@@ -266,14 +292,17 @@ def latency(detect: DetectFn, bodies: list[dict[str, Any]], budget_s: float, min
     times: list[float] = []
     deadline = time.perf_counter() + budget_s
     while time.perf_counter() < deadline or len(times) < min_runs:
-        for body in bodies[:max(min_runs, 1)] if budget_s == 0 else bodies:
+        for body in bodies[: max(min_runs, 1)] if budget_s == 0 else bodies:
             t0 = time.process_time()
             for place in request_text.places(body):
                 detect(place.text, request_text.key_of(place))
             times.append(time.process_time() - t0)
     times.sort()
-    return {"p50_ms": statistics.median(times) * 1e3, "p99_ms": times[int(len(times) * 0.99) - 1] * 1e3 if len(
-        times) >= 100 else times[-1] * 1e3, "runs": len(times)}
+    return {
+        "p50_ms": statistics.median(times) * 1e3,
+        "p99_ms": times[int(len(times) * 0.99) - 1] * 1e3 if len(times) >= 100 else times[-1] * 1e3,
+        "runs": len(times),
+    }
 
 
 def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) -> dict[str, float]:
@@ -312,7 +341,7 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
             for text, key in texts:
                 pii.detect(text, key)
     finally:
-        pii_numbers.valid_in, pii_context.Context.cue = valid_in, cue  # type: ignore[method-assign,assignment]
+        pii_numbers.valid_in, pii_context.Context.cue = valid_in, cue  # type: ignore[method-assign]
     views = [[pii_context.Context(text, key) for text, key in texts] for texts in places]
 
     def scan(i: int) -> None:
@@ -353,6 +382,7 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
 
 # --- main ----------------------------------------------------------------------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=4000)
@@ -360,8 +390,11 @@ def main() -> None:
     parser.add_argument("--errors", type=int, default=0)
     parser.add_argument("--no-presidio", action="store_true")
     parser.add_argument("--no-latency", action="store_true")
-    parser.add_argument("--floor", action="store_true",
-                        help="only where the time of dense 8 KB requests goes and what cannot be avoided (ms)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="only where the time of dense 8 KB requests goes and what cannot be avoided (ms)",
+    )
     args = parser.parse_args()
     seed = pii_corpus.HELD_OUT_SEED if args.half == "held-out" else pii_corpus.TUNE_SEED
     unseen = pii_corpus.HELD_OUT_UNSEEN if args.half == "held-out" else 0.0
@@ -375,8 +408,15 @@ def main() -> None:
     if not args.no_presidio:
         detectors["presidio"] = presidio(0.0)
         detectors["presidio@0.5"] = presidio(0.5)
-    results: dict[str, Any] = {"corpus": {"half": args.half, "seed": seed, "records": len(records),
-                                          "kinds": dict(Counter(r.kind for r in records))}, "detectors": {}}
+    results: dict[str, Any] = {
+        "corpus": {
+            "half": args.half,
+            "seed": seed,
+            "records": len(records),
+            "kinds": dict(Counter(r.kind for r in records)),
+        },
+        "detectors": {},
+    }
     for name, detect in detectors.items():
         if detect is None:
             print(f"{name}: skipped (presidio-analyzer is not installed: pip install presidio-analyzer)")
@@ -387,8 +427,10 @@ def main() -> None:
         if not args.no_latency:
             budget = 2.0 if name == "llmroute" else 1.0
             for shape, make in (("latency", conversation_bodies), ("latency_dense", sized_bodies)):
-                entry[shape] = {label: _latency_row(name, detect, make(records, size), size, budget)
-                                for label, size in SIZES.items()}
+                entry[shape] = {
+                    label: _latency_row(name, detect, make(records, size), size, budget)
+                    for label, size in SIZES.items()
+                }
         results["detectors"][name] = entry
         for line in acc.errors:
             print(line)
@@ -397,8 +439,9 @@ def main() -> None:
     print_table(results)
 
 
-def _latency_row(name: str, detect: DetectFn, bodies: list[dict[str, Any]], size: int,
-                 budget: float) -> dict[str, float]:
+def _latency_row(
+    name: str, detect: DetectFn, bodies: list[dict[str, Any]], size: int, budget: float
+) -> dict[str, float]:
     if size >= (1 << 20) and name != "llmroute":  # Presidio: one 1 MB request is enough (and takes long)
         return latency(detect, bodies, 0.0, min_runs=1)
     return latency(detect, bodies, budget)
@@ -412,8 +455,10 @@ def print_table(results: dict[str, Any]) -> None:
     for n, d in rows:
         a = d["accuracy"]
         nk = a["request_without_api_key_records"]
-        print(f"{n:<14}{a['request']['recall']:>11.2%}{a['request']['precision']:>10.2%}"
-              f"{nk['recall']:>18.2%} / {nk['precision']:.2%}")
+        print(
+            f"{n:<14}{a['request']['recall']:>11.2%}{a['request']['precision']:>10.2%}"
+            f"{nk['recall']:>18.2%} / {nk['precision']:.2%}"
+        )
     print(f"\n{'type':<13}" + "".join(f"{n + ' rec/prec':>26}" for n, _ in rows))
     for t in pii.TYPES:
         cells = []

@@ -64,8 +64,9 @@ class Detector:
         ``key``: the name ``text`` is the value of, when it has one (a JSON key in tool-call arguments: ``"phone"``),
         which counts as context the way a column header does."""
         context = pii_context.Context(text, key)
-        hits: list[Hit] = list(pii_net.emails(text, context)) if "@" in text else []
-        hits.extend(pii_keys.keys(text, context))
+        hits = pii_keys.keys(text, context)
+        if "@" in text:
+            hits[:0] = pii_net.emails(text, context)  # e-mail first: overlaps are resolved in this order
         if b"0" in context.classes:  # a digit
             hits.extend(pii_numbers.numbers(text, context))
         for name, pattern, confidence, reach in self._custom:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
 
 from llmroute.core.pii_context import Context
 
@@ -63,24 +62,31 @@ case-insensitive search (four ``x`` or ``X`` in a row, "Example"), and the engin
 start a word instead of trying each word case-insensitively at every position."""
 
 
-def keys(text: str, ctx: Context) -> Iterator[Hit]:
-    """Every vendor-shaped key and every random-looking value assigned to a key-like name, plus PEM private keys."""
+def keys(text: str, ctx: Context) -> list[Hit]:
+    """Every vendor-shaped key and every random-looking value assigned to a key-like name, plus PEM private keys.
+
+    A list, not a generator: most texts hold no token of 16 characters and no PEM header, and for them this returns
+    after two searches without setting up a generator."""
     tokens = ctx.tokens
     pos = tokens.find(_LONG)
+    at = text.find(_PRIVATE_KEY)
+    if pos == -1 and at == -1:
+        return []
+    hits: list[Hit] = []
     while pos != -1:
         end = tokens.find(b" ", pos)
         end = len(text) if end == -1 else end
         hit = _token(text, pos, end)
         if hit is not None:
-            yield hit
+            hits.append(hit)
             end = max(end, hit[2])
         pos = tokens.find(_LONG, end)
-    at = text.find(_PRIVATE_KEY)
     while at != -1:
         m = _SHAPED.match(text, text.rfind("-----BEGIN", max(0, at - 40), at))
         if m is not None and m.end() == at + len(_PRIVATE_KEY):
-            yield ("api_key", m.start(), m.end(), 0.97)
+            hits.append(("api_key", m.start(), m.end(), 0.97))
         at = text.find(_PRIVATE_KEY, at + 1)
+    return hits
 
 
 def _token(text: str, start: int, end: int) -> Hit | None:
