@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +32,7 @@ from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
 from llmroute.errors import FieldError, InvalidManifests, LoadError, UnknownField
-from llmroute.manifest_yaml import describe, read_documents
+from llmroute.manifest_yaml import describe, line_of, read_documents
 
 T = TypeVar("T", LLMRoute, ProviderPolicy, ModelPool)
 
@@ -74,12 +74,13 @@ class Source:
     path: str
     index: int
     what: str | None = None
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.path} (document {self.index + 1})"
 
     def error(self, problem: FieldError) -> LoadError:
-        return LoadError(self.path, self.index, problem, self.what)
+        return LoadError(self.path, self.index, problem, self.what, line_of(self.lines, problem.path))
 
 
 @dataclass
@@ -147,7 +148,7 @@ def load_all(paths: Sequence[str | Path]) -> tuple[Bundle, list[LoadError]]:
 def _load_file(bundle: Bundle, path: Path) -> list[LoadError]:
     docs, errors = read_documents(path)
     for doc in docs:
-        errors.extend(_add(bundle, Source(str(path), doc.index), doc.value))
+        errors.extend(_add(bundle, Source(str(path), doc.index, lines=doc.lines), doc.value))
     return sorted(errors, key=lambda e: math.inf if e.index is None else e.index)
 
 

@@ -50,17 +50,21 @@ class UnknownField(FieldError):
 class LoadError(InputError):
     """A document in a file failed to load; ``str()`` is one line naming the file, document and field.
 
-    ``what`` names the object when the document says what it is (``LLMRoute apps/deepseek``).
+    ``what`` names the object when the document says what it is (``LLMRoute apps/deepseek``); ``line`` is where the
+    field (or, when it is missing, its parent) is written.
     """
 
-    def __init__(self, source: str, index: int | None, error: FieldError, what: str | None = None) -> None:
+    def __init__(
+        self, source: str, index: int | None, error: FieldError, what: str | None = None, line: int | None = None
+    ) -> None:
         self.source = source
         self.index = index
         self.error = error
         self.what = what
+        self.line = line
         label = f", {what}" if what else ""
         where = source if index is None else f"{source} (document {index + 1}{label})"
-        super().__init__(one_line(f"{where}: {error}"))
+        super().__init__(one_line(f"{where}: {error}{f' (line {line})' if line else ''}"))
 
 
 def one_line(text: str) -> str:

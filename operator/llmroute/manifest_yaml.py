@@ -21,8 +21,8 @@ ends the file (YAML cannot resynchronise); a problem confined to one document sk
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +60,17 @@ class Document:
 
     index: int
     value: Any
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """Line (1-based) of each field path (``spec.models[0].backends``) as written; aliased values under the first."""
 
 
 class _Rejected(Exception):
     """A problem confined to the document being read; ``error`` names the field when there is one."""
 
-    def __init__(self, error: FieldError) -> None:
+    def __init__(self, error: FieldError, line: int | None = None) -> None:
         super().__init__(str(error))
         self.error = error
+        self.line = line
         self.what: str | None = None
 
 
@@ -85,8 +88,8 @@ class _Bounded(Composer, SafeConstructor, Resolver):
         try:
             if self._depth > MAX_DEPTH:
                 event: yaml.Event = self.peek_event()  # type: ignore[attr-defined]
-                line = f"line {event.start_mark.line + 1}: " if event.start_mark else ""
-                raise _Rejected(FieldError("", f"{line}nested more than {MAX_DEPTH} levels deep"))
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise _Rejected(FieldError("", f"nested more than {MAX_DEPTH} levels deep"), line)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -141,9 +144,9 @@ def parse_documents(text: str, source: str, pure_python: bool = False) -> tuple[
     errors: list[LoadError] = []
     for index, item in _parse(_PyLoader(text) if pure_python else _Loader(text), text):
         if isinstance(item, _Rejected):
-            errors.append(LoadError(source, index, item.error, item.what))
-        elif item is not None and index is not None:
-            docs.append(Document(index, item))
+            errors.append(LoadError(source, index, item.error, item.what, item.line))
+        elif item is not None:
+            docs.append(item)
     return docs, errors
 
 
@@ -165,8 +168,8 @@ def _text(path: Path) -> str:
         raise _Rejected(FieldError("", f"not UTF-8 text ({bad})")) from None
 
 
-def _parse(loader: _Bounded, text: str) -> Iterator[tuple[int | None, Any]]:
-    """(document index, value) in turn: None for an empty document, a :class:`_Rejected` for a bad one.
+def _parse(loader: _Bounded, text: str) -> Iterator[tuple[int | None, Document | _Rejected | None]]:
+    """(document index, document) in turn: None for an empty one, a :class:`_Rejected` for a bad one.
 
     A syntax error, too many documents or a failure nothing else caught ends the stream.
     """
@@ -179,14 +182,15 @@ def _parse(loader: _Bounded, text: str) -> Iterator[tuple[int | None, Any]]:
             node: Node | None = None
             try:
                 node = loader.get_node()
-                value = None if node is None else _construct(loader, _checked(node))
+                lines: dict[str, int] = {}
+                value = None if node is None else _construct(loader, _checked(node, lines))
             except (_Rejected, ComposerError) as exc:  # composing stops mid-document, the parser is fine
                 rejected = exc if isinstance(exc, _Rejected) else _Rejected(FieldError("", _yaml_problem(exc, text)))
                 rejected.what = None if node is None else _what(node)
                 yield index, rejected
                 _skip_document(loader)
             else:
-                yield index, value
+                yield index, None if value is None else Document(index, value, lines)
             index += 1
     except yaml.YAMLError as exc:
         yield index, _Rejected(FieldError("", _yaml_problem(exc, text)))
@@ -205,12 +209,12 @@ def _construct(loader: _Bounded, node: Node) -> Any:
         loader.constructed_objects, loader.recursive_objects, loader.state_generators = {}, {}, []
         culprit = _unconstructible(node)
         if culprit is not None:
-            raise _Rejected(culprit) from None
+            raise _Rejected(*culprit) from None
         problem = getattr(exc, "problem", None) or "a value does not fit its YAML tag"
         raise _Rejected(FieldError("", f"invalid YAML: {problem}")) from None
 
 
-def _unconstructible(root: Node) -> FieldError | None:
+def _unconstructible(root: Node) -> tuple[FieldError, int] | None:
     """The first value its tag cannot hold (``!!int abc``), found after construction failed; each node once."""
     stack: list[tuple[Node, str]] = [(root, "")]
     seen: set[int] = set()
@@ -223,7 +227,7 @@ def _unconstructible(root: Node) -> FieldError | None:
             try:
                 SafeConstructor().construct_object(node)
             except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
-                return FieldError(path, f"line {node.start_mark.line + 1}: the value is not a valid {_short(node.tag)}")
+                return FieldError(path, f"the value is not a valid {_short(node.tag)}"), node.start_mark.line + 1
         elif isinstance(node, SequenceNode):
             stack += [(item, f"{path}[{i}]") for i, item in reversed(list(enumerate(node.value)))]
         elif isinstance(node, MappingNode):
@@ -254,41 +258,51 @@ def _char_at(text: str, line: int, column: int) -> str:
     return lines[line][column : column + 1] if line < len(lines) else ""
 
 
-def _checked(root: Node) -> Node:
-    """``root`` after the checks the constructor does not make; mapping keys become strings as written."""
-    sizes: dict[int, int] = {}
-    _walk(root, "", sizes, set())
+def _checked(root: Node, lines: dict[str, int]) -> Node:
+    """``root`` after the checks the constructor does not make; mapping keys become strings as written.
+
+    ``lines`` receives the line of each field path.
+    """
+    _walk(root, "", _Walk({}, set(), lines))
     return root
 
 
-def _walk(node: Node, path: str, sizes: dict[int, int], open_nodes: set[int]) -> int:
+@dataclass(frozen=True)
+class _Walk:
+    sizes: dict[int, int]
+    open_nodes: set[int]
+    lines: dict[str, int]
+
+
+def _walk(node: Node, path: str, w: _Walk) -> int:
     """The number of values under ``node`` with aliases expanded; checks keys on the way (each node once)."""
+    sizes, open_nodes = w.sizes, w.open_nodes
     key = id(node)
     if key in sizes:
         return sizes[key]
+    line = node.start_mark.line + 1
     if key in open_nodes:
-        raise _Rejected(FieldError(path, "an alias refers to a node that contains it (a recursive structure)"))
+        raise _Rejected(FieldError(path, "an alias refers to a node that contains it (a recursive structure)"), line)
     open_nodes.add(key)
     if node.tag not in _PLAIN_TAGS:
+        allowed = "only strings, numbers, booleans, null, lists and mappings"
         raise _Rejected(
-            FieldError(
-                path,
-                f"line {node.start_mark.line + 1}: the YAML tag {_short(node.tag)} is not "
-                "allowed in a manifest (only strings, numbers, booleans, null, lists and "
-                "mappings)",
-            )
+            FieldError(path, f"the YAML tag {_short(node.tag)} is not allowed in a manifest ({allowed})"), line
         )
     size = 1
     if isinstance(node, SequenceNode):
         for i, item in enumerate(node.value):
-            size += _walk(item, f"{path}[{i}]", sizes, open_nodes)
-            _bound(size, path)
+            w.lines[f"{path}[{i}]"] = item.start_mark.line + 1
+            size += _walk(item, f"{path}[{i}]", w)
+            _bound(size, path, line)
     elif isinstance(node, MappingNode):
         seen: set[str] = set()
         for key_node, value in node.value:
             name = _key(key_node, path, seen)
-            size += 1 + _walk(value, f"{path}.{name}" if path else name, sizes, open_nodes)
-            _bound(size, path)
+            child = f"{path}.{name}" if path else name
+            w.lines[child] = key_node.start_mark.line + 1
+            size += 1 + _walk(value, child, w)
+            _bound(size, path, line)
     open_nodes.discard(key)
     sizes[key] = size
     return size
@@ -298,26 +312,36 @@ def _key(node: Node, path: str, seen: set[str]) -> str:
     """The key as Kubernetes reads it (the text as written), rejecting duplicates and non-scalar keys."""
     if not isinstance(node, ScalarNode):
         raise _Rejected(
-            FieldError(path, f"line {node.start_mark.line + 1}: a mapping key must be a string, not a list or mapping")
+            FieldError(path, "a mapping key must be a string, not a list or mapping"), node.start_mark.line + 1
         )
     if node.tag == _MERGE_TAG:
         return "<<"
     name = str(node.value)
     if name in seen:
         where = f"{path}.{name}" if path else name
-        raise _Rejected(FieldError(where, f'duplicate key "{name}" (line {node.start_mark.line + 1})'))
+        raise _Rejected(FieldError(where, f'duplicate key "{name}"'), node.start_mark.line + 1)
     seen.add(name)
     node.tag = _STR_TAG
     return name
 
 
-def _bound(size: int, path: str) -> None:
+def _bound(size: int, path: str, line: int) -> None:
     if size > MAX_VALUES:
-        raise _Rejected(FieldError(path, f"more than {MAX_VALUES} values once YAML aliases are expanded"))
+        raise _Rejected(FieldError(path, f"more than {MAX_VALUES} values once YAML aliases are expanded"), line)
 
 
 def _short(tag: str) -> str:
     return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+def line_of(lines: Mapping[str, int], path: str) -> int | None:
+    """The line of ``path``, or of its nearest ancestor that is written (a missing field: its parent's)."""
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[: max(cut, 0)]
+    return None
 
 
 def describe(kind: str, name: object, namespace: object = None) -> str:

@@ -44,7 +44,7 @@ HOSTILE = [
     pytest.param("[" * 100_000 + "]" * 100_000, " (document 1): invalid YAML: line 1, column ", id="deep-flow"),
     pytest.param(
         "a:\n" + "".join(" " * i + "b:\n" for i in range(1, 300)),
-        f" (document 1): line {MAX_DEPTH}: nested more than {MAX_DEPTH} levels deep",
+        f" (document 1): nested more than {MAX_DEPTH} levels deep (line {MAX_DEPTH})",
         id="deep-block",
     ),
     pytest.param(
@@ -55,17 +55,19 @@ HOSTILE = [
     pytest.param(
         "a: {b: [{c: 1, c: 2}]}\n", ' (document 1): a.b[0].c: duplicate key "c" (line 1)', id="duplicate-key-nested"
     ),
-    pytest.param("? [a, b]\n: 1\n", " (document 1): line 1: a mapping key must be a string", id="list-as-key"),
     pytest.param(
-        "a: !!binary aGVsbG8=\n", " (document 1): a: line 1: the YAML tag !!binary is not allowed", id="binary-tag"
+        "? [a, b]\n: 1\n",
+        " (document 1): a mapping key must be a string, not a list or mapping (line 1)",
+        id="list-as-key",
     ),
+    pytest.param("a: !!binary aGVsbG8=\n", " (document 1): a: the YAML tag !!binary is not allowed", id="binary-tag"),
     pytest.param(
         "a: !!python/object:os.system x\n",
-        " (document 1): a: line 1: the YAML tag !!python/object:os.system",
+        " (document 1): a: the YAML tag !!python/object:os.system",
         id="python-tag",
     ),
     pytest.param(
-        "a: [1, {b: !!int abc}]\n", " (document 1): a[1].b: line 1: the value is not a valid !!int", id="bad-int-tag"
+        "a: [1, {b: !!int abc}]\n", " (document 1): a[1].b: the value is not a valid !!int (line 1)", id="bad-int-tag"
     ),
     pytest.param("a: !!map abc\n", " (document 1): invalid YAML: expected a mapping node", id="scalar-as-map"),
     pytest.param(
@@ -165,7 +167,7 @@ def test_metadata_keys_outside_object_meta_are_unknown_fields(tmp_path: Path) ->
     route = example_doc("route")
     route["metadata"]["lables"] = {"team": "a"}
     _, errors = load_all([_write(tmp_path, route)])
-    assert [str(e).split("): ")[1] for e in errors] == ['unknown field "metadata.lables"']
+    assert [str(e).split("): ")[1] for e in errors] == ['unknown field "metadata.lables" (line 6)']
 
 
 def test_secret_problems_name_keys_never_values(tmp_path: Path) -> None:
@@ -184,17 +186,17 @@ def test_secret_problems_name_keys_never_values(tmp_path: Path) -> None:
 
 
 def test_duplicate_objects_name_the_first(tmp_path: Path) -> None:
-    secrets = (EXAMPLE / "secrets.yaml").read_text()
+    secrets, route = (EXAMPLE / "secrets.yaml").read_text(), (EXAMPLE / "route.yaml").read_text()
     (tmp_path / "a.yaml").write_text(secrets)
-    (tmp_path / "b.yaml").write_text(
-        (EXAMPLE / "route.yaml").read_text() + "---\n" + (EXAMPLE / "route.yaml").read_text() + "---\n" + secrets
-    )
+    b = route + "---\n" + route + "---\n" + secrets
+    (tmp_path / "b.yaml").write_text(b)
+    names = [i + 1 for i, line in enumerate(b.splitlines()) if line.startswith("  name: ")]  # metadata.name lines
     _, errors = load_all([tmp_path])
     assert [str(e) for e in errors] == [
         f"{tmp_path / 'b.yaml'} (document 2, LLMRoute apps/deepseek): metadata.name: duplicate LLMRoute apps/deepseek "
-        f"(first in {tmp_path / 'b.yaml'} (document 1))",
+        f"(first in {tmp_path / 'b.yaml'} (document 1)) (line {names[1]})",
         f"{tmp_path / 'b.yaml'} (document 3, Secret llmroute-system/llm-provider-keys): metadata.name: duplicate "
-        f"Secret llmroute-system/llm-provider-keys (first in {tmp_path / 'a.yaml'} (document 1))",
+        f"Secret llmroute-system/llm-provider-keys (first in {tmp_path / 'a.yaml'} (document 1)) (line {names[2]})",
     ]
 
 
