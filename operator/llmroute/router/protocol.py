@@ -205,7 +205,7 @@ class GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._phase != _BODY:
+        if self._phase != _BODY and data:  # aiohttp re-parses its buffer with b"" after a pause: not a new head
             if self._phase == _IDLE:
                 self._start_head(self._loop.time())
             self._head_bytes += len(data)
