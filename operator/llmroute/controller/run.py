@@ -120,23 +120,27 @@ async def _elected(config: Settings, registry: kopf.OperatorRegistry, elector: l
     # used: its waiter task would cost five seconds of kopf's wait for hung tasks at every stop.)
     operator = asyncio.create_task(kopf.operator(registry=registry, standalone=True, clusterwide=not config.namespaces,
                                                  namespaces=config.namespaces, memo=memo), name="kopf")
-    holding = asyncio.create_task(elector.hold(), name="lease renewal")
-    await asyncio.wait({operator, holding, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    if stop_wait.done() and not operator.done():
+    renewal = leader.Renewal(elector, lambda: _lost(config))
+    renewal.start()
+    await asyncio.wait({operator, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if not operator.done():
         await _cancel(operator)
-    elif not operator.done():  # the Lease is lost: another replica may be active any moment now
-        logger.error("%s lost lease %s/%s; exiting", config.identity, config.lease_namespace, config.lease_name)
-        metrics.set_leader(False)
-        logging.shutdown()
-        os._exit(EXIT_LOST_LEASE)  # crash-only: no cleanup, no API call finishing in a worker thread
     await _cancel(stop_wait)
-    await _cancel(holding)
+    await renewal.stop()
     await elector.release()
     metrics.set_leader(False)
     crashed = not operator.cancelled() and operator.exception() is not None
     if crashed:
         logger.error("the operator stopped unexpectedly: %r", operator.exception())
     return EXIT_CRASHED if crashed else EXIT_OK
+
+
+def _lost(config: Settings) -> None:
+    """The Lease is lost (called from the renewal thread): another replica may be active any moment now."""
+    logger.error("%s lost lease %s/%s; exiting", config.identity, config.lease_namespace, config.lease_name)
+    metrics.set_leader(False)
+    logging.shutdown()
+    os._exit(EXIT_LOST_LEASE)  # crash-only: no cleanup, no API call finishing in a worker thread
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
