@@ -28,7 +28,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_urldispatcher import _default_expect_handler
 
-from llmroute.router import auth, metrics, openai_errors
+from llmroute.router import auth, metrics, openai_errors, transport
 from llmroute.router.client import EVENT_STREAM, ClientGone, Reply
 from llmroute.router.config_source import POLL_INTERVAL_S, ConfigWatcher, Snapshot
 from llmroute.router.drills import Drills
@@ -103,6 +103,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
             health.use(snapshot)
             pools.use(snapshot)
             info[:] = [metrics.prepare(snapshot.config, info[0] if info else None)]
+            transport.report(snapshot.config)  # plaintext or re-rooted TLS upstreams: warned, counted
 
     watcher = ConfigWatcher(runtime.config_paths, on_result, runtime.poll_interval_s)
     runtime.watcher = watcher
