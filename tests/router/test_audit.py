@@ -28,13 +28,16 @@ from tests.operator.helpers import key_needles
 from tests.router.conftest import (
     CLIENT_KEY,
     KEYS,
+    MESSAGES,
     ROOT,
     Hub,
     RouterProcess,
     make_client,
     write_config,
 )
+from tests.router.test_auth import TOKEN, Secured, write_secured_config
 from tests.router.test_escalation import SSN, escalation_docs
+from tests.tokens import ClusterIssuer
 
 pytestmark = pytest.mark.router
 SCHEMA = json.loads((ROOT / "docs" / "audit.schema.json").read_text())
@@ -293,3 +296,30 @@ def test_the_documented_jq_proof_passes_on_real_lines_and_catches_a_violation(
     forged["attempts"].append({**forged["attempts"][0], "provider": "deepseek", "jurisdiction": "CN"})
     caught = subprocess.run(jq, input=json.dumps(forged), capture_output=True, text=True, check=True)
     assert json.loads(caught.stdout)["requestId"] == forged["requestId"]
+
+
+def test_the_caller_identity_is_recorded_never_its_credential(
+    hub: Hub, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("audit-access")
+    issuer = ClusterIssuer()
+    path, keys, _ = write_secured_config(hub, folder, issuer)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "audit": {"sampleRate": 1.0}}))
+    proc = RouterProcess(
+        [str(path)], folder / "router.log", env={"LLMROUTE_KEYS_DIR": str(keys)}, stdout_path=folder / "audit.jsonl"
+    )
+    try:
+        secured = Secured(proc, issuer, folder)
+        sa_token = secured.sa_token("team-a", "web")
+        ids = []
+        for credential in (TOKEN, sa_token):
+            with secured.client(credential) as c:
+                raw = c.chat.completions.with_raw_response.create(model="deepseek-chat", messages=MESSAGES)
+                ids.append(raw.headers[REQUEST_ID])
+        assert [record_of(proc, rid)["identity"] for rid in ids] == ["token:chat-token/token", "team-a/web"]
+        with pytest.raises(openai.AuthenticationError), secured.client("wrong-token") as c:
+            c.chat.completions.create(model="deepseek-chat", messages=MESSAGES)
+        text = "\n".join(audit_lines(proc))
+        assert TOKEN not in text and sa_token not in text and sa_token.split(".")[1] not in text
+    finally:
+        proc.stop()
