@@ -81,6 +81,9 @@ DEMAND_URL_ENV = "LLMROUTE_DEMAND_URL"
 CONFIG_KEY = "config.json"
 CONFIG_DIR = "/etc/llmroute"
 HTTP_PORT = 8080
+PRESTOP_SLEEP_SECONDS = 5
+"""The router's preStop sleep: the pod leaves the Service's endpoints before SIGTERM closes its listener (the router
+then drains in-flight requests for up to 30 s, :data:`llmroute.router.server.DRAIN_TIMEOUT_S`, within the grace)."""
 SERVICE_PORT = 80
 MANAGED_BY = "llmroute-operator"
 APP_NAME = "llmroute-router"
@@ -317,6 +320,7 @@ def _container(route: LLMRoute, config: RouterConfig, settings: RouterSettings) 
         "env": _env(route, config) + _demand_env(settings),
         "readinessProbe": _probe("/readyz", 5),
         "livenessProbe": _probe("/healthz", 10),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "resources": _resources(route),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},

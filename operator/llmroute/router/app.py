@@ -10,7 +10,8 @@ metrics.
 
 Routes, each also without the ``/v1`` prefix: ``POST /v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings`` (:class:`llmroute.router.proxy.Proxy`), ``GET /v1/models`` (the published names); plus
-``GET /healthz`` (the process is alive), ``GET /readyz`` (a valid config is loaded, else 503) and ``GET /metrics``.
+``GET /healthz`` (the process is alive), ``GET /readyz`` (a valid config is loaded and the process is not draining,
+else 503) and ``GET /metrics``.
 Anything else gets an OpenAI-shaped 404.
 
 Built by :func:`build_app`, run by :mod:`llmroute.router.server` (and by tests through pytest-aiohttp).
@@ -55,6 +56,7 @@ class Runtime:
     poll_interval_s: float
     watcher: ConfigWatcher | None = None
     proxy: Proxy | None = None
+    draining: bool = False  # set on SIGTERM by llmroute.router.server: /readyz says 503 from then on
 
     def snapshot(self) -> Snapshot | None:
         return self.watcher.current if self.watcher is not None else None
@@ -264,6 +266,8 @@ async def _readyz(request: web.Request) -> web.Response:
     snapshot = request.app[RUNTIME].snapshot()
     if snapshot is None:
         return _render(Reply.error(openai_errors.not_ready()))
+    if request.app[RUNTIME].draining:
+        return web.json_response({"status": "draining"}, status=503)
     body = {"status": "ready", "route": snapshot.route_name, "configHash": snapshot.hash}
     return web.Response(body=json.dumps(body).encode(), content_type="application/json")
 

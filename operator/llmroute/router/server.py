@@ -3,28 +3,36 @@
 Owns process concerns only: logging setup, the event loop (uvloop when installed), the file-descriptor limit (raised
 to its hard limit; the connection cap is clamped to what it allows, :func:`llmroute.router.limits.connection_cap`),
 the listening socket with its per-connection limits (:class:`llmroute.router.protocol.GuardedRunner`), signal
-handling and the graceful drain (stop accepting, let in-flight requests - streams included - finish for up to
-:data:`DRAIN_TIMEOUT_S`, then close the upstream client and exit 0). Called by ``llmroute router`` in
+handling and the graceful drain. On the first SIGTERM/SIGINT ``/readyz`` answers 503 at once (a load balancer stops
+sending), the router keeps serving for ``$LLMROUTE_DRAIN_DELAY`` seconds (default 0: in a cluster the pod's preStop
+sleep has already covered the endpoints' propagation; a second signal ends the wait), then stops accepting
+(new connections are refused), lets in-flight requests - streams included - finish for up to
+``$LLMROUTE_DRAIN_TIMEOUT`` seconds (:data:`DRAIN_TIMEOUT_S`), cuts what is left, closes the upstream client and
+exits 0. Called by ``llmroute router`` in
 :mod:`llmroute.cli`; the application itself is :func:`llmroute.router.app.build_app`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import resource
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
-from llmroute.router.app import build_app
+from llmroute.router.app import RUNTIME, build_app
 from llmroute.router.limits import Limits, connection_cap
 from llmroute.router.protocol import GuardedRunner
 
 log = logging.getLogger("llmroute.router")
 
 DRAIN_TIMEOUT_S = 30.0
+"""Default time in-flight requests get to finish after the listener closes (``$LLMROUTE_DRAIN_TIMEOUT``)."""
+DRAIN_ENV = ("LLMROUTE_DRAIN_DELAY", "LLMROUTE_DRAIN_TIMEOUT")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -70,6 +78,22 @@ def _fd_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
+def drain_timings(env: Mapping[str, str]) -> tuple[float, float]:
+    """(delay, timeout) of the drain from ``env`` (:data:`DRAIN_ENV`); an unusable value is named and the default
+    kept."""
+    out = []
+    for name, default in zip(DRAIN_ENV, (0.0, DRAIN_TIMEOUT_S), strict=True):
+        try:
+            value = float(env.get(name, default))
+        except ValueError:
+            value = -1.0
+        if not 0 <= value < 3600:
+            log.warning("%s must be seconds in [0, 3600): using %g", name, default)
+            value = default
+        out.append(value)
+    return out[0], out[1]
+
+
 async def _serve(host: str, port: int, config_paths: Sequence[str], limits: Limits) -> int:
     cap = connection_cap(limits.max_connections, _fd_limit())
     if cap < limits.max_connections:
@@ -79,9 +103,9 @@ async def _serve(host: str, port: int, config_paths: Sequence[str], limits: Limi
             limits.max_connections,
             _fd_limit(),
         )
-    runner = GuardedRunner(
-        build_app(config_paths), limits, cap, handle_signals=False, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S
-    )
+    delay, timeout = drain_timings(os.environ)
+    app = build_app(config_paths)
+    runner = GuardedRunner(app, limits, cap, handle_signals=False, access_log=None, shutdown_timeout=timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
     try:
@@ -104,7 +128,13 @@ async def _serve(host: str, port: int, config_paths: Sequence[str], limits: Limi
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("signal received: draining in-flight requests (up to %gs)", DRAIN_TIMEOUT_S)
+    app[RUNTIME].draining = True
+    if delay > 0:
+        log.info("signal received: not ready; serving %gs more before draining", delay)
+        stop.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+    log.info("signal received: draining in-flight requests (up to %gs)", timeout)
     await runner.cleanup()
     log.info("router stopped")
     return 0
