@@ -6,11 +6,11 @@ is cluster-scoped and is watched cluster-wide either way). kopf always runs stan
 * without leader election (``LLMROUTE_LEADER_ELECTION`` unset: one replica, local runs) kopf runs at once;
 * with it (the Helm chart, two replicas) the process first serves ``/healthz``, ``/metrics``
   (``llmroute_operator_leader 0``) and a demand endpoint that answers 503, waits until it holds the Lease
-  (:mod:`llmroute.controller.leader`), then starts kopf in the same event loop while renewing the Lease. Losing the
-  Lease ends the process at once with :data:`EXIT_LOST_LEASE` (crash-only: nothing of the operator outlives its
-  leadership, not even an API call in a worker thread); SIGTERM stops kopf (its own signal handler) and then
-  releases the Lease for an immediate handover; kopf ending by itself (a crash) releases it too and exits with
-  :data:`EXIT_CRASHED`. The health endpoint then is this module's own (both roles pass liveness and readiness, so a
+  (:mod:`llmroute.controller.leader`), then starts kopf in the same event loop while a thread renews the Lease.
+  Losing the Lease ends the process at once with :data:`EXIT_LOST_LEASE` (crash-only: nothing of the operator
+  outlives its leadership, not even an API call in a worker thread); SIGTERM stops kopf (its own signal handler)
+  and then releases the Lease for an immediate handover; kopf ending by itself (a crash) releases it too and exits
+  with :data:`EXIT_CRASHED`. The health endpoint then is this module's own (both roles pass liveness and readiness, so a
   rollout never waits for a pod that cannot become leader); its body says ``{"identity", "leader", "holder"}``.
 
 Ports (the Helm chart matches them): kopf's liveness probe on ``:8080/healthz`` (LLMROUTE_HEALTH_PORT), the
