@@ -22,6 +22,7 @@ Pure: the wall-clock time is an argument. Used by :mod:`llmroute.router.proxy` a
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -29,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from llmroute.core.retry import Action, Outcome
 from llmroute.core.router_config import ProviderTarget
@@ -183,13 +186,21 @@ def record(
 
 def line(rec: dict[str, Any]) -> bytes:
     """One record as one line of ASCII JSON (non-ASCII escaped, so no byte can split or forge a line)."""
-    return json.dumps(rec, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+    data = orjson.dumps(rec)  # ~10x the standard library's speed; names in records are ASCII in practice
+    if not data.isascii():
+        data = json.dumps(rec, separators=(",", ":"), ensure_ascii=True).encode()
+    return data + b"\n"
 
 
 def rfc3339_ms(epoch: float) -> str:
     """``2026-12-04T20:01:37.123Z``: RFC 3339 in UTC with milliseconds."""
     whole, millis = divmod(math.floor(epoch * 1000 + 0.0005), 1000)  # truncated, bar float noise
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    return _second(whole) + f".{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def _ms(seconds: float) -> float:

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping
 from enum import StrEnum
@@ -90,7 +90,7 @@ class Proxy:
             return Reply.error(openai_errors.not_ready())
         trace = None
         if snapshot.config.audit is not None:
-            trace = audit.Trace(uuid.uuid4().hex, time.time(), started, kind.value.lstrip("/"))
+            trace = audit.Trace(os.urandom(16).hex(), time.time(), started, kind.value.lstrip("/"))
             sink = _TracedSink(sink, trace)
         metrics.INFLIGHT.inc()
         try:
