@@ -479,5 +479,6 @@ def test_past_the_connection_cap_new_connections_get_503_and_established_ones_ar
             assert time.monotonic() < deadline, "the cap did not free up after the connections closed"
             time.sleep(0.1)
         assert answer is not None and answer.status == 200
+        assert router.log().count("at the limit of 20 open connections") == 1  # once, not once per refusal
     finally:
         router.stop()

@@ -57,6 +57,7 @@ log = logging.getLogger("llmroute.router.protocol")
 
 SERVER_NAME = "llmroute"
 _IDLE, _HEAD, _BODY = 0, 1, 2
+WARN_EVERY_S = 60.0
 _TOO_MANY_HEADERS = "Too many headers received"
 _REASON_END = re.compile(r":\s|:$|\n")
 _QUOTED_TAIL = re.compile(r"\s+b?(['\"]).*\1\.?$")  # the offending input, quoted at the end
@@ -114,8 +115,19 @@ class GuardedServer(web.Server):
         self.limits = limits
         self.max_connections = max_connections
         self.open = 0
-        self.refused = 0
+        self.refused = 0  # connections refused since the last warning
+        self._warned_at: float | None = None
         self.refusal = raw_response(too_many_connections(max_connections))
+
+    def refuse(self, now: float) -> None:
+        """Count a refused connection; warn on the first and then at most every :data:`WARN_EVERY_S` (a flood of
+        refusals must not become a flood of log lines)."""
+        self.refused += 1
+        if self._warned_at is None or now - self._warned_at >= WARN_EVERY_S:
+            log.warning(
+                "at the limit of %d open connections: refused %d new ones (503)", self.max_connections, self.refused
+            )
+            self._warned_at, self.refused = now, 0
 
     def __call__(self) -> GuardedHandler:
         return GuardedHandler(self, loop=self._loop, **self._kwargs)
@@ -186,7 +198,7 @@ class GuardedHandler(RequestHandler):
         guard = self._guard
         if guard.open >= guard.max_connections:
             self._refused = True
-            guard.refused += 1
+            guard.refuse(self._loop.time())
             cast(asyncio.Transport, transport).write(guard.refusal)
             transport.close()
             return
