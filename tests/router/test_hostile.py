@@ -336,6 +336,19 @@ def test_an_idle_keep_alive_connection_is_closed(guarded: RouterProcess) -> None
         assert time.monotonic() - started > IDLE_TIMEOUT_S - 0.5
 
 
+def test_a_head_trickled_byte_by_byte_is_closed_at_the_deadline_of_its_first_byte(guarded: RouterProcess) -> None:
+    head = get("/healthz", *(f"X-Slow-{i}: x" for i in range(20)))
+    with connect(guarded) as sock:
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            for byte in head[:-2]:
+                sock.sendall(bytes([byte]))
+                if closed_within(sock, 0.2):
+                    break
+        took = time.monotonic() - started
+    assert HEAD_TIMEOUT_S - 0.1 < took < HEAD_TIMEOUT_S + SLOP_S
+
+
 def test_a_full_pipeline_is_not_mistaken_for_a_slow_head(guarded: RouterProcess) -> None:
     """32 pipelined requests fill aiohttp's queue; it re-parses its buffer when reading resumes: no new head."""
     with connect(guarded) as sock:
