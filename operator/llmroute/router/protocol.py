@@ -79,7 +79,7 @@ def raw_response(error: RouterError) -> bytes:
     body = error.body()
     extra = "".join(f"{k}: {v}\r\n" for k, v in error.headers.items())
     head = (
-        f"HTTP/1.1 {error.status} {error.code}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
         f"\r\nServer: {SERVER_NAME}\r\n{extra}Connection: close\r\n\r\n"
     )
     return head.encode() + body
