@@ -79,8 +79,8 @@ def raw_response(error: RouterError) -> bytes:
     body = error.body()
     extra = "".join(f"{k}: {v}\r\n" for k, v in error.headers.items())
     head = (
-        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-        f"\r\nServer: {SERVER_NAME}\r\n{extra}Connection: close\r\n\r\n"
+        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nServer: {SERVER_NAME}\r\n{extra}Connection: close\r\n\r\n"
     )
     return head.encode() + body
 
