@@ -200,6 +200,13 @@ _ISBN = re.compile(r"97[89]-?[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]|[0-9]{1,5}-[
 _DATE = re.compile(
     r"(?<![0-9])(?:[0-9]{4}([-/.])[01]?[0-9]\1[0-3]?[0-9]|[0-3]?[0-9]([-/.])[01]?[0-9]\2[0-9]{4})(?![0-9])"
 )
+
+
+def _holds_date(candidate: str) -> bool:
+    """``_DATE`` is in ``candidate`` (which needs two of ``-/.``, looked for first: most clusters have none)."""
+    return ("-" in candidate or "/" in candidate or "." in candidate) and _DATE.search(candidate) is not None
+
+
 _REGIONS = (
     "US",
     "GB",
@@ -368,7 +375,7 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
             yield from cards_in(text, ctx, start, hi)
         before = text[start - 1] if start else ""
         national = before != "+" and (before == "(" or text[start : start + 2] != "00")  # as ``_phone`` decides
-        if digits > 20 or (national and (digits > 15 or _DATE.search(text[start:end]))):
+        if digits > 20 or (national and (digits > 15 or _holds_date(text[start:end]))):
             continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group, or a
             # national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this text),
             # which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
