@@ -35,6 +35,9 @@ from llmroute.router import jsonwire, reasoning, sse_batch
 DONE = b"data: [DONE]"
 _DONE_MARK = b"[DONE]"
 _ERROR_MARK = b'"error"'
+_ERROR_WINDOW = 4096
+"""How far from the end of each read an ``"error"`` is looked for while bytes are kept: an error event ends the
+stream, so it is in the last read (one elsewhere, followed by more events, is found when they are merged)."""
 _MAX_RUNS = 16
 """Runs of repeated events merged in one go per answer (a reasoning answer has two: thinking, then the answer);
 past them, the rest is merged event by event."""
@@ -163,10 +166,11 @@ class Assembler:
     """Builds the non-streaming response body from the chunks of one upstream stream.
 
     Until the first data event, chunks are read line by line. After it they are only kept, and watched for
-    ``[DONE]`` and ``"error"`` (two searches per chunk, no per-event work): at ``data: [DONE]`` the kept bytes are
-    merged at once, runs of repeated events through :mod:`llmroute.router.sse_batch` and anything else event by
-    event - with the same result as merging each event as it came. A chunk with ``"error"`` in it sends the kept
-    bytes, and every later chunk, event by event, so an error event fails the attempt as soon as it arrives.
+    ``[DONE]`` (one search per chunk) and ``"error"`` (in the chunk's last :data:`_ERROR_WINDOW` bytes), with no
+    per-event work: at ``data: [DONE]`` the kept bytes are merged at once, runs of repeated events through
+    :mod:`llmroute.router.sse_batch` and anything else event by event - with the same result as merging each event
+    as it came. A chunk with ``"error"`` near its end sends the kept bytes, and every later chunk, event by event,
+    so an error event that ends a stream fails the attempt as soon as it arrives.
     """
 
     __slots__ = ("_choices", "_eventwise", "_extra", "_head", "_kept", "_need_head", "_partial", "_tail", "_usage",
@@ -216,7 +220,7 @@ class Assembler:
         kept.append(chunk)
         edge = self._tail + chunk[:len(_DONE_MARK)]
         self._tail = chunk[-len(_DONE_MARK):]
-        if _ERROR_MARK in chunk or _ERROR_MARK in edge:
+        if _ERROR_MARK in (chunk if len(chunk) <= _ERROR_WINDOW else chunk[-_ERROR_WINDOW:]) or _ERROR_MARK in edge:
             self._by_event()
         elif _DONE_MARK in chunk or _DONE_MARK in edge:
             self._at_done()

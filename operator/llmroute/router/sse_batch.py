@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -133,8 +134,7 @@ def run(body: bytes, t: Template) -> tuple[int, str, int]:
     k = ends.index(False) if False in ends else len(mids)
     if not k:
         return 0, "", t.start
-    cut = -len(glue)
-    texts = _decode([m[:cut] for m in mids[:k]])
+    texts = _decode(list(map(itemgetter(slice(None, -len(glue))), mids[:k])))
     if texts is None:
         return 0, "", t.start
     return k, "".join(texts), t.start + sum(map(len, pieces[: k + 1])) + n * (k + 1) - len(t.prefix)
@@ -147,13 +147,17 @@ def _decode(raws: list[bytes]) -> list[str] | None:
         texts = orjson.loads(array)
     except orjson.JSONDecodeError:
         return None
-    if len(texts) == len(raws) and orjson.dumps(texts) == array:
-        return texts  # type: ignore[no-any-return]
-    out: list[str] = []  # escaped differently (\\uXXXX, \\/): check each one on its own
+    if len(texts) != len(raws):
+        return None
+    text = b"".join(raws)
+    if b'"' not in text and b"\\" not in text:
+        return texts  # type: ignore[no-any-return]  # no quote in any: the array's commas are ours
+    if orjson.dumps(texts) == array:
+        return texts  # type: ignore[no-any-return]  # the canonical encoding: each text is one of ours
+    out: list[str] = []  # quotes, and escaped differently (\\uXXXX, \\/): check each one on its own
     for raw in raws:
         try:
-            text = orjson.loads(b'"' + raw + b'"')
+            out.append(orjson.loads(b'"' + raw + b'"'))
         except orjson.JSONDecodeError:
             return None
-        out.append(text)
     return out
