@@ -5,7 +5,8 @@ values retyped or replaced by random ones (structural mutations, still YAML); th
 YAML syntax or random characters; random bytes. Each goes through every loader path users have:
 
 * ``llmroute validate`` (``main()``): exit 0 or 1, and every line names the file, the document and (for valid YAML)
-  the field, as ``llmroute: error: FILE (document N[, Kind name]): FIELD: problem``;
+  the field, as ``llmroute: error: FILE (document N[, Kind name]): FIELD: problem (line L)``; an unknown key's line
+  is the one it is written on;
 * ``llmroute explain`` and local mode (:func:`llmroute.documents.load`) and the router's ``--config`` YAML mode
   (:func:`llmroute.router.config_source.load_snapshot`): a result or the documented error
   (:class:`llmroute.errors.InputError`; for the router :class:`llmroute.errors.LLMRouteError`) and nothing else;
@@ -35,7 +36,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from llmroute.cli import main
 from llmroute.documents import load, load_all
-from llmroute.errors import InputError, LLMRouteError
+from llmroute.errors import InputError, LLMRouteError, UnknownField
 from llmroute.router.config_source import load_snapshot
 from tests.conftest import ROOT
 
@@ -206,9 +207,13 @@ def _check_every_loader(path: Path, well_formed: bool) -> None:
         assert SUMMARY.match(lines[-1]), lines[-1]
     _, errors = _timed(lambda: load_all([path]))
     if well_formed:
+        text = path.read_text().splitlines()
         for e in errors:
             assert e.index is not None, str(e)
             assert e.error.path or e.error.message.startswith("a document must be a mapping"), str(e)
+            key = e.error.path.rpartition(".")[2]
+            if isinstance(e.error, UnknownField) and key.isascii() and key.isalnum():  # written as is, unquoted
+                assert e.line is not None and re.search(rf"['\"]?{key}['\"]?:", text[e.line - 1]), str(e)
     with contextlib.suppress(InputError):
         _timed(lambda: load([path]))
     with contextlib.suppress(LLMRouteError):  # the router's own type: InputError, or ConfigVersionError
