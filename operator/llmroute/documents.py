@@ -8,7 +8,8 @@ the ``llmroute.io`` group is an error, since it is almost certainly a typo.
 Files are read by :mod:`llmroute.manifest_yaml` (bounded, duplicate keys rejected). Every problem of every document
 is reported, as ``kubectl apply`` with strict field validation does: unknown keys by name (the models forbid extra
 keys; ``metadata`` is checked here against Kubernetes' ObjectMeta, since the operator reads server-filled metadata
-through the same models), missing, mistyped and invalid fields, duplicate objects. Each problem is a
+through the same models; ``status`` against the CRD schema by :mod:`llmroute.manifest_schema`), missing, mistyped
+and invalid fields, duplicate objects. Each problem is a
 :class:`llmroute.errors.LoadError` whose message is one line, e.g.
 ``policy.yaml (document 1, ProviderPolicy deepseek-residency): spec.providers[0].dataUse.training: Input should be
 'Used', 'NotUsed' or 'Unknown'`` or ``route.yaml (document 1, LLMRoute apps/deepseek): unknown field
@@ -32,6 +33,7 @@ from llmroute.api.llm_route import LLMRoute
 from llmroute.api.model_pool import ModelPool
 from llmroute.api.provider_policy import ProviderPolicy
 from llmroute.errors import FieldError, InvalidManifests, LoadError, UnknownField
+from llmroute.manifest_schema import status_errors
 from llmroute.manifest_yaml import describe, line_of, read_documents
 
 T = TypeVar("T", LLMRoute, ProviderPolicy, ModelPool)
@@ -171,7 +173,7 @@ def _add(bundle: Bundle, source: Source, doc: Any) -> list[LoadError]:
         return [
             source.error(FieldError("kind", f'unknown kind "{kind}" in {GROUP} (expected one of {", ".join(_KINDS)})'))
         ]
-    problems = [source.error(e) for e in metadata_errors(doc)]
+    problems = [source.error(e) for e in [*metadata_errors(doc), *status_errors(kind, doc)]]
     obj: LLMRoute | ProviderPolicy | ModelPool | None
     if model is ProviderPolicy:
         obj, invalid = validate_object(ProviderPolicy, doc, source)

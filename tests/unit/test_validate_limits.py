@@ -158,9 +158,20 @@ def test_objects_as_the_api_server_returns_them_still_load(tmp_path: Path) -> No
         finalizers=["llmroute.io/cleanup"],
         managedFields=[{"manager": "kubectl"}],
     )
-    route["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ok"}], "fieldFromLater": 1}
+    route["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ok"}], "modelNames": "a"}
     bundle, errors = load_all([_write(tmp_path, example_doc("policy"), route)])
     assert errors == [] and len(bundle.routes) == 1
+
+
+def test_status_keys_outside_the_crd_schema_are_unknown_fields(tmp_path: Path) -> None:
+    """The status models ignore what they do not know (the operator reads status back); the CRD does not."""
+    route = example_doc("route")
+    route["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ok", "sevrity": "x"}], "foo": 1}
+    _, errors = load_all([_write(tmp_path, route)])
+    assert [str(e.error) for e in errors] == [
+        'unknown field "status.conditions[0].sevrity"',
+        'unknown field "status.foo"',
+    ]
 
 
 def test_metadata_keys_outside_object_meta_are_unknown_fields(tmp_path: Path) -> None:
