@@ -9,11 +9,10 @@ Files are read by :mod:`llmroute.manifest_yaml` (bounded, duplicate keys rejecte
 is reported, as ``kubectl apply`` with strict field validation does: unknown keys by name (the models forbid extra
 keys; ``metadata`` is checked here against Kubernetes' ObjectMeta, since the operator reads server-filled metadata
 through the same models; ``status`` against the CRD schema by :mod:`llmroute.manifest_schema`), missing, mistyped
-and invalid fields, duplicate objects. Each problem is a
-:class:`llmroute.errors.LoadError` whose message is one line, e.g.
-``policy.yaml (document 1, ProviderPolicy deepseek-residency): spec.providers[0].dataUse.training: Input should be
-'Used', 'NotUsed' or 'Unknown'`` or ``route.yaml (document 1, LLMRoute apps/deepseek): unknown field
-"spec.models[0].backendz"``; :func:`load` raises them together as :class:`llmroute.errors.InvalidManifests`.
+and invalid fields, duplicate objects. Each problem is a :class:`llmroute.errors.LoadError` whose message is one
+line naming the file, the document (and what it holds), the field and its line, e.g. ``route.yaml (document 1,
+LLMRoute apps/deepseek): unknown field "spec.models[0].backendz" (line 16)``; :func:`load` raises them together as
+:class:`llmroute.errors.InvalidManifests`.
 """
 
 from __future__ import annotations
@@ -251,14 +250,6 @@ def metadata_errors(doc: dict[str, Any]) -> list[FieldError]:
     if not isinstance(meta, dict):
         return []
     return [UnknownField(f"metadata.{k}") for k in meta if k not in OBJECT_META_FIELDS]
-
-
-def parse_object(model: type[T], doc: dict[str, Any], source: Source) -> T:
-    """Validate one document; raises :class:`InvalidManifests` with every problem, each naming its field path."""
-    obj, errors = validate_object(model, doc, source)
-    if obj is None:
-        raise InvalidManifests(errors)
-    return obj
 
 
 def validate_object(model: type[T], doc: dict[str, Any], source: Source) -> tuple[T | None, list[LoadError]]:
