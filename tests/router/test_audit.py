@@ -14,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -37,6 +40,7 @@ from tests.router.conftest import (
 )
 from tests.router.test_auth import TOKEN, Secured, write_secured_config
 from tests.router.test_escalation import SSN, escalation_docs
+from tests.router.test_streaming import counter
 from tests.tokens import ClusterIssuer
 
 pytestmark = pytest.mark.router
@@ -323,3 +327,28 @@ def test_the_caller_identity_is_recorded_never_its_credential(
         assert TOKEN not in text and sa_token not in text and sa_token.split(".")[1] not in text
     finally:
         proc.stop()
+
+
+def test_a_blocked_stdout_costs_audit_lines_never_requests(hub: Hub, tmp_path: Path) -> None:
+    """stdout is a pipe nobody reads (a stalled log agent): requests keep being served, lines are dropped, counted."""
+    fifo = tmp_path / "stdout"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # held open, never read until the end
+    folder = write_config(tmp_path / "config", audit_docs(hub))
+    proc = RouterProcess([str(folder)], tmp_path / "router.log", env={"LLMROUTE_AUDIT_BUFFER": "5"}, stdout_path=fifo)
+    try:
+        started = time.monotonic()
+        with make_client(proc) as c:
+            for _ in range(400):  # ~600-byte lines: far more than the pipe (64 KiB) and the buffer hold
+                c.chat.completions.create(model="deepseek-chat", messages=MESSAGES)  # type: ignore[arg-type]
+        elapsed = time.monotonic() - started
+        dropped = counter(proc, "llmroute_audit_dropped_total")
+        assert dropped > 100, dropped
+        assert elapsed < 60
+    finally:
+        os.set_blocking(reader, True)
+        drain = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(reader, 65536), b"")])
+        drain.start()
+        proc.stop()
+        drain.join(10)
+        os.close(reader)

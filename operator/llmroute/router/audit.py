@@ -4,8 +4,9 @@ Owns the process's audit writer. Records are built and sampled by :mod:`llmroute
 :mod:`llmroute.router.proxy` when the config has ``audit``); here a kept line goes into a bounded in-memory buffer
 with a non-blocking put, and one writer thread moves lines from it to stdout (file descriptor 1) in batches. When the
 buffer is full - stdout blocked by a stalled log pipeline, or a burst faster than it drains - the line is dropped and
-counted in ``llmroute_audit_dropped_total``, so a slow log pipeline costs audit lines, never latency. Lines written
-are counted in ``llmroute_audit_records_total``.
+counted in ``llmroute_audit_dropped_total``, so a slow log pipeline costs audit lines, never latency. The buffer
+holds :data:`CAPACITY` lines unless ``LLMROUTE_AUDIT_BUFFER`` says otherwise. Lines written are counted in
+``llmroute_audit_records_total``.
 
 Why stdout: the router's logs go to stderr, so stdout carries audit lines only, each marked
 ``"kind":"llmroute.audit"``; cluster log agents (Fluent Bit, Vector) read both streams and can route on either the
@@ -20,13 +21,16 @@ import contextlib
 import os
 import queue
 import threading
+from collections.abc import Mapping
 
 from prometheus_client import Counter
 
 from llmroute.router.metrics import REGISTRY
 
 CAPACITY = 10_000
-"""Lines buffered at most (a few MB); beyond, lines are dropped and counted."""
+"""Lines buffered at most by default (a few MB); beyond, lines are dropped and counted."""
+CAPACITY_ENV = "LLMROUTE_AUDIT_BUFFER"
+"""Environment variable overriding :data:`CAPACITY` (a positive number of lines)."""
 BATCH = 256
 FLUSH_TIMEOUT_S = 5.0
 
@@ -38,12 +42,18 @@ WRITTEN = Counter("llmroute_audit_records", "Audit lines written to stdout.", re
 _STOP = b""
 
 
+def capacity_from(env: Mapping[str, str]) -> int:
+    """The buffer size: ``LLMROUTE_AUDIT_BUFFER`` when it is a positive integer, else :data:`CAPACITY`."""
+    raw = env.get(CAPACITY_ENV, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else CAPACITY
+
+
 class AuditLog:
     """A bounded buffer of audit lines and the thread that writes them to ``fd``."""
 
-    def __init__(self, fd: int = 1, capacity: int = CAPACITY) -> None:
+    def __init__(self, fd: int = 1, capacity: int | None = None) -> None:
         self._fd = fd
-        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=capacity or capacity_from(os.environ))
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
