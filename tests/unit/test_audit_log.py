@@ -73,3 +73,9 @@ def test_a_blocked_reader_costs_lines_not_latency(pipe: tuple[int, int]) -> None
 
 def test_closing_a_log_that_never_wrote_is_a_no_op() -> None:
     AuditLog(fd=-1).close()
+
+
+def test_a_line_that_could_not_be_made_is_counted_as_dropped() -> None:
+    before = dropped()
+    AuditLog(fd=-1).dropped()
+    assert dropped() == before + 1

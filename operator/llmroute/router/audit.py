@@ -68,6 +68,10 @@ class AuditLog:
             return False
         return True
 
+    def dropped(self) -> None:
+        """Count a line that could not be made."""
+        DROPPED.inc()
+
     def close(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Write what is buffered (up to ``timeout_s``) and stop the thread."""
         thread = self._thread

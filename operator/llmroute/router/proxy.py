@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import random
 import time
@@ -48,6 +49,8 @@ from llmroute.router.failover import Call, Failover, Mode, Served
 from llmroute.router.metrics import NONE, Outcome
 from llmroute.router.openai_errors import RouterError
 from llmroute.router.upstream import client_headers
+
+log = logging.getLogger("llmroute.router.proxy")
 
 DATA_CLASS_HEADER = "x-llmroute-data-class"
 REQUEST_ID_HEADER = "x-llmroute-request-id"
@@ -137,9 +140,14 @@ class Proxy:
         settings = snapshot.config.audit
         assert settings is not None
         if audit.keep(end.outcome, end.error, settings.sample_rate, self.rng):
-            rec = audit.record(trace, end, route=snapshot.route_name, config_hash=snapshot.hash, identity=identity,
-                               sample_rate=settings.sample_rate)
-            self.audit_log.emit(audit.line(rec))
+            try:
+                line = audit.line(audit.record(trace, end, route=snapshot.route_name, config_hash=snapshot.hash,
+                                               identity=identity, sample_rate=settings.sample_rate))
+            except Exception:  # a bug in the trail must not fail the request it records; it is counted as dropped
+                log.exception("the audit line of request %s could not be built", trace.request_id)
+                self.audit_log.dropped()
+            else:
+                self.audit_log.emit(line)
         if reply is None:
             return None
         return dataclasses.replace(reply, headers={**reply.headers, REQUEST_ID_HEADER: trace.request_id})
