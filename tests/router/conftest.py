@@ -190,7 +190,8 @@ class RouterProcess:
     """``python -m llmroute router`` on a free loopback port; its log is kept in a file."""
 
     def __init__(self, config: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 wait: bool = True, stdout_path: Path | None = None, args: tuple[str, ...] = ()) -> None:
+                 wait: bool = True, stdout_path: Path | None = None, args: tuple[str, ...] = (),
+                 prefix: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -198,8 +199,9 @@ class RouterProcess:
         self.stdout_path = stdout_path  # stdout apart from the log (stderr): the audit trail
         stdout = stdout_path.open("wb") if stdout_path is not None else self._log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmroute", "router", "--listen", f"127.0.0.1:{self.port}", "--config", *config,
-             *args], stdout=stdout, stderr=self._log if stdout_path is not None else subprocess.STDOUT, cwd=ROOT,
+            [*prefix, sys.executable, "-m", "llmroute", "router", "--listen", f"127.0.0.1:{self.port}",
+             "--config", *config, *args],
+            stdout=stdout, stderr=self._log if stdout_path is not None else subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, **(env or {})})
         if stdout is not self._log:
             stdout.close()  # the child holds its own copy

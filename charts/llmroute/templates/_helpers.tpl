@@ -22,6 +22,11 @@
 {{- printf "%s-operator" (include "llmroute.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The headless Service of the operator's demand endpoint (service.yaml; routers get its URL). */}}
+{{- define "llmroute.demandServiceName" -}}
+{{- printf "%s-demand" (include "llmroute.operatorName" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "llmroute.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}

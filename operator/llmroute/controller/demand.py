@@ -15,15 +15,16 @@ body is not such a report, ``413`` when it is larger. Pools the operator does no
 repeats the report a second later, by which time a just-created pool's scaler is there). A pool whose demand goes
 from 0 to more is woken at once (:meth:`llmroute.controller.pools.PoolRegistry.report`).
 
-Served on ``LLMROUTE_DEMAND_PORT`` (8082; the Helm chart puts a Service named after the operator in front of it and
-hands its URL to routers as ``LLMROUTE_DEMAND_URL``) from the operator's event loop, started and stopped by the
+Served on ``LLMROUTE_DEMAND_PORT`` (8082; the Helm chart puts a headless Service, ``<operator>-demand``, in front of
+it and hands its URL to routers as ``LLMROUTE_DEMAND_URL``) from the operator's event loop, started and stopped by the
 operator's startup and cleanup (:func:`register`). The endpoint is unauthenticated, like the metrics port: anyone who
 can reach it can make a pool start replicas (up to ``replicas.max``), never stop them, and the counts last three
 seconds unless repeated; restrict it with a NetworkPolicy to the routers' namespaces where that matters.
 
 A standby replica (:mod:`llmroute.controller.leader`) serves the port too but answers ``503`` with ``Retry-After: 1``
-and ``Connection: close``: the router repeats its report a second later on a new connection, which the Service
-balances again, while the active replica's connection is kept alive (so a router sticks to it once found).
+and ``Connection: close``. Routers resolve the headless Service's name to every operator pod and POST each report to
+all of them (:class:`llmroute.router.holding.Demand`): the active replica takes it at once, the standby's 503 is
+expected. (``Connection: close`` still serves a client that reaches the replicas through one balanced address.)
 """
 
 from __future__ import annotations

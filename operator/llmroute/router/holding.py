@@ -16,10 +16,18 @@ The demand signal (:class:`Demand`, a contract with the operator, :mod:`llmroute
     {"router": "<route-namespace>/<route-name>/<hostname>", "pools": {"<namespace>/<pool>": <held count>}}
 
 at once when a pool's count goes 0 -> 1, then every :data:`DEMAND_INTERVAL_S` while any is held, and once more with
-0 for a pool whose count returned to 0. POSTs are sent one at a time by one task of their own, each within
-:data:`DEMAND_TIMEOUT_S`, so they never block or fail a request; failures are logged at most once a minute. Unset:
-nothing is sent (logged once when a config with pools is loaded). POSTs go through
-:meth:`llmroute.router.upstream.Upstream.fetch`.
+0 for a pool whose count returned to 0. Reports are sent one at a time by one task of their own, each within
+:data:`DEMAND_TIMEOUT_S`, so they never block or fail a request. Unset: nothing is sent (logged once when a config
+with pools is loaded). POSTs go through :meth:`llmroute.router.upstream.Upstream.fetch`.
+
+**Every operator replica gets each report.** The operator runs two replicas and only the Lease holder takes reports;
+the standby answers 503 (:mod:`llmroute.controller.demand`). The chart's demand Service is headless, so its name
+resolves to one address per operator pod (:func:`llmroute.router.pod_discovery.resolve`, as for pool pods, at each
+report: a takeover or a rescheduled pod is seen at the next one), and a report is POSTed to all of them at once. The
+leader's 2xx is what counts; a standby's 503 is expected. Only a report that no address took (no leader right now,
+during a takeover; a wrong URL) is logged, at most once a minute. Through a ClusterIP Service a report would reach the
+leader half of the time and a cold start could wait seconds more. An ``https`` URL (its certificate names the host,
+not an address) and a name that does not resolve right now are posted as they are.
 """
 
 from __future__ import annotations
@@ -30,14 +38,16 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from llmroute.core.cold_start import HoldOutcome, demand_body, may_hold
 from llmroute.core.router_config import ColdStartSettings
 from llmroute.router import metrics
 from llmroute.router.client import ClientSink
 from llmroute.router.config_source import Snapshot
+from llmroute.router.pod_discovery import resolve
 from llmroute.router.upstream import Upstream, UpstreamFailure
 
 if TYPE_CHECKING:
@@ -110,13 +120,17 @@ class Holds:
             self.demand.changed(key, count)
 
 
+Resolver = Callable[[str, int], Awaitable[frozenset[str]]]
+"""``(host, port) -> origins`` (:func:`llmroute.router.pod_discovery.resolve`)."""
+
+
 class Demand:
-    """The demand signal's sender: one task per process, one POST at a time."""
+    """The demand signal's sender: one task per process, one report at a time (to every operator replica)."""
 
     def __init__(self, upstream: Upstream, url: str | None, clock: Callable[[], float],
-                 held: dict[str, int]) -> None:
+                 held: dict[str, int], resolver: Resolver = resolve) -> None:
         self.url = url
-        self._upstream, self._clock, self._held = upstream, clock, held
+        self._upstream, self._clock, self._held, self._resolve = upstream, clock, held, resolver
         self._router = ""
         self._ended: set[str] = set()
         self._wake = asyncio.Event()
@@ -155,15 +169,39 @@ class Demand:
             body = demand_body(self._router, self._held, self._ended)
             self._ended.clear()
             if body["pools"]:
-                await self._post(self.url, json.dumps(body).encode())
+                await self.report(json.dumps(body).encode())
 
-    async def _post(self, url: str, body: bytes) -> None:
+    async def report(self, body: bytes) -> bool:
+        """POST ``body`` to every operator replica at once; whether one took it (the others are logged if none)."""
+        assert self.url is not None
+        answers = await asyncio.gather(*(self._post(url, body) for url in await self.destinations(self.url)))
+        if None in answers:
+            return True
+        now = self._clock()
+        if now - self._last_failure_log >= FAILURE_LOG_EVERY_S:
+            self._last_failure_log = now
+            log.warning("demand signal: no operator replica took the report (%s; logged at most once a minute)",
+                        ", ".join(a for a in answers if a))
+        return False
+
+    async def destinations(self, url: str) -> list[str]:
+        """``url`` once per address of its host (a headless Service: one per operator pod), else ``url`` itself."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            return [url]
+        port = parts.port or 80
+        try:
+            async with asyncio.timeout(DEMAND_TIMEOUT_S):
+                found = await self._resolve(parts.hostname, port)
+        except (OSError, TimeoutError):
+            found = frozenset()
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        return sorted(origin + tail for origin in found) or [url]
+
+    async def _post(self, url: str, body: bytes) -> str | None:
+        """None when the replica at ``url`` took the report, else why not (for the log)."""
         try:
             status, _ = await self._upstream.fetch("POST", url, self._headers, body=body, timeout_s=DEMAND_TIMEOUT_S)
-            if not 200 <= status < 300:
-                raise ValueError(f"HTTP {status}")
-        except (UpstreamFailure, ValueError) as exc:
-            now = self._clock()
-            if now - self._last_failure_log >= FAILURE_LOG_EVERY_S:
-                self._last_failure_log = now
-                log.warning("demand signal to %s failed: %s (logged at most once a minute)", url, exc)
+        except (UpstreamFailure, ValueError) as exc:  # ValueError: not an http(s) URL
+            return f"{url}: {exc}"
+        return None if 200 <= status < 300 else f"{url}: HTTP {status}"

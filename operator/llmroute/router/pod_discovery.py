@@ -45,6 +45,20 @@ def origin(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+async def resolve(host: str, port: int) -> frozenset[str]:
+    """The origins of ``host``'s A/AAAA records on ``port`` (an IP literal: itself); empty when the name does not
+    exist (a headless Service without ready endpoints); :class:`socket.gaierror` when the resolver failed (unknown).
+    Also used for the operator's demand endpoint (:mod:`llmroute.router.holding`)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno in _NO_SUCH_NAME:
+            return frozenset()
+        raise
+    return frozenset(origin(str(info[4][0]), port) for info in infos)
+
+
 class DnsDiscovery:
     """The headless Service's A/AAAA records."""
 
@@ -52,18 +66,15 @@ class DnsDiscovery:
         self._failing: set[str] = set()
 
     async def addresses(self, target: PoolTarget) -> frozenset[str] | None:
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(target.pods_host, target.port, type=socket.SOCK_STREAM)
+            found = await resolve(target.pods_host, target.port)
         except socket.gaierror as exc:
-            if exc.errno in _NO_SUCH_NAME:
-                return frozenset()
             if target.pods_host not in self._failing:
                 self._failing.add(target.pods_host)
                 log.warning("cannot resolve %s (keeping the pods known so far): %s", target.pods_host, exc)
             return None
         self._failing.discard(target.pods_host)
-        return frozenset(origin(str(info[4][0]), target.port) for info in infos)
+        return found
 
 
 class FileDiscovery:
