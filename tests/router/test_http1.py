@@ -63,6 +63,7 @@ def endpoint(port: int) -> object:
 
     class P:
         endpoint = f"http://127.0.0.1:{port}/v1"
+        proxy = None
 
     return Endpoint(P(), {"Authorization": "Bearer k"})  # type: ignore[arg-type]
 

@@ -113,6 +113,25 @@ class Credentials(ApiModel):
     secret_ref: SecretKeyRef = Field(description="The Secret key holding the provider API key.")
 
 
+class ProxyCredentials(ApiModel):
+    """Where the egress proxy's credentials live, sent as ``Proxy-Authorization: Basic``."""
+
+    secret_ref: SecretKeyRef = Field(description="The Secret key holding the proxy's user:password.")
+
+
+class EgressProxy(ApiModel):
+    """An HTTP proxy that calls to this provider go through (routers and the operator's health probes alike); it
+    replaces HTTPS_PROXY/HTTP_PROXY for this provider."""
+
+    url: str = Field(
+        max_length=2048,
+        pattern=r"^http://[^\s/@]+(:[0-9]{1,5})?/?$",
+        description="The proxy, http://host:port. An https endpoint is reached through a CONNECT tunnel, with TLS to "
+        "the provider itself inside it. No credentials in the URL: use credentials.",
+    )
+    credentials: ProxyCredentials | None = Field(default=None, description="Proxy user:password Secret, if any.")
+
+
 class PoolRef(ApiModel):
     """A ModelPool (open weights on this cluster's GPUs) serving as a provider."""
 
@@ -176,6 +195,12 @@ class Provider(ApiModel):
             check=lambda p: p.is_self_hosted or p.credentials is not None,
             field="credentials",
         ),
+        Rule(
+            cel="!has(self.proxy) || has(self.endpoint)",
+            message="proxy applies to endpoints only (a pool is reached inside the cluster)",
+            check=lambda p: p.proxy is None or p.endpoint is not None,
+            field="proxy",
+        ),
     )
 
     name: Name = Field(description="Name the LLMRoute backends refer to, e.g. deepseek or together.")
@@ -206,6 +231,10 @@ class Provider(ApiModel):
                                             description="API key Secret; optional only for self-hosted providers.")
     health_check: HealthCheck = Field(default_factory=HealthCheck, json_schema_extra=OBJECT_DEFAULT,
                                       description="The unbilled health probe.")
+    proxy: EgressProxy | None = Field(
+        default=None,
+        description="Egress proxy for this provider (else the router's HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply).",
+    )
     redaction: ProviderRedaction | None = Field(
         default=None,
         description="Types this provider must only ever receive as placeholders: every attempt to it redacts them, "

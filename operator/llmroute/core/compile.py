@@ -45,6 +45,7 @@ from llmroute.core.router_config import (
     Origin,
     PoolTarget,
     ProviderTarget,
+    ProxyTarget,
     Redaction,
     RouterConfig,
     ServiceAccountVerification,
@@ -183,7 +184,24 @@ def _target(p: Provider) -> ProviderTarget:
         pool=None if p.pool is None else PoolTarget(name=p.pool.name, namespace=p.pool.namespace,
                                                     pods_host=pools.pods_host(p.pool.name, p.pool.namespace),
                                                     port=VLLM_PORT),
+        proxy=_proxy(p),
     )
+
+
+def proxy_env(provider: str) -> str:
+    """Environment variable a router pod receives ``provider``'s proxy ``user:password`` in."""
+    return "LLMROUTE_PROXY_" + re.sub(r"[^A-Z0-9]", "_", provider.upper())
+
+
+def _proxy(p: Provider) -> ProxyTarget | None:
+    if p.proxy is None:
+        return None
+    cred = None
+    if p.proxy.credentials is not None:
+        ref = p.proxy.credentials.secret_ref
+        cred = CredentialRef(secret_name=ref.name, secret_key=ref.key, secret_namespace=ref.namespace,
+                             env=proxy_env(p.name))
+    return ProxyTarget(url=p.proxy.url.rstrip("/"), credential=cred)
 
 
 def provider_endpoint(p: Provider) -> str:

@@ -290,6 +290,10 @@ def _env(route: LLMRoute, config: RouterConfig) -> list[JsonObj]:
         ref = ({"name": keys_secret_name(route.metadata.name), "key": cred.env} if cred.env in foreign
                else {"name": cred.secret_name, "key": cred.secret_key})
         out.append({"name": cred.env, "valueFrom": {"secretKeyRef": {**ref, "optional": True}}})
+    for proxy in sorted((p.proxy.credential for p in config.providers if p.proxy and p.proxy.credential),
+                        key=lambda c: c.env):  # egress proxy user:password (a Secret of the route's namespace)
+        out.append({"name": proxy.env, "valueFrom": {"secretKeyRef": {
+            "name": proxy.secret_name, "key": proxy.secret_key, "optional": True}}})
     return out
 
 

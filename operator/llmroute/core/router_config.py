@@ -88,6 +88,14 @@ class PoolTarget(ApiModel):
     port: int = Field(description="Port of vLLM in each pod.")
 
 
+class ProxyTarget(ApiModel):
+    """An egress proxy for one provider (ProviderPolicy ``providers[].proxy``): its URL, and where the router reads
+    its ``user:password`` (by reference, as keys are). Only in configs with a provider proxy."""
+
+    url: str = Field(description="http://host:port of the proxy (never credentials).")
+    credential: CredentialRef | None = Field(default=None, description="The proxy's user:password, if any.")
+
+
 class ProviderTarget(ApiModel):
     """A provider as the router needs it: where, what law, which key."""
 
@@ -100,6 +108,7 @@ class ProviderTarget(ApiModel):
     credential: CredentialRef | None = None
     health: HealthProbe
     pool: PoolTarget | None = None
+    proxy: ProxyTarget | None = None
 
 
 class BackendTarget(ApiModel):

@@ -32,6 +32,8 @@ import ssl
 
 import httptools
 
+from llmroute.router.egress import Proxy, tunnel
+
 HIGH_WATER = 1 << 20
 """Buffered body bytes above which the connection stops reading until the caller takes them."""
 IDLE_S = 30.0
@@ -41,6 +43,8 @@ DRAIN_S = 1.0
 MAX_HEAD = 64 * 1024
 """Bytes a response head (interim ones included) may take."""
 _NO_BODY_STATUS = (204, 304)
+Key = tuple[str, str, int, str]
+"""(scheme, host, port, proxy id or "") of the origin a connection talks to."""
 
 
 class ProtocolViolation(ConnectionError):
@@ -67,7 +71,7 @@ def _expire(fut: asyncio.Future[None]) -> None:
 class Conn(asyncio.Protocol):
     """One HTTP/1.1 connection, one request at a time."""
 
-    def __init__(self, pool: Pool, key: tuple[str, str, int]) -> None:
+    def __init__(self, pool: Pool, key: Key) -> None:
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -250,15 +254,15 @@ class Conn(asyncio.Protocol):
 
 
 class Pool:
-    """Idle keep-alive connections per (scheme, host, port); single event loop, so no locks."""
+    """Idle keep-alive connections per (scheme, host, port, proxy); single event loop, so no locks."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._idle: dict[tuple[str, str, int], list[Conn]] = {}
+        self._idle: dict[Key, list[Conn]] = {}
         self._all: set[Conn] = set()
         self._ssl: ssl.SSLContext | None = None
 
-    def get(self, key: tuple[str, str, int]) -> Conn | None:
+    def get(self, key: Key) -> Conn | None:
         """A reusable idle connection to ``key``, or None."""
         idle = self._idle.get(key)
         now = self.loop.time()
@@ -270,15 +274,31 @@ class Pool:
             conn.close()
         return None
 
-    async def connect(self, key: tuple[str, str, int]) -> Conn:
-        scheme, host, port = key
+    async def connect(self, key: Key, proxy: Proxy | None = None) -> Conn:
+        """A new connection to ``key``'s origin; through ``proxy`` if given (a CONNECT tunnel for https, the proxy
+        itself for http: the request then names the origin in absolute form)."""
+        scheme, host, port, _ = key
         context = None
         if scheme == "https":
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             context = self._ssl
-        _, conn = await self.loop.create_connection(lambda: Conn(self, key), host, port, ssl=context,
-                                                    server_hostname=host if context else None)
+        conn = Conn(self, key)
+        if proxy is None:
+            await self.loop.create_connection(lambda: conn, host, port, ssl=context,
+                                              server_hostname=host if context else None)
+        elif context is None:
+            await self.loop.create_connection(lambda: conn, proxy.host, proxy.port)
+        else:
+            raw = await tunnel(self.loop, proxy, host, port)
+            try:  # TLS with the origin inside the tunnel: SNI and verification name the origin, not the proxy
+                tls = await self.loop.start_tls(raw, conn, context, server_hostname=host)
+            except BaseException:
+                raw.close()
+                raise
+            if tls is None:
+                raise ConnectionResetError("TLS through the proxy tunnel did not start")
+            conn.connection_made(tls)
         self._all.add(conn)
         return conn
 

@@ -22,7 +22,12 @@ budget.
 Headers: each provider's headers (its ``Authorization: Bearer <key>``, ``Accept-Encoding: identity``) are pre-built
 per config snapshot; client headers are filtered once per request by :func:`client_headers` - never the client's
 Authorization, cookies or other credentials, no hop-by-hop headers, no ``x-llmroute-*``. No cookies are kept or
-sent, redirects are not followed, no proxy is used.
+sent, redirects are not followed.
+
+Egress proxies (:mod:`llmroute.router.egress`): provider calls and probes go through the provider's configured
+proxy, else through ``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` names the host (read once, at :meth:`open`);
+pooled connections are kept per proxy. A pool's pods and :meth:`Upstream.fetch` (in-cluster addresses) go direct.
+A proxy that refuses is a CONNECT failure (its status in the detail; its credentials nowhere).
 
 Called by :mod:`llmroute.router.failover` (attempts), :mod:`llmroute.router.health` (probes) and
 :mod:`llmroute.router.pools` and :mod:`llmroute.router.holding` (pod metrics scrapes and the demand signal, through
@@ -33,14 +38,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Mapping
 from functools import lru_cache
 
 from yarl import URL
 
 from llmroute.core.retry import FailureKind
+from llmroute.core.router_config import ProviderTarget, ProxyTarget
+from llmroute.router import egress
 from llmroute.router.config_source import Endpoint
-from llmroute.router.http1 import Conn, Pool
+from llmroute.router.egress import Proxy, ProxyRefused
+from llmroute.router.http1 import Conn, Key, Pool
 
 _DROP = frozenset({
     "authorization", "proxy-authorization", "cookie", "api-key", "x-api-key", "host", "content-length",
@@ -68,6 +77,7 @@ def client_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 _Target = tuple[tuple[str, str, int], str, str]
+_PROXY_AUTH_FAILED = 407
 
 
 @lru_cache(maxsize=1024)
@@ -156,9 +166,12 @@ class Upstream:
 
     def __init__(self) -> None:
         self._pool: Pool | None = None
+        self._env = egress.Environment({})
+        self._configured: dict[ProxyTarget, Proxy] = {}
 
     async def open(self) -> None:
         self._pool = Pool(asyncio.get_running_loop())
+        self._env = egress.Environment()
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -171,20 +184,46 @@ class Upstream:
             raise RuntimeError("the upstream client is not open")
         return self._pool
 
+    def proxy(self, provider: ProviderTarget, origin: tuple[str, str, int]) -> Proxy | None:
+        """The proxy a call to ``provider`` at ``origin`` goes through (its own, else the environment's), or None."""
+        spec = provider.proxy
+        if spec is None:
+            return self._env.proxy(origin[0], origin[1])
+        proxy = self._configured.get(spec)
+        if proxy is None:
+            credentials = os.environ.get(spec.credential.env) if spec.credential is not None else None
+            proxy = self._configured[spec] = egress.parse(spec.url, credentials or None)
+        return proxy
+
+    def _route(self, provider: ProviderTarget | None, method: str, url: str, headers: Mapping[str, str],
+               length: int | None) -> tuple[Key, bytes, Proxy | None]:
+        """The pool key, request head and proxy of one request (``provider`` None: direct)."""
+        origin, target, authority = _target(url, "")
+        proxy = None if provider is None else self.proxy(provider, origin)
+        if proxy is not None and origin[0] == "http":  # to the proxy itself, in absolute form
+            target = f"http://{authority}{target}"
+            if proxy.authorization:
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
+        return (*origin, proxy.id if proxy else ""), _head(method, target, authority, headers, length), proxy
+
     async def post(self, endpoint: Endpoint, path: str, body: bytes, headers: Mapping[str, str], *,
                    connect_s: float, deadline: float, on_timeout: FailureKind, base_url: str | None = None) -> Exchange:
         """Send one attempt and wait for its status line and headers until ``deadline`` (loop time); ``base_url``
         replaces the provider's endpoint for this attempt (a pool's pod, :mod:`llmroute.router.pools`)."""
-        key, target, authority = _target(base_url or endpoint.provider.endpoint, path)
-        head = _head("POST", target, authority, headers, len(body))
-        return await self._exchange(key, head, body, False, connect_s, _deadline(deadline), on_timeout)
+        if base_url is None and endpoint.provider.proxy is None and not self._env:
+            origin, target, authority = _target(endpoint.provider.endpoint, path)  # the common case: direct
+            head = _head("POST", target, authority, headers, len(body))
+            return await self._exchange((*origin, ""), head, body, False, connect_s, _deadline(deadline), on_timeout)
+        url = (base_url or endpoint.provider.endpoint) + path
+        key, head, proxy = self._route(None if base_url else endpoint.provider, "POST", url, headers, len(body))
+        return await self._exchange(key, head, body, False, connect_s, _deadline(deadline), on_timeout, proxy)
 
-    async def _exchange(self, key: tuple[str, str, int], head: bytes, body: bytes, no_body: bool, connect_s: float,
-                        deadline: float | None, on_timeout: FailureKind) -> Exchange:
+    async def _exchange(self, key: Key, head: bytes, body: bytes, no_body: bool, connect_s: float,
+                        deadline: float | None, on_timeout: FailureKind, proxy: Proxy | None = None) -> Exchange:
         pool = self.pool
         conn = pool.get(key)
         if conn is None:
-            conn = await self._connect(key, connect_s, deadline, on_timeout)
+            conn = await self._connect(key, proxy, connect_s, deadline, on_timeout)
         try:
             conn.send(head, body, no_body)
             await conn.wait_head(deadline)
@@ -193,19 +232,24 @@ class Upstream:
             if isinstance(exc, _ERRORS):
                 raise _reset(exc, on_timeout) from None
             raise
+        if proxy is not None and key[0] == "http" and conn.status == _PROXY_AUTH_FAILED:
+            conn.close()  # the proxy's answer, not the provider's
+            raise UpstreamFailure(FailureKind.CONNECT, f"proxy answered {_PROXY_AUTH_FAILED}")
         return Exchange(conn)
 
-    async def _connect(self, key: tuple[str, str, int], connect_s: float, deadline: float | None,
+    async def _connect(self, key: Key, proxy: Proxy | None, connect_s: float, deadline: float | None,
                        on_timeout: FailureKind) -> Conn:
         loop = self.pool.loop
         budget = connect_s if deadline is None else min(connect_s, deadline - loop.time())
         try:
             async with asyncio.timeout(max(budget, 0.0)):
-                return await self.pool.connect(key)
+                return await self.pool.connect(key, proxy)
         except TimeoutError:
             if budget < connect_s:
                 raise UpstreamFailure(on_timeout, "deadline passed") from None
             raise UpstreamFailure(FailureKind.CONNECT, "ConnectionTimeoutError") from None
+        except ProxyRefused as exc:
+            raise UpstreamFailure(FailureKind.CONNECT, str(exc)) from None
         except OSError as exc:
             raise UpstreamFailure(FailureKind.CONNECT, type(exc).__name__) from None
 
@@ -213,9 +257,8 @@ class Upstream:
                     timeout_s: float, limit: int = _MAX_ERROR_BODY) -> tuple[int, bytes]:
         """One small exchange off the request path (pool pod scrapes, the demand signal): (status, at most
         ``limit`` body bytes), all within ``timeout_s``; raises :class:`UpstreamFailure`."""
-        key, target, authority = _target(url, "")
+        key, head, _ = self._route(None, method, url, headers, None if body is None else len(body))
         deadline = self.pool.loop.time() + timeout_s
-        head = _head(method, target, authority, headers, None if body is None else len(body))
         ex = await self._exchange(key, head, body or b"", False, timeout_s, deadline, FailureKind.TOTAL)
         try:
             data = await ex.read_body(deadline, FailureKind.TOTAL, limit)
@@ -230,12 +273,12 @@ class Upstream:
         the endpoint: a pool's pod); (ok, why)."""
         if endpoint.headers is None:
             return False, endpoint.missing_key
-        key, target, authority = _target(base_url or endpoint.provider.endpoint, endpoint.provider.health.path)
         headers = {k: v for k, v in endpoint.headers.items() if k != "Content-Type"}
+        url = (base_url or endpoint.provider.endpoint) + endpoint.provider.health.path
         deadline = self.pool.loop.time() + timeout_s
         try:
-            ex = await self._exchange(key, _head("GET", target, authority, headers, None), b"", False, timeout_s,
-                                      deadline, FailureKind.TOTAL)
+            key, head, proxy = self._route(None if base_url else endpoint.provider, "GET", url, headers, None)
+            ex = await self._exchange(key, head, b"", False, timeout_s, deadline, FailureKind.TOTAL, proxy)
             try:
                 await ex.read_body(deadline, FailureKind.TOTAL)
             except UpstreamFailure:
