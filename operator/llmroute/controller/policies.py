@@ -9,6 +9,9 @@ The same path runs when a policy appears (routes waiting with ``PolicyNotFound``
 (routes turn ``Ready=False PolicyNotFound``). A policy edit that does not change a route's compiled config changes
 its ConfigMap hash not at all, so it rolls no router.
 
+A provider whose endpoint is plain ``http://`` outside the cluster gets a ``PlaintextEndpoint`` Warning Event when
+the policy is created or changed (:func:`llmroute.core.transport.plaintext`; routers warn on every config load).
+
 Provider health (``status.providers``, ``summary`` and the ``Ready`` condition) belongs to the shared prober,
 :mod:`llmroute.controller.prober`; this handler writes only ``observedGeneration`` and ``Accepted`` (a partial patch).
 """
@@ -19,6 +22,7 @@ import asyncio
 import datetime
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +34,9 @@ from llmroute.controller import metrics
 from llmroute.controller import status as st
 from llmroute.controller.indexes import POLICIES, POLICY_HASH_ANNOTATION, RouteRef
 from llmroute.controller.kube import Kube, post_event
+from llmroute.core import transport
+
+log = logging.getLogger("llmroute.controller.policies")
 
 DELETED_HASH = "deleted"
 FAN_OUT_CONCURRENCY = 16
@@ -62,12 +69,24 @@ async def on_policy(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         for change in changes:
             post_event(body, warning=change.cond.status != st.TRUE, reason=change.cond.reason,
                        message=change.cond.message)
+        if accepted.status == st.TRUE and kwargs.get("reason") != "resume":
+            warn_plaintext(body)
         dependents = kwargs["routes_by_policy"].get(body["metadata"]["name"], [])
         await fan_out(kube, dependents, policy_hash(dict(body["spec"])))
         if accepted.status != st.TRUE:
             outcome.result = metrics.Result.COMPILE_ERROR
     if accepted.status != st.TRUE:
         raise kopf.PermanentError(accepted.message)
+
+
+def warn_plaintext(body: Mapping[str, Any]) -> None:
+    """A Warning Event (and log line) per provider whose endpoint sends keys and prompts unencrypted; posted when
+    the policy is created or changed, not on every operator start."""
+    for p in body["spec"].get("providers") or []:
+        why = transport.plaintext(p.get("endpoint"), self_hosted=bool(p.get("selfHosted")) or "pool" in p)
+        if why is not None:
+            log.warning("ProviderPolicy %s, provider %s: %s", body["metadata"]["name"], p.get("name"), why)
+            post_event(body, warning=True, reason="PlaintextEndpoint", message=f"provider {p.get('name')}: {why}")
 
 
 async def on_policy_event(type: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:

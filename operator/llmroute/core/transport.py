@@ -11,7 +11,8 @@ remain, both legitimate for someone, neither allowed to be silent:
   private CA): every certificate those CAs sign is accepted for every HTTPS provider.
 
 :func:`weaknesses` lists them for a config and an environment (pure); :mod:`llmroute.router.transport` logs each as
-a warning and exports it as ``llmroute_upstream_tls_weakened{provider,reason}``.
+a warning and exports it as ``llmroute_upstream_tls_weakened{provider,reason}``, and the operator posts a
+``PlaintextEndpoint`` Warning Event on the ProviderPolicy (:func:`plaintext`, :mod:`llmroute.controller.policies`).
 """
 
 from __future__ import annotations
@@ -36,17 +37,10 @@ def weaknesses(providers: Iterable[ProviderTarget], env: Mapping[str, str]) -> l
     trust = [f"{name}={env[name]}" for name in TRUST_STORE_VARIABLES if env.get(name)]
     out: list[tuple[str, Reason, str]] = []
     for p in providers:
-        url = urlsplit(p.endpoint)
-        if url.scheme == "http" and not p.self_hosted and p.pool is None and not _loopback(url.hostname or ""):
-            out.append(
-                (
-                    p.name,
-                    Reason.PLAINTEXT,
-                    f"endpoint {url.scheme}://{url.netloc} is not HTTPS: its key, "
-                    "prompts and answers travel unencrypted (set selfHosted if it runs in this cluster)",
-                )
-            )
-        elif url.scheme == "https" and trust:
+        why = plaintext(p.endpoint, self_hosted=p.self_hosted or p.pool is not None)
+        if why is not None:
+            out.append((p.name, Reason.PLAINTEXT, why))
+        elif urlsplit(p.endpoint).scheme == "https" and trust:
             out.append(
                 (
                     p.name,
@@ -55,6 +49,19 @@ def weaknesses(providers: Iterable[ProviderTarget], env: Mapping[str, str]) -> l
                 )
             )
     return out
+
+
+def plaintext(endpoint: str | None, *, self_hosted: bool) -> str | None:
+    """Why ``endpoint`` carries keys and prompts unencrypted, or None (HTTPS, self-hosted, loopback, no endpoint)."""
+    if endpoint is None or self_hosted:
+        return None
+    url = urlsplit(endpoint)
+    if url.scheme != "http" or _loopback(url.hostname or ""):
+        return None
+    return (
+        f"endpoint http://{url.netloc} is not HTTPS: its key, prompts and answers travel unencrypted (set "
+        "selfHosted if it runs in this cluster)"
+    )
 
 
 def _loopback(host: str) -> bool:
