@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import trustme
@@ -349,3 +350,41 @@ def test_the_router_process_serves_through_the_providers_proxy(
             await emu.close()
 
     assert asyncio.run(scenario()) >= 1  # completions and the router's probes, each through a tunnel
+
+
+async def test_the_operators_probes_take_the_same_proxy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca: trustme.CA, tls_provider: Emulator
+) -> None:
+    from llmroute.api.provider_policy import Provider
+    from llmroute.controller import prober
+
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    async with ConnectProxy(credentials="corp:pw") as proxy:
+        spec = Provider.model_validate(
+            {
+                "name": "secure",
+                "endpoint": tls_provider.url,
+                "jurisdiction": "US",
+                "credentials": {"secretRef": {"name": "keys", "key": "k", "namespace": "llm"}},
+                "proxy": {
+                    "url": proxy.url,
+                    "credentials": {"secretRef": {"name": "p", "key": "auth", "namespace": "llm"}},
+                },
+            }
+        )
+        target = prober.Target.of(spec)
+        assert (target.proxy, target.proxy_secret) == (proxy.url, ("llm", "p", "auth"))
+        async with httpx.AsyncClient() as base:
+            through = prober.proxied_client(base, proxy.url, "corp:pw")
+            refused = prober.proxied_client(base, proxy.url, "corp:wrong")
+            try:
+                ok = await prober.probe(through, target, KEY)
+                bad = await prober.probe(refused, target, KEY)
+            finally:
+                await through.aclose()
+                await refused.aclose()
+    assert (ok.status, ok.error) == (200, "")
+    assert bad.status is None and bad.error and "pw" not in bad.error and "wrong" not in bad.error
+    assert proxy.tunnels == 1

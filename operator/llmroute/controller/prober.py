@@ -23,6 +23,11 @@ probe means and the hysteresis are pure (:mod:`llmroute.core.probing`); this mod
   namespace belongs to each route (every team brings its own): the shared prober then probes without a key and a
   401/403 only proves the endpoint answers.
 
+* **Egress proxies**: probes take the routers' path - a provider's own ``proxy`` (its ``user:password`` read from
+  its Secret like keys, when the Secret names a namespace), else ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` of the
+  operator's environment (httpx's ``trust_env``, the same rules as :mod:`llmroute.router.egress`); one client per
+  proxy, closed with the daemon.
+
 * **ModelPool providers** (``providers[].pool``) are not probed over HTTP: a pool at zero replicas has no pod to
   answer, and that is not an outage (routers hold requests while the operator starts a replica). Their entry comes
   from the pool's scaler (:meth:`llmroute.controller.pools.PoolRegistry.ready`) at each step: ``Healthy`` with ready
@@ -97,6 +102,8 @@ class Target:
     secret: tuple[str, str, str] | None  # (namespace, name, key) of a shared key
     key_checked: bool
     pool: str | None = None  # "<namespace>/<name>" of a ModelPool provider (not probed)
+    proxy: str | None = None  # the provider's own egress proxy URL
+    proxy_secret: tuple[str, str, str] | None = None  # (namespace, name, key) of its user:password
 
     @classmethod
     def of(cls, p: Provider) -> Target:
@@ -104,8 +111,12 @@ class Target:
         shared = ref is not None and ref.namespace is not None
         secret = (ref.namespace or "", ref.name, ref.key) if ref is not None and shared else None
         pool = f"{p.pool.namespace}/{p.pool.name}" if p.pool is not None else None
+        proxy_ref = p.proxy.credentials.secret_ref if p.proxy is not None and p.proxy.credentials else None
+        proxy_secret = (proxy_ref.namespace, proxy_ref.name, proxy_ref.key) if proxy_ref and proxy_ref.namespace \
+            else None
         return cls(p.name, provider_endpoint(p) + p.health_check.path, p.health_check, secret,
-                   key_checked=ref is None or shared, pool=pool)
+                   key_checked=ref is None or shared, pool=pool, proxy=p.proxy.url if p.proxy else None,
+                   proxy_secret=proxy_secret)
 
     def pool_health(self, ready: int | None) -> ProviderHealth:
         """What status says about a pool provider with ``ready`` replicas (None: not observed yet)."""
@@ -164,6 +175,13 @@ async def probe(client: httpx.AsyncClient, target: Target, key: str | None) -> p
     return probing.ProbeResult(status=status, latency_s=time.perf_counter() - started, key_checked=target.key_checked)
 
 
+def proxied_client(base: httpx.AsyncClient, url: str, credentials: str | None) -> httpx.AsyncClient:
+    """A client like ``base`` that goes through the proxy at ``url`` (``credentials``: its ``user:password``)."""
+    user, _, password = credentials.partition(":") if credentials else ("", "", "")
+    proxy = httpx.Proxy(url, auth=(user, password)) if credentials else httpx.Proxy(url)
+    return httpx.AsyncClient(headers=base.headers, follow_redirects=False, proxy=proxy)
+
+
 def _connect_error(exc: BaseException) -> str:
     """A few words for why a connection failed, from the exception chain (its texts may hold host names)."""
     seen: BaseException | None = exc
@@ -194,6 +212,7 @@ class PolicyProber:
         self.fanned_out = probing.unhealthy_key(list(self.health.values()))
         self.due: dict[str, float] = {}
         self.keys = KeyCache(kube, clock)
+        self.proxied: dict[tuple[str, str | None], httpx.AsyncClient] = {}  # per (proxy URL, credentials)
         self.pools: set[str] = set()
         self.on_down_change: Callable[[str], None] | None = None
         self.pool_ready: Callable[[str], int | None] = lambda _: None
@@ -220,20 +239,46 @@ class PolicyProber:
         await self._fan_out(routes, current)
         return max(0.0, min(self.due.values(), default=now + IDLE_S) - self.clock())
 
+    async def _client(self, target: Target) -> httpx.AsyncClient | str:
+        """The client for ``target`` (through its own proxy, if any), or why there is none."""
+        if target.proxy is None:
+            return self.client
+        credentials = None
+        if target.proxy_secret is not None:
+            credentials, why = await self.keys.key(*target.proxy_secret)
+            if credentials is None:
+                return why
+        key = (target.proxy, credentials)
+        if key not in self.proxied:
+            self.proxied[key] = proxied_client(self.client, target.proxy, credentials)
+        return self.proxied[key]
+
+    async def aclose(self) -> None:
+        for client in self.proxied.values():
+            await client.aclose()
+        self.proxied.clear()
+
     async def _probe(self, target: Target) -> probing.ProbeResult | None:
         """Probe one provider; None when its key could not be read (an API problem says nothing about it)."""
+        try:
+            client = await self._client(target)
+        except kopf.TemporaryError as exc:
+            logger.warning("proxy credentials of %s/%s not read, probe skipped: %s", self.policy, target.name, exc)
+            return None
+        if isinstance(client, str):
+            return probing.ProbeResult(not_sent=client)
         if target.secret is None:
-            return await probe(self.client, target, None)
+            return await probe(client, target, None)
         try:
             key, why = await self.keys.key(*target.secret)
             if key is None:
                 return probing.ProbeResult(not_sent=why)
-            result = await probe(self.client, target, key)
+            result = await probe(client, target, key)
             known = self.health.get(target.name)
             was_rejected = known is not None and known.state is ProviderState.MISCONFIGURED
             if result.status in (401, 403) and not was_rejected and self.keys.forget(*target.secret[:2]):
                 key, why = await self.keys.key(*target.secret)  # maybe rotated: read it again, probe once more
-                result = await probe(self.client, target, key) if key else probing.ProbeResult(not_sent=why)
+                result = await probe(client, target, key) if key else probing.ProbeResult(not_sent=why)
         except kopf.TemporaryError as exc:
             logger.warning("key of %s/%s not read, probe skipped: %s", self.policy, target.name, exc)
             return None
@@ -347,6 +392,7 @@ async def probe_policy(stopped: kopf.DaemonStopped, name: str, body: kopf.Body, 
                     delay = IDLE_S
                 await stopped.wait(delay)
         finally:
+            await prober.aclose()
             health.pop(name, None)
             metrics.forget_policy(name)
 
