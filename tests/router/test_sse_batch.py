@@ -61,7 +61,19 @@ def streams(draw: st.DrawFn) -> tuple[bytes, bool]:
     for _ in range(draw(st.integers(0, 6))):
         kind = draw(
             st.sampled_from(
-                ["run", "run", "reasoning", "tool", "logprobs", "extra", "keepalive", "error", "garbage", "null"]
+                [
+                    "run",
+                    "run",
+                    "reasoning",
+                    "tool",
+                    "logprobs",
+                    "extra",
+                    "obfuscated",
+                    "keepalive",
+                    "error",
+                    "garbage",
+                    "null",
+                ]
             )
         )
         if kind in ("run", "reasoning"):
@@ -83,6 +95,11 @@ def streams(draw: st.DrawFn) -> tuple[bytes, bool]:
                 text_event("content", draw(TEXT))[: -len(end)].replace(b'"model"', b'"service_tier":"a","model"', 1)
                 + end
             )
+        elif kind == "obfuscated":  # OpenAI pads each chunk differently: no two events alike
+            out += [
+                text_event("content", t)[: -len(end)].replace(b'"model"', b'"obfuscation":"%d","model"' % i, 1) + end
+                for i, t in enumerate(draw(st.lists(TEXT, max_size=8)))
+            ]
         elif kind == "keepalive":
             out.append(b": keep-alive" + end)
         elif kind == "error":

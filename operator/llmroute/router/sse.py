@@ -252,7 +252,7 @@ class Assembler:
             i = body.find(_DONE_MARK, end)
 
     def _merge_lines(self, body: bytes) -> None:
-        """Merge ``body`` (complete lines, each after a ``\n``): runs in one go, other events one by one."""
+        """Merge ``body`` (complete lines, each after a newline): runs in one go, other events one by one."""
         pos = runs = 0
         while runs < _MAX_RUNS and (t := sse_batch.template(body, pos, self.chat)) is not None:
             self._lines(body[pos:t.start])

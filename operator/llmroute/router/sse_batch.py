@@ -48,6 +48,8 @@ class Template:
     field: str = ""
     prefix: bytes = b""
     suffix: bytes = b""
+    next_at: int = 0
+    """Where the next event's prefix starts if that event continues the run."""
 
 
 def template(body: bytes, pos: int, chat: bool) -> Template | None:
@@ -71,7 +73,8 @@ def template(body: bytes, pos: int, chat: bool) -> Template | None:
     while sep_end < len(body) and body[sep_end] in b"\r\n":
         sep_end += 1
     # the line's own "\n" starts the prefix, so a run only matches at line starts
-    return Template(start, end, event, field, b"\n" + line[: bounds[0]], line[bounds[1] :] + body[end : sep_end - 1])
+    prefix, suffix = b"\n" + line[: bounds[0]], line[bounds[1] :] + body[end : sep_end - 1]
+    return Template(start, end, event, field, prefix, suffix, sep_end - 1)
 
 
 def _text_field(event: Any, chat: bool) -> str | None:
@@ -123,6 +126,8 @@ def run(body: bytes, t: Template) -> tuple[int, str, int]:
     """(events, their texts concatenated, where the run ends in ``body``): the events from ``t`` on that are ``t``
     but for their text, each followed by one more such event's prefix. The run ends at the start of the first line
     that is not; (0, "", t.start) if there is no run."""
+    if not body.startswith(t.prefix, t.next_at):  # the next event breaks it already: no search over the rest
+        return 0, "", t.start
     n = min(len(t.prefix), _NEEDLE)  # bytes.split searches again per piece: a needle under 100 bytes keeps that
     # search linear (CPython switches to a two-way search with set-up per call above it)
     head, glue = t.prefix[:-n], t.suffix + t.prefix[:-n]
