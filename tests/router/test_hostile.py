@@ -8,8 +8,11 @@ Content-Lengths, bad chunk sizes, obs-fold, bare LF, NUL) are refused and the co
 left to desynchronise. No malformed input reaches an upstream (the emulators count what arrives) and the bytes that
 broke a rule are neither echoed nor logged. Slow clients: 100 half heads are all closed by the head deadline while
 an openai SDK client keeps its latency, a slow body gets a 408, an idle keep-alive connection is closed, and past
-the connection cap a new connection gets a 503 while an established one is still served. After the storm the
-process is alive and its memory is back within :data:`RSS_MARGIN_MB` of where it started.
+the connection cap the connection waiting longest for a request head is closed to admit a new one (100 half heads
+against a cap of 50 do not lock an openai SDK client out), and only when every open connection is busy does a new one
+get a 503 while the busy ones are still served. After the storm the process is alive and its memory is back within
+:data:`RSS_MARGIN_MB` of where it started. Every refusal and deadline moves ``llmroute_client_rejections_total`` by
+one, under its reason, and nothing else moves it; ``llmroute_client_connections`` follows the open connections.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import pytest
 
 from .conftest import KEYS, MESSAGES, Hub, RouterProcess, config_docs, make_aclient, write_config
+from .test_streaming import counter
 
 pytestmark = pytest.mark.router
 
@@ -204,6 +208,23 @@ REFUSED = [
     ("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "malformed_request"),
     ("tls-on-plain-port", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, 400, "malformed_request"),
 ]
+# The reason each refused case counts under in llmroute_client_rejections_total; the others are the application's
+# answers to a well-framed request (bad JSON, unknown model, routing) and count nowhere there.
+REJECTION = {
+    "path-invalid-utf8": "bad_request",
+    "body-declared-too-large": "body_too_large",
+    "gzip-bomb": "body_too_large",
+    "gzip-broken": "bad_request",
+    "chunked-broken-mid-body": "bad_request",
+    "url-too-long": "url_too_long",
+    "head-too-large": "head_too_large",
+    "header-field-too-large": "head_too_large",
+    "too-many-headers": "too_many_headers",
+    "expect-unknown": "expectation_failed",
+    "method-bogus": "bad_request",
+    "http2-preface": "bad_request",
+    "tls-on-plain-port": "bad_request",
+}
 # Smuggling shapes: refused, and the connection is closed (no second request can hide behind the first).
 SMUGGLING = [
     (
@@ -236,11 +257,32 @@ SMUGGLING = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "status", "code"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def rejections(router: RouterProcess) -> dict[str, float]:
+    """``llmroute_client_rejections_total`` by reason."""
+    prefix = 'llmroute_client_rejections_total{reason="'
+    return {
+        line[len(prefix) :].partition('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in router.metrics().splitlines()
+        if line.startswith(prefix)
+    }
+
+
+@contextlib.contextmanager
+def counted(router: RouterProcess, **expected: float) -> Iterator[None]:
+    """The block moves ``llmroute_client_rejections_total`` by ``expected`` (reason: count), and no other reason."""
+    before = rejections(router)
+    yield
+    after = rejections(router)
+    assert set(after) == set(before) and "connection_cap" in after  # every reason pre-created
+    assert {r: after[r] - before[r] for r in after if after[r] != before[r]} == expected
+
+
+@pytest.mark.parametrize(("case", "raw", "status", "code"), REFUSED, ids=[c[0] for c in REFUSED])
 def test_malformed_requests_get_an_openai_error_and_reach_no_upstream(
-    guarded: RouterProcess, hub: Hub, raw: bytes, status: int, code: str
+    guarded: RouterProcess, hub: Hub, case: str, raw: bytes, status: int, code: str
 ) -> None:
-    answer = exchange(guarded, raw)
+    with counted(guarded, **({REJECTION[case]: 1} if case in REJECTION else {})):
+        answer = exchange(guarded, raw)
     assert answer is not None, "closed without an answer"
     err = answer.error()
     assert (answer.status, err["code"]) == (status, code), err
@@ -249,7 +291,8 @@ def test_malformed_requests_get_an_openai_error_and_reach_no_upstream(
 
 @pytest.mark.parametrize("raw", [c[1] for c in SMUGGLING], ids=[c[0] for c in SMUGGLING])
 def test_smuggling_shapes_are_refused_and_the_connection_closed(guarded: RouterProcess, hub: Hub, raw: str) -> None:
-    answer = exchange(guarded, raw.encode("latin-1") + get("/v1/models"))
+    with counted(guarded, bad_request=1):
+        answer = exchange(guarded, raw.encode("latin-1") + get("/v1/models"))
     assert answer is not None and answer.status == 400
     assert answer.error()["code"] in ("malformed_request", "invalid_json")
     assert answer.closed, "the connection stayed open: what followed could be read as a second request"
@@ -265,7 +308,7 @@ def test_what_broke_a_rule_is_neither_echoed_nor_logged(guarded: RouterProcess) 
 
 def test_a_chunked_body_over_the_limit_is_refused_without_reading_the_rest(guarded: RouterProcess, hub: Hub) -> None:
     chunk = b"x" * 16384
-    with connect(guarded) as sock:
+    with counted(guarded, body_too_large=1), connect(guarded) as sock:
         sock.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
         with contextlib.suppress(ConnectionError):
             for _ in range(MAX_BODY // len(chunk) + 2):
@@ -278,7 +321,8 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_the_rest(guard
 
 def test_an_oversized_body_announced_with_expect_gets_413_before_it_is_sent(guarded: RouterProcess) -> None:
     head = f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nExpect: 100-continue\r\nContent-Length: {MAX_BODY * 10}\r\n\r\n"
-    answer = exchange(guarded, head.encode())
+    with counted(guarded, body_too_large=1):
+        answer = exchange(guarded, head.encode())
     assert answer is not None and answer.status == 413 and answer.error()["code"] == "request_too_large"
     small = f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
     with connect(guarded) as sock:
@@ -312,7 +356,7 @@ def test_an_absolute_form_uri_is_served_by_its_path_and_steers_nothing(guarded: 
 
 def test_a_slow_body_gets_408_at_its_deadline(guarded: RouterProcess, hub: Hub) -> None:
     body = chat()
-    with connect(guarded) as sock:
+    with counted(guarded, body_timeout=1), connect(guarded) as sock:
         sock.sendall(post(body)[: -len(body) + 5])
         started = time.monotonic()
         with contextlib.suppress(ConnectionError):
@@ -327,7 +371,7 @@ def test_a_slow_body_gets_408_at_its_deadline(guarded: RouterProcess, hub: Hub) 
 
 
 def test_an_idle_keep_alive_connection_is_closed(guarded: RouterProcess) -> None:
-    with connect(guarded) as sock:
+    with counted(guarded, idle_timeout=1), connect(guarded) as sock:
         sock.sendall(get("/healthz"))
         answer = read_answer(sock, wait_close_s=0.2)
         assert answer is not None and answer.status == 200 and not answer.closed
@@ -338,7 +382,7 @@ def test_an_idle_keep_alive_connection_is_closed(guarded: RouterProcess) -> None
 
 def test_a_head_trickled_byte_by_byte_is_closed_at_the_deadline_of_its_first_byte(guarded: RouterProcess) -> None:
     head = get("/healthz", *(f"X-Slow-{i}: x" for i in range(20)))
-    with connect(guarded) as sock:
+    with counted(guarded, head_timeout=1), connect(guarded) as sock:
         started = time.monotonic()
         with contextlib.suppress(ConnectionError):
             for byte in head[:-2]:
@@ -351,7 +395,7 @@ def test_a_head_trickled_byte_by_byte_is_closed_at_the_deadline_of_its_first_byt
 
 def test_a_full_pipeline_is_not_mistaken_for_a_slow_head(guarded: RouterProcess) -> None:
     """32 pipelined requests fill aiohttp's queue; it re-parses its buffer when reading resumes: no new head."""
-    with connect(guarded) as sock:
+    with counted(guarded), connect(guarded) as sock:
         sock.sendall(get("/healthz") * 32)
         data = b""
         while data.count(b"HTTP/1.1 200 OK") < 32:
@@ -427,11 +471,12 @@ def wait_closed(socks: list[socket.socket], seconds: float) -> list[float]:
 def test_slowloris_is_closed_by_the_head_deadline_while_others_are_served(guarded: RouterProcess, hub: Hub) -> None:
     exchange(guarded, get("/healthz"))
     before = rss_mb(guarded)
-    with Steady(guarded) as steady:
+    with counted(guarded, head_timeout=100), Steady(guarded) as steady:
         time.sleep(0.5)
         served_before = len(steady.latencies)
         started = time.monotonic()
         socks = half_heads(guarded, 100)
+        assert counter(guarded, "llmroute_client_connections") >= 100 + 1  # and this scrape's own
         closed = wait_closed(socks, HEAD_TIMEOUT_S + SLOP_S + 2.0)
         storm_s = time.monotonic() - started
         served = steady.latencies[served_before:]
@@ -467,31 +512,98 @@ def test_memory_returns_to_baseline_after_a_storm_of_bad_requests(guarded: Route
     assert KEYS["deepseek"] not in log
 
 
-def test_past_the_connection_cap_new_connections_get_503_and_established_ones_are_served(
+def busy_posts(router: RouterProcess, n: int, body: bytes) -> list[socket.socket]:
+    """``n`` connections that sent a complete chat request head and none of its ``body`` yet: busy, not waiting."""
+    socks = []
+    for _ in range(n):
+        sock = connect(router)
+        sock.sendall(post(body)[: -len(body)])
+        socks.append(sock)
+    return socks
+
+
+def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503_and_the_busy_ones_are_served(
     hub: Hub, tmp_path: Path
 ) -> None:
     folder = write_config(tmp_path / "config", config_docs(hub))
     router = RouterProcess([str(folder)], tmp_path / "router.log", env={"LLMROUTE_MAX_CONNECTIONS": "20"})
+    body = chat()
     try:
-        with connect(router) as established:
-            established.sendall(get("/v1/models"))
-            assert (first := read_answer(established, wait_close_s=0)) is not None and first.status == 200
-            socks = half_heads(router, 19)
-            started = time.monotonic()
-            refused = exchange(router, get("/v1/models"), wait_close_s=2.0)
-            assert time.monotonic() - started < 1.0
-            assert refused is not None and refused.status == 503 and refused.closed
-            assert refused.error()["code"] == "too_many_connections" and refused.headers["retry-after"] == "1"
-            established.sendall(get("/v1/models"))
-            again = read_answer(established, wait_close_s=0)
-            assert again is not None and again.status == 200
-            for sock in socks:
-                sock.close()
-        deadline = time.monotonic() + 5
+        before = rejections(router)
+        socks = busy_posts(router, 20, body)
+        time.sleep(0.3)  # older than limits.EVICT_MIN_WAIT_S: were they waiting, one would be closed now
+        started = time.monotonic()
+        refused = exchange(router, get("/v1/models"), wait_close_s=2.0)
+        assert time.monotonic() - started < 1.0
+        assert refused is not None and refused.status == 503 and refused.closed
+        assert refused.error()["code"] == "too_many_connections" and refused.headers["retry-after"] == "1"
+        socks[0].sendall(body)
+        served = read_answer(socks[0], wait_close_s=0)
+        assert served is not None and served.status == 200 and json.loads(served.body)["choices"]
+        for sock in socks:
+            sock.close()
+        deadline, refusals = time.monotonic() + 5, 1
         while (answer := exchange(router, get("/healthz"), wait_close_s=0)) is not None and answer.status == 503:
             assert time.monotonic() < deadline, "the cap did not free up after the connections closed"
+            refusals += 1
             time.sleep(0.1)
         assert answer is not None and answer.status == 200
+        after = rejections(router)
+        assert {r: after[r] - before[r] for r in after if after[r] != before[r]} == {"connection_cap": refusals}
+        assert upstream_calls(hub) == 1
         assert router.log().count("at the limit of 20 open connections") == 1  # once, not once per refusal
     finally:
         router.stop()
+
+
+def test_a_slowloris_flood_at_the_cap_does_not_lock_out_a_well_behaved_client(hub: Hub, tmp_path: Path) -> None:
+    """100 half heads against a cap of 50 and the default 10 s head deadline: the waiting connections longest held
+    make room, so an openai SDK client is answered at once, not after the head deadline."""
+    folder = write_config(tmp_path / "config", config_docs(hub))
+    router = RouterProcess([str(folder)], tmp_path / "router.log", env={"LLMROUTE_MAX_CONNECTIONS": "50"})
+    try:
+        with Steady(router) as steady:
+            time.sleep(0.5)
+            before = rejections(router)
+            served_before = len(steady.latencies)
+            socks = half_heads(router, 100)
+            time.sleep(0.3)  # older than limits.EVICT_MIN_WAIT_S: the oldest may now be closed to make room
+            late = asyncio.run(answered(router, 5))
+            flood = steady.latencies[served_before:]
+        after = rejections(router)
+        still_open = sum(map(held, socks))
+        for sock in socks:
+            sock.close()
+    finally:
+        router.stop()
+    assert not steady.errors and len(flood) >= 10
+    assert statistics.median(flood) < 0.25 and max(flood) < 1.0, flood
+    assert max(late) < 1.0, late  # a new client, at the cap, long before any head deadline (10 s)
+    evicted, refused = (after[r] - before[r] for r in ("evicted", "connection_cap"))
+    assert evicted >= 1 and evicted + refused >= 50, after  # the new client's connection made room
+    assert after["head_timeout"] == before["head_timeout"]
+    assert still_open >= 40  # room was made by closing the oldest waiting, not by a deadline
+
+
+def held(sock: socket.socket) -> bool:
+    """The router neither answered nor closed ``sock``."""
+    sock.settimeout(0.01)
+    try:
+        sock.recv(1)
+        return False
+    except TimeoutError:
+        return True
+    except ConnectionError:
+        return False
+
+
+async def answered(router: RouterProcess, n: int) -> list[float]:
+    """Latencies of ``n`` chat completions from a new openai SDK client."""
+    latencies = []
+    async with make_aclient(router) as client:
+        for _ in range(n):
+            started = time.perf_counter()
+            reply = await client.chat.completions.create(model="deepseek-chat", messages=MESSAGES)
+            assert reply.choices[0].message.content
+            latencies.append(time.perf_counter() - started)
+    return latencies

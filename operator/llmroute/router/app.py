@@ -198,6 +198,7 @@ def _proxy_handler(kind: Kind) -> Callable[[web.Request], Awaitable[web.StreamRe
         except BodyTimeout as exc:
             return _closing(_render(Reply.error(exc.error)))
         except RequestPayloadError:
+            metrics.client_rejected(metrics.Rejection.BAD_REQUEST)
             return _closing(_render(Reply.error(undecodable_body())))
         sink = _Sink(request)
         reply = await proxy.handle(kind, body, request.headers, sink, request.get("llmroute.identity"))

@@ -2,9 +2,9 @@
 
 Owns the values (:class:`Limits`: safe defaults, ``LLMROUTE_*`` environment variables, ``llmroute router`` flags
 override both), the decisions that need no socket (:func:`connection_cap`: the cap a process can honour with its
-file descriptors), and the OpenAI-shaped errors a refused request gets. The enforcement is
-:mod:`llmroute.router.protocol` (per connection) and :mod:`llmroute.router.app` (the body size a route allows,
-``maxRequestBytes``, also on chunked bodies).
+file descriptors; :func:`evictee`: which connection makes room at the cap), and the OpenAI-shaped errors a refused
+request gets. The enforcement is :mod:`llmroute.router.protocol` (per connection) and :mod:`llmroute.router.app`
+(the body size a route allows, ``maxRequestBytes``, also on chunked bodies).
 
 What each limit bounds:
 
@@ -13,8 +13,11 @@ What each limit bounds:
 * ``body_timeout_s``: from a complete head to the body's last byte (slow POST). Past it the client gets a 408 and
   the connection is closed.
 * ``idle_timeout_s``: how long a keep-alive connection may wait for its next request.
-* ``max_connections``: open client connections; one more is answered a fixed 503 and closed at once, so the
-  connections already established keep being served.
+* ``max_connections``: open client connections. At the cap a new connection is admitted by closing the connection
+  that has waited longest for a request head - accepted and still without a complete head (slowloris), or idle
+  between keep-alive requests - as nginx's reusable-connection drain and Envoy's overload manager do
+  (:func:`evictee`); only when every open connection is busy (a head complete: its body, handler or response under
+  way) is the new one answered a fixed 503 and closed at once, so busy connections are never cut.
 * ``max_head_bytes`` (431), ``max_headers`` (431), ``max_url_bytes`` (414): the size of a request head. A body
   larger than the route's ``maxRequestBytes`` gets a 413.
 """
@@ -24,8 +27,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from llmroute.router.openai_errors import RouterError
 
@@ -41,6 +45,11 @@ ENV = {
 """The environment variable that sets each limit (an ``llmroute router`` flag of the same name wins)."""
 FD_RESERVE = 64
 """File descriptors kept out of the connection cap: config files, the listener, logs, probes."""
+EVICT_MIN_WAIT_S = 0.1
+"""A connection waiting for less than this is not closed to make room: a client that has just connected (or just
+had its answer) gets a round trip to send its request, so a burst of new clients at the cap cannot close each other
+in turn before any of them is served."""
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,20 @@ def connection_cap(configured: int, fd_limit: int) -> int:
     and each request it makes may hold an upstream connection, so at most half of what is left after
     :data:`FD_RESERVE`, and never more than ``configured``."""
     return max(1, min(configured, (fd_limit - FD_RESERVE) // 2))
+
+
+def evictee(waiting: Iterable[tuple[K, float]], now: float, min_wait_s: float = EVICT_MIN_WAIT_S) -> K | None:
+    """The connection to close so a new one can be admitted at the cap, or None (refuse the new one: 503).
+
+    ``waiting``: the open connections waiting for a request head, each with the time it began waiting (accepted, or
+    its last response sent); busy connections are not in it and are never chosen. The one waiting longest wins, if it
+    has waited at least ``min_wait_s`` by ``now``; ties go to the first listed."""
+    oldest: K | None = None
+    oldest_since = now - min_wait_s
+    for conn, since in waiting:
+        if since <= oldest_since and (oldest is None or since < oldest_since):
+            oldest, oldest_since = conn, since
+    return oldest
 
 
 def _number(raw: str, kind: type[float] | type[int], name: str) -> float | int:

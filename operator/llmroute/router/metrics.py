@@ -18,15 +18,19 @@ the policy's custom detectors) and ``action`` (:data:`FINDING_ACTIONS`, :data:`R
 escalated by ``from_class``/``to_class``/``type``, and the time detection and escalation took per request. Types and
 classes come from the config; never a value.
 
-Updated by :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`, :mod:`llmroute.router.health`,
-:mod:`llmroute.router.drills`, :mod:`llmroute.router.pools`, :mod:`llmroute.router.holding` and
-:mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
+Client connections (:mod:`llmroute.router.protocol`): the open ones (a gauge read at scrape time, nothing per
+connection) and every refusal or deadline by ``reason`` (:class:`Rejection`, all pre-created at import) - counted only
+when one happens, so a request that breaks no limit costs nothing here.
+
+Updated by :mod:`llmroute.router.protocol`, :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`,
+:mod:`llmroute.router.health`, :mod:`llmroute.router.drills`, :mod:`llmroute.router.pools`,
+:mod:`llmroute.router.holding` and :mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from functools import lru_cache
 
@@ -63,6 +67,22 @@ class Outcome(StrEnum):
     NO_COMPLIANT_BACKEND = "no_compliant_backend"
     INVALID_REQUEST = "invalid_request"  # bad JSON, too large, unknown model or data class
     CLIENT_CLOSED = "client_closed"
+
+
+class Rejection(StrEnum):
+    """Why the router refused a client's request or closed its connection (``llmroute_client_rejections_total``)."""
+
+    HEAD_TIMEOUT = "head_timeout"  # no complete request head within the head deadline
+    BODY_TIMEOUT = "body_timeout"  # the body did not arrive within its deadline (408 or closed)
+    IDLE_TIMEOUT = "idle_timeout"  # a keep-alive connection waited too long for its next request
+    CONNECTION_CAP = "connection_cap"  # a new connection answered 503: every open one was busy
+    EVICTED = "evicted"  # a waiting connection closed at the cap to admit a new one
+    HEAD_TOO_LARGE = "head_too_large"  # 431
+    TOO_MANY_HEADERS = "too_many_headers"  # 431
+    URL_TOO_LONG = "url_too_long"  # 414
+    BODY_TOO_LARGE = "body_too_large"  # 413 (the route's maxRequestBytes)
+    BAD_REQUEST = "bad_request"  # not valid HTTP/1.1 (400), smuggling shapes included
+    EXPECTATION_FAILED = "expectation_failed"  # 417
 
 
 STREAM_ERRORS = ("idle_timeout", "reset", "total_timeout", "upstream_error")
@@ -127,6 +147,11 @@ ESCALATIONS = Counter("llmroute_escalations",
 DETECTION_SECONDS = Histogram(
     "llmroute_detection_seconds", "Time to scan a request for personal data and decide its classes.",
     registry=REGISTRY, buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+CLIENT_REJECTIONS = Counter("llmroute_client_rejections",
+                            "Client requests refused and connections closed by a limit of the router, by which.",
+                            ["reason"], registry=REGISTRY)
+CLIENT_CONNECTIONS = Gauge("llmroute_client_connections", "Open client connections.", registry=REGISTRY)
+_REJECTION_CHILDREN = {r: CLIENT_REJECTIONS.labels(r) for r in Rejection}
 
 
 def render() -> tuple[bytes, str]:
@@ -335,3 +360,13 @@ def set_drill_active(provider: str, fault: str, active: bool) -> None:
 def remove_drill(provider: str, fault: str) -> None:
     with contextlib.suppress(KeyError):
         DRILL_ACTIVE.remove(provider, fault)
+
+
+def client_rejected(reason: Rejection) -> None:
+    _REJECTION_CHILDREN[reason].inc()
+
+
+def track_client_connections(count: Callable[[], float]) -> None:
+    """``llmroute_client_connections`` is ``count()`` at each scrape (the server's own counter: no cost per
+    connection)."""
+    CLIENT_CONNECTIONS.set_function(count)

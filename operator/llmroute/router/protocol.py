@@ -5,8 +5,10 @@ what its parser refuses with a ``text/plain`` 400 that echoes the offending byte
 and logs them with a traceback. This module puts the missing parts where aiohttp builds connections:
 
 * :class:`GuardedRunner` - an ``AppRunner`` whose server (:class:`GuardedServer`) makes a :class:`GuardedHandler`
-  per connection and counts the open ones. A connection past ``max_connections`` gets a fixed 503 and is closed in
-  ``connection_made``: no task, no parser, no timer; the established connections are not touched.
+  per connection, counts the open ones and keeps those waiting for a request head (accepted, or idle after a
+  response) in the order they began waiting. A connection past ``max_connections`` closes the one waiting longest
+  (:func:`llmroute.router.limits.evictee`); when none may be closed (every open connection is busy) it gets a fixed
+  503 and is closed in ``connection_made``: no task, no parser, no timer; busy connections are not touched.
 * :class:`GuardedHandler` - aiohttp's ``RequestHandler`` with one timer per connection, re-armed lazily (an
   attribute write per request; the timer fires at most once per deadline and re-schedules itself when the
   deadline moved). A connection is in one of three phases: HEAD (from ``accept``, or from the first byte after the
@@ -18,10 +20,13 @@ and logs them with a traceback. This module puts the missing parts where aiohttp
 * Errors: what the parser refuses (smuggling shapes, bad chunk sizes, obs-fold, bare LF, NUL, long lines, too many
   headers) and any ``HTTPException`` aiohttp raises are answered in OpenAI's error shape with ``Server: llmroute``,
   naming the rule broken, never the bytes; parse errors are logged at debug level by class name only.
+* Metrics: each refusal and deadline counts once in ``llmroute_client_rejections_total{reason}``
+  (:class:`llmroute.router.metrics.Rejection`), where it happens; the open connections are read at scrape time.
 
 Relies on these ``RequestHandler`` internals of aiohttp 3.14 (``tests/router/test_hostile.py`` fails if they
 change): ``_request_count`` (messages parsed), ``_messages`` (their queue), ``_request_in_progress``,
-``_lingering_time``, ``_ErrInfo`` (a queued parse error); and on ``Server._kwargs`` to copy the handler
+``_lingering_time``, ``_ErrInfo`` (a queued parse error), ``_process_keepalive`` (the idle timer's callback) and
+``log_access`` being called once each response is written; and on ``Server._kwargs`` to copy the handler
 settings. Built by :mod:`llmroute.router.server`.
 """
 
@@ -30,8 +35,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Coroutine
 from http import HTTPStatus
+from itertools import islice
 from typing import Any, cast
 
 from aiohttp import web
@@ -40,9 +47,11 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
+from llmroute.router import metrics
 from llmroute.router.limits import (
     Limits,
     body_timeout,
+    evictee,
     head_too_large,
     http_status,
     internal_error,
@@ -51,6 +60,7 @@ from llmroute.router.limits import (
     undecodable_body,
     url_too_long,
 )
+from llmroute.router.metrics import Rejection
 from llmroute.router.openai_errors import RouterError
 
 log = logging.getLogger("llmroute.router.protocol")
@@ -61,6 +71,8 @@ WARN_EVERY_S = 60.0
 _TOO_MANY_HEADERS = "Too many headers received"
 _REASON_END = re.compile(r":\s|:$|\n")
 _QUOTED_TAIL = re.compile(r"\s+b?(['\"]).*\1\.?$")  # the offending input, quoted at the end
+_STATUS_REJECTIONS = {400: Rejection.BAD_REQUEST, 413: Rejection.BODY_TOO_LARGE, 417: Rejection.EXPECTATION_FAILED}
+"""What an error aiohttp raised by status counts as (others, e.g. 404 for a path not in origin form, are routing)."""
 
 
 class BodyTimeout(Exception):
@@ -115,19 +127,39 @@ class GuardedServer(web.Server):
         self.limits = limits
         self.max_connections = max_connections
         self.open = 0
+        self.waiting: OrderedDict[GuardedHandler, float] = OrderedDict()  # waiting for a head, since; oldest first
         self.refused = 0  # connections refused since the last warning
+        self.evicted = 0  # waiting connections closed to admit new ones since the last warning
         self._warned_at: float | None = None
         self.refusal = raw_response(too_many_connections(max_connections))
+        metrics.track_client_connections(lambda: self.open)
 
-    def refuse(self, now: float) -> None:
-        """Count a refused connection; warn on the first and then at most every :data:`WARN_EVERY_S` (a flood of
-        refusals must not become a flood of log lines)."""
-        self.refused += 1
+    def make_room(self, now: float) -> bool:
+        """At the cap: close the connection waiting longest for a request head (True), or count a refusal (False).
+        ``waiting`` is in the order connections began waiting, so its first entry decides."""
+        victim = evictee(islice(self.waiting.items(), 1), now)
+        if victim is not None:
+            victim.evict()
+            self.evicted += 1
+            metrics.client_rejected(Rejection.EVICTED)
+        else:
+            self.refused += 1
+            metrics.client_rejected(Rejection.CONNECTION_CAP)
+        self._warn(now)
+        return victim is not None
+
+    def _warn(self, now: float) -> None:
+        """Warn on the first eviction or refusal, then at most every :data:`WARN_EVERY_S` (a flood must not become a
+        flood of log lines)."""
         if self._warned_at is None or now - self._warned_at >= WARN_EVERY_S:
             log.warning(
-                "at the limit of %d open connections: refused %d new ones (503)", self.max_connections, self.refused
+                "at the limit of %d open connections: closed %d waiting for a request to admit new ones, "
+                "refused %d new ones (503) while all were busy",
+                self.max_connections,
+                self.evicted,
+                self.refused,
             )
-            self._warned_at, self.refused = now, 0
+            self._warned_at, self.refused, self.evicted = now, 0, 0
 
     def __call__(self) -> GuardedHandler:
         return GuardedHandler(self, loop=self._loop, **self._kwargs)
@@ -169,6 +201,7 @@ class GuardedHandler(RequestHandler):
     __slots__ = (
         "_body",
         "_deadline",
+        "_evicted",
         "_guard",
         "_head_bytes",
         "_max_head",
@@ -190,26 +223,39 @@ class GuardedHandler(RequestHandler):
         self._body: StreamReader | None = None
         self._head_bytes = 0
         self._refused = False
+        self._evicted = False
         self._max_head = manager.limits.max_head_bytes
 
     # --- connection lifecycle -------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self._guard
-        if guard.open >= guard.max_connections:
+        now = self._loop.time()
+        if guard.open >= guard.max_connections and not guard.make_room(now):
             self._refused = True
-            guard.refuse(self._loop.time())
             cast(asyncio.Transport, transport).write(guard.refusal)
             transport.close()
             return
         guard.open += 1
+        guard.waiting[self] = now
         super().connection_made(transport)
-        self._start_head(self._loop.time())
+        self._start_head(now)
+
+    def evict(self) -> None:
+        """Close this connection (waiting for a request head) to admit a new one; its slot is free at once."""
+        log.debug("closing a connection waiting for a request head to admit a new one at the connection cap")
+        self._evicted = True
+        self._guard.open -= 1
+        self._guard.waiting.pop(self, None)
+        self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._refused:
             return
-        self._guard.open -= 1
+        guard = self._guard
+        if not self._evicted:
+            guard.open -= 1
+        guard.waiting.pop(self, None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -240,6 +286,7 @@ class GuardedHandler(RequestHandler):
         self._arm(now + self._guard.limits.head_timeout_s)
 
     def _on_head(self, payload: StreamReader) -> None:
+        self._guard.waiting.pop(self, None)
         if payload.is_eof():
             self._phase, self._deadline, self._body = _IDLE, 0.0, None
         else:
@@ -269,18 +316,36 @@ class GuardedHandler(RequestHandler):
             log.debug(
                 "closing a connection whose request head did not arrive within %gs", self._guard.limits.head_timeout_s
             )
+            metrics.client_rejected(Rejection.HEAD_TIMEOUT)
             self.force_close()
         elif self._phase == _BODY and self._body is not None and not self._body.is_eof():
             self._expire_body(self._body)
 
     def _expire_body(self, body: StreamReader) -> None:
         log.debug("request body did not arrive within %gs", self._guard.limits.body_timeout_s)
+        metrics.client_rejected(Rejection.BODY_TIMEOUT)
         self._phase, self._body = _IDLE, None
         if self._request_in_progress:
             self._lingering_time = 0.0  # nothing more is read from this connection: close it after the 408
             body.set_exception(BodyTimeout(body_timeout(self._guard.limits.body_timeout_s)))
         else:
             self.force_close()
+
+    def _process_keepalive(self) -> None:
+        """aiohttp's idle timer: counted when it closes the connection (a head begun late in the idle time is cut
+        by it too, and counted as a head timeout)."""
+        open_before = not self._force_close
+        super()._process_keepalive()
+        if open_before and self._force_close:
+            metrics.client_rejected(Rejection.HEAD_TIMEOUT if self._phase == _HEAD else Rejection.IDLE_TIMEOUT)
+
+    def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
+        """A response was written: unless another request is queued, the connection waits for one from now."""
+        super().log_access(request, response, time)
+        if not self._messages:
+            waiting = self._guard.waiting
+            waiting.pop(self, None)
+            waiting[self] = self._loop.time()
 
     def _check_head_sizes(self, parsed: int) -> None:
         """Heads parsed from a read larger than ``max_head_bytes`` (which may hold body bytes too): each one over the
@@ -294,6 +359,8 @@ class GuardedHandler(RequestHandler):
 
     def _refuse_head(self) -> None:
         log.debug("refusing a request head over %d bytes", self._guard.limits.max_head_bytes)
+        if self.transport is not None:
+            metrics.client_rejected(Rejection.HEAD_TOO_LARGE)
         if self.transport is not None and not self._request_in_progress and not self._messages:
             self.transport.write(raw_response(head_too_large(self._guard.limits.max_head_bytes, "bytes")))
         self.force_close()
@@ -310,7 +377,10 @@ class GuardedHandler(RequestHandler):
             log.debug("refused a malformed request (%s)", type(exc).__name__)
         if request.writer.output_size > 0:
             raise ConnectionError("the response had started; the connection is closed instead")
-        response = json_response(self._parse_error(status, exc))
+        error, reason = self._parse_error(status, exc)
+        if reason is not None:
+            metrics.client_rejected(reason)
+        response = json_response(error)
         response.force_close()
         return response
 
@@ -323,29 +393,34 @@ class GuardedHandler(RequestHandler):
             return
         super().log_exception(*args, **kw)
 
-    def _parse_error(self, status: int, exc: BaseException | None) -> RouterError:
+    def _parse_error(self, status: int, exc: BaseException | None) -> tuple[RouterError, Rejection | None]:
+        """The answer to what the parser refused, and the reason it is counted under (None: the router's fault)."""
         limits = self._guard.limits
         if isinstance(exc, RequestPayloadError):
-            return undecodable_body()
+            return undecodable_body(), Rejection.BAD_REQUEST
         if status == 500:
-            return internal_error()
+            return internal_error(), None
         if isinstance(exc, LineTooLong):  # args: line, limit (the URL's is below the head's: Limits)
-            return (
-                url_too_long(limits.max_url_bytes)
-                if exc.args[1:2] == (limits.max_url_bytes,)
-                else head_too_large(limits.max_head_bytes, "bytes")
-            )
+            if exc.args[1:2] == (limits.max_url_bytes,):
+                return url_too_long(limits.max_url_bytes), Rejection.URL_TOO_LONG
+            return head_too_large(limits.max_head_bytes, "bytes"), Rejection.HEAD_TOO_LARGE
         if isinstance(exc, HttpProcessingError) and exc.message == _TOO_MANY_HEADERS:
-            return head_too_large(limits.max_headers, "header fields")
+            return head_too_large(limits.max_headers, "header fields"), Rejection.TOO_MANY_HEADERS
         if status == 400:
-            return malformed(_reason(exc))
-        return http_status(status, HTTPStatus(status).phrase)
+            return malformed(_reason(exc)), Rejection.BAD_REQUEST
+        return http_status(status, HTTPStatus(status).phrase), _STATUS_REJECTIONS.get(status)
 
     def finish_response(  # returns the awaitable: no extra coroutine per request
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         """aiohttp's own ``HTTPException`` responses (a path not in origin form, an unmet ``Expect``) in OpenAI's
-        error shape."""
-        if isinstance(resp, web.HTTPException) and resp.status >= 400:
-            resp = json_response(http_status(resp.status, resp.reason))
+        error shape; the refusals among them, and the route's 413, counted."""
+        status = resp.status
+        if status >= 400:
+            if isinstance(resp, web.HTTPException):
+                resp = json_response(http_status(status, resp.reason))
+                if (reason := _STATUS_REJECTIONS.get(status)) is not None:
+                    metrics.client_rejected(reason)
+            elif status == 413:
+                metrics.client_rejected(Rejection.BODY_TOO_LARGE)
         return super().finish_response(request, resp, start_time)
