@@ -309,6 +309,7 @@ class Operator:
         health = {"deepseek": ProviderState.DOWN, "together": ProviderState.DEGRADED,
                   "fireworks": ProviderState.MISCONFIGURED, "bedrock": ProviderState.HEALTHY,
                   "gpus": ProviderState.HEALTHY, "spare": ProviderState.COLD}
+        operator_metrics.set_leader(True)  # the scraped replica is the active one
         operator_metrics.pool_scaled(NAMESPACE, GPU_POOL, Reason.PREWARM)
         spare_replicas = 0
         n = 0

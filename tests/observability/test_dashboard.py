@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from llmroute.api.provider_policy import ProviderState
 from llmroute.controller import metrics as operator_metrics
 from llmroute.observability.dashboard import PROVIDER_COLORS, PROVIDER_STATES, SELECTOR, panel_queries
+from llmroute.router import audit, auth  # noqa: F401  (their metrics join the router's registry on import)
 from llmroute.router import metrics as router_metrics
 from tests.chart.toolchain import run, tool
 from tests.observability.conftest import dashboard_doc
@@ -32,7 +33,8 @@ REQUIRED_PANELS = ("Request rate by provider", "Upstream error ratio by provider
                    "Pool replicas: desired vs ready (operator)", "Requests held for pools", "Held requests by outcome",
                    "Pool scale changes by reason (operator)", "Pool pods ready, as routers see them",
                    "Pool picks by basis", "In-flight requests by pod", "Router CPU by pod",
-                   "Router memory (RSS) by pod")
+                   "Router memory (RSS) by pod", "Active operator replicas", "Access denials by reason",
+                   "Audit lines written and dropped")
 
 
 def substitute(expr: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from llmroute.core import access
 from llmroute.observability.alerts import Alert, all_alerts
 from llmroute.observability.dashboard import PROVIDER_STATES, panel_queries
 from tests.observability.conftest import (
@@ -45,8 +46,10 @@ FIRING = {"LLMRouteProviderDown", "LLMRouteProviderMisconfigured", "LLMRouteDeep
           "LLMRouteRouter5xxRatio", "LLMRouteEscalationSpike", "LLMRoutePIIBlocked", "LLMRoutePoolColdStartGivingUp",
           "LLMRoutePoolHeldRequests", "LLMRoutePoolMetricsUnreadable", "LLMRoutePoolReplicasNotReady",
           "LLMRouteOperatorReconcileErrors"}
-"""Alerts whose condition the scenario makes true (only LLMRouteCircuitOpen, for non-DeepSeek backends, and
-LLMRouteDetectionSlow stay quiet)."""
+"""Alerts whose condition the scenario makes true. Quiet: LLMRouteCircuitOpen (for non-DeepSeek backends),
+LLMRouteDetectionSlow, the leadership alerts (the scraped operator is the one active replica), LLMRouteAccessDenialsHigh
+(the route has no ``spec.access``: its denial series are the pre-created zeros) and LLMRouteAuditLinesDropped (no audit
+line is dropped)."""
 
 
 GPU, SPARE = f"{NAMESPACE}/{GPU_POOL}", f"{NAMESPACE}/{SPARE_POOL}"
@@ -160,3 +163,13 @@ def test_sensitivity_routing_is_visible_as_the_dashboard_shows_it(live: Live) ->
     assert not {n for n, bodies in sent.items() for b in bodies if EMAIL.encode() in b or SSN.encode() in b}
     assert not [b for b in sent["deepseek"] if b"<EMAIL_" in b]
     assert any(b"<EMAIL_1>" in b for n in ECHO for b in sent[n])
+
+
+def test_leadership_and_access_are_visible_as_the_dashboard_shows_them(live: Live) -> None:
+    assert value_of(live, _query("Active operator replicas")) == {"": 1}  # the scraped replica holds the Lease
+    denials = value_of(live, _query("Access denials by reason"))  # the route has no spec.access: pre-created zeros
+    assert set(denials) == {r.value for r in access.Reason} and not any(denials.values())
+    signals = {a.name: value_of(live, a.signal) for a in all_alerts()}
+    assert signals["LLMRouteOperatorNoLeader"] == signals["LLMRouteOperatorSplitBrain"] == {"llmroute-system": 1}
+    assert signals["LLMRouteAccessDenialsHigh"] == {f"{ROUTE}/{NAMESPACE}": 0}  # {llmroute_route, namespace}
+    assert signals["LLMRouteAuditLinesDropped"] == {f"{ROUTE}/{NAMESPACE}": 0}

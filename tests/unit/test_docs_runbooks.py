@@ -13,6 +13,7 @@ import yaml
 from llmroute.api.reference import heading_anchors
 from llmroute.controller import metrics as operator_metrics
 from llmroute.observability import alerts
+from llmroute.router import audit, auth  # noqa: F401  (their metrics join the router's registry on import)
 from llmroute.router import metrics as router_metrics
 from tests.chart.toolchain import run, tool
 

@@ -153,6 +153,28 @@ OPERATOR = (
           "minutes. Routers keep serving their last good config; see the custom resources' conditions and Events."),
 )
 
+LEADERS = "sum by (namespace) (llmroute_operator_leader)\nor on() vector(0)"
+"""Operator replicas holding the Lease, per install (the ServiceMonitor's ``namespace``); 0 when none is scraped at
+all (both replicas crash-looping are not Ready, so they are not scraped either). On two lines, so :attr:`Alert.expr`
+brackets it: a comparison binds tighter than ``or``."""
+
+LEADERSHIP = (
+    Alert("LLMRouteOperatorNoLeader", LEADERS, "== 0", "1m", "critical",
+          "No llmroute operator replica is active",
+          "For 1 minute no llmroute operator replica{{ if $labels.namespace }} in {{ $labels.namespace }}{{ end }} "
+          "has held the Lease (llmroute_operator_leader sums to 0, or no replica is scraped at all): nothing probes "
+          "providers, reconciles LLMRoutes, ProviderPolicies and ModelPools, or scales pools, so a pool at zero does "
+          "not start for the requests routers hold and nothing pre-warms when a provider goes down. Routers keep "
+          "serving their last config."),
+    Alert("LLMRouteOperatorSplitBrain", LEADERS, "> 1", "1m", "critical",
+          "{{ $value }} llmroute operator replicas act as the active one",
+          "For 1 minute {{ $value }} operator replicas in {{ $labels.namespace }} have each reported holding the "
+          "Lease: two writers reconcile, probe and scale at once (duplicate Events, pool sizes flapping). The "
+          "election makes this impossible by design (a replica that cannot renew exits before another may take "
+          "over), so look for two installs sharing a namespace but not a Lease, or a replica running without "
+          "leader election (LLMROUTE_LEADER_ELECTION)."),
+)
+
 GAVE_UP = "timeout|overflow"
 """How a hold ends when the client gets 503 instead of an answer (``llmroute_pool_hold_total{outcome}``)."""
 
@@ -226,12 +248,39 @@ SENSITIVITY = (
           "patterns backtrack, or router pods short of CPU."),
 )
 
+
+def _denials(window: str) -> str:
+    return f"sum by ({ROUTE}) (rate(llmroute_access_denials_total[{window}]))"
+
+
+ACCESS = (
+    Alert("LLMRouteAccessDenialsHigh",
+          f"{_denials('5m')}\n/\n(\n  {_denials('5m')}\n  + (\n    "
+          f"sum by ({ROUTE}) (rate(llmroute_requests_total[5m]))\n    or {_denials('5m')} * 0\n  )\n)",
+          "> 0.2", "15m", "warning",
+          "{{ $value | humanizePercentage }} of the requests to {{ $labels.namespace }}/{{ $labels.llmroute_route }} "
+          "are refused by its access rules",
+          "For 15 minutes, more than 20% of the requests to LLMRoute "
+          "{{ $labels.namespace }}/{{ $labels.llmroute_route }} have been refused with 401 or 403 by its "
+          "spec.access rules (llmroute_access_denials_total, by reason). One steady reason is usually a "
+          "misconfigured client (no token, a rotated Secret, a ServiceAccount not listed, a projected token with "
+          "the wrong audience); many unknown tokens or bad signatures from everywhere look like someone probing."),
+    Alert("LLMRouteAuditLinesDropped",
+          f"sum by ({ROUTE}) (increase(llmroute_audit_dropped_total[10m]))", "> 0", "0m", "warning",
+          "Routers of {{ $labels.namespace }}/{{ $labels.llmroute_route }} are dropping audit lines",
+          "Router pods of LLMRoute {{ $labels.namespace }}/{{ $labels.llmroute_route }} dropped audit lines in the "
+          "last 10 minutes: their buffer to stdout was full (a log pipeline that stalls or reads slowly, or bursts "
+          "beyond LLMROUTE_AUDIT_BUFFER lines). The requests were served, but their audit records are lost: the "
+          "trail has gaps an auditor will find."),
+)
+
 GROUPS: dict[str, tuple[Alert, ...]] = {
     "llmroute.providers": PROVIDERS,
     "llmroute.router": ROUTER,
     "llmroute.sensitivity": SENSITIVITY,
     "llmroute.pools": POOLS,
-    "llmroute.operator": OPERATOR,
+    "llmroute.operator": OPERATOR + LEADERSHIP,
+    "llmroute.access": ACCESS,
 }
 
 

@@ -1,15 +1,16 @@
 """The llmroute Grafana dashboard, built with grafana-foundation-sdk (Grafana 11.6 schema) and rendered to the JSON
 checked in as ``charts/llmroute/files/dashboard.json`` (the chart ships it in a ConfigMap for Grafana's sidecar).
 
-Panels are what a platform team looks at during a DeepSeek incident, top to bottom: the overview stats; request and
-error rate by provider; traffic share by jurisdiction and data class, and residency denials; sensitivity routing
-(PII): escalations by declared class, added class and the type found, findings by type and what was done with them
-(detected, escalated, redacted, restored, blocked), detection time, and requests blocked; failovers by reason and
-circuit state per backend over time, and drills (rehearsed outages) beside them; TTFT and latency p50/p95/p99 by
-provider; provider health from the operator's probes; self-hosted pools (ModelPool): replicas the operator decided and
-found ready, requests routers hold while a pool starts and how those holds end, scale changes, the pods routers see
-and how they pick among them; router saturation (in-flight requests, CPU and memory from the standard ``process_*``
-metrics).
+Panels are what a platform team looks at during a DeepSeek incident, top to bottom: the overview stats (the operator
+replicas holding the Lease among them); request and error rate by provider; traffic share by jurisdiction and data
+class, and residency denials; access denials by reason (``spec.access``) and audit lines written and dropped;
+sensitivity routing (PII): escalations by declared class, added class and the type found, findings by type and what
+was done with them (detected, escalated, redacted, restored, blocked), detection time, and requests blocked;
+failovers by reason and circuit state per backend over time, and drills (rehearsed outages) beside them; TTFT and
+latency p50/p95/p99 by provider; provider health from the operator's probes; self-hosted pools (ModelPool): replicas
+the operator decided and found ready, requests routers hold while a pool starts and how those holds end, scale
+changes, the pods routers see and how they pick among them; router saturation (in-flight requests, CPU and memory from
+the standard ``process_*`` metrics).
 
 Variables: ``datasource`` (any Prometheus), ``namespace`` and ``route`` (the ``llmroute_route`` label the chart's
 PodMonitor puts on router series). Every router query carries :data:`SELECTOR`; operator queries do not (one
@@ -91,7 +92,7 @@ class Panel:
     width: int = 12
     height: int = 8
     stacking: str = ""
-    states: tuple[tuple[str, str], ...] = ()  # value mapping for state timelines: (text, colour) by index
+    states: tuple[tuple[str, str], ...] = ()  # value mapping for state timelines and stats: (text, colour) by index
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,16 +105,23 @@ ATTEMPTS = "llmroute_upstream_attempts_total"
 SERVED = 'provider!="none"'
 SERVER_ERROR = 'outcome=~"no_healthy_backend|stream_error"'
 
+LEADER_STATES = (("none", "red"), ("1", "green"), ("2: split brain", "red"))
+"""What ``sum(llmroute_operator_leader)`` may read, by value (more than 2 cannot happen with the chart's 2 replicas)."""
+
 OVERVIEW = (
-    Panel("Requests/s", _q(rate(REQUESTS)), "stat", "reqps", width=5, height=4),
+    Panel("Requests/s", _q(rate(REQUESTS)), "stat", "reqps", width=4, height=4),
     Panel("Client-visible 5xx", _q(f"{rate(REQUESTS, SERVER_ERROR)} / {rate(REQUESTS)}"), "stat", "percentunit",
           "Share of requests answered 503 (no healthy backend) or whose stream broke after its first byte.",
-          width=5, height=4),
-    Panel("Failovers/s", _q(rate("llmroute_failovers_total")), "stat", "short", width=5, height=4),
+          width=4, height=4),
+    Panel("Failovers/s", _q(rate("llmroute_failovers_total")), "stat", "short", width=4, height=4),
     Panel("Open circuits", _q("sum(llmroute_circuit_state" + sel('state="open"') + ")"),
-          "stat", "short", "Backends whose circuit is open in some router pod.", width=5, height=4),
+          "stat", "short", "Backends whose circuit is open in some router pod.", width=4, height=4),
     Panel("Providers down", _q('sum(llmroute_provider_health{state=~"Down|Misconfigured"})'), "stat", "short",
           "Providers the operator's probes find Down or Misconfigured.", width=4, height=4),
+    Panel("Active operator replicas", _q("sum(llmroute_operator_leader)"), "stat", "short",
+          "Operator replicas holding the Lease: 1 in a healthy install. none: nothing probes providers, reconciles "
+          "or scales pools (LLMRouteOperatorNoLeader; no value at all: no replica is scraped); 2: split brain "
+          "(LLMRouteOperatorSplitBrain).", width=4, height=4, states=LEADER_STATES),
 )
 
 TRAFFIC = (
@@ -140,6 +148,22 @@ RESIDENCY = (
     Panel("Residency denials", _q(rate("llmroute_residency_denials_total", by="model, data_class"),
                                   "{{model}} / {{data_class}}"), unit="reqps",
           description="Requests refused because no backend of the model may receive their data class (403)."),
+)
+
+ACCESS = (
+    Panel("Access denials by reason", _q(rate("llmroute_access_denials_total", by="reason"), "{{reason}}"),
+          unit="reqps", stacking="normal",
+          description="Requests refused by the route's access rules (LLMRoute spec.access), per second: 403 "
+          "not_allowed (authenticated, not listed), 401 for the others (missing, unknown_token, malformed, "
+          "signature, issuer, audience, expired, not_yet_valid, claims). One steady reason: a misconfigured client; "
+          "unknown tokens and bad signatures from everywhere: someone probing."),
+    Panel("Audit lines written and dropped", (
+        Query(rate("llmroute_audit_records_total"), "written"),
+        Query(rate("llmroute_audit_dropped_total"), "dropped"),
+    ), unit="ops",
+          description="Audit trail lines (LLMRoute spec.audit) the routers wrote to stdout, and lines dropped "
+          "because stdout could not keep up (the log pipeline stalled): each dropped line is a request missing "
+          "from the trail (LLMRouteAuditLinesDropped)."),
 )
 
 SENSITIVITY = (
@@ -275,6 +299,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Overview", OVERVIEW),
     ("Traffic and errors by provider", TRAFFIC),
     ("Residency", RESIDENCY),
+    ("Access and audit", ACCESS),
     ("Sensitivity routing (PII)", SENSITIVITY),
     ("Failover and circuits", FAILOVER),
     ("Latency", LATENCY),
@@ -299,6 +324,8 @@ def _build_panel(panel: Panel, panel_id: int) -> Builder[Any]:
     builder: Any
     if panel.kind == "stat":
         builder = stat.Panel().reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]))
+        if panel.states:
+            builder = builder.mappings(_mappings(panel.states))
     elif panel.kind == "state-timeline":
         builder = (statetimeline.Panel().mappings(_mappings(panel.states)).show_value(common.VisibilityMode.NEVER)
                    .color_scheme(dash_b.FieldColor().mode(dashboard.FieldColorModeId.FIXED)))
