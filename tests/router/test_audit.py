@@ -352,3 +352,19 @@ def test_a_blocked_stdout_costs_audit_lines_never_requests(hub: Hub, tmp_path: P
         proc.stop()
         drain.join(10)
         os.close(reader)
+
+
+def test_a_stream_broken_after_its_first_token_says_so(client: openai.OpenAI, audited: RouterProcess, hub: Hub) -> None:
+    hub["deepseek"].set_faults(cut_after_tokens=2)
+    raw = client.chat.completions.with_raw_response.create(
+        model="deepseek-chat",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+        extra_headers={"x-llmroute-data-class": "public"},
+    )
+    with pytest.raises(openai.APIError):
+        list(raw.parse())
+    rec = record_of(audited, raw.headers[REQUEST_ID])
+    assert (rec["status"], rec["outcome"], rec["error"]) == (200, "stream_error", "stream_interrupted")
+    assert attempts(rec) == [("deepseek", "CN", 200, "stream_error", "stream_broken")]
+    assert 0 < rec["ttfbMs"] <= rec["latencyMs"]

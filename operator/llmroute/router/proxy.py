@@ -105,11 +105,7 @@ class Proxy:
             refused = Reply.error(refusal.error, extra)
             if trace is None:
                 return refused
-            trace.model = None if refusal.model == NONE else refusal.model
-            trace.data_class = None if refusal.data_class == NONE else refusal.data_class
-            trace.classes = tuple(refusal.header.split(",")) if trace.data_class else ()
-            end = audit.End(refused.status, refusal.outcome, refusal.error.code, None, loop.time())
-            return self._audited(snapshot, trace, end, identity, refused)
+            return self._audited(snapshot, trace, _refused(trace, refusal, loop.time()), identity, refused)
         if trace is not None:
             trace.model, trace.data_class = call.entry.model, call.entry.data_class
             trace.classes, trace.stream = call.entry.classes or (call.entry.data_class,), call.mode is Mode.STREAM
@@ -130,8 +126,7 @@ class Proxy:
             return served.reply
         reply = served.reply
         status = reply.status if reply is not None else 200 if sink.started else 499
-        error = served.outcome.value if served.outcome is Outcome.NO_HEALTHY_BACKEND else None
-        end = audit.End(status, served.outcome, error, served.provider, loop.time())
+        end = audit.End(status, served.outcome, _ROUTER_ERRORS.get(served.outcome), served.provider, loop.time())
         return self._audited(snapshot, trace, end, identity, reply)
 
     def _audited(self, snapshot: Snapshot, trace: audit.Trace, end: audit.End, identity: str | None,
@@ -159,6 +154,19 @@ class Proxy:
             return None
         metrics.request_done(NONE, NONE, NONE, NONE, Outcome.INVALID_REQUEST, 0.0)
         return Reply.error(openai_errors.too_large(size, snapshot.config.max_request_bytes))
+
+
+_ROUTER_ERRORS = {Outcome.NO_HEALTHY_BACKEND: "no_healthy_backend", Outcome.STREAM_ERROR: "stream_interrupted"}
+"""The error code the router itself sent (body or stream event) for a request that ended this way after routing."""
+
+
+def _refused(trace: audit.Trace, refusal: _Refusal, now: float) -> audit.End:
+    """Notes on ``trace`` what a request refused before any attempt was (names the config does not know stay null)
+    and returns how it ended."""
+    trace.model = None if refusal.model == NONE else refusal.model
+    trace.data_class = None if refusal.data_class == NONE else refusal.data_class
+    trace.classes = tuple(refusal.header.split(",")) if trace.data_class else ()
+    return audit.End(refusal.error.status, refusal.outcome, refusal.error.code, None, now)
 
 
 class _TracedSink:
