@@ -36,6 +36,10 @@ LLMROUTE_LEADER_ELECTION     one active replica, elected through a       false (
 LLMROUTE_LEASE_NAME          that Lease's name                           ``llmroute-operator``
 LLMROUTE_LEASE_NAMESPACE     that Lease's namespace                      ``$POD_NAMESPACE``
 POD_NAME                     this replica's identity in the Lease        the host name
+LLMROUTE_ROUTER_<LIMIT>      every router's ``LLMROUTE_<LIMIT>``, for    unset: the router's defaults
+                             each client limit of ``ROUTER_LIMIT_ENV``
+                             (``LLMROUTE_ROUTER_HEAD_TIMEOUT``...; Helm:
+                             ``router.limits``)
 ===========================  ==========================================  ==============================
 
 Settings built by hand (tests) serve no port unless asked: a fixed port cannot be bound twice in one process.
@@ -45,6 +49,7 @@ Settings built by hand (tests) serve no port unless asked: a fixed port cannot b
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -52,7 +57,7 @@ from dataclasses import dataclass, field
 
 from llmroute import __version__
 from llmroute.api.model_pool import VLLM_PORT
-from llmroute.core.manifests import RouterSettings
+from llmroute.core.manifests import ROUTER_LIMIT_ENV, RouterSettings
 
 DEFAULT_ROUTER_IMAGE = f"ghcr.io/llmroute/llmroute:{__version__}"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -84,6 +89,8 @@ class Settings:
     lease_name: str = DEFAULT_LEASE_NAME
     lease_namespace: str | None = None
     identity: str = field(default_factory=socket.gethostname)
+    router_limits: tuple[tuple[str, str], ...] = ()
+    """(router env var, value) of each client limit set for every router (:func:`router_limits`)."""
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -120,12 +127,34 @@ class Settings:
             lease_name=env.get("LLMROUTE_LEASE_NAME") or DEFAULT_LEASE_NAME,
             lease_namespace=env.get("LLMROUTE_LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or None,
             identity=env.get("POD_NAME") or socket.gethostname(),
+            router_limits=router_limits(env),
         )
 
     @property
     def router(self) -> RouterSettings:
         return RouterSettings(image=self.router_image, demand_url=self.demand_url,
-                              network_policies=self.network_policies, metrics_namespaces=self.metrics_namespaces)
+                              network_policies=self.network_policies, metrics_namespaces=self.metrics_namespaces,
+                              limits=self.router_limits)
+
+
+def router_limits(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The client limits set for every router: ``LLMROUTE_ROUTER_<X>`` becomes the router's ``LLMROUTE_<X>`` (for
+    each of :data:`ROUTER_LIMIT_ENV`). A value a router would refuse stops the operator here, before any router
+    gets it."""
+    out = []
+    for name, kind in ROUTER_LIMIT_ENV.items():
+        source = "LLMROUTE_ROUTER_" + name.removeprefix("LLMROUTE_")
+        raw = env.get(source, "").strip()
+        if not raw:
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = 0
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f'{source} must be a positive {"integer" if kind is int else "number"}, got "{raw}"')
+        out.append((name, raw))
+    return tuple(out)
 
 
 def _flag(value: str | None, *, default: bool) -> bool:

@@ -17,6 +17,9 @@ What a route owns (every object carries a controller ownerReference to the LLMRo
     changes (rotated, added, removed), and only then. Env vars are read at pod start, so without it a rotated key
     would reach running routers only at their next restart; with it the rotation is a rolling update (maxUnavailable
     0, PDB-protected) like a config change.
+  The router container's env holds key references, the demand URL and the operator-wide client limits
+  (:data:`ROUTER_LIMIT_ENV`, only those the operator was given: unset, the pod template is what it was before they
+  existed, so upgrading the operator rolls no router).
 * Service ``<route>-router``: port 80 → container port ``http`` (8080), which also serves ``/metrics``.
 * PodDisruptionBudget ``<route>-router`` (minAvailable 1) only when more than one replica is wanted.
 * HorizontalPodAutoscaler ``<route>-router`` (autoscaling/v2) only with ``spec.router.autoscaling``; the Deployment
@@ -78,6 +81,17 @@ MISSING_KEY = "missing"
 """What :func:`keys_hash` takes for a credential whose key is absent (the optional secretKeyRef resolves to nothing)."""
 KEYS_HASH_DOMAIN = "llmroute.io/keys-hash/v1"
 DEMAND_URL_ENV = "LLMROUTE_DEMAND_URL"
+ROUTER_LIMIT_ENV: dict[str, type[int] | type[float]] = {
+    "LLMROUTE_HEAD_TIMEOUT": float,
+    "LLMROUTE_BODY_TIMEOUT": float,
+    "LLMROUTE_IDLE_TIMEOUT": float,
+    "LLMROUTE_MAX_CONNECTIONS": int,
+    "LLMROUTE_MAX_HEAD_BYTES": int,
+    "LLMROUTE_MAX_HEADERS": int,
+    "LLMROUTE_MAX_URL_BYTES": int,
+}
+"""The router's client limits (:data:`llmroute.router.limits.ENV`, seconds or counts) the operator may set on every
+router container."""
 CONFIG_KEY = "config.json"
 CONFIG_DIR = "/etc/llmroute"
 HTTP_PORT = 8080
@@ -112,6 +126,10 @@ class RouterSettings:
     metrics_namespaces: tuple[str, ...] = ()
     """Namespaces whose pods (Prometheus) may scrape routers when NetworkPolicies are on; empty: none besides the
     route's callers."""
+    limits: tuple[tuple[str, str], ...] = ()
+    """(env var of :data:`ROUTER_LIMIT_ENV`, value) for every router container, in that order; empty: the router's
+    own defaults, and no env var at all (an operator upgrade must not roll routers). Not part of the compiled config
+    (nor its hash): a deadline is not routing."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +319,10 @@ def _demand_env(settings: RouterSettings) -> list[JsonObj]:
     return [{"name": DEMAND_URL_ENV, "value": settings.demand_url}] if settings.demand_url else []
 
 
+def _limits_env(settings: RouterSettings) -> list[JsonObj]:
+    return [{"name": name, "value": value} for name, value in settings.limits]
+
+
 def _resources(route: LLMRoute) -> JsonObj:
     spec = route.spec.router.resources
     requests = {**DEFAULT_REQUESTS, **{k: str(v) for k, v in (spec.requests if spec else {}).items()}}
@@ -321,7 +343,7 @@ def _container(route: LLMRoute, config: RouterConfig, settings: RouterSettings) 
         "command": ["llmroute"],
         "args": ["router", "--listen", f"0.0.0.0:{HTTP_PORT}", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "env": _env(route, config) + _demand_env(settings),
+        "env": _env(route, config) + _demand_env(settings) + _limits_env(settings),
         "readinessProbe": _probe("/readyz", 5),
         "livenessProbe": _probe("/healthz", 10),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
