@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.figures import record
+from tests.figures import Figure, record
 
 from .outage_replay import INCIDENT_S, INCIDENTS_REPLAYED, TIME_SCALE, IncidentFigures, Replay, run
 
@@ -26,13 +26,15 @@ NAMES = [p.name for p in INCIDENTS_REPLAYED]
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory: pytest.TempPathFactory) -> Replay:
     result = run(Path(tmp_path_factory.mktemp("replay")) / "example")
-    figures: dict[str, float | int | str | None] = {
+    figures: dict[str, Figure] = {
         "timeScale": TIME_SCALE,
         "incidentS": INCIDENT_S,
         "baselineSharePct": result.baseline_share_pct,
         "sensitiveToCN": result.sensitive_to_cn,
     }
+    figures["incidents"] = [i.name for i in result.incidents]
     for i in result.incidents:
+        figures[f"{i.name}.incident"] = i.incident
         figures |= {
             f"{i.name}.{k}": v
             for k, v in (
