@@ -22,7 +22,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from llmroute.router.server import DRAIN_TIMEOUT_S
+from llmroute.router.server import DRAIN_TIMEOUT_S, drain_timings
 from tests.figures import record
 from tests.unit.test_manifests import build
 
@@ -155,3 +155,30 @@ def test_the_router_pod_leaves_the_endpoints_before_sigterm_and_drains_within_it
     assert sleep > 0
     assert sleep + DRAIN_TIMEOUT_S < grace
     record("sigterm-drain", {"preStopSleepS": sleep, "defaultDrainTimeoutS": DRAIN_TIMEOUT_S, "podGraceS": grace})
+
+
+async def test_a_second_signal_ends_the_drain_delay(fresh_router: StartRouter, config_dir: Path) -> None:
+    router = fresh_router(config_dir, env={"LLMROUTE_DRAIN_DELAY": "60"})
+    router.proc.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    assert (await asyncio.to_thread(router.get, "/readyz"))[0] == 503  # not ready, still serving
+    signalled = time.monotonic()
+    router.proc.send_signal(signal.SIGINT)  # Ctrl-C again: no more waiting
+    assert await asyncio.to_thread(router.proc.wait, 10) == 0
+    assert time.monotonic() - signalled < 5
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, (0.0, DRAIN_TIMEOUT_S)),
+        ({"LLMROUTE_DRAIN_DELAY": "5", "LLMROUTE_DRAIN_TIMEOUT": "12.5"}, (5.0, 12.5)),
+        ({"LLMROUTE_DRAIN_DELAY": "soon", "LLMROUTE_DRAIN_TIMEOUT": "-1"}, (0.0, DRAIN_TIMEOUT_S)),
+    ],
+    ids=["defaults", "set", "unusable-values-keep-defaults"],
+)
+def test_drain_timings_from_the_environment(
+    env: dict[str, str], expected: tuple[float, float], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert drain_timings(env) == expected
+    assert ("LLMROUTE_DRAIN_DELAY must be seconds" in caplog.text) == (env.get("LLMROUTE_DRAIN_DELAY") == "soon")
