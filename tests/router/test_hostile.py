@@ -13,6 +13,7 @@ against a cap of 50 do not lock an openai SDK client out), and only when every o
 get a 503 while the busy ones are still served. After the storm the process is alive and its memory is back within
 :data:`RSS_MARGIN_MB` of where it started. Every refusal and deadline moves ``llmroute_client_rejections_total`` by
 one, under its reason, and nothing else moves it; ``llmroute_client_connections`` follows the open connections.
+Figures go to ``hostile-input`` (:mod:`tests.figures`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.figures import record
 
 from .conftest import KEYS, MESSAGES, Hub, RouterProcess, config_docs, make_aclient, write_config
 from .test_streaming import counter
@@ -487,6 +490,16 @@ def test_slowloris_is_closed_by_the_head_deadline_while_others_are_served(guarde
     assert upstream_calls(hub) == len(steady.latencies)
     time.sleep(0.5)
     assert rss_mb(guarded) - before < RSS_MARGIN_MB
+    record(
+        "hostile-input",
+        {
+            "slowlorisHalfHeads": len(socks),
+            "slowlorisHeadTimeoutS": HEAD_TIMEOUT_S,
+            "slowlorisLastClosedAfterS": round(max(closed), 3),
+            "slowlorisOtherClientMedianMs": round(statistics.median(served) * 1000, 1),
+            "slowlorisOtherClientMaxMs": round(max(served) * 1000, 1),
+        },
+    )
 
 
 def test_memory_returns_to_baseline_after_a_storm_of_bad_requests(guarded: RouterProcess, hub: Hub) -> None:
@@ -583,6 +596,17 @@ def test_a_slowloris_flood_at_the_cap_does_not_lock_out_a_well_behaved_client(hu
     assert evicted >= 1 and evicted + refused >= 50, after  # the new client's connection made room
     assert after["head_timeout"] == before["head_timeout"]
     assert still_open >= 40  # room was made by closing the oldest waiting, not by a deadline
+    record(
+        "hostile-input",
+        {
+            "capFloodHalfHeads": len(socks),
+            "capFloodCap": 50,
+            "capFloodNewClientMaxMs": round(max(late) * 1000, 1),
+            "capFloodSteadyClientMedianMs": round(statistics.median(flood) * 1000, 1),
+            "capFloodEvicted": evicted,
+            "capFloodRefused": refused,
+        },
+    )
 
 
 def held(sock: socket.socket) -> bool:
