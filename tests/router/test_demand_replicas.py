@@ -6,7 +6,9 @@ the leader and one as the standby, on the same port of 127.0.0.1 and 127.0.0.2. 
 of its own whose ``/etc/hosts`` gives the chart's headless Service name both addresses (``unshare -m``; skipped where
 that is not allowed), so its resolver is the real one, as in a cluster. Aspects: the first report reaches the leader
 at once and then every period; after a takeover (the roles swap) the new leader gets the next report; no address took
-a report (both on standby, mid-takeover) is logged once, and a standby's 503 alone is not.
+a report (both on standby, mid-takeover) is logged once, and a standby's 503 alone is not. In-process, with the real
+resolver: which URLs a report goes to (each address; an https URL or a name that does not resolve as it is), and an
+address that accepts but never answers (a pod gone but still in DNS) delays neither the leader's report nor the next.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from aiohttp import web
 from llmroute.controller import demand
 from llmroute.controller.pools import PoolRegistry
 from llmroute.emulator.vllm import VllmPod
+from llmroute.router.holding import Demand
+from llmroute.router.upstream import Upstream
 
 from .conftest import Hub, RouterProcess, make_aclient, write_config
 from .test_pools import Endpoints, held, phi_chat, pool_docs, ready_pods, start_pod, until
@@ -190,3 +194,50 @@ async def test_a_report_no_replica_takes_is_logged_once_naming_them(
     finally:
         held_request.cancel()
         await asyncio.gather(held_request, return_exceptions=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8082/v1/demand", {"http://127.0.0.1:8082/v1/demand"}),
+        ("http://[::1]:8082/v1/demand?v=1", {"http://[::1]:8082/v1/demand?v=1"}),
+        ("http://localhost/v1/demand", {"http://127.0.0.1:80/v1/demand"}),  # may add [::1] where hosts says so
+        ("https://operator.example:8443/v1/demand", {"https://operator.example:8443/v1/demand"}),  # cert names host
+        ("http://no-such-name.invalid:8082/v1/demand", {"http://no-such-name.invalid:8082/v1/demand"}),
+    ],
+    ids=["ipv4", "ipv6-query", "name", "https", "unresolvable"],
+)
+async def test_a_report_goes_to_each_address_of_the_name(url: str, expected: set[str]) -> None:
+    found = await Demand(Upstream(), url, time.monotonic, {}).destinations(url)
+    assert expected <= set(found) <= expected | {"http://[::1]:80/v1/demand"}
+
+
+async def test_an_address_that_never_answers_delays_neither_the_leaders_report_nor_the_next() -> None:
+    leader = Replica("127.0.0.1", leading=True)
+    await leader.start(_port_free_on_both())
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections (the kernel's backlog), never answers
+    origins = frozenset({f"http://127.0.0.1:{leader.port}", f"http://127.0.0.1:{silent.getsockname()[1]}"})
+
+    async def resolve(host: str, port: int) -> frozenset[str]:
+        return origins
+
+    upstream = Upstream()
+    await upstream.open()
+    held = {"llm/gpu": 1}
+    sender = Demand(upstream, f"http://{NAME}:{leader.port}/v1/demand", time.monotonic, held, resolver=resolve)
+    sender.use("llm/pools/r", has_pools=True)
+    started = time.monotonic()
+    sender.changed("llm/gpu", 1)
+    running = asyncio.create_task(sender.run())
+    try:
+        await asyncio.sleep(2 * PERIOD_S + SLACK_S)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await upstream.close()
+        silent.close()
+        if leader.runner is not None:
+            await leader.runner.cleanup()
+    taken = leader.taken(started)
+    assert taken[0] - started < 0.2  # not after the silent address's timeout (DEMAND_TIMEOUT_S)
+    assert len(taken) >= 3 and all(gap < PERIOD_S + SLACK_S for gap in _gaps(taken)), _gaps(taken)

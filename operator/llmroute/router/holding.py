@@ -156,16 +156,19 @@ class Demand:
         self._wake.set()
 
     async def run(self) -> None:
-        """Report while anything is held (cancel to stop)."""
+        """Report while anything is held (cancel to stop). The period runs from one report's start to the next: a
+        replica that lets its POST time out (a pod gone but still in DNS) does not stretch it."""
         if self.url is None:
             return
+        next_at = self._clock()
         while True:
             if any(self._held.values()):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), DEMAND_INTERVAL_S)
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_at - self._clock()))
             else:
                 await self._wake.wait()
             self._wake.clear()
+            next_at = self._clock() + DEMAND_INTERVAL_S
             body = demand_body(self._router, self._held, self._ended)
             self._ended.clear()
             if body["pools"]:
