@@ -27,9 +27,9 @@ from llmroute.api.model_pool import VLLM_PORT
 from llmroute.api.provider_policy import BUILTIN_PII_TYPES, Provider, ProviderPolicy, ProviderPolicySpec, RedactionMode
 from llmroute.core import access, drills, pools, redaction, residency
 from llmroute.core.router_config import (
-    AuditSettings,
     TOKENS_DIR,
     AccessSettings,
+    AuditSettings,
     BackendTarget,
     CircuitSettings,
     ClassDetect,
@@ -90,8 +90,8 @@ def compile_route(route: LLMRoute, policy: ProviderPolicy, issuer: Issuer | None
         cold_start=_cold_start(spec) if any(p.pool is not None for p in used) else None,
         detection=_detection(policy.spec),
         redaction=_redaction(spec, policy.spec, used),
-        audit=AuditSettings(sample_rate=spec.audit.sample_rate) if spec.audit and spec.audit.enabled else None,
         access=_access(route, issuer),
+        audit=AuditSettings(sample_rate=spec.audit.sample_rate) if spec.audit and spec.audit.enabled else None,
     )
 
 
