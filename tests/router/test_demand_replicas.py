@@ -204,8 +204,9 @@ async def test_a_report_no_replica_takes_is_logged_once_naming_them(
         ("http://localhost/v1/demand", {"http://127.0.0.1:80/v1/demand"}),  # may add [::1] where hosts says so
         ("https://operator.example:8443/v1/demand", {"https://operator.example:8443/v1/demand"}),  # cert names host
         ("http://no-such-name.invalid:8082/v1/demand", {"http://no-such-name.invalid:8082/v1/demand"}),
+        ("http://operator:port/v1/demand", {"http://operator:port/v1/demand"}),  # fetch says why it is no URL
     ],
-    ids=["ipv4", "ipv6-query", "name", "https", "unresolvable"],
+    ids=["ipv4", "ipv6-query", "name", "https", "unresolvable", "bad-port"],
 )
 async def test_a_report_goes_to_each_address_of_the_name(url: str, expected: set[str]) -> None:
     found = await Demand(Upstream(), url, time.monotonic, {}).destinations(url)

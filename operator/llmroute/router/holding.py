@@ -190,13 +190,13 @@ class Demand:
     async def destinations(self, url: str) -> list[str]:
         """``url`` once per address of its host (a headless Service: one per operator pod), else ``url`` itself."""
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            return [url]
-        port = parts.port or 80
         try:
+            port = parts.port or 80  # ValueError: not a port (fetch then says the URL is bad)
+            if parts.scheme != "http" or not parts.hostname:
+                return [url]
             async with asyncio.timeout(DEMAND_TIMEOUT_S):
                 found = await self._resolve(parts.hostname, port)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError, ValueError):
             found = frozenset()
         tail = parts.path + (f"?{parts.query}" if parts.query else "")
         return sorted(origin + tail for origin in found) or [url]
