@@ -345,7 +345,8 @@ _LIMIT_HELP = {
     "head_timeout_s": ("SECONDS", float, "a request head must arrive within this"),
     "body_timeout_s": ("SECONDS", float, "a request body must arrive within this of its head (else 408)"),
     "idle_timeout_s": ("SECONDS", float, "an idle keep-alive connection is closed after this"),
-    "max_connections": ("N", int, "open client connections; more are answered 503 and closed"),
+    "max_connections": ("N", int, "open client connections; at the cap the one waiting longest for a request is "
+                        "closed to admit a new one (503 only when every one is busy)"),
     "max_head_bytes": ("BYTES", int, "request line and headers together (else 431)"),
     "max_headers": ("N", int, "header fields per request (else 431)"),
     "max_url_bytes": ("BYTES", int, "request URL (else 414)"),
