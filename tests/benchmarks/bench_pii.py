@@ -12,7 +12,8 @@ requests holding personal data that got at least one finding; precision = reques
 Per type: recall = labelled values with an overlapping finding of that type; precision = findings of that type that
 overlap a labelled value of that type. Both detectors scan the same places (``request_text.places``).
 
-Latency: chat requests of 1 KB, 8 KB, 64 KB and 1 MB built from corpus texts, timed end to end (walk the body,
+Latency: chat requests of 1 KB, 8 KB, 64 KB and 1 MB built from corpus texts (conversations, and dense: records
+back to back) or a pasted access log (``log_line``), timed end to end (walk the body,
 detect in every place), p50/p99 over repeated runs, single thread, in CPU time (``time.process_time``: the machine
 these numbers come from is shared, and wall time there mostly measures the neighbours). ``--floor``: where the time
 of dense 8 KB requests goes, and the part no detector built like this one can avoid (see ``floor``; writes
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -288,6 +290,46 @@ def sized_bodies(records: list[pii_corpus.Record], size: int) -> list[dict[str, 
     return bodies
 
 
+def log_line(rng: random.Random) -> str:
+    """One access-log line as services write them: an ISO timestamp, a hex request id, a client address (private or
+    public), a request path with an order number and a page, status, bytes, duration and a browser version (about
+    40% digits; the public addresses are the findings)."""
+    ip = f"{rng.choice([10, 172, 192, 34, 52, 81])}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    ts = (
+        f"2026-11-{rng.randint(1, 30):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
+        f"{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}Z"
+    )
+    return (
+        f'{ts} INFO req_id={rng.getrandbits(64):016x} {ip} "GET /api/v2/orders/{rng.randint(10000, 99999999)}'
+        f'?page={rng.randint(1, 50)} HTTP/1.1" {rng.choice([200, 200, 200, 404, 500])} {rng.randint(100, 99999)} '
+        f'{rng.random() * 2:.3f}s ua="Mozilla/5.0 (X11; Linux x86_64) Chrome/{rng.randint(100, 130)}.0.'
+        f'{rng.randint(1000, 9999)}.{rng.randint(10, 200)}"\n'
+    )
+
+
+def log_bodies(records: list[pii_corpus.Record], size: int) -> list[dict[str, Any]]:
+    """A pasted access log of about ``size`` characters in one user message (``log_line``, seeded; ``records``
+    unused: the shape is not the corpus')."""
+    rng = random.Random(1)
+    bodies = []
+    for _ in range(max(3, min(40, (8 << 20) // size))):
+        lines, total = [], 0
+        while total < size:
+            line = log_line(rng)[: size - total]
+            lines.append(line)
+            total += len(line)
+        bodies.append({"model": "deepseek-chat", "messages": [{"role": "user", "content": "".join(lines)}]})
+    return bodies
+
+
+LATENCY_SHAPES: dict[str, tuple[str, Callable[[list[pii_corpus.Record], int], list[dict[str, Any]]]]] = {
+    "latency": ("conversations", conversation_bodies),
+    "latency_dense": ("dense (worst case)", sized_bodies),
+    "latency_logs": ("access logs", log_bodies),
+}
+"""Result key -> (title, request maker) of each latency case."""
+
+
 def latency(detect: DetectFn, bodies: list[dict[str, Any]], budget_s: float, min_runs: int = 3) -> dict[str, float]:
     """p50/p99 of walking ``bodies`` and detecting in every place, repeated until ``budget_s`` has passed (at least
     ``min_runs`` runs)."""
@@ -430,7 +472,7 @@ def main() -> None:
         entry: dict[str, Any] = {"accuracy": acc.summary()}
         if not args.no_latency:
             budget = 2.0 if name == "llmroute" else 1.0
-            for shape, make in (("latency", conversation_bodies), ("latency_dense", sized_bodies)):
+            for shape, (_, make) in LATENCY_SHAPES.items():
                 entry[shape] = {
                     label: _latency_row(name, detect, make(records, size), size, budget)
                     for label, size in SIZES.items()
@@ -470,7 +512,7 @@ def print_table(results: dict[str, Any]) -> None:
             pt = d["accuracy"]["per_type"].get(t)
             cells.append(f"{pt['recall']:>7.2%} / {pt['precision']:>7.2%} ({pt['labelled']:>4})" if pt else "-")
         print(f"{t:<13}" + "".join(f"{cell:>26}" for cell in cells))
-    for shape, title in (("latency", "conversations"), ("latency_dense", "dense (worst case)")):
+    for shape, (title, _) in LATENCY_SHAPES.items():
         if not any(shape in d for _, d in rows):
             continue
         print(f"\n{'ms, ' + title:<26}" + "".join(f"{s + ' p50/p99':>21}" for s in SIZES))

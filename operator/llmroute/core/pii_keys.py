@@ -97,10 +97,10 @@ def _token(text: str, start: int, end: int) -> Hit | None:
         if _placeholder(value) or not (value.startswith("eyJ") or _random_looking(value, shaped=True)):
             return None
         return ("api_key", start, m.end(), 0.97)
+    if not _assigned(text, max(0, start - _ASSIGNED_REACH), start):
+        return None  # first: one C-level search rejects most tokens (hex ids, paths, hashes), cheaper than entropy
     value = text[start:end].rstrip(".")
     if not _random_looking(value, shaped=False) or _placeholder(value) or _REFERENCE.fullmatch(value):
-        return None
-    if not _assigned(text, max(0, start - _ASSIGNED_REACH), start):
         return None
     return ("api_key", start, start + len(value), 0.85)
 

@@ -1,0 +1,215 @@
+"""The network PII types: e-mail addresses and public IP addresses.
+
+E-mail: found from each ``@`` outwards (so prose without one costs a single ``str.find``), with a real domain
+(labels, an alphabetic TLD that is not a file extension: ``icon@2x.png``), and without the look-alikes that carry no
+person: git remotes (``git@github.com:org/repo``), package pins (``lodash@4.17.21``, ``@babel/core``), decorators,
+handles and role mailboxes (``noreply@``, ``postmaster@``). IP: only addresses that can point at someone, which
+``ipaddress`` decides (private, loopback, link-local, CGNAT, multicast, reserved and documentation ranges, netmasks
+such as 255.255.255.0 and wildcards such as 0.0.0.255 are not global), written alone (not part of a longer dotted
+run such as an OID or ``10.0.19045.3693``, not a CIDR block), and not where context says "version", "build" or
+"OID"; a dotted quad of small numbers (``2.5.4.3``, ``4.8.1.0``) needs context saying it is an address. IPv6 must be
+global unicast (2000::/3). Pure; spans only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+
+from llmroute.core.pii_context import Context, Cue
+
+Hit = tuple[str, int, int, float]
+
+# --- e-mail --------------------------------------------------------------------------------------------------------
+
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24})(?![A-Za-z0-9_-])")
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+"""What local parts are made of in practice (RFC 5322 allows more, which prose and code use as delimiters)."""
+_LOCAL_MAX = 64
+_NOT_TLDS = frozenset(
+    {
+        "png",
+        "jpg",
+        "jpeg",
+        "gif",
+        "svg",
+        "webp",
+        "ico",
+        "css",
+        "js",
+        "mjs",
+        "ts",
+        "tsx",
+        "jsx",
+        "py",
+        "go",
+        "rs",
+        "md",
+        "json",
+        "yaml",
+        "yml",
+        "toml",
+        "lock",
+        "txt",
+        "html",
+        "htm",
+        "xml",
+        "map",
+        "wasm",
+        "git",
+        "sh",
+        "exe",
+        "dll",
+        "so",
+        "zip",
+        "gz",
+        "tar",
+        "pdf",
+        "local",
+        "localhost",
+        "internal",
+        "invalid",
+        "lan",
+        "home",
+        "corp",
+    }
+)
+"""File extensions and non-public suffixes: what follows ``@`` in asset names and host-only addresses."""
+_ROLE = frozenset(
+    {
+        "noreply",
+        "no-reply",
+        "donotreply",
+        "do-not-reply",
+        "do_not_reply",
+        "mailer-daemon",
+        "postmaster",
+        "bounce",
+        "bounces",
+        "git",
+        "hostmaster",
+        "abuse",
+        "root",
+        "nobody",
+    }
+)
+"""Local parts that name a system mailbox, not a person."""
+
+
+def emails(text: str, ctx: Context) -> Iterator[Hit]:
+    at = text.find("@")
+    while at != -1:
+        hit = _email_at(text, at)
+        if hit is not None:
+            yield hit
+        at = text.find("@", hit[2] if hit is not None else at + 1)
+
+
+def _email_at(text: str, at: int) -> Hit | None:
+    start = at
+    while start > 0 and at - start < _LOCAL_MAX and text[start - 1] in _LOCAL_CHARS:
+        start -= 1
+    while start < at and text[start] in ".-+%":
+        start += 1
+    local = text[start:at]
+    m = _DOMAIN.match(text, at + 1)
+    if not local or m is None or local.endswith(".") or ".." in local:
+        return None
+    if m.group(1).lower() in _NOT_TLDS or local.lower() in _ROLE:
+        return None
+    end = m.end()
+    if end < len(text) and text[end] == ":" and end + 1 < len(text) and not text[end + 1].isspace():
+        return None  # user@host:path - a git or scp remote
+    if start > 0 and text[start - 1] == ":" and text[max(0, start - 3) : start] == "://":
+        return None  # scheme://user@host - credentials in a URL, not a mailbox
+    return ("email", start, end, 0.95)
+
+
+# --- IP addresses --------------------------------------------------------------------------------------------------
+
+_IPV4 = re.compile(
+    r"[0-9](?<![0-9A-Za-z_.\-][0-9])[0-9]{0,2}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9A-Za-z_\-]|\.[0-9])"
+)
+_NOT_PUBLIC_V4 = tuple(
+    (int(net.network_address), int(net.netmask))
+    for net in map(
+        ipaddress.IPv4Network,
+        (
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.0.0.0/24",
+            "192.0.2.0/24",
+            "192.88.99.0/24",
+            "192.168.0.0/16",
+            "198.18.0.0/15",
+            "198.51.100.0/24",
+            "203.0.113.0/24",
+            "224.0.0.0/4",
+            "240.0.0.0/4",
+        ),
+    )
+)
+"""IANA special-purpose, private, shared (CGNAT), loopback, link-local, documentation, benchmarking, multicast and
+reserved ranges (netmasks like 255.255.255.0 fall in 240/4, wildcards like 0.0.0.255 in 0/8): nobody's address."""
+
+
+_NOT_PUBLIC_FIRST = frozenset(a for net, mask in _NOT_PUBLIC_V4 for a in range(256) if a & mask >> 24 == net >> 24)
+"""First octets of the ranges above: an address starting with any other is public without testing each range."""
+
+
+def public_v4(a: int, b: int, c: int, d: int) -> bool:
+    if a not in _NOT_PUBLIC_FIRST:
+        return True
+    value = a << 24 | b << 16 | c << 8 | d
+    return all(value & mask != net for net, mask in _NOT_PUBLIC_V4)
+
+
+_PINS = frozenset({"==", ">=", "<=", "~=", "!=", "^=", "@v"})
+"""Right before a dotted quad, these make it a version pin (``pkg==4.21.0.135``)."""
+_CIDR = re.compile(r"/[0-9]{1,2}(?![0-9])")
+_LEADING_ZERO = re.compile(r"(?<![0-9])0[0-9]")
+"""An octet written with a leading zero (``010``): octal to some parsers, no address we report."""
+_IPV6 = re.compile(r"[23](?<![0-9A-Za-z_:.][23])[0-9A-Fa-f]{3}:[0-9A-Fa-f:]{2,35}(?![0-9A-Za-z_:%]|\.[0-9])")
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
+def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
+    """Public IPv4 addresses in ``text[lo:hi]``."""
+    for m in _IPV4.finditer(text, lo, hi):
+        quad = m.group()
+        if _LEADING_ZERO.search(quad) is not None:
+            continue
+        a, b, c, d = map(int, quad.split("."))
+        if a > 255 or b > 255 or c > 255 or d > 255 or not public_v4(a, b, c, d):
+            continue
+        if text[max(0, m.start() - 2) : m.start()] in _PINS:
+            continue
+        cidr = _CIDR.match(text, m.end())
+        if cidr is not None and int(cidr.group()[1:]) < 32:
+            continue
+        cue = ctx.ip(m.start(), m.end())
+        small = a < 10 and b < 10
+        if cue is Cue.NEGATIVE or (small and cue is not Cue.POSITIVE):
+            continue
+        yield ("ip_address", m.start(), m.end(), 0.95 if cue is Cue.POSITIVE else 0.85)
+
+
+def ipv6_at(text: str, start: int, end: int) -> Iterator[Hit]:
+    """The global unicast IPv6 address at ``start`` (within ``end`` plus what the address pattern takes), if any."""
+    m = _IPV6.match(text, start)
+    if m is None:
+        return
+    candidate = m.group().rstrip(":")
+    if candidate.count(":") < 2:
+        return
+    try:
+        address = ipaddress.IPv6Address(candidate)
+    except ValueError:
+        return
+    if address in _GLOBAL_UNICAST and address.is_global:
+        yield ("ip_address", start, start + len(candidate), 0.9)

@@ -1,0 +1,384 @@
+"""The numeric PII types: card numbers, US SSNs, IBANs and phone numbers, each found by a cheap pattern and kept
+only when it validates and its context does not say it is something else.
+
+Validation is what separates data from look-alikes: Luhn plus the issuer ranges for cards (a test number with a bad
+checksum or a 13-digit millisecond timestamp is no card), the SSA's ranges for SSNs, mod 97 plus the country's BBAN
+shape for IBANs (the rules and registry of ``python-stdnum``, applied here without its per-call string cleaning and
+lookups, which cost more than the rest of a cluster's checks; tests compare the two), and the numbering plans in
+``phonenumbers`` for phones. Candidates come from one pass over the text's digit clusters (``numbers``), each sent
+only to the types its shape allows, and only when the shape that type's pattern needs is in the cluster (checked on
+``Context.classes``, bytes, with look-arounds that every match of the real pattern satisfies, so the shortcut never
+drops a finding). Parsing a phone number is slow (~25 us), so it runs only on candidates that the shape checks and
+the context let through, and nothing is cached across texts (a cache would keep numbers in memory). Context
+(``pii_context``) turns away order, tracking and reference numbers and is what a bare national number needs before
+it counts as a phone. Pure; values are never returned or kept, only spans.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterator
+from functools import lru_cache
+
+import phonenumbers
+from stdnum import numdb
+
+from llmroute.core.pii_context import Context, Cue
+from tests.unit.pii_reference import net as pii_net
+
+Hit = tuple[str, int, int, float]
+"""(type, start, end, confidence): what a finder reports."""
+
+# --- cards ---------------------------------------------------------------------------------------------------------
+
+_CARD = re.compile(
+    r"[0-9](?<![0-9A-Za-z_./\-][0-9])"
+    r"(?:[0-9]{12,18}|[0-9]{3}([ -])(?:[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{3})?|[0-9]{6}\1[0-9]{4,5}"
+    r"|[0-9]{4}\1[0-9]{4}\1[0-9]{1,3}))"
+    r"(?![0-9A-Za-z_]|[.\-/][0-9])"
+)
+"""Contiguous 13-19 digits, or grouped as printed: 4-4-4-4(-3), 4-6-4/5 (Amex, Diners), 4-4-4-1..3."""
+
+
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+"""Each digit doubled, less 9 when that is over 9: what Luhn adds for every second digit from the right."""
+
+
+def luhn(digits: str) -> bool:
+    """The Luhn checksum of ``digits`` (ASCII digits) holds; slices and C-level sums, not a loop per digit."""
+    return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_LUHN_DOUBLED)))) % 10 == 0
+
+
+def issuer_ok(digits: str) -> bool:
+    """The number starts like a card of its length from a scheme that issues that length (IIN ranges)."""
+    n, two, four = len(digits), int(digits[:2]), int(digits[:4])
+    if digits[0] == "4":
+        return n in (13, 16, 19)
+    if 51 <= two <= 55 or 2221 <= four <= 2720:
+        return n == 16
+    if two in (34, 37):
+        return n == 15
+    if (
+        2200 <= four <= 2204
+        or 3528 <= four <= 3589
+        or two == 62
+        or four == 6011
+        or two == 65
+        or 644 <= int(digits[:3]) <= 649
+    ):
+        return 16 <= n <= 19
+    if two in (36, 38, 39) or 300 <= int(digits[:3]) <= 305:
+        return 14 <= n <= 19
+    if two == 50 or 56 <= two <= 69:
+        return 12 <= n <= 19
+    return False
+
+
+_CARD_SHAPE = re.compile(
+    rb"(?<!0)0(?:0{12,18}|000([ -])(?:0{4}(?:\1)0{4}(?:\1)0{4}(?:(?:\1)0{3})?|0{6}(?:\1)0{4,5}"
+    rb"|0{4}(?:\1)0{4}(?:\1)0{1,3}))(?!0)"
+)
+"""``_CARD`` over the character classes with its look-arounds reduced to "no digit before/after": whatever ``_CARD``
+matches in a span, this matches in the same span of ``Context.classes``, so a cluster it misses holds no card."""
+
+
+def cards_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
+    for m in _CARD.finditer(text, lo, hi):
+        digits = m.group().replace(" ", "").replace("-", "")
+        if not (luhn(digits) and issuer_ok(digits)) or digits.count(digits[0]) == len(digits):
+            continue
+        cue = ctx.card(m.start(), m.end())
+        if cue is Cue.NEGATIVE:
+            continue
+        grouped = m.group(1) is not None
+        yield ("credit_card", m.start(), m.end(), 0.99 if cue is Cue.POSITIVE else 0.9 if grouped else 0.8)
+
+
+# --- US SSNs -------------------------------------------------------------------------------------------------------
+
+_SSN = re.compile(
+    r"[0-9](?<![0-9A-Za-z_./:+\-][0-9])[0-9]{2}(?:([- ])[0-9]{2}\1[0-9]{4}|[0-9]{6})"
+    r"(?![0-9A-Za-z_]|[./:\-][0-9])"
+)
+"""123-45-6789 (on its own), or 123 45 6789 / 123456789 (only with an SSN cue)."""
+_SSN_SHAPE_CLASSES = re.compile(rb"(?<!0)000(?:([- ])00\1|00)0000(?!0)")
+"""``_SSN`` over the character classes, look-arounds reduced to "no digit before/after" (as ``_CARD_SHAPE``)."""
+
+
+_SSN_NEVER_ISSUED = frozenset({"078051120", "457555462", "219099999"})
+"""Numbers the SSA voided after they were printed on sample cards and in ads (python-stdnum's blacklist)."""
+
+
+def ssn_valid(digits: str) -> bool:
+    """``digits`` (nine ASCII digits) could be an issued SSN: python-stdnum's ``us.ssn.is_valid`` on them, without
+    its string cleaning and regex (a test compares the two): no area 000, 666 or 9xx, no group 00, no serial 0000,
+    not a voided number."""
+    return not (
+        digits[0] == "9"
+        or digits[:3] in ("000", "666")
+        or digits[3:5] == "00"
+        or digits[5:] == "0000"
+        or digits in _SSN_NEVER_ISSUED
+    )
+
+
+def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
+    for m in _SSN.finditer(text, lo, hi):
+        digits = m.group().replace("-", "").replace(" ", "")
+        if not ssn_valid(digits):
+            continue
+        cue = ctx.ssn(m.start(), m.end())
+        if cue is Cue.POSITIVE:
+            yield ("us_ssn", m.start(), m.end(), 0.95)
+        elif cue is Cue.NONE and m.group(1) == "-":
+            yield ("us_ssn", m.start(), m.end(), 0.8)
+
+
+# --- IBANs ---------------------------------------------------------------------------------------------------------
+
+_IBAN_DB = numdb.get("iban")
+_STRUCT = re.compile(r"(\d+)!?([nac])")
+_STRUCT_CHARS = {"n": "[0-9]", "a": "[A-Z]", "c": "[A-Za-z0-9]"}
+_IBAN_BASE10 = {ord(ch): str(i) for i, ch in enumerate(string.ascii_uppercase, 10)}
+"""Letters to 10..35, as ISO 13616 (and python-stdnum's ``mod_97_10`` check) reads them."""
+
+
+@lru_cache(maxsize=128)
+def iban_format(country: str) -> tuple[int, re.Pattern[str]] | None:
+    """The IBAN length for ``country`` and the pattern of its BBAN (the part after the check digits), from
+    python-stdnum's registry; None: not an IBAN country."""
+    info = _IBAN_DB.info(country)
+    bban = info[0][1].get("bban") if info and len(info[0][0]) == 2 else None
+    if not bban:
+        return None
+    groups = _STRUCT.findall(bban)
+    return (4 + sum(int(n) for n, _ in groups), re.compile("".join(f"{_STRUCT_CHARS[k]}{{{n}}}" for n, k in groups)))
+
+
+def iban_at(text: str, start: int) -> Hit | None:
+    """The IBAN starting at ``start`` (two capital letters, two check digits), if one validates there: the length
+    and BBAN format of its country and mod 97, which is python-stdnum's ``iban.is_valid`` without the country's
+    own extra checks (as before), its string cleaning and its per-call lookups (a test compares the two)."""
+    if start > 0 and text[start - 1].isascii() and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        return None
+    fmt = iban_format(text[start : start + 2])
+    end = _iban_end(text, start, fmt[0]) if fmt is not None else None
+    if end is None or fmt is None:
+        return None
+    compact = text[start:end].replace(" ", "")
+    if fmt[1].fullmatch(compact, 4) is None or int((compact[4:] + compact[:4]).translate(_IBAN_BASE10)) % 97 != 1:
+        return None
+    return ("iban", start, end, 0.97)
+
+
+def _iban_end(text: str, start: int, length: int) -> int | None:
+    """Where an IBAN of ``length`` characters starting at ``start`` ends (single spaces between groups allowed)."""
+    count, i, n = 0, start, len(text)
+    while i < n and count < length:
+        ch = text[i]
+        if ch == " " and count and text[i - 1] != " " and i + 1 < n and text[i + 1] != " ":
+            i += 1
+            continue
+        if not ("0" <= ch <= "9" or "A" <= ch <= "Z"):
+            return None
+        count += 1
+        i += 1
+    if count < length or (i < n and text[i].isascii() and text[i].isalnum()):
+        return None
+    return i
+
+
+# --- phones --------------------------------------------------------------------------------------------------------
+
+_NANP = re.compile(r"(?:\+?1[-. ]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-. ])[2-9][0-9]{2}[-. ][0-9]{4}")
+_DOTS = re.compile(r"[0-9]{3}\.[0-9]{3}\.[0-9]{4}|1\.[0-9]{3}\.[0-9]{3}\.[0-9]{4}|[0-9]{2}(?:\.[0-9]{2}){3,4}")
+"""Dots the way phone numbers use them (415.555.0134, 06.12.34.56.78); any other dotted run is a version, an
+address, a decimal or a date."""
+_ISBN = re.compile(r"97[89]-?[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]|[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]")
+"""Hyphenated ISBN-13 and ISBN-10 (group-publisher-title-check), whose single check digit no phone plan ends in."""
+_DATE = re.compile(
+    r"(?<![0-9])(?:[0-9]{4}([-/.])[01]?[0-9]\1[0-3]?[0-9]|[0-3]?[0-9]([-/.])[01]?[0-9]\2[0-9]{4})(?![0-9])"
+)
+
+
+def _holds_date(candidate: str) -> bool:
+    """``_DATE`` is in ``candidate`` (which needs two of ``-/.``, looked for first: most clusters have none)."""
+    return ("-" in candidate or "/" in candidate or "." in candidate) and _DATE.search(candidate) is not None
+
+
+_REGIONS = (
+    "US",
+    "GB",
+    "DE",
+    "FR",
+    "ES",
+    "IT",
+    "NL",
+    "IN",
+    "BR",
+    "MX",
+    "JP",
+    "CN",
+    "AU",
+    "CA",
+    "SG",
+    "ZA",
+    "SE",
+    "PL",
+    "CH",
+    "IE",
+    "NG",
+    "AT",
+    "BE",
+    "PT",
+    "DK",
+    "NO",
+    "FI",
+    "RU",
+    "KR",
+    "TR",
+    "AR",
+    "CO",
+    "PH",
+    "ID",
+)
+"""Where a national-format number is tried, in this order, when its context says it is a phone."""
+_TRUNK_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "AU", "JP", "CH", "AT", "BE", "SE", "IE", "IN", "ZA", "BR")
+"""Regions whose national numbers start with a trunk 0: "020 7946 0958" is a phone without any cue."""
+
+
+def valid_in(number: str, region: str | None) -> bool:
+    """``number`` (digits and separators, or +international) is a valid number in ``region``'s plan."""
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(number, region))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+_WORD_ASCII = frozenset(string.ascii_letters + string.digits + "_")
+_PHONE_BEFORE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_+-./@#$€£%^&*")
+"""A phone number does not follow these (a longer token, a price, a path, a reference)."""
+
+
+def phone_at(text: str, ctx: Context, start: int, end: int) -> Hit | None:
+    """The phone number in the digit cluster ``start:end`` (with a ``+`` or ``(`` before it), if it is one."""
+    if start > 0 and text[start - 1] in "+(":
+        start -= 1
+        if start > 0 and text[start - 1] == "(" and text[start] == "+":
+            start -= 1  # "(+44) 20 7946 0958"
+    if start > 0 and (text[start - 1] in _PHONE_BEFORE or text[max(0, start - 2) : start] == "::"):
+        return None  # "tel:+1…" is a phone, "arn:aws:iam::004751573971" an account
+    if end < len(text) and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
+        return None
+    candidate = text[start:end]
+    for _ in range(2):
+        conf = _phone(ctx, start, end, candidate)
+        if conf:
+            return ("phone", start, end, conf)
+        if " " not in candidate[-4:]:
+            return None  # (what the test below needs, in one step)
+        cut = candidate.rstrip("0123456789").rstrip(" -.()/\u00a0")
+        if not 0 < len(candidate) - len(cut) <= 3 or " " not in candidate[len(cut) - 1 : len(cut) + 1]:
+            return None  # only "415 555 0134 2 items": a short group after a space, not a longer number's tail
+        candidate, end = cut, start + len(cut)
+    return None
+
+
+_SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
+_TRUNK_SHAPE = re.compile(r"\(?0[0-9]*\)?(?:[ \-][0-9]{2,})+")
+"""A national number after a trunk 0, in groups of two or more digits (not an ISBN's 0-463-14944-0)."""
+
+
+def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
+    """Confidence that ``candidate`` (at ``start:end``) is a phone number, 0 if it is not."""
+    digits = ctx.classes.count(b"0", start, end)  # ``candidate`` is ``text[start:end]``
+    if not 7 <= digits <= 17 or "/" in candidate or candidate.count("(") != candidate.count(")"):
+        return 0.0
+    international = candidate[0] == "+" or candidate.startswith(("00", "(+"))
+    if international:
+        if digits > 16 - (candidate[0] != "0"):
+            return 0.0
+        cue = ctx.phone(start, end)
+        if cue is Cue.NEGATIVE:
+            return 0.0
+        number = (
+            "+" + candidate[2:]
+            if candidate[0] == "0"
+            else candidate.replace("(+", "+", 1).replace(")", "", 1)
+            if candidate[0] == "("
+            else candidate
+        )
+        return (0.97 if cue is Cue.POSITIVE else 0.9) if valid_in(number, None) else 0.0
+    if digits > 12 or ("-" in candidate and (_SSN_SHAPE.fullmatch(candidate) or _ISBN.fullmatch(candidate))):
+        return 0.0  # (a national number holding a date never gets here: ``numbers`` looks for one first)
+    if "." in candidate and not _DOTS.fullmatch(candidate):
+        return 0.0
+    if not ctx.phone_may_be_positive() and not (
+        _NANP.fullmatch(candidate) or (8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate))
+    ):
+        return 0.0  # only a positive cue makes a phone of a number of another shape, and the text has none
+    cue = ctx.phone(start, end)
+    if cue is Cue.NEGATIVE:
+        return 0.0
+    if _NANP.fullmatch(candidate) and valid_in(candidate, "US"):
+        return 0.95 if cue is Cue.POSITIVE else 0.8
+    if cue is Cue.POSITIVE:
+        return 0.75 if any(valid_in(candidate, r) for r in _REGIONS) else 0.0
+    if 8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate):
+        return 0.7 if any(valid_in(candidate, r) for r in _TRUNK_REGIONS) else 0.0
+    return 0.0
+
+
+# --- the pass ------------------------------------------------------------------------------------------------------
+
+_CLUSTER = re.compile(
+    rb"0(?:[0a]{3}:[0a:]{2,}"
+    rb"|(?<!00)(?:0|[ .()/\-]0|\) 0| \(0){6,}+"
+    rb"|0{0,2}\.0{1,3}\.0{1,3}\.0{1,3}"
+    rb"|(?<=aa0)0)"
+)
+"""Over the text's character classes (digit 0, letter a): an IPv6-looking run, a cluster of seven or more digits
+with phone/card separators, a short dotted quad, or two digits after two letters (an IBAN's head). The pattern
+starts with a literal, so the regex engine jumps from digit to digit instead of trying every position.
+
+The seven-digit branch is written for speed and matches exactly what its greedy form (an optional separator and a
+digit, six times or more) did: at most one of its steps fits at any character, so taking them possessively (no
+backtracking) ends where the greedy form did; and it is not tried inside a run of digits (``(?<!00)``), where it
+cannot match when it failed one digit earlier (the other branches that end inside a run, a dotted quad and an
+IBAN's head, are only tried where it failed)."""
+
+
+def numbers(text: str, ctx: Context) -> Iterator[Hit]:
+    """Every card, SSN, IBAN, phone and IP address: one pass over the digit clusters, each sent to what it may be."""
+    classes, n = ctx.classes, len(text)
+    for m in _CLUSTER.finditer(classes):
+        start, end = m.start(), m.end()
+        if classes[end - 1] != 48 or classes.find(b":", start, end) >= 0:  # 48: b"0"
+            if text[start] in "23":
+                yield from pii_net.ipv6_at(text, start, end)
+            continue
+        if start >= 2 and "A" <= text[start - 2] <= "Z" and "A" <= text[start - 1] <= "Z":
+            hit = iban_at(text, start - 2)
+            if hit is not None:
+                yield hit
+                continue
+        digits = classes.count(b"0", start, end)
+        hi = min(n, end + 2)
+        if classes.count(b".", start, end) == 3:
+            yield from pii_net.ipv4s_in(text, ctx, start, hi)
+        if digits < 7:
+            continue
+        if digits >= 9 and _SSN_SHAPE_CLASSES.search(classes, start, hi):
+            yield from ssns_in(text, ctx, start, hi)
+        if digits >= 12 and _CARD_SHAPE.search(classes, start, hi):
+            yield from cards_in(text, ctx, start, hi)
+        before = text[start - 1] if start else ""
+        national = before != "+" and (before == "(" or text[start : start + 2] != "00")  # as ``_phone`` decides
+        if digits > 20 or (national and (digits > 15 or _holds_date(text[start:end]))):
+            continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group, or a
+            # national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this text),
+            # which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
+        phone = phone_at(text, ctx, start, end)
+        if phone is not None:
+            yield phone
