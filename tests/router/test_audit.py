@@ -302,7 +302,7 @@ def test_the_documented_jq_proof_passes_on_real_lines_and_catches_a_violation(
     assert json.loads(caught.stdout)["requestId"] == forged["requestId"]
 
 
-def test_the_caller_identity_is_recorded_never_its_credential(
+def test_the_caller_identity_and_refused_callers_are_recorded_never_a_credential(
     hub: Hub, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     folder = tmp_path_factory.mktemp("audit-access")
@@ -321,10 +321,23 @@ def test_the_caller_identity_is_recorded_never_its_credential(
                 raw = c.chat.completions.with_raw_response.create(model="deepseek-chat", messages=MESSAGES)
                 ids.append(raw.headers[REQUEST_ID])
         assert [record_of(proc, rid)["identity"] for rid in ids] == ["token:chat-token/token", "team-a/web"]
-        with pytest.raises(openai.AuthenticationError), secured.client("wrong-token") as c:
+        wrong, unlisted = f"{CANARY}-token", secured.sa_token("team-c", "intruder")
+        with pytest.raises(openai.AuthenticationError), secured.client(wrong) as c:
             c.chat.completions.create(model="deepseek-chat", messages=MESSAGES)
+        with pytest.raises(openai.PermissionDeniedError), secured.client(unlisted) as c:
+            c.embeddings.create(model="embedder", input=["x"])
+        assert secured.raw(f"/v1/{CANARY}-path", {"Authorization": "Bearer x"})[0] == 401
+        refused = [r for r in records(proc, at_least=5) if r["outcome"] in ("unauthenticated", "forbidden")]
+        assert [
+            (r["endpoint"], r["status"], r["outcome"], r["error"], r["identity"], r["attempts"]) for r in refused
+        ] == [
+            ("chat/completions", 401, "unauthenticated", "invalid_api_key", None, []),
+            ("embeddings", 403, "forbidden", "caller_not_allowed", None, []),
+            ("other", 401, "unauthenticated", "invalid_api_key", None, []),
+        ]
         text = "\n".join(audit_lines(proc))
-        assert TOKEN not in text and sa_token not in text and sa_token.split(".")[1] not in text
+        secrets = [TOKEN, sa_token, unlisted, wrong, CANARY]
+        assert [t for t in secrets if t in text] == [] and sa_token.split(".")[1] not in text
     finally:
         proc.stop()
 

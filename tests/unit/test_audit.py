@@ -207,3 +207,26 @@ def test_the_documented_table_names_every_field_in_order() -> None:
         for n in line.split("|")[1].replace("`", "").split(",")
     }
     assert named == set(SCHEMA["$defs"]["attempt"]["required"])
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/v1/chat/completions", "chat/completions"),
+        ("/completions", "completions"),
+        ("/v1/embeddings", "embeddings"),
+        ("/v1/models", "models"),
+        ("/v1/chat/completions/../../canary", "other"),
+        ("/admin", "other"),
+    ],
+)
+def test_a_path_is_recorded_only_as_a_known_endpoint(path: str, endpoint: str) -> None:
+    assert audit.endpoint(path) == endpoint
+
+
+@pytest.mark.parametrize(("outcome", "status"), [(audit.UNAUTHENTICATED, 401), (audit.FORBIDDEN, 403)])
+def test_refused_callers_are_always_kept_and_valid(outcome: str, status: int) -> None:
+    assert audit.keep(outcome, "invalid_api_key", 0.0, random.Random(3))
+    trace = audit.Trace("b" * 32, 0.0, 0.0, "other")
+    end = audit.End(status, outcome, "invalid_api_key", None, 0.0)
+    validate(audit.record(trace, end, route="llm/chat", config_hash="0123456789abcdef", identity=None, sample_rate=0))

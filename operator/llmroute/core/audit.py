@@ -13,8 +13,9 @@ Attempts record **why the request moved on**: the classified outcome (``unavaila
 (``sent: false``).
 
 Sampling (:func:`keep`) is a pure function of the request's end and ``rng``: requests refused for residency (403
-``no_compliant_backend``), failed closed (503 ``no_healthy_backend``, a ModelPool hold that ran out included) or
-blocked for personal data (400 ``pii_blocked``) are always kept, because they are what an auditor asks about.
+``no_compliant_backend``), failed closed (503 ``no_healthy_backend``, a ModelPool hold that ran out included),
+blocked for personal data (400 ``pii_blocked``) or from callers the route's access check refused (401
+``unauthenticated``, 403 ``forbidden``) are always kept, because they are what an auditor asks about.
 
 Pure: the wall-clock time is an argument. Used by :mod:`llmroute.router.proxy` and :mod:`llmroute.router.failover`
 (through a :class:`Trace` per request) and written by :mod:`llmroute.router.audit`.
@@ -39,7 +40,15 @@ from llmroute.core.router_config import ProviderTarget
 KIND = "llmroute.audit"
 """The ``kind`` of every audit line: what a log pipeline routes on."""
 SCHEMA_VERSION = 1
-ALWAYS_KEPT_OUTCOMES = frozenset({"no_compliant_backend", "no_healthy_backend"})
+UNAUTHENTICATED, FORBIDDEN = "unauthenticated", "forbidden"
+"""Outcomes of callers the route's access check refused (401, 403) before their request was read."""
+ALWAYS_KEPT_OUTCOMES = frozenset({"no_compliant_backend", "no_healthy_backend", UNAUTHENTICATED, FORBIDDEN})
+ENDPOINTS = {
+    "/chat/completions": "chat/completions",
+    "/completions": "completions",
+    "/embeddings": "embeddings",
+    "/models": "models",
+}
 ALWAYS_KEPT_ERRORS = frozenset({"pii_blocked"})
 
 
@@ -146,6 +155,11 @@ class End:
     error: str | None  # the router's own error code when it answered an error (never its message)
     provider: str | None  # the provider that served
     ended: float  # loop time
+
+
+def endpoint(path: str) -> str:
+    """The endpoint a request path names (``/v1`` optional), or ``other``: a path is client input, never recorded."""
+    return ENDPOINTS.get(path.removeprefix("/v1"), "other")
 
 
 def keep(outcome: str, error: str | None, sample_rate: float, rng: random.Random) -> bool:

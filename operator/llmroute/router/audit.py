@@ -11,7 +11,9 @@ holds :data:`CAPACITY` lines unless ``LLMROUTE_AUDIT_BUFFER`` says otherwise. Li
 Why stdout: the router's logs go to stderr, so stdout carries audit lines only, each marked
 ``"kind":"llmroute.audit"``; cluster log agents (Fluent Bit, Vector) read both streams and can route on either the
 stream or the marker (``docs/audit.md``). The writer starts with the first line (a router whose config does not audit
-never starts it) and is flushed at exit, so a drained router's last lines are not lost.
+never starts it) and is flushed at exit, so a drained router's last lines are not lost. One log per process
+(:func:`process_log`) serves the proxy and the access check, which records the callers it refuses
+(:func:`refused_caller`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections.abc import Mapping
 
 from prometheus_client import Counter
 
+from llmroute.core import audit
+from llmroute.core.router_config import RouterConfig
 from llmroute.router.metrics import REGISTRY
 
 CAPACITY = 10_000
@@ -115,3 +120,29 @@ class AuditLog:
                 DROPPED.inc(data.count(b"\n", len(data) - len(view)))
                 return
             view = view[n:]
+
+
+_PROCESS: AuditLog | None = None
+
+
+def process_log() -> AuditLog:
+    """The process's audit log (stdout), shared by the proxy and the access check."""
+    global _PROCESS
+    if _PROCESS is None:
+        _PROCESS = AuditLog()
+    return _PROCESS
+
+
+def refused_caller(config: RouterConfig, config_hash: str, path: str, status: int, code: str) -> None:
+    """Record a caller the route's access check refused (401/403), when the route audits: always kept, nothing of
+    the request (its path only as one of the known endpoints, its credential never)."""
+    if config.audit is None:
+        return
+    trace = audit.Trace(os.urandom(16).hex(), time.time(), 0.0, audit.endpoint(path))
+    outcome = audit.UNAUTHENTICATED if status == 401 else audit.FORBIDDEN
+    end = audit.End(status, outcome, code, None, 0.0)
+    route = f"{config.origin.route_namespace}/{config.origin.route_name}"
+    rec = audit.record(
+        trace, end, route=route, config_hash=config_hash, identity=None, sample_rate=config.audit.sample_rate
+    )
+    process_log().emit(audit.line(rec))

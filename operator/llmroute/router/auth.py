@@ -37,7 +37,7 @@ from prometheus_client import Counter
 
 from llmroute.core import access
 from llmroute.core.router_config import AccessSettings, RouterConfig, TokenFile
-from llmroute.router import metrics
+from llmroute.router import audit, metrics
 from llmroute.router.openai_errors import RouterError
 
 log = logging.getLogger("llmroute.router.auth")
@@ -63,6 +63,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HasConfig(Protocol):
     @property
     def config(self) -> RouterConfig: ...
+
+    @property
+    def hash(self) -> str: ...
 
 
 class Guard:
@@ -173,6 +176,7 @@ def middleware(current: Callable[[], HasConfig | None], guard: Guard | None = No
         except access.Denied as denied:
             DENIALS.labels(denied.reason.value).inc()
             error = refusal(denied)
+            audit.refused_caller(snapshot.config, snapshot.hash, request.path, error.status, error.code)
             response = web.Response(
                 status=error.status, body=error.body(), content_type="application/json", headers=dict(error.headers)
             )

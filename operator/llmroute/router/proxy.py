@@ -42,7 +42,7 @@ from llmroute.core.escalation import Escalation
 from llmroute.core.pii import Finding
 from llmroute.core.request_text import Place
 from llmroute.router import jsonwire, metrics, openai_errors, reasoning, redaction
-from llmroute.router.audit import AuditLog
+from llmroute.router.audit import AuditLog, process_log
 from llmroute.router.client import ClientSink, Reply
 from llmroute.router.config_source import ConfigWatcher, RouteEntry, Snapshot
 from llmroute.router.failover import Call, Failover, Mode, Served
@@ -79,7 +79,7 @@ class Proxy:
                  rng: random.Random | None = None) -> None:
         self.watcher = watcher
         self.failover = failover
-        self.audit_log = audit_log or AuditLog()
+        self.audit_log = audit_log or process_log()
         self.rng = rng or random.Random()  # audit sampling
 
     async def handle(self, kind: Kind, body: bytes, headers: Mapping[str, str], sink: ClientSink,
