@@ -9,7 +9,8 @@ left to desynchronise. No malformed input reaches an upstream (the emulators cou
 broke a rule are neither echoed nor logged. Slow clients: 100 half heads are all closed by the head deadline while
 an openai SDK client keeps its latency, a slow body gets a 408, an idle keep-alive connection is closed, and past
 the connection cap the connection waiting longest for a request head is closed to admit a new one (100 half heads
-against a cap of 50 do not lock an openai SDK client out), and only when every open connection is busy does a new one
+against a cap of 50 do not lock an openai SDK client out; a keep-alive connection idle longest goes before the others),
+and only when every open connection is busy does a new one
 get a 503 while the busy ones are still served. After the storm the process is alive and its memory is back within
 :data:`RSS_MARGIN_MB` of where it started. Every refusal and deadline moves ``llmroute_client_rejections_total`` by
 one, under its reason, and nothing else moves it; ``llmroute_client_connections`` follows the open connections.
@@ -567,6 +568,33 @@ def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503_and_the_busy_o
         assert router.log().count("at the limit of 20 open connections") == 1  # once, not once per refusal
     finally:
         router.stop()
+
+
+def test_at_the_cap_the_keep_alive_connection_idle_longest_makes_room(hub: Hub, tmp_path: Path) -> None:
+    folder = write_config(tmp_path / "config", config_docs(hub))
+    router = RouterProcess([str(folder)], tmp_path / "router.log", env={"LLMROUTE_MAX_CONNECTIONS": "3"})
+    try:
+        before = rejections(router)
+        idle = []
+        for _ in range(3):  # idle after one request each, the first longest
+            sock = connect(router)
+            sock.sendall(get("/healthz"))
+            assert (answer := read_answer(sock, wait_close_s=0)) is not None and answer.status == 200
+            idle.append(sock)
+            time.sleep(0.15)
+        newcomer = exchange(router, get("/v1/models"), wait_close_s=0)
+        assert newcomer is not None and newcomer.status == 200
+        assert closed_within(idle[0], 1.0), "the connection idle longest was kept"
+        for sock in idle[1:]:  # the others were not touched
+            sock.sendall(get("/healthz"))
+            assert (answer := read_answer(sock, wait_close_s=0)) is not None and answer.status == 200
+        for sock in idle:
+            sock.close()
+        time.sleep(0.3)
+        after = rejections(router)
+    finally:
+        router.stop()
+    assert {r: after[r] - before[r] for r in after if after[r] != before[r]} == {"evicted": 1}
 
 
 def test_a_slowloris_flood_at_the_cap_does_not_lock_out_a_well_behaved_client(hub: Hub, tmp_path: Path) -> None:
