@@ -9,11 +9,11 @@ left to desynchronise. No malformed input reaches an upstream (the emulators cou
 broke a rule are neither echoed nor logged. Slow clients: 100 half heads are all closed by the head deadline while
 an openai SDK client keeps its latency, a slow body gets a 408, an idle keep-alive connection is closed, and past
 the connection cap the connection waiting longest for a request head is closed to admit a new one (100 half heads
-against a cap of 50 do not lock an openai SDK client out; a keep-alive connection idle longest goes before the others),
-and only when every open connection is busy does a new one
-get a 503 while the busy ones are still served. After the storm the process is alive and its memory is back within
-:data:`RSS_MARGIN_MB` of where it started. Every refusal and deadline moves ``llmroute_client_rejections_total`` by
-one, under its reason, and nothing else moves it; ``llmroute_client_connections`` follows the open connections.
+against a cap of 50 do not lock an openai SDK client out; of idle keep-alive connections the one idle longest goes),
+and only when every open connection is busy does a new one get a 503 while the busy ones are still served. After the
+storm the process is alive and its memory is back within :data:`RSS_MARGIN_MB` of where it started. Every refusal
+and deadline moves ``llmroute_client_rejections_total`` by one, under its reason, and nothing else moves it;
+``llmroute_client_connections`` follows the open connections.
 Figures go to ``hostile-input`` (:mod:`tests.figures`).
 """
 
