@@ -178,8 +178,21 @@ _IPV6 = re.compile(r"[23](?<![0-9A-Za-z_:.][23])[0-9A-Fa-f]{3}:[0-9A-Fa-f:]{2,35
 _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_MAYBE_PUBLIC_V4 = re.compile(
+    r"(?<![0-9A-Za-z_.\-])(?!(?:0|10|127|22[4-9]|2[3-5][0-9]|192\.168|172\.(?:1[6-9]|2[0-9]|3[01])|169\.254)\.)"
+    rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?![0-9A-Za-z_\-]|\.[0-9])"
+)
+"""What every ``_IPV4`` match that ``ipv4s_in`` may report also matches, at the same start: octets of at most 255
+without a leading zero, not in a /8 that holds no public address (0, 10, 127, 224 and up) nor in 172.16/12,
+192.168/16 or 169.254/16. Where it finds nothing in a cluster (private addresses in logs, versions such as
+``6.5.745.72``), ``ipv4s_in`` would report nothing there, and is not run."""
+
+
 def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
     """Public IPv4 addresses in ``text[lo:hi]``."""
+    if _MAYBE_PUBLIC_V4.search(text, lo, hi) is None:
+        return
     for m in _IPV4.finditer(text, lo, hi):
         quad = m.group()
         if _LEADING_ZERO.search(quad) is not None:
