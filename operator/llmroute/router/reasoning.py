@@ -11,7 +11,8 @@ Owns the two directions of issue "Same weights, same answer shape":
   ``:`` (in valid JSON that is a key and nothing else; an escaped ``\\"reasoning\\":`` inside a string is text and
   stays as it is), so everything else, content included, is relayed byte for byte. Only an event or body carrying
   both names (vLLM 0.11-0.16 sent both) is parsed and re-serialised, keeping the promised one (the other's value if
-  the promised one is empty). Fast path: a chunk without the bytes ``"reasoning`` is returned as it came.
+  the promised one is empty). Fast path: a stream chunk without the other name's quoted key (``"reasoning"`` when
+  ``reasoning_content`` is promised, and the reverse) is returned as it came.
 * **Input history** - clients send back what they got, so assistant messages may carry either name (or both).
   :class:`History` makes, once per request and at most once per name, the messages an upstream gets:
 
@@ -146,25 +147,32 @@ class StreamRenamer:
     and is renamed on the bytes: the client still sees one name, possibly twice in that object (the last wins).
     """
 
-    __slots__ = ("_carry", "promised")
+    __slots__ = ("_carry", "_other", "promised")
 
     def __init__(self, promised: str) -> None:
         self.promised = promised
+        self._other = _QUOTED[_OTHER[promised]]  # only the other name needs work: a stream that already uses the
+        # promised one (DeepSeek's reasoning_content to a route promising it) passes with one search per chunk
         self._carry = b""
 
     def feed(self, chunk: bytes) -> bytes:
-        if not self._carry and MARKER not in chunk and chunk[-1:] == b"\n":  # the hot path: one search per chunk
+        other = self._other
+        if not self._carry and other not in chunk and chunk[-1:] == b"\n":  # the hot path: one search per chunk
             return chunk
         data, self._carry = self._carry + chunk, b""
-        if MARKER not in data and not _split_marker(data):
-            return data
         end = data.rfind(b"\n") + 1
-        rest = data[end:]
+        rest = data[end:]  # an incomplete last line naming either (or ending in a start of a name) waits for its
+        # end: the other name may still come in it, and an event with both is parsed whole
         if rest and (MARKER in rest or _split_marker(rest)):
             data, self._carry = data[:end], rest
-        return self._lines(data)
+        return data if other not in data else self._lines(data)
 
     def _lines(self, data: bytes) -> bytes:
+        other, promised = self._other, _QUOTED[self.promised]
+        if promised not in data and data.count(other) == data.count(other + b":"):
+            # every key of the other name, none of the promised one: one replace (a quoted name followed by ":"
+            # is a key - inside a string its quotes would be escaped)
+            return data.replace(other + b":", promised + b":")
         keys = _keys(data)
         others = _others(keys, self.promised)
         if not others:
