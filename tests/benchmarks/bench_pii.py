@@ -360,9 +360,12 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
     - ``cluster_loop``: visiting each cluster in Python and reading its span and digit count, nothing else.
     - ``phone_validation``: the ``phonenumbers`` calls detection makes (parse and numbering plan), replayed.
     - ``context_lookups``: the context lookups detection makes, replayed.
+    - ``keys_pass``: the API-key pass (``pii_keys.keys``) alone, over the same views.
     - ``floor``: views + cluster_scan + cluster_loop + phone_validation; every request pays these before any
-      shape check, context or other validation."""
-    from llmroute.core import pii_context, pii_numbers
+      shape check, context or other validation.
+    - ``rest``: detect less all of the above and the context lookups: what the surviving candidates' shape checks,
+      checksums and the Python between the C-level steps cost."""
+    from llmroute.core import pii_context, pii_keys, pii_numbers
 
     places = [[(p.text, request_text.key_of(p)) for p in request_text.places(b)] for b in sized_bodies(records, size)]
     phone_calls: list[list[tuple[str, str | None]]] = []
@@ -407,6 +410,7 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
         "cluster_loop": loop,
         "phone_validation": lambda i: [valid_in(number, region) for number, region in phone_calls[i]],
         "context_lookups": lambda i: [cue(*call) for call in cue_calls[i]],
+        "keys_pass": lambda i: [pii_keys.keys(ctx.text, ctx) for ctx in views[i]],
     }
     out: dict[str, float] = {}
     for name, step in steps.items():
@@ -419,6 +423,7 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
         out[name] = statistics.median(times) * 1e3
     out["cluster_loop"] -= out["cluster_scan"]
     out["floor"] = out["views"] + out["cluster_scan"] + out["cluster_loop"] + out["phone_validation"]
+    out["rest"] = out["detect"] - out["floor"] - out["context_lookups"] - out["keys_pass"]
     out["phone_validation_calls"] = statistics.median(len(c) for c in phone_calls)
     out["context_lookup_calls"] = statistics.median(len(c) for c in cue_calls)
     return out
