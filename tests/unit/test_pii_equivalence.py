@@ -117,3 +117,39 @@ def test_access_logs_and_dense_requests_of_the_benchmark() -> None:
         for body in make(records, 64 << 10)[:3]:
             for place in request_text.places(body):
                 _same(place.text, request_text.key_of(place))
+
+
+EDGE_CHARS = ["", " ", "+", "(", ":", "a", "/", "-", ".", "_", "€", "é", "#", "\n", "1"]
+
+
+def test_every_short_prefix_and_suffix_around_phone_shaped_clusters() -> None:
+    """Exhaustive where the phone prefilter decides (the characters before and after a cluster): every prefix of up
+    to three of the characters ``phone_at`` treats specially (or not), around national, international and NANP
+    clusters, followed by the characters that end a number or extend it."""
+    clusters = [
+        "415 555 0134",
+        "(415) 555-0134",
+        "4155550134",
+        "20 7946 0958",
+        "0044 20 7946 0958",
+        "415.555.0134",
+        "123-45-6789",
+    ]
+    suffixes = ["", " ", "x", "-X", "-1", ".", ")", " 12"]
+    for cluster in clusters:
+        for a in EDGE_CHARS:
+            for b in EDGE_CHARS:
+                for c in EDGE_CHARS:
+                    _same(f"call {a}{b}{c}{cluster}")
+        for prefix in ("", "+", "(", "(+", "/"):
+            for suffix in suffixes:
+                _same(f"call {prefix}{cluster}{suffix}")
+
+
+def test_every_first_octet_and_the_private_second_octets() -> None:
+    """Exhaustive where the IPv4 prefilter decides: every first octet (and a few over 255), the second octets at the
+    edges of 172.16/12, 192.168/16 and 169.254/16, leading zeros, and a quad inside a longer cluster."""
+    for a in [*range(260), 300, 999]:
+        for b in (0, 15, 16, 31, 32, 168, 254, 255, 256):
+            for text in (f"ip {a}.{b}.7.9", f"{a}.{b}.07.9", f"555 {a}.{b}.1.200 x", f"host {a}.{b}.3.4/24"):
+                _same(text)
