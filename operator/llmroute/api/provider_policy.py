@@ -116,7 +116,10 @@ class Credentials(ApiModel):
 class ProxyCredentials(ApiModel):
     """Where the egress proxy's credentials live, sent as ``Proxy-Authorization: Basic``."""
 
-    secret_ref: SecretKeyRef = Field(description="The Secret key holding the proxy's user:password.")
+    secret_ref: SecretKeyRef = Field(
+        description="The Secret key holding the proxy's user:password. Routers read it from the Secret of that name "
+        "in their route's namespace; the operator's health probes read it when namespace is set."
+    )
 
 
 class EgressProxy(ApiModel):
