@@ -56,7 +56,10 @@ async def test_a_cut_off_holder_stops_before_a_standby_takes_over(cluster: Clust
     await asyncio.wait_for(standby, 3 * FAST.lease_s)
     took = time.monotonic()
     assert not a.leading and b.leading
-    assert stopped - cut <= FAST.renew_deadline_s + 0.3  # the holder gives up at its deadline...
+    # The holder gives up at its deadline (renew_deadline_s after its last renewal, which began before the cut);
+    # the bound that matters is the lease: a standby may act lease_s after it last saw a renewal. Scheduling
+    # on a loaded machine may add a little to the deadline, never as much as the margin up to lease_s.
+    assert stopped - cut < FAST.lease_s
     assert stopped < took  # ...before the standby may act
     assert took - cut >= FAST.lease_s - FAST.renew_every_s  # the standby waited for the lease to expire
     assert await holder(cluster) == "b"
