@@ -41,7 +41,7 @@ from tests.operator.helpers import GV, NS, deployment, pod_hash
 from tests.operator.test_pools import FAST as FAST_SCALING
 from tests.operator.test_pools import NS as POOL_NS
 from tests.operator.test_pools import POOL, at, pool_doc
-from tests.operator.test_prober import emulated_policy, providers  # noqa: F401  (the fixture)
+from tests.operator.test_prober import emulated_policy, policy_status, providers  # noqa: F401  (the fixture)
 from tests.operator.test_run import free_port, kubeconfig
 
 pytestmark = pytest.mark.operator
@@ -163,6 +163,11 @@ async def replicas(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Callable[.
             await r.proc.wait()
 
 
+async def _status_names(cluster: Cluster, replica: str) -> bool:
+    """Whether the ProviderPolicy's status says ``replica`` is the active operator."""
+    return (await policy_status(cluster)).get("activeOperator") == replica
+
+
 async def holder(cluster: Cluster) -> str:
     lease = await cluster.get(API_VERSION, "leases", LEASE_NS, LEASE)
     return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
@@ -248,6 +253,7 @@ async def test_standby_takes_over_within_15s_of_sigkill_mid_batch(
     before = await eventually(lambda: all_reconciled(cluster), within=30, what="every route reconciled")
     await at(cluster, 0, within=10)
     assert (await b.healthz() or {}).get("leader") is False
+    await eventually(lambda: _status_names(cluster, a.name), within=10, what="the policy status naming the leader")
     mark = len(list(cluster.emulator))
 
     half = len(ROUTES) // 2
@@ -298,6 +304,7 @@ async def test_standby_takes_over_within_15s_of_sigkill_mid_batch(
     # probing resumed where the status left it: every provider probed again, no health Event re-posted
     assert all(n > probes[p] for p, n in _probes(providers).items()), (probes, _probes(providers))
     assert not [e for e in events if e.get("reason", "").startswith("Provider")]
+    await eventually(lambda: _status_names(cluster, b.name), within=10, what="the policy status naming the new leader")
     # pool scaling resumed: a router's demand reaching the new leader starts a replica at once, once
     async with aiohttp.ClientSession() as s:
         report = {"router": "apps/r0/h", "pools": {f"{POOL_NS}/{POOL}": 1}}

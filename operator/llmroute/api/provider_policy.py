@@ -448,6 +448,11 @@ class ProviderPolicyStatus(StatusModel):
     conditions: list[Condition] = Field(default_factory=list, description="Accepted and Ready conditions.")
     providers: list[ProviderHealth] = Field(default_factory=list, description="Health of each provider.")
     summary: str | None = Field(default=None, description='Short health summary, e.g. "3/4 healthy".')
+    active_operator: str | None = Field(
+        default=None,
+        description="The operator replica that holds the leader Lease and wrote this status (its pod name): the one "
+        "that probes providers, reconciles routes and scales pools. Changes on a takeover.",
+    )
 
 
 class ProviderPolicy(ApiModel):

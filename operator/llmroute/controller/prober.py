@@ -204,8 +204,9 @@ class PolicyProber:
     """The state of one policy's daemon: current health, what status says, when each provider is due."""
 
     def __init__(self, policy: str, kube: Kube, client: httpx.AsyncClient, status: Mapping[str, Any] | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, identity: str | None = None) -> None:
         self.policy, self.kube, self.client, self.clock = policy, kube, client, clock
+        self.identity = identity  # this replica (the leader): written as status.activeOperator
         persisted = ProviderPolicyStatus.model_validate(dict(status or {}))
         self.health: dict[str, ProviderHealth] = {p.name: p for p in persisted.providers}
         self.written = dict(self.health)
@@ -331,7 +332,8 @@ class PolicyProber:
         providers_changed = [p.name for p in current] != list(self.written) or any(
             self._worth_writing(p, now) for p in current)
         summary = probing.summary(probed)
-        if not (providers_changed or ready_changed or live.summary != summary):
+        operator_changed = self.identity is not None and live.active_operator != self.identity  # a takeover
+        if not (providers_changed or ready_changed or operator_changed or live.summary != summary):
             return
         stamp = probing.timestamp(now)
         generation = body["metadata"].get("generation")
@@ -339,6 +341,8 @@ class PolicyProber:
             live.conditions, {"Ready": cond}, generation, stamp)
         patch = {"providers": [p.wire() for p in current], "summary": summary,
                  "conditions": [c.wire() for c in conditions]}
+        if self.identity is not None:
+            patch["activeOperator"] = self.identity
         try:
             await self.kube.patch_status("ProviderPolicy", "", self.policy, patch)
         except kopf.TemporaryError as exc:
@@ -376,7 +380,9 @@ async def probe_policy(stopped: kopf.DaemonStopped, name: str, body: kopf.Body, 
     """The daemon: probe until the policy is deleted or the operator stops (it never exits on its own)."""
     headers = {"User-Agent": f"llmroute-operator/{__version__} (health check)"}
     async with httpx.AsyncClient(headers=headers, follow_redirects=False) as client:
-        prober = PolicyProber(name, memo.kube, client, body.get("status"))
+        settings = memo.get("settings")
+        prober = PolicyProber(name, memo.kube, client, body.get("status"),
+                              identity=getattr(settings, "identity", None))
         pools = memo.get("pools")  # the ModelPool scalers (controller.pools.PoolRegistry)
         if pools is not None:
             prober.on_down_change = lambda provider: pools.provider_changed(name, provider)
