@@ -9,6 +9,7 @@ without it keeps its wire form.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from typing import Any
@@ -172,6 +173,14 @@ def test_spec_audit_compiles_only_when_enabled(
     config = compile_route(route_with(route_doc, block), policy)
     assert (config.audit.sample_rate if config.audit else None) == rate
     assert ("audit" in json.loads(config.to_json())) is (rate is not None)
+
+
+def test_audit_settings_never_roll_the_router(route_doc: dict[str, Any], policy: ProviderPolicy) -> None:
+    plain = compile_route(route_with(copy.deepcopy(route_doc), None), policy)
+    audited = compile_route(route_with(copy.deepcopy(route_doc), {"sampleRate": 0.25}), policy)
+    everything = compile_route(route_with(copy.deepcopy(route_doc), {}), policy)
+    assert plain.content_hash() == audited.content_hash() == everything.content_hash()  # no rollout: a live reload
+    assert len({plain.to_json(), audited.to_json(), everything.to_json()}) == 3  # but it reaches the ConfigMap
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.5, "all"])

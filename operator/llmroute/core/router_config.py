@@ -313,10 +313,12 @@ class RouterConfig(ApiModel):
         return _canonical(self.wire())
 
     def content_hash(self) -> str:
-        """A short, stable hash of the routing config (drills excluded); the operator rolls the router only when it
-        changes, so starting or ending a drill never restarts router pods."""
+        """A short, stable hash of the routing config (drills and audit settings excluded); the operator rolls the
+        router only when it changes, so starting or ending a drill, or turning the audit trail on, off or to another
+        sample rate, never restarts router pods (both are read per request from the live-reloaded config)."""
         routing = self.wire()
         routing.pop("drills", None)
+        routing.pop("audit", None)  # read per request from the live config: turning it on or off is a reload
         routing.get("access", {}).get("serviceAccounts", {}).pop("keys", None)  # issuer key rotation: live reload
         return hashlib.sha256(_canonical(routing).encode()).hexdigest()[:16]
 
