@@ -264,7 +264,9 @@ def test_stdout_holds_audit_lines_only_and_the_log_none(audited: RouterProcess) 
     assert "llmroute.audit" not in audited.log()
 
 
-def test_a_route_without_audit_writes_nothing(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_route_without_audit_writes_nothing_until_audit_is_turned_on_live(
+    hub: Hub, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     docs = audit_docs(hub)
     del docs["route"]["spec"]["audit"]
     with audited_router(tmp_path_factory, "quiet", docs) as proc, make_client(proc) as c:
@@ -274,6 +276,18 @@ def test_a_route_without_audit_writes_nothing(hub: Hub, tmp_path_factory: pytest
         assert REQUEST_ID not in raw.headers
         assert "llmroute_audit_records_total 0.0" in proc.metrics()
         assert audit_lines(proc) == []
+
+        # turned on in the same router's config: a reload, not a new hash (the operator would not roll the pods)
+        hash_before = json.loads(proc.get("/readyz")[1])["configHash"]
+        reloads = counter(proc, 'llmroute_config_reloads_total{result="ok"}')
+        write_config(proc.log_path.parent / "config", audit_docs(hub))  # where audited_router wrote it
+        deadline = time.monotonic() + 10
+        while counter(proc, 'llmroute_config_reloads_total{result="ok"}') == reloads:
+            assert time.monotonic() < deadline, "the router never reloaded the audited config"
+            time.sleep(0.05)
+        request_id, _ = chat(c, "hi again")
+        assert record_of(proc, request_id)["configHash"] == hash_before
+        assert json.loads(proc.get("/readyz")[1])["configHash"] == hash_before
 
 
 def documented_jq() -> str:

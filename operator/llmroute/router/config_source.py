@@ -15,10 +15,10 @@ escalates on what requests contain - the compiled PII detector and the combined 
 request was escalated to, built on first use and kept with the snapshot; only when it redacts, the redaction rules
 compiled once, :class:`llmroute.router.redaction.Index`). :class:`ConfigWatcher`
 polls the paths about once a second, comparing a content hash (ConfigMap updates swap a symlink, so mtimes lie),
-and swaps the snapshot atomically; a change of drills alone counts as a change, though it leaves the config hash as
-it was. An invalid config, or a RouterConfig whose ``version`` this router does not know, is logged in one line
-(no secrets) and the old snapshot keeps serving. Requests hold the snapshot they started with, so a swap never
-changes a request in flight.
+and swaps the snapshot atomically; a change of drills, audit settings or issuer keys alone counts as a change,
+though it leaves the config hash as it was. An invalid config, or a RouterConfig whose ``version`` this router does
+not know, is logged in one line (no secrets) and the old snapshot keeps serving. Requests hold the snapshot they
+started with, so a swap never changes a request in flight.
 
 Used by :mod:`llmroute.router.app` (startup, the watcher task) and read by :mod:`llmroute.router.proxy`.
 """
@@ -349,8 +349,10 @@ class ConfigWatcher:
             log.error("config rejected (%s): %s", keeping, " ".join(str(result).split()))
             self._on_result(None, label)
             return
+        # the whole config, not only its hash: drills, audit settings and issuer keys are left out of the hash (they
+        # must not roll pods) and still have to reach this router by reload
         if (old is not None and old.hash == result.hash and old.endpoints == result.endpoints
-                and old.config.drills == result.config.drills):
+                and old.config == result.config):
             self._on_result(None, "unchanged")
             return
         self.current = result
