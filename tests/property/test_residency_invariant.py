@@ -1,0 +1,194 @@
+"""Residency, fail-closed, property-based (issue 12): no attempt ever reaches a backend the request's rules forbid.
+
+Random valid ProviderPolicies and LLMRoutes (:mod:`tests.property.world`, through the API models) x declared,
+default and unknown data classes x PII in the request text (escalation) x fault scripts per provider (5xx, 429 with
+short and long Retry-After, 402, 400/401/403, refused and reset connections, timeouts, streams cut after the first
+event, slow first tokens) x time passing (circuits opening, probed, recovering in steps) x drills x ModelPools cold
+and ready x config reloads between requests and **mid-flight** (a new compiled config made current between two
+attempts of a request), run through the router's real request path (:mod:`tests.property.harness`) and checked
+against an oracle that decides from the policy's facts alone (:mod:`tests.property.oracle`):
+
+* every attempt - and every attempt a drill fails instead of sending - is to a backend (provider *and* upstream
+  model) of the requested model that every class the request is held to allows and that has its key; under the
+  config the request started with, so a reload never widens what an in-flight request may use;
+* every attempt carries its provider's own key (or none, self-hosted), never the client's;
+* nothing allowed: 403 ``no_compliant_backend`` with no attempt; allowed but none keyed: 503; unknown class: 400;
+  unknown model: 404; otherwise the request is served by a usable backend, or passes that backend's own 4xx on, or
+  fails closed with 503 ``no_healthy_backend`` - never anything else.
+
+The compile-level property checks every (class, backend) verdict of the compiled config against the oracle,
+including that a provider whose data-use terms are unstated or ``Unknown`` never satisfies a class that forbids
+training or requires bounded retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, note
+
+from llmroute.core.router_config import RouterConfig
+
+from .conftest import STATS, examples
+from .harness import Attempt, InProcessRouter, Outcome, SimulatedTimeLoop, Trace, compiled, secret_of
+from .oracle import Expected, expect, permits
+from .world import (
+    CLASS_NAMES,
+    Config,
+    Reload,
+    Request,
+    Scenario,
+    Wait,
+    configs,
+    scenarios,
+)
+
+pytestmark = pytest.mark.property
+
+_LOOP = SimulatedTimeLoop()
+"""One simulated-time loop for every example (scenarios clean up their tasks); time only moves forward."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _loop() -> Iterator[None]:
+    yield
+    _LOOP.run_until_complete(_LOOP.shutdown_asyncgens())
+    _LOOP.close()
+
+
+# --- the router's attempt loop ------------------------------------------------------------------------------------
+
+
+@examples(0.45)
+@given(scenarios())
+def test_no_attempt_reaches_a_forbidden_backend(scenario: Scenario) -> None:
+    STATS["examples router"] += 1
+    _LOOP.run_until_complete(_play(scenario))
+
+
+def _concurrently(scenario: Scenario) -> Scenario:
+    return dataclasses.replace(scenario, concurrent=True)
+
+
+@examples(0.15)
+@given(scenarios(reloads=True, pools=False, max_steps=4).map(_concurrently))
+def test_concurrent_requests_under_reloads(scenario: Scenario) -> None:
+    STATS["examples router, concurrent"] += 1
+    _LOOP.run_until_complete(_play(scenario))
+
+
+async def _play(scenario: Scenario) -> None:
+    router = InProcessRouter(scenario)
+    try:
+        batch: list[Request] = []
+        for step in (*scenario.steps, Wait(0.0)):
+            if isinstance(step, Request):
+                batch.append(step)
+                if scenario.concurrent:
+                    continue
+            await _send_all(router, batch)
+            batch = []
+            if isinstance(step, Wait):
+                await router.wait(step.seconds)
+            elif isinstance(step, Reload):
+                router.reload()
+                note(f"reload: config #{router.config_index} is current")
+    finally:
+        await router.close()
+
+
+async def _send_all(router: InProcessRouter, batch: list[Request]) -> None:
+    if not batch:
+        return
+    results = await asyncio.gather(*(router.send(r) for r in batch))
+    for request, (outcome, trace, snapshot) in zip(batch, results, strict=True):
+        index = next(i for i, s in enumerate(router.snapshots) if s is snapshot)  # the config it started under
+        _check(router, router.scenario.configs[index], request, outcome, trace)
+
+
+def _check(router: InProcessRouter, config: Config, request: Request, outcome: Outcome, trace: Trace) -> None:
+    want = expect(config, request)
+    states = {k: str(v) for k, v in router.health.states().items() if str(v) != "healthy"}
+    note(
+        f"{request} -> {want.describe()}; attempts {[_short(a) for a in trace.attempts]}"
+        f"{f', drilled {trace.drilled}' if trace.drilled else ''}; answered {outcome.status} {outcome.code or ''}"
+        f"{f' by {outcome.provider}' if outcome.provider else ''}; circuits {states or 'all healthy'}"
+    )
+    STATS["requests"] += 1
+    STATS["attempts"] += len(trace.attempts)
+    STATS["drilled attempts"] += len(trace.drilled)
+    STATS[f"answers {outcome.status}"] += 1
+    usable = {p for p, _ in want.usable}
+    for a in trace.attempts:
+        assert (a.provider, a.model) in want.usable, (
+            f"attempt reached {a.provider}/{a.model}, forbidden: {want.describe()}"
+        )
+        facts = config.provider(a.provider)
+        assert a.authorization == (secret_of(a.provider) if facts.hosting == "hosted" else None), (
+            f"attempt to {a.provider} carried the wrong credentials"
+        )
+        if a.after_reload:
+            STATS["attempts after a mid-flight reload"] += 1
+            now = expect(router.config, request)  # allowed, by design: the request keeps the config it started with
+            if now.known_model and (a.provider, a.model) not in now.allowed:
+                STATS["... to a backend the config then current denies"] += 1
+    for provider in trace.drilled:
+        assert provider in usable, f"a drill was asked about {provider}, which is not usable: {want.describe()}"
+    _check_answer(want, outcome, trace, usable)
+
+
+def _check_answer(want: Expected, outcome: Outcome, trace: Trace, usable: set[str]) -> None:
+    status, code = outcome.status, outcome.code
+    tried = trace.attempts or trace.drilled
+    if not want.known_class:
+        assert (status, code) == (400, "unknown_data_class") and not tried
+    elif not want.known_model:
+        assert (status, code) == (404, "model_not_found") and not tried
+    elif not want.allowed:
+        assert (status, code) == (403, "no_compliant_backend") and not tried, "nothing allowed must be a 403"
+    elif not want.usable:
+        assert (status, code) == (503, "no_healthy_backend") and not tried
+    elif status == 503:
+        assert code == "no_healthy_backend", f"fail closed must say no_healthy_backend, said {code}"
+    else:
+        assert status in (200, 400), f"unexpected answer {status} {code}"
+        assert outcome.provider in usable, f"answered by {outcome.provider}, usable {sorted(usable)}"
+
+
+def _short(a: Attempt) -> str:
+    pod = " (pod)" if a.pod else ""
+    return f"{a.provider}/{a.model}{pod}{' after reload' if a.after_reload else ''}"
+
+
+# --- the compiled config ------------------------------------------------------------------------------------------
+
+
+@examples(0.40)
+@given(configs())
+def test_compiled_routes_match_the_oracle(config: Config) -> None:
+    """Every (model, class, backend) of the compiled config is allowed exactly when the oracle allows it, and denied
+    with reasons otherwise; a provider with unstated or Unknown terms never meets NotUsed/Zero/Bounded."""
+    STATS["examples compile"] += 1
+    compiled_config: RouterConfig = compiled(config).config
+    for model in compiled_config.models:
+        backends = {(b.provider, b.model) for b in config.backends(model.name)}
+        for route in model.classes:
+            allowed = {(b.provider, b.model) for b in route.allowed}
+            denied = {(d.provider, d.model): d.reasons for d in route.denied}
+            want = {(p, m) for p, m in backends if permits(route.data_class, config, config.provider(p))}
+            note(f"{model.name}/{route.data_class}: compiled allows {sorted(allowed)}, oracle {sorted(want)}")
+            assert allowed == want
+            assert set(denied) == backends - want and all(denied.values())
+            rule = config.data_class(route.data_class)
+            assert rule is not None
+            for p, _ in allowed:
+                facts = config.provider(p)
+                STATS["compiled verdicts"] += 1
+                if rule.training == "NotUsed":
+                    assert facts.training == "NotUsed", f"{p} with training terms {facts.training} allowed"
+                if rule.retention in ("Zero", "Bounded"):
+                    assert facts.retention not in (None, "Unknown"), f"{p} with unknown retention allowed"
+    assert set(compiled_config.data_classes) == {c.name for c in config.classes} <= set(CLASS_NAMES)
