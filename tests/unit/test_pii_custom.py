@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmroute.core import pii_custom
+from llmroute.api import pattern_cost as pii_custom
+from llmroute.cli import main
 from llmroute.core.pii import CustomDetector, Detector
+from tests.conftest import example_doc
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +112,18 @@ def test_reach_counts_look_arounds_and_repeats() -> None:
     assert pii_custom.reach(r"EMP-[0-9]{6}") == 10
     assert pii_custom.reach(r"(?=.*x)abc") > pii_custom.MAX_MATCH
     assert pii_custom.reach(r"(\d{1,3}\.){3}\d{1,3}") == 15
+
+
+def test_llmroute_validate_refuses_the_shape_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused where every invalid field is (validate, and the operator admitting the policy), not only when a router
+    loads the compiled config."""
+    policy = example_doc("policy")
+    policy["spec"]["detectors"] = [{"name": "badge", "pattern": r"(?:[a-z]+\.)+corp"}]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    code = main(["validate", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "spec.detectors[0].pattern" in out + err and "nests a repeat" in out + err

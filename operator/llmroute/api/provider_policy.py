@@ -25,6 +25,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
 
+from llmroute.api import pattern_cost
 from llmroute.api.base import (
     OBJECT_DEFAULT,
     ApiModel,
@@ -298,13 +299,18 @@ class DataClass(ApiModel):
 
 
 def _compiles(pattern: str) -> str:
-    """A custom detector's pattern must compile as a Python ``re`` and must not match the empty string."""
+    """A custom detector's pattern must compile as a Python ``re``, must not match the empty string, and must have
+    none of the shapes that backtrack without bound (:func:`llmroute.api.pattern_cost.check`)."""
     try:
         compiled = re.compile(pattern)
     except re.error as exc:
         raise ValueError(f"pattern does not compile: {exc.msg} at position {exc.pos}") from None
     if compiled.fullmatch("") is not None:
         raise ValueError("pattern matches the empty string; it would report findings everywhere")
+    slow = pattern_cost.check(pattern)
+    if slow is not None:
+        raise ValueError(f"the pattern {slow}; it runs on every request of the routes whose policy detects it, so "
+                         "it must not backtrack without bound")
     return pattern
 
 

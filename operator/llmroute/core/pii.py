@@ -14,8 +14,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from llmroute.api import pattern_cost
 from llmroute.api.provider_policy import BUILTIN_PII_TYPES
-from llmroute.core import pii_context, pii_custom, pii_keys, pii_net, pii_numbers
+from llmroute.core import pii_context, pii_keys, pii_net, pii_numbers
 
 TYPES: tuple[str, ...] = BUILTIN_PII_TYPES  # the contract names, declared once with the API that validates them
 """Built-in type names (contract: policies' ``detect`` lists, metrics labels, placeholders and scan output)."""
@@ -70,7 +71,7 @@ class Detector:
         if b"0" in context.classes:  # a digit
             hits.extend(pii_numbers.numbers(text, context))
         for name, pattern, confidence, reach in self._custom:
-            hits.extend((name, m.start(), m.end(), confidence) for m in pii_custom.finditer(pattern, text, reach))
+            hits.extend((name, m.start(), m.end(), confidence) for m in pattern_cost.finditer(pattern, text, reach))
         return [Finding(*h) for h in (_resolve(hits) if len(hits) > 1 else hits)]
 
 
@@ -83,13 +84,13 @@ def _compile_custom(c: CustomDetector) -> tuple[str, re.Pattern[str], float, int
         pattern = re.compile(c.pattern)
     except re.error as e:
         raise ValueError(f"custom PII detector {c.name!r}: invalid pattern ({e.msg} at position {e.pos})") from None
-    slow = pii_custom.check(c.pattern)
+    slow = pattern_cost.check(c.pattern)
     if slow is not None:
         raise ValueError(
             f"custom PII detector {c.name!r}: the pattern {slow}. It runs on every request of the "
             f"routes whose policy detects it, so it must not backtrack without bound"
         ) from None
-    return (c.name, pattern, c.confidence, pii_custom.reach(c.pattern))
+    return (c.name, pattern, c.confidence, pattern_cost.reach(c.pattern))
 
 
 def _resolve(hits: list[Hit]) -> Iterator[Hit]:

@@ -9,7 +9,9 @@ over-approximates, so a refused pattern may be harmless but an accepted one has 
 ``finditer`` lets the engine read at most ``2 * MAX_MATCH`` characters past where a match starts, so even a pattern
 whose repeat runs to the end of a long run (``[a-z]+@corp`` over a megabyte of letters, which plain ``re`` takes
 minutes over) costs time linear in the text (a few seconds per megabyte at worst, against minutes or more).
-Pure; patterns are configuration, never request data.
+Pure; patterns are configuration, never request data. It lives with the API so that a ProviderPolicy naming such a
+pattern is refused where every other invalid field is (``llmroute validate``, the operator's admission of the policy,
+with the field named), and the detector (:mod:`llmroute.core.pii`) applies the same bounds when it runs the pattern.
 """
 
 from __future__ import annotations
