@@ -35,7 +35,8 @@ class Finding:
 @dataclass(frozen=True)
 class CustomDetector:
     """A detector declared in the ProviderPolicy: a name (not one of ``TYPES``) and a Python ``re`` pattern, held to
-    a bounded cost (``pii_custom``: no catastrophic backtracking shapes, a match at most ``MAX_MATCH`` long)."""
+    a bounded cost (:mod:`llmroute.api.pattern_cost`: no catastrophic backtracking shapes, a match at most
+    ``MAX_MATCH`` long)."""
 
     name: str
     pattern: str
