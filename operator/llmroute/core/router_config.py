@@ -31,16 +31,8 @@ Access (``access``, from LLMRoute ``spec.access``) is present only for routes th
 and the cluster's service account issuer with its public keys (JWKS). The keys are left out of the content hash
 like drills: an issuer key rotation reaches routers by live reload, not by a restart.
 
-Escalation (``detection``, from ProviderPolicy ``dataClasses[].detect`` and ``detectors``) is present only when some
-class detects something, so configs without it stay what routers before escalation read; a router that old refuses
-a config *with* it and keeps serving its last one. It adds no destination either: a request escalated to more classes
-may only use backends every one of them allows (:mod:`llmroute.core.escalation`).
-
-Redaction (``redaction``, from LLMRoute ``spec.redaction`` and ProviderPolicy ``providers[].redaction``) is present
-only when some class or used provider redacts something, for the same reason. Its types are resolved (a rule without
-types is listed out) and overlaps settled (the strictest mode per type), so the router only merges maps.
-
-The audit trail (``audit``, from LLMRoute ``spec.audit``) is present only when the route audits, for the same reason.
+The audit trail (``audit``, from LLMRoute ``spec.audit``) is present only when the route audits, for the same reason,
+and is left out of the content hash like drills: routers read it per request, so turning it on reloads, never rolls.
 """
 
 from __future__ import annotations
