@@ -162,6 +162,7 @@ class Attempt:
     pod: str | None
     authorization: str | None
     after_reload: bool
+    config_index: int  # the config current when the attempt was sent
 
 
 @dataclass
@@ -229,7 +230,11 @@ class ScriptedUpstream(Upstream):
         sent = json.loads(body)
         trace = TRACE.get()
         assert trace is not None, "an attempt outside any request"
-        trace.attempts.append(Attempt(provider, sent["model"], base_url, headers.get("Authorization"), trace.reloaded))
+        trace.attempts.append(
+            Attempt(
+                provider, sent["model"], base_url, headers.get("Authorization"), trace.reloaded, router.config_index
+            )
+        )
         fault = router.next_fault(provider)
         if trace.reload_after is not None and len(trace.attempts) == trace.reload_after:
             trace.reloaded = True
@@ -336,7 +341,14 @@ class InProcessRouter:
         self.snapshots: list[Snapshot | None] = [None] * len(scenario.configs)  # compiled when first loaded
         self.proxy = Proxy(
             self.watcher,
-            Failover(self.upstream, self.health, random.Random(scenario.seed + 2), self.drills, self.pools),
+            Failover(
+                self.upstream,
+                self.health,
+                random.Random(scenario.seed + 2),
+                self.drills,
+                self.pools,
+                current=lambda: self.watcher.current,
+            ),
         )
         self._use(0)
 

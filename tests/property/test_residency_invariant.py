@@ -9,8 +9,10 @@ attempts of a request), run through the router's real request path (:mod:`tests.
 against an oracle that decides from the policy's facts alone (:mod:`tests.property.oracle`):
 
 * every attempt - and every attempt a drill fails instead of sending - is to a backend (provider *and* upstream
-  model) of the requested model that every class the request is held to allows and that has its key; under the
-  config the request started with, so a reload never widens what an in-flight request may use;
+  model) of the requested model that every class the request is held to allows and that has its key, under the
+  config the request started with (a reload never widens what an in-flight request may use) **and**, for attempts
+  after a mid-flight reload, under the config loaded since (a reload that narrows residency binds the retries and
+  failovers of requests already in flight: stale config fails closed);
 * every attempt carries its provider's own key (or none, self-hosted), never the client's;
 * nothing allowed: 403 ``no_compliant_backend`` with no attempt; allowed but none keyed: 503; unknown class: 400;
   unknown model: 404; otherwise the request is served by a usable backend, or passes that backend's own 4xx on, or
@@ -130,11 +132,13 @@ def _check(router: InProcessRouter, config: Config, request: Request, outcome: O
         assert a.authorization == (secret_of(a.provider) if facts.hosting == "hosted" else None), (
             f"attempt to {a.provider} carried the wrong credentials"
         )
-        if a.after_reload:
+        if a.after_reload:  # stale config fails closed: the config loaded since must allow the attempt too
             STATS["attempts after a mid-flight reload"] += 1
-            now = expect(router.config, request)  # allowed, by design: the request keeps the config it started with
-            if now.known_model and (a.provider, a.model) not in now.allowed:
-                STATS["... to a backend the config then current denies"] += 1
+            now = expect(router.scenario.configs[a.config_index], request)
+            assert (a.provider, a.model) in now.usable, (
+                f"attempt after a reload reached {a.provider}/{a.model}, which the config then current forbids: "
+                f"{now.describe()}"
+            )
     for provider in trace.drilled:
         assert provider in usable, f"a drill was asked about {provider}, which is not usable: {want.describe()}"
     _check_answer(want, outcome, trace, usable)

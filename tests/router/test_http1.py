@@ -11,29 +11,20 @@ import pytest
 from llmroute.core.retry import FailureKind
 from llmroute.router.http1 import ProtocolViolation
 from llmroute.router.upstream import Exchange, Upstream, UpstreamFailure, _head
+from tests.loopback import LoopbackServer
 
 Responder = Callable[[bytes], list[bytes]]
 
 
-class RawServer:
+class RawServer(LoopbackServer):
     """Answers each request (head + Content-Length body) with the byte pieces ``respond`` returns."""
 
     def __init__(self, respond: Responder, close_after: bool = False) -> None:
+        super().__init__()
         self.respond = respond
         self.close_after = close_after
         self.connections = 0
         self.requests: list[bytes] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

@@ -32,6 +32,7 @@ from llmroute.emulator import Emulator
 from llmroute.router import egress
 from llmroute.router.config_source import Endpoint
 from llmroute.router.upstream import Exchange, Upstream, UpstreamFailure
+from tests.loopback import LoopbackServer
 from tests.router.conftest import CLIENT_KEY, RouterProcess, write_config
 
 pytestmark = pytest.mark.router
@@ -40,30 +41,16 @@ KEY = "sk-egress-key"
 CHAT = b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}'
 
 
-class ConnectProxy:
+class ConnectProxy(LoopbackServer):
     """A minimal HTTP proxy: CONNECT tunnels and absolute-form forwarding, piped byte for byte."""
 
     def __init__(self, credentials: str | None = None, refuse: int | None = None) -> None:
+        super().__init__()
         self.expected = "Basic " + base64.b64encode(credentials.encode()).decode() if credentials else None
         self.refuse = refuse
         self.tunnels = 0
         self.forwarded = 0
         self.targets: list[str] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> ConnectProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -110,7 +110,8 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     watcher = ConfigWatcher(runtime.config_paths, on_result, runtime.poll_interval_s)
     runtime.watcher = watcher
     watcher.load_now()
-    runtime.proxy = Proxy(watcher, Failover(upstream, health, drills=drills, pools=pools))
+    runtime.proxy = Proxy(watcher, Failover(upstream, health, drills=drills, pools=pools,
+                                            current=lambda: watcher.current))
     tasks = [asyncio.create_task(watcher.run(), name="config-watcher"),
              asyncio.create_task(health.run(), name="health"),
              asyncio.create_task(pools.run(), name="pool-demand")]

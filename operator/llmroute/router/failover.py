@@ -53,6 +53,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -103,6 +104,7 @@ class Call:
     history: reasoning.History | None = None  # assistant messages with reasoning: what each upstream gets
     redaction: redaction.Redaction | None = None  # placeholders: the body each attempt sends, what its answer restores
     trace: audit.Trace | None = None  # the audit trail's notes on this request (None: the config does not audit)
+    reroute: Callable[[Snapshot], RouteEntry | None] | None = None  # this request's route under another config
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +125,18 @@ class _Failure:
 
 
 class Failover:
-    """Per-process dependencies of the attempt loop."""
+    """Per-process dependencies of the attempt loop. ``current`` returns the config now loaded (the watcher's): an
+    attempt made after a reload must be allowed by that config too (see :meth:`_Attempts._allowed_now`)."""
 
     def __init__(self, upstream: Upstream, health: Health, rng: random.Random | None = None,
-                 drills: Drills | None = None, pools: Pools | None = None) -> None:
+                 drills: Drills | None = None, pools: Pools | None = None,
+                 current: Callable[[], Snapshot | None] | None = None) -> None:
         self.upstream = upstream
         self.health = health
         self.drills = drills or health.drills  # one Drills per process: the probes and the attempts share it
         self.rng = rng or random.Random()
         self.pools = pools  # ModelPool pods and held requests (None: pool providers get no attempt)
+        self.current = current
 
     async def run(self, call: Call, sink: ClientSink) -> Served:
         return await _Attempts(self, call, sink).run()
@@ -140,7 +145,8 @@ class Failover:
 class _Attempts:
     """The attempt loop of one request."""
 
-    __slots__ = ("attempts", "call", "config", "deadline", "deps", "loop", "notes", "pending", "retry_after", "sink")
+    __slots__ = ("attempts", "call", "config", "deadline", "deps", "loop", "notes", "now_allowed", "pending",
+                 "retry_after", "sink")
 
     def __init__(self, deps: Failover, call: Call, sink: ClientSink) -> None:
         self.deps = deps
@@ -153,6 +159,7 @@ class _Attempts:
         self.loop = asyncio.get_running_loop()
         self.config = call.snapshot.config
         self.deadline = call.started + self.config.failover.total_timeout_s
+        self.now_allowed: tuple[Snapshot, frozenset[str]] | None = None  # a newer config and what it allows
 
     async def run(self) -> Served:
         f, s = self.config.failover, self.config.circuit
@@ -176,6 +183,8 @@ class _Attempts:
                     break
                 if self.deps.health.is_open(b) or (round_ and not await self._back_off(round_, b)):
                     continue
+                if not self._allowed_now(b):
+                    continue
                 result = await self._attempt(b)
                 if isinstance(result, Served):
                     if self.call.trace is not None:
@@ -187,6 +196,23 @@ class _Attempts:
             if self.attempts == tried:
                 break
         return await self._give_up()
+
+    def _allowed_now(self, b: BackendTarget) -> bool:
+        """Whether ``b`` is also allowed (and keyed) by the config loaded *now*, for this request's classes.
+
+        A request keeps the snapshot it started with (its endpoints, keys and budgets), but a reload mid-flight may
+        have narrowed residency - a provider removed, a jurisdiction dropped, a class tightened: its retries and
+        failovers must not go where the current config forbids (fail closed on stale config). The new config can
+        only take backends away from the request, never add one: the plan is still the old snapshot's."""
+        current = self.deps.current() if self.deps.current is not None else None
+        if current is None or current is self.call.snapshot:
+            return True
+        if self.now_allowed is None or self.now_allowed[0] is not current:
+            self.now_allowed = (current, _usable_keys(current, self.call))
+        if backend_key(b) in self.now_allowed[1]:
+            return True
+        self.notes.append(f"skipped {backend_key(b)}: not allowed by the config loaded since the request started")
+        return False
 
     async def _back_off(self, round_: int, b: BackendTarget) -> bool:
         wait_after = self.retry_after.get(backend_key(b))
@@ -448,3 +474,10 @@ class _Attempts:
             return await self._end_stream(err.sse_event(), Outcome.NO_HEALTHY_BACKEND, None)
         headers = {"x-llmroute-data-class": entry.class_header, "x-llmroute-attempts": str(self.attempts)}
         return Served(Reply.error(err, headers), Outcome.NO_HEALTHY_BACKEND, None)
+
+
+def _usable_keys(snapshot: Snapshot, call: Call) -> frozenset[str]:
+    """The backends ``snapshot`` lets this request use (its model, declared class and escalation under that config;
+    none when the model or a class is gone from it, or when the Call cannot say: fail closed)."""
+    now = call.reroute(snapshot) if call.reroute is not None else None
+    return frozenset(backend_key(b) for b in now.usable) if now is not None else frozenset()

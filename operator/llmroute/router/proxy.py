@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from llmroute.core import audit, escalation, request_text
@@ -227,7 +228,8 @@ def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str
     history = reasoning.history(body) if chat and reasoning.MARKER in raw else None
     redacting = None if snapshot.redaction is None else _redaction(snapshot.redaction, entry, body, raw, scanned)
     return Call(snapshot=snapshot, entry=entry, path=kind.value, body=body, mode=mode, chat=chat,
-                headers=client_headers(headers), started=started, history=history, redaction=redacting)
+                headers=client_headers(headers), started=started, history=history, redaction=redacting,
+                reroute=partial(entry_under, model=model, data_class=data_class, body=body))
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
@@ -243,16 +245,36 @@ def _parse(raw: bytes) -> dict[str, Any]:
 def _escalate(snapshot: Snapshot, entry: RouteEntry,
               body: dict[str, Any]) -> tuple[RouteEntry, Escalation, list[tuple[Place, Finding]]]:
     """``entry`` held to every class the body's text calls for, and why (types found, never a value); and the scan
-    (redaction reuses it)."""
-    assert snapshot.detector is not None
+    (redaction reuses it). Counted in the detection metrics."""
     started = time.perf_counter()
+    entry, esc, scanned, found = _escalated(snapshot, entry, body)
+    metrics.detection_done(time.perf_counter() - started, found, esc.pairs)
+    return entry, esc, scanned
+
+
+def _escalated(snapshot: Snapshot, entry: RouteEntry, body: dict[str, Any],
+               ) -> tuple[RouteEntry, Escalation, list[tuple[Place, Finding]], Counter[str]]:
+    assert snapshot.detector is not None
     scanned = request_text.scan(body, snapshot.detector)
     found = Counter(f.type for _, f in scanned)
     esc = escalation.escalate(entry.data_class, snapshot.detect_rules, found)
     if esc.escalated:
         entry = snapshot.escalated(entry, esc.classes)
-    metrics.detection_done(time.perf_counter() - started, found, esc.pairs)
-    return entry, esc, scanned
+    return entry, esc, scanned, found
+
+
+def entry_under(snapshot: Snapshot, model: str, data_class: str, body: dict[str, Any]) -> RouteEntry | None:
+    """The route ``snapshot`` gives this request (its model, declared class and what its body holds, escalated by
+    that config's own detectors and rules), or None when the config no longer routes the model or the class. Used
+    when a reload comes mid-flight (:meth:`llmroute.router.failover.Failover`): attempts after it must be allowed
+    by the new config too."""
+    entry = snapshot.routes.get((model, data_class))
+    if entry is not None and snapshot.detector is not None:
+        try:
+            entry = _escalated(snapshot, entry, body)[0]
+        except KeyError:  # a class the new rules escalate to has no route: nothing is known to be allowed
+            return None
+    return entry
 
 
 def _redaction(index: redaction.Index, entry: RouteEntry, body: dict[str, Any], raw: bytes,
