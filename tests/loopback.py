@@ -1,10 +1,36 @@
-"""An asyncio TCP server on a free loopback port, for the tests' hand-written peers (raw HTTP upstreams, a CONNECT
-proxy): ``async with`` starts and stops it; subclasses answer each connection in ``_serve``."""
+"""Loopback for the tests: free ports for the processes they start, and an asyncio TCP server for their hand-written
+peers (raw HTTP upstreams, a CONNECT proxy): ``async with`` starts and stops it; subclasses answer each connection in
+``_serve``."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 from typing import Self
+
+PORTS = range(15000, 32000)
+"""Where :func:`free_port` looks: below Linux's ephemeral range (32768-60999), so no outgoing connection of this or
+another test can take the port between the check and the child process binding it."""
+_handed_out: set[int] = set()
+_rng = random.Random()
+
+
+def free_port() -> int:
+    """A TCP port free on every interface now, outside the ephemeral range, never handed out twice in this process
+    (a port asked for and not yet bound by its process is not offered again)."""
+    for _ in range(500):
+        port = _rng.choice(PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 class LoopbackServer:

@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -63,6 +62,7 @@ from llmroute.emulator.vllm import VllmConfig, VllmPod
 from llmroute.router.holding import DEMAND_URL_ENV
 from llmroute.router.pod_discovery import ENDPOINTS_FILE_ENV
 from tests.chart.toolchain import ROOT, tool
+from tests.loopback import free_port
 
 T = TypeVar("T")
 ALERTS = ROOT / "charts" / "llmroute" / "files" / "alerts.yaml"
@@ -79,12 +79,6 @@ EMAIL, SSN = "jane.roe@example.com", "536-22-8726"
 ECHO = frozenset({"together", "fireworks", "bedrock"})
 """Providers that answer with the prompt itself, so placeholders sent to them come back and are restored."""
 BASELINE_S, OUTAGE_S = 1.5, 6.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:

@@ -16,7 +16,6 @@ with status fields, ``Scaled`` Events and metrics along the way.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,6 +30,7 @@ from llmroute.controller.rbac import allows, cluster_role
 from llmroute.core.pool_manifests import selector_labels
 from llmroute.emulator import Emulator
 from tests.conftest import example_doc
+from tests.loopback import free_port
 from tests.operator.conftest import Cluster, StartOperator, eventually, secret_doc, secret_values, stop
 from tests.operator.helpers import GV, condition, events
 from tests.operator.test_rbac import rbac_verb
@@ -42,13 +42,6 @@ POOL = "deepseek-v3"
 MODEL = "deepseek-ai/DeepSeek-V3"
 POLICY = "deepseek-residency"
 FAST = {"interval": "100ms", "targetWaitingPerReplica": 2, "scaleDownDelay": "300ms", "idleToZero": "1s"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def pool_doc(**spec: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,12 @@ import yaml
 
 from llmroute.emulator import Emulator
 from tests.conftest import example_doc
+from tests.loopback import free_port
 from tests.operator.conftest import Cluster, eventually, secret_doc
 from tests.operator.helpers import config_map
 from tests.operator.test_prober import emulated_policy, providers  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.operator
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def kubeconfig(path: Path, server: str) -> Path:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ import pytest
 import yaml
 
 from llmroute.emulator import Emulator, FaultPlan
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.router
 
@@ -93,12 +93,6 @@ def _clean_emulators(hub: Hub) -> Iterator[None]:
     hub.reset()
     yield
     hub.reset()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def policy_doc(hub: Hub, *, probe_interval: str = "100ms") -> dict[str, Any]:
