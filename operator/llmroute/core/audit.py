@@ -120,30 +120,14 @@ class Trace:
 
     def failed(self, target: ProviderTarget, status: int | None, outcome: Outcome, sent: bool = True) -> None:
         """An attempt that did not answer (or answered what fails over)."""
-        self.attempts.append(
-            Attempt(
-                target.name,
-                target.jurisdiction,
-                target.region,
-                status,
-                outcome.reason,
-                _AFTER_FAILURE[outcome.action],
-                sent,
-            )
-        )
+        self._note(target, status, outcome.reason, _AFTER_FAILURE[outcome.action], sent)
 
     def served(self, target: ProviderTarget, status: int, outcome: str) -> None:
         """The attempt that ended the request (``outcome``: the request's, e.g. ``ok`` or ``stream_error``)."""
-        self.attempts.append(
-            Attempt(
-                target.name,
-                target.jurisdiction,
-                target.region,
-                status,
-                outcome,
-                _AFTER_ANSWER.get(outcome, Next.ANSWERED),
-            )
-        )
+        self._note(target, status, outcome, _AFTER_ANSWER.get(outcome, Next.ANSWERED))
+
+    def _note(self, target: ProviderTarget, status: int | None, outcome: str, after: Next, sent: bool = True) -> None:
+        self.attempts.append(Attempt(target.name, target.jurisdiction, target.region, status, outcome, after, sent))
 
 
 @dataclass(frozen=True, slots=True)
