@@ -111,6 +111,52 @@ def _property(f: Figures) -> str:
     )
 
 
+def _fuzz(f: Figures) -> str:
+    return (
+        f"{f['manifests']:,} fuzzed manifests through validate, the file loader and the router's loader "
+        f"({f['invalid']:,} invalid, each problem reported by file, document and field): **{f['tracebacks']} "
+        "tracebacks**"
+    )
+
+
+def _refused(f: Figures, status: int) -> list[Any]:
+    return [v for k, v in f.items() if k.startswith(f"refused{status}.")]
+
+
+def _access(f: Figures) -> str:
+    return (
+        f"{len(_refused(f, 401))} bad credentials (wrong, expired, wrong audience or issuer, foreign key) "
+        f"refused with 401, {len(_refused(f, 403))} unlisted callers with 403, in OpenAI's shape; "
+        f"{f['steeringAttempts']} attempts to steer the router elsewhere (Host, X-Forwarded-*, absolute-form "
+        f"targets, URL-shaped models): **{f['canaryConnections']} connections** to the canary"
+    )
+
+
+def _access_holds(f: Figures) -> bool:
+    refused = _refused(f, 401) + _refused(f, 403)
+    return (
+        bool(refused)
+        and all(v == 401 for v in _refused(f, 401))
+        and all(v == 403 for v in _refused(f, 403))
+        and f.get("canaryConnections") == 0
+    )
+
+
+def _audit(f: Figures) -> str:
+    return (
+        f"{f['linesScanned']} audit lines scanned for {f['canariesAndKeysLookedFor']} canary prompts, answers, "
+        f"header values and keys: **{f['found']} found**"
+    )
+
+
+def _leaks(f: Figures) -> str:
+    return (
+        f"{f['placesScanned']} places scanned (router and operator logs at DEBUG, both /metrics, ConfigMaps, statuses, "
+        f"Events, error bodies, headers, the audit trail) for {f['keysAndContentLookedFor']} keys (plain and base64) "
+        f"and prompt/completion strings: **{f['found']} found**"
+    )
+
+
 def _incidents(f: Figures) -> list[str]:
     """The replayed incidents, in the order they were replayed."""
     return list(f.get("incidents") or sorted({k.split(".", 1)[0] for k in f if "." in k}))
@@ -200,18 +246,30 @@ GUARANTEES: tuple[Guarantee, ...] = (
         "manifest-fuzz",
         "Manifest loaders never raise a traceback: every problem is reported by file, document and field",
         ("tests/unit/test_manifest_fuzz.py",),
+        _fuzz,
+        lambda f: f["tracebacks"] == 0 and f["manifests"] > 0,
     ),
     Guarantee(
         "access",
         "Routes that require credentials refuse unauthenticated or unlisted callers (401/403 in "
         "OpenAI's shape); no client input steers the router to another host",
         ("tests/router/test_auth.py", "tests/router/test_auth_steering.py"),
+        _access,
+        _access_holds,
     ),
-    Guarantee("audit", "One audit line per request with no prompt, completion or key", ("tests/router/test_audit.py",)),
+    Guarantee(
+        "audit",
+        "One audit line per request with no prompt, completion or key",
+        ("tests/router/test_audit.py",),
+        _audit,
+        lambda f: f["found"] == 0 and f["linesScanned"] > 0,
+    ),
     Guarantee(
         "no-leaks",
         "No API key, prompt or completion in anything the router and operator emit",
         ("tests/operator/test_no_leaks.py",),
+        _leaks,
+        lambda f: f["found"] == 0 and f["placesScanned"] > 0,
     ),
 )
 

@@ -27,6 +27,7 @@ import jsonschema
 import openai
 import pytest
 
+from tests.figures import record
 from tests.operator.helpers import key_needles
 from tests.router.conftest import (
     CLIENT_KEY,
@@ -255,7 +256,11 @@ def test_no_prompt_answer_key_or_header_value_in_any_audit_line(audited: RouterP
     text = "\n".join(audit_lines(audited))
     needles = [*canaries, *key_needles([*KEYS.values(), CLIENT_KEY]), *(a for a in answers if len(a) > 12)]
     assert len(records(audited)) >= 6
-    assert [n for n in needles if n in text] == []
+    found = [n for n in needles if n in text]
+    assert found == []
+    record(
+        "audit", {"linesScanned": len(records(audited)), "canariesAndKeysLookedFor": len(needles), "found": len(found)}
+    )
 
 
 def test_stdout_holds_audit_lines_only_and_the_log_none(audited: RouterProcess) -> None:

@@ -20,6 +20,7 @@ from llmroute.api.llm_route import LLMRoute
 from llmroute.api.provider_policy import ProviderPolicy
 from llmroute.core.compile import Issuer, compile_route
 from llmroute.router.auth import TOKEN_RELOAD_S
+from tests.figures import record
 from tests.tokens import ClusterIssuer
 
 from .conftest import KEYS, MESSAGES, PROVIDERS, Hub, RouterProcess, policy_doc, route_doc
@@ -143,6 +144,7 @@ def test_bad_credentials_are_401(secured: Secured, hub: Hub, case: str) -> None:
     assert exc.value.response.headers["WWW-Authenticate"].startswith("Bearer")
     assert token not in exc.value.response.text
     assert sum(hub.requests(n) for n in PROVIDERS) == 0
+    record("access", {f"refused401.{case}": exc.value.status_code})
 
 
 @pytest.mark.parametrize(("namespace", "name"), [("team-b", "other"), ("llm", "web"), ("kube-system", "admin")])
@@ -151,6 +153,7 @@ def test_unlisted_service_accounts_are_403(secured: Secured, hub: Hub, namespace
         secured.chat(secured.sa_token(namespace, name))
     assert exc.value.code == "caller_not_allowed" and f"{namespace}/{name}" in exc.value.message
     assert sum(hub.requests(n) for n in PROVIDERS) == 0
+    record("access", {f"refused403.{namespace}/{name}": exc.value.status_code})
 
 
 def test_probes_and_metrics_need_no_credential_and_denials_are_counted_by_reason(secured: Secured) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.figures import record
 from tests.router.test_http1 import RawServer
 
 from .conftest import PROVIDERS, Hub, RouterProcess, config_docs, write_config
@@ -125,6 +126,7 @@ def test_no_client_input_steers_the_upstream(router: RouterProcess, hub: Hub, ca
         assert status == 404 and b"model_not_found" in reply
     assert canary.connections == 0 and not canary.requests
     assert sum(hub.requests(n) for n in PROVIDERS) == len(cases)  # each served by a provider of the policy
+    record("access", {"steeringAttempts": len(cases) + len(hostile_models), "canaryConnections": canary.connections})
 
 
 def test_control_the_canary_is_reached_when_the_policy_names_it(

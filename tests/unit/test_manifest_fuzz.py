@@ -24,7 +24,8 @@ import io
 import os
 import re
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from llmroute.documents import load, load_all
 from llmroute.errors import InputError, LLMRouteError, UnknownField
 from llmroute.router.config_source import load_snapshot
 from tests.conftest import ROOT
+from tests.figures import record
 
 pytestmark = pytest.mark.unit
 
@@ -194,8 +196,22 @@ def _validate(path: Path) -> tuple[int, list[str]]:
     return code, err.getvalue().splitlines()
 
 
+CHECKED: Counter[str] = Counter()
+"""Manifests put through every loader in this module's run (their figure for docs/reliability.md)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures(request: pytest.FixtureRequest) -> Iterator[None]:
+    failed = request.session.testsfailed
+    yield
+    if CHECKED and request.session.testsfailed == failed:
+        record("manifest-fuzz", {"manifests": CHECKED["manifests"], "invalid": CHECKED["invalid"], "tracebacks": 0})
+
+
 def _check_every_loader(path: Path, well_formed: bool) -> None:
     code, lines = _validate(path)
+    CHECKED["manifests"] += 1
+    CHECKED["invalid"] += code == 1
     assert code in (0, 1), lines
     assert (code == 1) == bool(lines)
     for line in lines[:-1]:
