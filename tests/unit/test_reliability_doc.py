@@ -51,10 +51,12 @@ def test_recorded_figures_are_collected_and_rendered(tmp_path: Path, monkeypatch
         {"truncated": 0, "concurrentClients": 2, "swapsPublished": 3, "reloadsApplied": 3, "invalidRejected": 1},
         test="tests/router/test_reload.py::x",
     )
-    record("audit", {"linesChecked": 42})
+    record("hostile-input", {"linesChecked": 42})  # a guarantee without a formatter of its own
     assert read_all(tmp_path)["config-reload"]["figures"]["requests"] == 10  # merged, not replaced
-    results = reliability.collect({"audit": {"figures": {"old": 1}}, "gone-guarantee": {"figures": {"kept": 2}}})
-    assert results["audit"]["figures"] == {"old": 1, "linesChecked": 42}
+    results = reliability.collect(
+        {"hostile-input": {"figures": {"old": 1}}, "gone-guarantee": {"figures": {"kept": 2}}}
+    )
+    assert results["hostile-input"]["figures"] == {"old": 1, "linesChecked": 42}
     assert results["gone-guarantee"]["figures"] == {"kept": 2}  # measured earlier, kept until measured again
     doc = reliability.render(results)
     assert "10 requests from 2 clients" in doc and "**0 errors**" in doc
