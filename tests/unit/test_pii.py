@@ -17,6 +17,7 @@ from llmroute.core.pii import TYPES, CustomDetector, Detector, Finding, detect, 
 # Synthetic secret shapes, assembled at runtime so secret scanners do not mistake this file for a leak.
 FAKE_AWS_KEY = "AKIA" + "4HK2Q7ZD5NX3TRWB"
 FAKE_PEM_HEADER = "-----BEGIN RSA " + "PRIVATE KEY-----"
+FAKE_GITHUB_TOKEN = "ghp_" + "16C7e42F292c6912E7710c838347Ae178B4a"  # the shape of GitHub's documented example
 pytestmark = pytest.mark.unit
 
 
@@ -94,8 +95,8 @@ def found(text: str, key: str = "") -> list[tuple[str, str]]:
             "--password=xMnftw#fLWYD0zhHj8zprUDf", [("api_key", "xMnftw#fLWYD0zhHj8zprUDf")], id="password-with-symbols"
         ),
         pytest.param(
-            "token ghp_16C7e42F292c6912E7710c838347Ae178B4a",
-            [("api_key", "ghp_16C7e42F292c6912E7710c838347Ae178B4a")],
+            f"token {FAKE_GITHUB_TOKEN}",
+            [("api_key", FAKE_GITHUB_TOKEN)],
             id="github",
         ),
         pytest.param(
