@@ -34,8 +34,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "operator"))
 sys.path.insert(0, str(ROOT))
@@ -47,28 +45,20 @@ from llmroute.core.compile import compile_route  # noqa: E402
 from llmroute.router import jsonwire, metrics, proxy  # noqa: E402
 from llmroute.router.config_source import Snapshot, build_snapshot  # noqa: E402
 from tests.benchmarks import pii_corpus  # noqa: E402
+from tests.conftest import example_doc  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "escalation.json"
-EXAMPLE = ROOT / "examples" / "deepseek-residency"
 SIZES = {"1KB": 1 << 10, "8KB": 8 << 10, "64KB": 64 << 10, "1MB": 1 << 20}
 DETECT = ["us_ssn", "email", "phone", "credit_card", "iban", "api_key"]
 HEADERS = {"x-llmroute-data-class": "public"}
 
 
-def example(kind: str) -> dict[str, Any]:
-    for path in sorted(EXAMPLE.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if isinstance(doc, dict) and doc.get("kind") == kind:
-                return doc
-    raise SystemExit(f"no {kind} in {EXAMPLE}")
-
-
 def snapshots() -> tuple[Snapshot, Snapshot]:
     """(plain, detecting) snapshots of the example route; only the policy's ``detect`` differs."""
-    route_doc = example("LLMRoute")
+    route_doc = example_doc("route")
     route_doc["spec"].setdefault("router", {})["maxRequestBytes"] = 8 << 20
     route = LLMRoute.model_validate(route_doc)
-    policy_doc = example("ProviderPolicy")
+    policy_doc = example_doc("policy")
     detecting_doc = copy.deepcopy(policy_doc)
     next(c for c in detecting_doc["spec"]["dataClasses"] if c["name"] == "pii")["detect"] = DETECT
     out = []
@@ -85,7 +75,7 @@ def sized_raw(texts: list[str], size: int, count: int, start: int) -> list[bytes
         messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
         total = 0
         while total < size:
-            t = texts[i % len(texts)][:size - total]
+            t = texts[i % len(texts)][: size - total]
             i += 1
             messages.append({"role": "user" if len(messages) % 2 else "assistant", "content": t})
             total += len(t)
@@ -149,8 +139,7 @@ def bench_route(seconds: float) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for label, size in SIZES.items():
         bodies = sized_raw(texts, size, max(3, min(40, (8 << 20) // size)), start=size % 997)
-        escalated = sum(1 for raw in bodies
-                        if _classes(detecting, raw) != "public")
+        escalated = sum(1 for raw in bodies if _classes(detecting, raw) != "public")
         base = route_times(plain, bodies, seconds / 3)
         with_detect = route_times(detecting, bodies, seconds / 3)
         scan_only = scan_times(detecting, bodies, seconds / 3)
@@ -177,8 +166,10 @@ def _classes(snapshot: Snapshot, raw: bytes) -> str:
 
 
 def bench_scan(lines: int) -> dict[str, Any]:
-    small = (b'{"id":%d,"text":"ticket %d: customer jane%d@example.org asked about order 4471"}\n' % (i, i, i)
-             for i in range(lines))
+    small = (
+        b'{"id":%d,"text":"ticket %d: customer jane%d@example.org asked about order 4471"}\n' % (i, i, i)
+        for i in range(lines)
+    )
     records = pii_corpus.generate(pii_corpus.HELD_OUT_SEED, 2000)
     texts = [p.text for r in records for p in request_text.places(r.body)]
     big = (b'{"id":%d,' % i + raw[1:] + b"\n" for i, raw in enumerate(sized_raw(texts, 8 << 10, 2000, 0)))
@@ -186,8 +177,12 @@ def bench_scan(lines: int) -> dict[str, Any]:
 
 
 def _scan_pipe(lines: Any, count: int) -> dict[str, Any]:
-    proc = subprocess.Popen([sys.executable, "-m", "llmroute", "scan", "--quiet", "-"], cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmroute", "scan", "--quiet", "-"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdin is not None and proc.stdout is not None
 
     def feed() -> None:
@@ -213,8 +208,12 @@ def _scan_pipe(lines: Any, count: int) -> dict[str, Any]:
     proc.wait()
     elapsed = time.perf_counter() - started
     assert n == count, (n, count)
-    return {"lines": n, "seconds": round(elapsed, 2), "lines_per_s": round(n / elapsed), "peak_rss_mb": round(
-        peak_kb / 1024, 1)}
+    return {
+        "lines": n,
+        "seconds": round(elapsed, 2),
+        "lines_per_s": round(n / elapsed),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
 
 
 def _peak_rss_kb(pid: int) -> int:
@@ -239,15 +238,21 @@ def main() -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print("\nrouter routing step, declared public (ms)")
-    print(f"{'size':>6} {'plain p50':>10} {'detect p50':>11} {'detect p99':>11} {'added p50':>10} "
-          f"{'of it scan':>11} {'escalation':>11} {'escalated':>10}")
+    print(
+        f"{'size':>6} {'plain p50':>10} {'detect p50':>11} {'detect p99':>11} {'added p50':>10} "
+        f"{'of it scan':>11} {'escalation':>11} {'escalated':>10}"
+    )
     for label, r in results["route"].items():
-        print(f"{label:>6} {r['plain_p50_ms']:>10.3f} {r['detect_p50_ms']:>11.3f} {r['detect_p99_ms']:>11.3f} "
-              f"{r['added_p50_ms']:>10.3f} {r['scan_p50_ms']:>11.3f} {r['escalation_p50_ms']:>11.3f} "
-              f"{r['escalated_share']:>10.0%}")
+        print(
+            f"{label:>6} {r['plain_p50_ms']:>10.3f} {r['detect_p50_ms']:>11.3f} {r['detect_p99_ms']:>11.3f} "
+            f"{r['added_p50_ms']:>10.3f} {r['scan_p50_ms']:>11.3f} {r['escalation_p50_ms']:>11.3f} "
+            f"{r['escalated_share']:>10.0%}"
+        )
     for name, s in results.get("scan", {}).items():
-        print(f"scan {name}: {s['lines']:,} lines in {s['seconds']} s = {s['lines_per_s']:,} lines/s, "
-              f"peak RSS {s['peak_rss_mb']} MB")
+        print(
+            f"scan {name}: {s['lines']:,} lines in {s['seconds']} s = {s['lines_per_s']:,} lines/s, "
+            f"peak RSS {s['peak_rss_mb']} MB"
+        )
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
 
 

@@ -32,7 +32,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmroute.emulator import Emulator as Provider  # noqa: E402
 from tests.conftest import example_doc  # noqa: E402
+from tests.loopback import free_port  # noqa: E402
 from tests.operator.conftest import Cluster, Emulator, secret_doc, secret_values  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -78,12 +78,6 @@ class FastEmulator(Emulator):
 
     def operator_requests(self) -> int:
         return self.counts["llmroute-operator"] + self.counts["kopf"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_status(pid: int) -> dict[str, int]:

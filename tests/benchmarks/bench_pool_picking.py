@@ -27,7 +27,6 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,10 @@ from llmroute.emulator.vllm import EngineParams, VllmConfig, VllmPod
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.loopback import free_port  # noqa: E402
+
 POOL = "bench/gpu"
 MODEL = "Qwen/Qwen3-8B"
 TOKENS = 16
@@ -55,12 +58,6 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "busy-queue": {"third": FAST, "background": 6},
 }
 MODES = ("round-robin", "load-aware")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config_docs() -> list[dict[str, Any]]:

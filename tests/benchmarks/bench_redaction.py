@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import statistics
 import sys
@@ -36,10 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "operator"))
+sys.path.insert(0, str(ROOT))
 
 from llmroute.api.llm_route import LLMRoute  # noqa: E402
 from llmroute.api.provider_policy import ProviderPolicy  # noqa: E402
@@ -48,29 +46,28 @@ from llmroute.core.compile import compile_route  # noqa: E402
 from llmroute.router import jsonwire, proxy, redaction  # noqa: E402
 from llmroute.router.config_source import Snapshot, build_snapshot  # noqa: E402
 from llmroute.router.sse import StreamRelay  # noqa: E402
+from tests.conftest import example_doc  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "redaction.json"
-EXAMPLE = ROOT / "examples" / "deepseek-residency"
 PUBLIC = {"x-llmroute-data-class": "public"}
-VALUES = ("alice.smith@example.com", "bob@example.org", "+1 650-253-0000", "DE89 3704 0044 0532 0130 00",
-          "carol@example.net")
-FILLER = ("We are migrating the billing service to the new cluster next week; the runbook lists the steps, the "
-          "rollback plan and who is on call. Please review the open questions in the design doc and reply inline. ")
-
-
-def example(kind: str) -> dict[str, Any]:
-    for path in sorted(EXAMPLE.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if isinstance(doc, dict) and doc.get("kind") == kind:
-                return doc
-    raise SystemExit(f"no {kind} in {EXAMPLE}")
+VALUES = (
+    "alice.smith@example.com",
+    "bob@example.org",
+    "+1 650-253-0000",
+    "DE89 3704 0044 0532 0130 00",
+    "carol@example.net",
+)
+FILLER = (
+    "We are migrating the billing service to the new cluster next week; the runbook lists the steps, the "
+    "rollback plan and who is on call. Please review the open questions in the design doc and reply inline. "
+)
 
 
 def snapshot(redaction: list[dict[str, Any]] | None) -> Snapshot:
-    route_doc = copy.deepcopy(example("LLMRoute"))
+    route_doc = example_doc("route")
     if redaction is not None:
         route_doc["spec"]["redaction"] = redaction
-    config = compile_route(LLMRoute.model_validate(route_doc), ProviderPolicy.model_validate(example("ProviderPolicy")))
+    config = compile_route(LLMRoute.model_validate(route_doc), ProviderPolicy.model_validate(example_doc("policy")))
     return build_snapshot(config, {p.name: "sk-bench" for p in config.providers}, "bench")
 
 
@@ -80,7 +77,7 @@ def request(size: int = 8 << 10) -> tuple[bytes, str]:
     total, i = 0, 0
     while total < size:
         value = VALUES[i % len(VALUES)] if i < 6 else ""
-        text = FILLER[: 300] + (f" Contact {value} about it." if value else "")
+        text = FILLER[:300] + (f" Contact {value} about it." if value else "")
         messages.append({"role": "user" if len(messages) % 2 else "assistant", "content": text})
         total += len(text)
         i += 1
@@ -90,9 +87,14 @@ def request(size: int = 8 << 10) -> tuple[bytes, str]:
 
 
 def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    chunk = {"id": "0c99e6c2-15e6-4aa6-a80f-cc863ecf7337", "object": "chat.completion.chunk", "created": 1796408349,
-             "model": "deepseek-chat", "system_fingerprint": "fp_emulator_prod",
-             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    chunk = {
+        "id": "0c99e6c2-15e6-4aa6-a80f-cc863ecf7337",
+        "object": "chat.completion.chunk",
+        "created": 1796408349,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_emulator_prod",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
     return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -131,7 +133,7 @@ def main() -> None:
     sent, _ = call.redaction.attempt("deepseek", call.body, call.history)
     said = next(m["content"] for m in reversed(sent["messages"]) if m["role"] == "user")
     assert VALUES[0] not in said and "<EMAIL_1>" in said, said
-    pieces = [said[i:i + 3] for i in range(0, len(said), 3)]
+    pieces = [said[i : i + 3] for i in range(0, len(said), 3)]
     first_plain = event({"role": "assistant", "content": ""}) + event({"content": pieces[0]})
     first_begun = event({"role": "assistant", "content": ""}) + event({"content": "To <EM"})
     rest = [event({"content": p}) for p in pieces[1:]] + [event({}, "stop"), b"data: [DONE]\n\n"]
@@ -146,8 +148,11 @@ def main() -> None:
             if redaction is not None:
                 redaction.attempt("deepseek", {}, None)
             t0 = time.perf_counter_ns()
-            relay = (StreamRelay(None, "reasoning_content") if redaction is None
-                     else redaction.relay(None, "reasoning_content", True))
+            relay = (
+                StreamRelay(None, "reasoning_content")
+                if redaction is None
+                else redaction.relay(None, "reasoning_content", True)
+            )
             relay.feed(data)
             out.append((time.perf_counter_ns() - t0) / 1000)
         return out
@@ -155,8 +160,11 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name, data in (("first_byte_plain_text", first_plain), ("first_byte_placeholder_begun", first_begun)):
         with_restore, without = first_read(data, True), first_read(data, False)
-        results[name] = {"restoring": stats(with_restore), "plain": stats(without),
-                         "added_p50_us": round(statistics.median(with_restore) - statistics.median(without), 2)}
+        results[name] = {
+            "restoring": stats(with_restore),
+            "plain": stats(without),
+            "added_p50_us": round(statistics.median(with_restore) - statistics.median(without), 2),
+        }
 
     def stream(restore: bool) -> Callable[[], object]:
         def run() -> object:
@@ -169,27 +177,35 @@ def main() -> None:
                 relay = StreamRelay(None, "reasoning_content")
             out = [relay.feed(first_plain), *(relay.feed(c) for c in rest)]
             return [*out, relay.close()]
+
         return run
 
     n = len(rest) + 1
     restoring_stream = [t / n for t in timed(stream(True), seconds)]
     plain_stream = [t / n for t in timed(stream(False), seconds)]
-    results["per_chunk"] = {"restoring": stats(restoring_stream), "plain": stats(plain_stream), "chunks": n,
-                            "added_p50_us": round(statistics.median(restoring_stream)
-                                                  - statistics.median(plain_stream), 2)}
+    results["per_chunk"] = {
+        "restoring": stats(restoring_stream),
+        "plain": stats(plain_stream),
+        "chunks": n,
+        "added_p50_us": round(statistics.median(restoring_stream) - statistics.median(plain_stream), 2),
+    }
     out = b"".join(stream(True)())  # type: ignore[arg-type]
-    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                   for line in out.split(b"\n") if line.startswith(b"data: {"))
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in out.split(b"\n")
+        if line.startswith(b"data: {")
+    )
     assert text == last, text
 
     with_redaction = timed(lambda: routed(restoring), seconds)
     without = timed(lambda: routed(plain_snap), seconds)
     attempt = timed(lambda: routed(restoring).redaction.attempt("deepseek", {}, None), seconds)  # type: ignore[union-attr]
-    results["request_path_8KB"] = {"restoring": stats(with_redaction), "plain": stats(without),
-                                   "added_p50_us": round(statistics.median(with_redaction)
-                                                         - statistics.median(without), 2),
-                                   "first_attempt_body_p50_us": round(statistics.median(attempt)
-                                                                      - statistics.median(with_redaction), 2)}
+    results["request_path_8KB"] = {
+        "restoring": stats(with_redaction),
+        "plain": stats(without),
+        "added_p50_us": round(statistics.median(with_redaction) - statistics.median(without), 2),
+        "first_attempt_body_p50_us": round(statistics.median(attempt) - statistics.median(with_redaction), 2),
+    }
     policy = restoring.redaction.policy(["public"], [b.provider for b in call.entry.usable])  # type: ignore[union-attr]
     assert policy is not None
     body = jsonwire.loads(raw)
@@ -202,12 +218,17 @@ def main() -> None:
 
     scanning = timed(lambda: request_text.scan(body, policy.detector), seconds)
     mine = timed(own, seconds)
-    results["redaction_own_8KB"] = {"prepare_and_first_body": stats(mine), "scan": stats(scanning),
-                                    "added_p50_us": round(statistics.median(mine), 2)}
+    results["redaction_own_8KB"] = {
+        "prepare_and_first_body": stats(mine),
+        "scan": stats(scanning),
+        "added_p50_us": round(statistics.median(mine), 2),
+    }
     unaffected = timed(lambda: routed(other_class), seconds)
-    results["route_without_rules"] = {"config_with_rules": stats(unaffected), "config_without": stats(without),
-                                      "added_p50_us": round(statistics.median(unaffected)
-                                                            - statistics.median(without), 2)}
+    results["route_without_rules"] = {
+        "config_with_rules": stats(unaffected),
+        "config_without": stats(without),
+        "added_p50_us": round(statistics.median(unaffected) - statistics.median(without), 2),
+    }
     with contextlib.suppress(OSError):
         RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     for name, row in results.items():

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,10 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE.parents[1]))
+
+from tests.loopback import free_port  # noqa: E402
+
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "hi"}]}
 STREAM_BODY = {**BODY, "stream": True}
 SIZES = (1, 50, 500)
@@ -47,12 +50,6 @@ MODES = ("json", "stream")
 LITELLM_VERSION = "1.106.2"
 CLIENT_KEY = "sk-llmroute-bench-7f3a9c2e5b1d4a6f8e0c9b7a5d3f1e2c"
 """The client's key: LiteLLM needs it as its master key; llmroute and nginx ignore it (never forwarded)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
