@@ -116,3 +116,36 @@ def test_assembler_text_completions_and_several_choices() -> None:
 def test_assembler_rejects_error_events_and_garbage(payload: bytes) -> None:
     with pytest.raises(ProtocolError):
         Assembler(chat=True).feed(payload)
+
+
+def test_assembler_finds_done_at_the_end_of_each_read_without_scanning_the_answer() -> None:
+    """``[DONE]`` is looked for in each read's last bytes only (a long answer is not searched per read), so a
+    500-token answer in one read completes at once."""
+    events = [sse(chunk({"content": f"t{i} "})) for i in range(500)]
+    asm = Assembler(chat=True)
+    asm.feed(b"".join(events) + b"data: [DONE]\n\n: trailing comment\n\n")
+    assert asm.done
+    assert asm.result()["choices"][0]["message"]["content"] == "".join(f"t{i} " for i in range(500))
+
+
+def test_assembler_a_done_line_far_from_the_end_of_its_read_is_found_when_the_body_ends() -> None:
+    """A ``data: [DONE]`` followed in the same read by more than the watched window (a long comment) is not seen
+    while reading; at the end of the response body it is, and the answer is the same as event by event."""
+    stream = (sse(chunk({"role": "assistant", "content": "Hel"})) + sse(chunk({"content": "lo"}, "stop"))
+              + b"data: [DONE]\n\n: " + b"x" * 2000 + b"\n\n")
+    asm = Assembler(chat=True)
+    asm.feed(stream)
+    assert not asm.done  # not yet: the marker is 2 KB from the end of the read
+    asm.end()
+    assert asm.done
+    reference = Assembler(chat=True, batched=False)
+    reference.feed(stream)
+    assert reference.done and asm.result() == reference.result()
+    assert asm.result()["choices"][0]["message"]["content"] == "Hello"
+
+
+def test_assembler_end_without_done_leaves_the_answer_incomplete() -> None:
+    asm = Assembler(chat=True)
+    asm.feed(sse(chunk({"content": "[DONE]"})) + sse(chunk({"content": "data: [DONE]"})))  # text, not a line
+    asm.end()
+    assert not asm.done

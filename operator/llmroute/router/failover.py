@@ -406,6 +406,7 @@ class _Attempts:
             while not asm.done:
                 chunk = await ex.read(deadline, kind)
                 if not chunk:
+                    asm.end()
                     break
                 asm.feed(chunk)
                 if asm.first_data:

