@@ -222,6 +222,18 @@ class Context:
         self.tokens: bytes = ascii_text.translate(_TOKEN_TABLE)
         """One byte per character: ``t`` for what keys and passwords are made of (letters, digits, ``_-.+/``,
         ``!#$%^&*~``), a space otherwise (``=`` too: it ends a name and starts its value)."""
+        self._lower: str | None = None
+
+    def lower(self) -> str:
+        """The text lowercased when it is ASCII (same length, so the same offsets), else ``""``; made on first use.
+
+        Lookups search it between offsets (``pattern.search(lower, lo, hi)``) instead of lowercasing a slice each:
+        a pattern's look-behind then sees the real character before ``lo`` (lowercased), which is what the stand-in
+        that a slice needs says of it, and ``hi`` ends the string for a look-ahead as the slice's end did."""
+        lower = self._lower
+        if lower is None:
+            lower = self._lower = self.text.lower() if self.text.isascii() else ""
+        return lower
 
     def phone(self, start: int, end: int) -> Cue:
         return self.cue(start, end, PHONE)
@@ -269,11 +281,16 @@ class Context:
         if classes.find(b"a", lo, start) >= 0 or classes.find(b"x", lo, start) >= 0:
             # Every cue word and ``#``/``№`` holds a letter or a symbol (class ``a`` or ``x``): a window of digits,
             # spaces and ``().-/:`` alone (40% of them in number-dense text) cannot hold one, so skip the scan.
-            window = text[lo:start]
-            if window.isascii():  # lowercased, after a stand-in for the character before it (``pattern`` sees it)
-                before = "a" if lo and _LETTER.match(text, lo - 1) else " "
+            lower = self._lower if self._lower is not None else self.lower()
+            window = "" if lower else text[lo:start]
+            if lower or window.isascii():  # lowercased, after a stand-in for the character before it (``pattern``
+                # sees it; in the lowercased text, the character itself)
                 last = None
-                for last in cues.ascii.finditer(before + window.lower(), 1):  # noqa: B007 - the nearest counts
+                for last in (  # noqa: B007 - the nearest counts
+                    cues.ascii.finditer(lower, lo, start)
+                    if lower
+                    else cues.ascii.finditer(("a" if lo and _LETTER.match(text, lo - 1) else " ") + window.lower(), 1)
+                ):
                     pass
                 if last is not None:
                     return Cue.POSITIVE if last.lastgroup[0] == "p" else Cue.NEGATIVE  # type: ignore[index]
@@ -288,8 +305,14 @@ class Context:
         j, skip_to = end, min(hi, end + 3)
         while j < skip_to and text[j] in _AFTER_SKIP:
             j += 1
-        after = text[j:hi]
-        if after.isascii():  # as before the candidate: lowercased, after a stand-in for the character before
+        lower = self._lower if self._lower is not None else self.lower()
+        if lower:  # as before the candidate: in the lowercased text
+            following = cues.ascii.match(lower, j, hi)
+            if following is not None and following.lastgroup[0] == "p":  # type: ignore[index]
+                return Cue.POSITIVE
+            if _UNITS_ASCII.match(lower, j, hi):
+                return Cue.NEGATIVE
+        elif (after := text[j:hi]).isascii():  # lowercased, after a stand-in for the character before
             after = after.lower()
             following = cues.ascii.match(("a" if _LETTER.match(text, j - 1) else " ") + after, 1)
             if following is not None and following.lastgroup[0] == "p":  # type: ignore[index]

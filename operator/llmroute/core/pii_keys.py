@@ -73,10 +73,12 @@ def keys(text: str, ctx: Context) -> list[Hit]:
     if pos == -1 and at == -1:
         return []
     hits: list[Hit] = []
+    lower = ctx.lower()
+    named = not lower or _ASSIGNED_WORDS.search(lower) is not None  # else no window can hold a key-like name
     while pos != -1:
         end = tokens.find(b" ", pos)
         end = len(text) if end == -1 else end
-        hit = _token(text, pos, end)
+        hit = _token(text, pos, end, named)
         if hit is not None:
             hits.append(hit)
             end = max(end, hit[2])
@@ -89,15 +91,16 @@ def keys(text: str, ctx: Context) -> list[Hit]:
     return hits
 
 
-def _token(text: str, start: int, end: int) -> Hit | None:
-    """The key in the token ``text[start:end]`` (a run of letters, digits, ``_-.+/``), if it is one."""
+def _token(text: str, start: int, end: int, named: bool = True) -> Hit | None:
+    """The key in the token ``text[start:end]`` (a run of letters, digits, ``_-.+/``), if it is one; ``named``:
+    False when the text is ASCII and holds none of ``_ASSIGNED_WORDS`` (then no name is assigned any token)."""
     m = _SHAPED.match(text, start)
     if m is not None and not m.group().startswith("-----"):
         value = m.group()
         if _placeholder(value) or not (value.startswith("eyJ") or _random_looking(value, shaped=True)):
             return None
         return ("api_key", start, m.end(), 0.97)
-    if not _assigned(text, max(0, start - _ASSIGNED_REACH), start):
+    if not named or not _assigned(text, max(0, start - _ASSIGNED_REACH), start):
         return None  # first: one C-level search rejects most tokens (hex ids, paths, hashes), cheaper than entropy
     value = text[start:end].rstrip(".")
     if not _random_looking(value, shaped=False) or _placeholder(value) or _REFERENCE.fullmatch(value):

@@ -344,10 +344,10 @@ def _phone(ctx: Context, start: int, end: int, candidate: str) -> float:
 # --- the pass ------------------------------------------------------------------------------------------------------
 
 _CLUSTER = re.compile(
-    rb"0(?:[0a]{3}:[0a:]{2,}"
-    rb"|(?<!00)(?:0|[ .()/\-]0|\) 0| \(0){6,}+"
-    rb"|0{0,2}\.0{1,3}\.0{1,3}\.0{1,3}"
-    rb"|(?<=aa0)0)"
+    rb"0(?:([0a]{3}:[0a:]{2,})"
+    rb"|((?<!00)(?:0|[ .()/\-]0|\) 0| \(0){6,}+)"
+    rb"|(0{0,2}\.0{1,3}\.0{1,3}\.0{1,3})"
+    rb"|((?<=aa0)0))"
 )
 """Over the text's character classes (digit 0, letter a): an IPv6-looking run, a cluster of seven or more digits
 with phone/card separators, a short dotted quad, or two digits after two letters (an IBAN's head). The pattern
@@ -357,15 +357,19 @@ The seven-digit branch is written for speed and matches exactly what its greedy 
 digit, six times or more) did: at most one of its steps fits at any character, so taking them possessively (no
 backtracking) ends where the greedy form did; and it is not tried inside a run of digits (``(?<!00)``), where it
 cannot match when it failed one digit earlier (the other branches that end inside a run, a dotted quad and an
-IBAN's head, are only tried where it failed)."""
+IBAN's head, are only tried where it failed).
+
+Each branch is a group, so ``lastindex`` says which one matched: 1 the IPv6-looking run (the only one that holds a
+``:`` or can end in a letter), 3 the short dotted quad, 4 the IBAN head (two digits: nothing else to look for)."""
 
 
 def numbers(text: str, ctx: Context) -> Iterator[Hit]:
     """Every card, SSN, IBAN, phone and IP address: one pass over the digit clusters, each sent to what it may be."""
     classes, n = ctx.classes, len(text)
     for m in _CLUSTER.finditer(classes):
-        start, end = m.start(), m.end()
-        if classes[end - 1] != 48 or classes.find(b":", start, end) >= 0:  # 48: b"0"
+        start, end = m.span()
+        branch = m.lastindex
+        if branch == 1:  # holds a ``:`` (or ends in a letter): only an IPv6 address may start here
             if text[start] in "23":
                 yield from pii_net.ipv6_at(text, start, end)
             continue
@@ -374,26 +378,47 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
             if hit is not None:
                 yield hit
                 continue
+        if branch == 4:  # two digits after two letters: an IBAN's head or nothing
+            continue
+        if branch == 3 or classes.count(b".", start, end) == 3:
+            yield from pii_net.ipv4s_in(text, ctx, start, min(n, end + 2))
         digits = classes.count(b"0", start, end)
-        hi = min(n, end + 2)
-        if classes.count(b".", start, end) == 3:
-            yield from pii_net.ipv4s_in(text, ctx, start, hi)
         if digits < 7:
             continue
-        if digits >= 9 and _SSN_SHAPE_CLASSES.search(classes, start, hi):
-            yield from ssns_in(text, ctx, start, hi)
-        if digits >= 12 and _CARD_SHAPE.search(classes, start, hi):
-            yield from cards_in(text, ctx, start, hi)
+        if digits >= 9 and _SSN_SHAPE_CLASSES.search(classes, start, end + 2):
+            yield from ssns_in(text, ctx, start, min(n, end + 2))
+        if digits >= 12 and _CARD_SHAPE.search(classes, start, end + 2):
+            yield from cards_in(text, ctx, start, min(n, end + 2))
         if digits > 20 or _PHONE_EDGES.match(text, start) is None:
             continue  # (``phone_at`` would turn it away on the characters around it, whatever the digits)
         if end < n and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
             continue
         before = text[start - 1] if start else ""
-        national = before != "+" and (before == "(" or text[start : start + 2] != "00")  # as ``_phone`` decides
-        if national and (digits > 15 or _holds_date(text[start:end])):
-            continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group, or a
-            # national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this text),
-            # which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
+        if before != "+" and (before == "(" or text[start : start + 2] != "00"):  # national, as ``_phone`` decides
+            if digits > 15 or _holds_date(text[start:end]):
+                continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group,
+                # or a national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this
+                # text), which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
+            if classes.find(b" ", end - 4, end) < 0 and _not_national(
+                text, classes, start - (before == "("), end, digits
+            ):  # ``phone_at`` would try only this candidate (it cuts a last group after a space, in the last four
+                continue  # characters) and ``_phone`` turn it away on its shape
         phone = phone_at(text, ctx, start, end)
         if phone is not None:
             yield phone
+
+
+def _not_national(text: str, classes: bytes, start: int, end: int, digits: int) -> bool:
+    """``_phone`` returns 0 for the national candidate ``text[start:end]`` (of ``digits`` digits) on its shape alone,
+    before any context: the same tests on the character classes (a match of these patterns has no look-around, so on
+    ``text`` between offsets it is the match on the slice)."""
+    return (
+        digits > 12
+        or (classes.find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)
+        or classes.find(b"/", start, end) >= 0
+        or classes.count(b"(", start, end) != classes.count(b")", start, end)
+        or (
+            classes.find(b"-", start, end) >= 0
+            and (_SSN_SHAPE.fullmatch(text, start, end) is not None or _ISBN.fullmatch(text, start, end) is not None)
+        )
+    )
