@@ -29,8 +29,11 @@ OUTAGES = ("full-outage", "half-errors", "slow-first-token", "partial-outage")
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
     out = tmp_path_factory.mktemp("local") / "summary.json"
+    # 7 s phases: the recovery phase must hold the prober's noticing, the prewarm hold and the scale-down delay (each
+    # capped at a quarter phase) with room to spare on a loaded 2-core CI machine (at 5 s phases one run in ~20 kept
+    # the pool at its peak until the end)
     proc = subprocess.run(
-        [sys.executable, "-m", "llmroute", "local", "--no-tui", "--duration", "30", "--summary-json", str(out)],
+        [sys.executable, "-m", "llmroute", "local", "--no-tui", "--duration", "42", "--summary-json", str(out)],
         capture_output=True, text=True, timeout=180, check=False,
     )
     return proc, json.loads(out.read_text()) if out.exists() else {}
