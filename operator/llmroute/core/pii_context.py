@@ -62,6 +62,18 @@ _NEGATIVE_COMMON = (
 _NEGATIVE_CJK = r"订单|单号|注文|发票|運送|快递|版本"
 
 
+_AFTER_SKIP = " \t([:-"
+"""What may stand between a candidate and a cue word right after it ("+44 20 7946 0958 (mobile)", "… bytes")."""
+_UNITS = re.compile(
+    rf"(?:bytes|b|kb|mb|gb|kib|mib|ms|s|units|items|points|pts|rows|records|times|tokens|km|kg|usd|eur|req)"
+    rf"(?![{_LETTERS}])|%",
+    re.IGNORECASE,
+)
+"""A unit right after a number makes it a quantity ("648155623 bytes")."""
+_UNITS_ASCII = re.compile(_UNITS.pattern.replace(f"[{_LETTERS}]", "[a-z]"))
+"""``_UNITS`` for lowercased ASCII text (the same matches, without case folding)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cues:
     """Positive and negative cue words: ``pattern`` (``lastgroup`` says which kind matched), and ``ascii``, the same
@@ -79,12 +91,18 @@ class Cues:
     pattern: re.Pattern[str]
     ascii: re.Pattern[str]
     positive: re.Pattern[str]
+    after: re.Pattern[str]
+    """What may follow a candidate in lowercased ASCII text, in one match: the characters ``_AFTER_SKIP`` (up to three,
+    all of them, as ``cue`` skips them), then a positive word (``lastgroup`` ``pos``: where ``ascii`` matches a word
+    and it is positive, since it tries a letter's positive words first) or else a unit (``unit``)."""
 
 
 def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
     """Cues from (Latin words, CJK words) on each side."""
     pattern = re.compile(f"(?P<pos>{_cues(*positive)})|(?P<neg>{_cues(*negative)})", re.IGNORECASE)
-    return Cues(pattern, _ascii_cues(positive[0], negative[0]), _ascii_cues(positive[0], "", loose=True))
+    skip = f"[{re.escape(_AFTER_SKIP)}]{{0,3}}+"  # possessive: all of them, as ``cue`` skips them
+    after = re.compile(f"{skip}(?:(?P<pos>{_ascii_cues(positive[0], '').pattern})|(?P<unit>{_UNITS_ASCII.pattern}))")
+    return Cues(pattern, _ascii_cues(positive[0], negative[0]), _ascii_cues(positive[0], "", loose=True), after)
 
 
 def _ascii_cues(positive: str, negative: str, loose: bool = False) -> re.Pattern[str]:
@@ -155,16 +173,6 @@ IP = _either(
 )
 
 
-_AFTER_SKIP = " \t([:-"
-"""What may stand between a candidate and a cue word right after it ("+44 20 7946 0958 (mobile)", "… bytes")."""
-_UNITS = re.compile(
-    rf"(?:bytes|b|kb|mb|gb|kib|mib|ms|s|units|items|points|pts|rows|records|times|tokens|km|kg|usd|eur|req)"
-    rf"(?![{_LETTERS}])|%",
-    re.IGNORECASE,
-)
-"""A unit right after a number makes it a quantity ("648155623 bytes")."""
-_UNITS_ASCII = re.compile(_UNITS.pattern.replace(f"[{_LETTERS}]", "[a-z]"))
-"""``_UNITS`` for lowercased ASCII text (the same matches, without case folding)."""
 _IMMEDIATE_NEGATIVE = re.compile(r"[#№][ \t]?$")
 """A number right after ``#`` is a reference ("Order #4155550134", "#112-...")."""
 _LINE_LOOKBACK = 4096
@@ -278,53 +286,50 @@ class Context:
             hi = hi if cell_end < 0 else cell_end
         lo = max(lo, classes.rfind(b"0", lo, start) + 1)
         pattern = cues.pattern
+        lower = self._lower if self._lower is not None else self.lower()
         if classes.find(b"a", lo, start) >= 0 or classes.find(b"x", lo, start) >= 0:
             # Every cue word and ``#``/``№`` holds a letter or a symbol (class ``a`` or ``x``): a window of digits,
             # spaces and ``().-/:`` alone (40% of them in number-dense text) cannot hold one, so skip the scan.
-            lower = self._lower if self._lower is not None else self.lower()
-            window = "" if lower else text[lo:start]
-            if lower or window.isascii():  # lowercased, after a stand-in for the character before it (``pattern``
-                # sees it; in the lowercased text, the character itself)
-                last = None
-                for last in (  # noqa: B007 - the nearest counts
-                    cues.ascii.finditer(lower, lo, start)
-                    if lower
-                    else cues.ascii.finditer(("a" if lo and _LETTER.match(text, lo - 1) else " ") + window.lower(), 1)
-                ):
+            last = None
+            if lower:  # an ASCII text: searched lowercased (``Context.lower``)
+                for last in cues.ascii.finditer(lower, lo, start):  # noqa: B007 - the nearest cue counts
+                    pass
+                if last is not None:
+                    return Cue.POSITIVE if last.lastgroup[0] == "p" else Cue.NEGATIVE  # type: ignore[index]
+            elif (window := text[lo:start]).isascii():  # lowercased, after a stand-in for the character before it
+                before = "a" if lo and _LETTER.match(text, lo - 1) else " "  # (``pattern`` sees it)
+                for last in cues.ascii.finditer(before + window.lower(), 1):  # noqa: B007
                     pass
                 if last is not None:
                     return Cue.POSITIVE if last.lastgroup[0] == "p" else Cue.NEGATIVE  # type: ignore[index]
             else:
-                last = None
-                for last in pattern.finditer(text, lo, start):  # noqa: B007 - the nearest cue is the one that counts
+                for last in pattern.finditer(text, lo, start):  # noqa: B007
                     pass
                 if last is not None:
                     return _kind(last)
             if _IMMEDIATE_NEGATIVE.search(text, max(lo, start - 2), start):
                 return Cue.NEGATIVE
-        j, skip_to = end, min(hi, end + 3)
-        while j < skip_to and text[j] in _AFTER_SKIP:
-            j += 1
-        lower = self._lower if self._lower is not None else self.lower()
-        if lower:  # as before the candidate: in the lowercased text
-            following = cues.ascii.match(lower, j, hi)
-            if following is not None and following.lastgroup[0] == "p":  # type: ignore[index]
-                return Cue.POSITIVE
-            if _UNITS_ASCII.match(lower, j, hi):
-                return Cue.NEGATIVE
-        elif (after := text[j:hi]).isascii():  # lowercased, after a stand-in for the character before
-            after = after.lower()
-            following = cues.ascii.match(("a" if _LETTER.match(text, j - 1) else " ") + after, 1)
-            if following is not None and following.lastgroup[0] == "p":  # type: ignore[index]
-                return Cue.POSITIVE
-            if _UNITS_ASCII.match(after):
-                return Cue.NEGATIVE
+        if lower:  # the skip, a positive cue and a unit in one match (``Cues.after``)
+            following = cues.after.match(lower, end, hi)
+            if following is not None:
+                return Cue.POSITIVE if following.lastgroup == "pos" else Cue.NEGATIVE
         else:
-            following = pattern.match(text, j, hi)
-            if following is not None and following.lastgroup == "pos":
-                return Cue.POSITIVE
-            if _UNITS.match(text, j, hi):
-                return Cue.NEGATIVE
+            j, skip_to = end, min(hi, end + 3)
+            while j < skip_to and text[j] in _AFTER_SKIP:
+                j += 1
+            if (after := text[j:hi]).isascii():  # as before the candidate: after a stand-in for the character before
+                after = after.lower()
+                following = cues.ascii.match(("a" if _LETTER.match(text, j - 1) else " ") + after, 1)
+                if following is not None and following.lastgroup[0] == "p":  # type: ignore[index]
+                    return Cue.POSITIVE
+                if _UNITS_ASCII.match(after):
+                    return Cue.NEGATIVE
+            else:
+                following = pattern.match(text, j, hi)
+                if following is not None and following.lastgroup == "pos":
+                    return Cue.POSITIVE
+                if _UNITS.match(text, j, hi):
+                    return Cue.NEGATIVE
         label = self.key if table is None else _cell(table, text.count(table[1], line_start, start))
         found = pattern.search(label) if label else None
         return Cue.NONE if found is None else _kind(found)

@@ -17,7 +17,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-from llmroute.core.pii_context import Context, Cue
+from llmroute.core.pii_context import IP, Context, Cue
 
 Hit = tuple[str, int, int, float]
 
@@ -162,11 +162,18 @@ _NOT_PUBLIC_FIRST = frozenset(a for net, mask in _NOT_PUBLIC_V4 for a in range(2
 """First octets of the ranges above: an address starting with any other is public without testing each range."""
 
 
+_NOT_PUBLIC_BY_FIRST = {
+    a: tuple((net, mask) for net, mask in _NOT_PUBLIC_V4 if a & mask >> 24 == net >> 24) for a in _NOT_PUBLIC_FIRST
+}
+"""The ranges above that an address with each of those first octets may fall in (no other can hold it)."""
+
+
 def public_v4(a: int, b: int, c: int, d: int) -> bool:
-    if a not in _NOT_PUBLIC_FIRST:
+    ranges = _NOT_PUBLIC_BY_FIRST.get(a)
+    if ranges is None:
         return True
     value = a << 24 | b << 16 | c << 8 | d
-    return all(value & mask != net for net, mask in _NOT_PUBLIC_V4)
+    return all(value & mask != net for net, mask in ranges)
 
 
 _PINS = frozenset({"==", ">=", "<=", "~=", "!=", "^=", "@v"})
@@ -189,10 +196,11 @@ without a leading zero, not in a /8 that holds no public address (0, 10, 127, 22
 ``6.5.745.72``), ``ipv4s_in`` would report nothing there, and is not run."""
 
 
-def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
-    """Public IPv4 addresses in ``text[lo:hi]``."""
+def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
+    """Public IPv4 addresses in ``text[lo:hi]`` (a list: most calls find none, and return before building one)."""
     if _MAYBE_PUBLIC_V4.search(text, lo, hi) is None:
-        return
+        return []
+    hits: list[Hit] = []
     for m in _IPV4.finditer(text, lo, hi):
         quad = m.group()
         if _LEADING_ZERO.search(quad) is not None:
@@ -200,16 +208,17 @@ def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
         a, b, c, d = map(int, quad.split("."))
         if a > 255 or b > 255 or c > 255 or d > 255 or not public_v4(a, b, c, d):
             continue
-        if text[max(0, m.start() - 2) : m.start()] in _PINS:
+        start, end = m.span()
+        if text[max(0, start - 2) : start] in _PINS:
             continue
-        cidr = _CIDR.match(text, m.end())
+        cidr = _CIDR.match(text, end)
         if cidr is not None and int(cidr.group()[1:]) < 32:
             continue
-        cue = ctx.ip(m.start(), m.end())
-        small = a < 10 and b < 10
-        if cue is Cue.NEGATIVE or (small and cue is not Cue.POSITIVE):
+        cue = ctx.cue(start, end, IP)
+        if cue is Cue.NEGATIVE or (a < 10 and b < 10 and cue is not Cue.POSITIVE):
             continue
-        yield ("ip_address", m.start(), m.end(), 0.95 if cue is Cue.POSITIVE else 0.85)
+        hits.append(("ip_address", start, end, 0.95 if cue is Cue.POSITIVE else 0.85))
+    return hits
 
 
 def ipv6_at(text: str, start: int, end: int) -> Iterator[Hit]:

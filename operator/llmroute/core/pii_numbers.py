@@ -46,8 +46,10 @@ _LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 
 
 def luhn(digits: str) -> bool:
-    """The Luhn checksum of ``digits`` (ASCII digits) holds; slices and C-level sums, not a loop per digit."""
-    return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_LUHN_DOUBLED)))) % 10 == 0
+    """The Luhn checksum of ``digits`` (ASCII digits) holds; slices and C-level sums, not a loop per digit: the sum of
+    a digit string's bytes is the sum of its digits plus 48 for each."""
+    total = sum(digits[-1::-2].encode()) + sum(digits[-2::-2].translate(_LUHN_DOUBLED).encode())
+    return (total - 48 * len(digits)) % 10 == 0
 
 
 def issuer_ok(digits: str) -> bool:
@@ -381,7 +383,9 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
         if branch == 4:  # two digits after two letters: an IBAN's head or nothing
             continue
         if branch == 3 or classes.count(b".", start, end) == 3:
-            yield from pii_net.ipv4s_in(text, ctx, start, min(n, end + 2))
+            found = pii_net.ipv4s_in(text, ctx, start, min(n, end + 2))
+            if found:
+                yield from found
         digits = classes.count(b"0", start, end)
         if digits < 7:
             continue
@@ -394,27 +398,49 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
         if end < n and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
             continue
         before = text[start - 1] if start else ""
+        one_try = classes.find(b" ", end - 4, end) < 0  # ``phone_at`` cuts a last group after a space in the last
+        # four characters and tries again; without one it tries only the cluster (with a ``+``, ``(`` or ``(+``
+        # before it), which is what this tries then, without its checks of the characters around it (done above)
         if before != "+" and (before == "(" or text[start : start + 2] != "00"):  # national, as ``_phone`` decides
             if digits > 15 or _holds_date(text[start:end]):
                 continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group,
                 # or a national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this
                 # text), which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
-            if classes.find(b" ", end - 4, end) < 0 and _not_national(
-                text, classes, start - (before == "("), end, digits
-            ):  # ``phone_at`` would try only this candidate (it cuts a last group after a space, in the last four
-                continue  # characters) and ``_phone`` turn it away on its shape
+            if one_try:
+                start -= before == "("
+                if not _not_national(text, classes, start, end, digits):
+                    conf = _phone(ctx, start, end, text[start:end])
+                    if conf:
+                        yield ("phone", start, end, conf)
+                continue  # (else ``_phone`` would turn it away on its shape alone)
+        elif one_try:  # international: after a ``+`` (or ``(+``), or starting with ``00``
+            if before == "+":
+                start -= 2 if start > 1 and text[start - 2] == "(" else 1
+            conf = _phone(ctx, start, end, text[start:end])
+            if conf:
+                yield ("phone", start, end, conf)
+            continue
         phone = phone_at(text, ctx, start, end)
         if phone is not None:
             yield phone
+
+
+_PUNCTUATED = re.compile(rb"[./()\-]")
+"""What ``_not_national``'s tests after the digit count look for first: most clusters have none of it."""
 
 
 def _not_national(text: str, classes: bytes, start: int, end: int, digits: int) -> bool:
     """``_phone`` returns 0 for the national candidate ``text[start:end]`` (of ``digits`` digits) on its shape alone,
     before any context: the same tests on the character classes (a match of these patterns has no look-around, so on
     ``text`` between offsets it is the match on the slice)."""
+    return digits > 12 or (
+        _PUNCTUATED.search(classes, start, end) is not None and _punctuation_not_national(text, classes, start, end)
+    )
+
+
+def _punctuation_not_national(text: str, classes: bytes, start: int, end: int) -> bool:
     return (
-        digits > 12
-        or (classes.find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)
+        (classes.find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)
         or classes.find(b"/", start, end) >= 0
         or classes.count(b"(", start, end) != classes.count(b")", start, end)
         or (
