@@ -335,17 +335,17 @@ class Context:
         return Cue.NONE if found is None else _kind(found)
 
     def _table(self, row_start: int) -> tuple[str, str] | None:
-        """The header row and delimiter of the delimited table whose row starts at ``row_start``, if it is one."""
-        if row_start in self._headers:
-            return self._headers[row_start]
+        """The header row and delimiter of the delimited table whose row starts at ``row_start``, if it is one (not
+        looked up yet: ``cue`` looks in ``_headers`` first)."""
         text = self.text
         row_end = text.find("\n", row_start)
         row = text[row_start : row_end if row_end >= 0 else len(text)]
-        if "," not in row and ";" not in row and "\t" not in row and "|" not in row:
+        counts = (row.count(","), row.count(";"), row.count("\t"), row.count("|"))  # as ``_DELIMITERS``
+        cells = max(counts)
+        if not cells:
             self._headers[row_start] = None  # no delimiter: not a table row
             return None
-        delimiter = max(_DELIMITERS, key=row.count)
-        cells = row.count(delimiter)
+        delimiter = _DELIMITERS[counts.index(cells)]  # the most frequent, the first of ``_DELIMITERS`` on a tie
         visited = [row_start]
         found: tuple[str, str] | None = None
         pos = row_start

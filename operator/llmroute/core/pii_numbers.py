@@ -176,19 +176,16 @@ def iban_at(text: str, start: int) -> Hit | None:
 
 def _iban_end(text: str, start: int, length: int) -> int | None:
     """Where an IBAN of ``length`` characters starting at ``start`` ends (single spaces between groups allowed)."""
-    count, i, n = 0, start, len(text)
-    while i < n and count < length:
-        ch = text[i]
-        if ch == " " and count and text[i - 1] != " " and i + 1 < n and text[i + 1] != " ":
-            i += 1
-            continue
-        if not ("0" <= ch <= "9" or "A" <= ch <= "Z"):
-            return None
-        count += 1
-        i += 1
-    if count < length or (i < n and text[i].isascii() and text[i].isalnum()):
-        return None
-    return i
+    m = _iban_span(length).match(text, start)
+    return None if m is None else m.end()
+
+
+@lru_cache(maxsize=64)
+def _iban_span(length: int) -> re.Pattern[str]:
+    """``length`` digits or capitals, each after the first optionally after one space, and then no ASCII letter or
+    digit: one path through the text at most (a space must be followed by a character it counts), so the match ends
+    where reading character by character, skipping single spaces between characters, would."""
+    return re.compile(f"[0-9A-Z](?: ?[0-9A-Z]){{{length - 1}}}(?![A-Za-z0-9])")
 
 
 # --- phones --------------------------------------------------------------------------------------------------------
@@ -402,17 +399,28 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
         # four characters and tries again; without one it tries only the cluster (with a ``+``, ``(`` or ``(+``
         # before it), which is what this tries then, without its checks of the characters around it (done above)
         if before != "+" and (before == "(" or text[start : start + 2] != "00"):  # national, as ``_phone`` decides
+            if one_try:
+                if digits > 12:
+                    continue  # (``_not_national``)
+                if before == "(":
+                    start -= 1
+                elif _PUNCTUATED.search(classes, start, end) is None:  # digits and spaces: no date, no other shape
+                    conf = _phone(ctx, start, end, text[start:end])
+                    if conf:
+                        yield ("phone", start, end, conf)
+                    continue
+                if not (
+                    _holds_date(text[start + (before == "(") : end])
+                    or _punctuation_not_national(text, classes, start, end)
+                ):
+                    conf = _phone(ctx, start, end, text[start:end])
+                    if conf:
+                        yield ("phone", start, end, conf)
+                continue  # (else a date, below, or ``_phone`` would turn it away on its shape alone)
             if digits > 15 or _holds_date(text[start:end]):
                 continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group,
                 # or a national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this
                 # text), which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
-            if one_try:
-                start -= before == "("
-                if not _not_national(text, classes, start, end, digits):
-                    conf = _phone(ctx, start, end, text[start:end])
-                    if conf:
-                        yield ("phone", start, end, conf)
-                continue  # (else ``_phone`` would turn it away on its shape alone)
         elif one_try:  # international: after a ``+`` (or ``(+``), or starting with ``00``
             if before == "+":
                 start -= 2 if start > 1 and text[start - 2] == "(" else 1
@@ -426,19 +434,14 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
 
 
 _PUNCTUATED = re.compile(rb"[./()\-]")
-"""What ``_not_national``'s tests after the digit count look for first: most clusters have none of it."""
-
-
-def _not_national(text: str, classes: bytes, start: int, end: int, digits: int) -> bool:
-    """``_phone`` returns 0 for the national candidate ``text[start:end]`` (of ``digits`` digits) on its shape alone,
-    before any context: the same tests on the character classes (a match of these patterns has no look-around, so on
-    ``text`` between offsets it is the match on the slice)."""
-    return digits > 12 or (
-        _PUNCTUATED.search(classes, start, end) is not None and _punctuation_not_national(text, classes, start, end)
-    )
+"""What ``_punctuation_not_national`` and a date need one of: most clusters have none."""
 
 
 def _punctuation_not_national(text: str, classes: bytes, start: int, end: int) -> bool:
+    """``_phone`` returns 0 for the national candidate ``text[start:end]`` of at most 12 digits on its shape alone,
+    before any context, when it holds ``_PUNCTUATED`` (without, it does not on shape): the same tests on the character
+    classes (a match of these patterns has no look-around, so on ``text`` between offsets it is the match on the
+    slice)."""
     return (
         (classes.find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)
         or classes.find(b"/", start, end) >= 0
