@@ -251,9 +251,15 @@ class Context:
         none of the words (``Cues.positive``), before or after any candidate, in any header. Looked for once, in a
         text of at most ``_PHONE_SCAN_MAX`` characters (beyond that, True: one lookup costs less than the scan)."""
         if self._phone_positive is None:
-            self._phone_positive = not all(
-                s.isascii() and len(s) <= _PHONE_SCAN_MAX and PHONE.positive.search(" " + s.lower(), 1) is None
-                for s in (self.text, self.key)
+            text, key = self.text, self.key  # (the text lowercased whole: ``lower``, as the lookups read it)
+            self._phone_positive = not (
+                text.isascii()
+                and len(text) <= _PHONE_SCAN_MAX
+                and PHONE.positive.search(self._lower if self._lower is not None else self.lower()) is None
+                and (
+                    not key
+                    or (key.isascii() and len(key) <= _PHONE_SCAN_MAX and PHONE.positive.search(key.lower()) is None)
+                )
             )
         return self._phone_positive
 
