@@ -201,8 +201,9 @@ class _Attempts:
         """Whether ``b`` is also allowed (and keyed) by the config loaded *now*, for this request's classes.
 
         A request keeps the snapshot it started with (its endpoints, keys and budgets), but a reload mid-flight may
-        have narrowed residency - a provider removed, a jurisdiction dropped, a class tightened: its retries and
-        failovers must not go where the current config forbids (fail closed on stale config). The new config can
+        have narrowed residency - a provider removed, a jurisdiction dropped, a class tightened - or redaction - a
+        type now replaced for a provider: its retries and failovers must not go where the current config forbids,
+        nor carry in clear what it redacts (fail closed on stale config). The new config can
         only take backends away from the request, never add one: the plan is still the old snapshot's."""
         current = self.deps.current() if self.deps.current is not None else None
         if current is None or current is self.call.snapshot:
@@ -481,4 +482,12 @@ def _usable_keys(snapshot: Snapshot, call: Call) -> frozenset[str]:
     """The backends ``snapshot`` lets this request use (its model, declared class and escalation under that config;
     none when the model or a class is gone from it, or when the Call cannot say: fail closed)."""
     now = call.reroute(snapshot) if call.reroute is not None else None
-    return frozenset(backend_key(b) for b in now.usable) if now is not None else frozenset()
+    if now is None:
+        return frozenset()
+    usable = now.usable
+    if snapshot.redaction is not None:  # and redacted as that config says: else not at all
+        providers = tuple(b.provider for b in usable)
+        policy = snapshot.redaction.policy(now.classes or (now.data_class,), providers)
+        covered = redaction.covered_after_reload(policy, call.redaction, call.body, providers)
+        usable = tuple(b for b in usable if b.provider in covered)
+    return frozenset(backend_key(b) for b in usable)

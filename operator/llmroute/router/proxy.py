@@ -208,7 +208,8 @@ def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str
     if not isinstance(model, str) or not model:
         raise _Refusal(openai_errors.invalid_body("you must provide a model parameter", "model"),
                        Outcome.INVALID_REQUEST)
-    data_class = headers.get(DATA_CLASS_HEADER) or config.default_data_class
+    declared = headers.get(DATA_CLASS_HEADER) or None
+    data_class = declared or config.default_data_class
     if data_class not in config.data_classes:
         known_model = model if snapshot.routes.get((model, config.default_data_class)) else NONE
         raise _Refusal(openai_errors.unknown_data_class(data_class, config.data_classes), Outcome.INVALID_REQUEST,
@@ -229,7 +230,7 @@ def _route(snapshot: Snapshot, kind: Kind, raw: bytes, headers: Mapping[str, str
     redacting = None if snapshot.redaction is None else _redaction(snapshot.redaction, entry, body, raw, scanned)
     return Call(snapshot=snapshot, entry=entry, path=kind.value, body=body, mode=mode, chat=chat,
                 headers=client_headers(headers), started=started, history=history, redaction=redacting,
-                reroute=partial(entry_under, model=model, data_class=data_class, body=body))
+                reroute=partial(entry_under, model=model, declared=declared, body=body))
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
@@ -263,12 +264,13 @@ def _escalated(snapshot: Snapshot, entry: RouteEntry, body: dict[str, Any],
     return entry, esc, scanned, found
 
 
-def entry_under(snapshot: Snapshot, model: str, data_class: str, body: dict[str, Any]) -> RouteEntry | None:
-    """The route ``snapshot`` gives this request (its model, declared class and what its body holds, escalated by
-    that config's own detectors and rules), or None when the config no longer routes the model or the class. Used
-    when a reload comes mid-flight (:meth:`llmroute.router.failover.Failover`): attempts after it must be allowed
-    by the new config too."""
-    entry = snapshot.routes.get((model, data_class))
+def entry_under(snapshot: Snapshot, model: str, declared: str | None, body: dict[str, Any]) -> RouteEntry | None:
+    """The route ``snapshot`` gives this request (its model, its declared class or else that config's default, and
+    what its body holds, escalated by that config's own detectors and rules), or None when the config no longer
+    routes the model or the class. Used when a reload comes mid-flight (:meth:`llmroute.router.failover.Failover`):
+    attempts after it must be allowed by the new config too - a request that declared no class is held to the new
+    default as well as to the one it started with."""
+    entry = snapshot.routes.get((model, declared or snapshot.config.default_data_class))
     if entry is not None and snapshot.detector is not None:
         try:
             entry = _escalated(snapshot, entry, body)[0]

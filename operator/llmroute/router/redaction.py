@@ -12,6 +12,9 @@ Owns the router half of issue 11's redaction (the placeholders and the restoring
   the policy names, refuses the request with 400 ``pii_blocked`` naming the types (never a value) when its classes
   Block one, and otherwise issues the placeholders once (:class:`llmroute.core.redaction.Redactor`). A request
   without findings gets None: it is sent as it came.
+* **Reloads** - an attempt made after a reload mid-flight must be redacted as the loaded config says
+  (:func:`covered_after_reload`): a provider the new config redacts more for is skipped when the request holds
+  such a type (its placeholders were issued once, under the config it started with).
 * **Attempts** - :meth:`Redaction.attempt` gives the body for one provider: the body with that provider's types
   replaced, built once per distinct set of types (a failover to a provider with the same rule reuses it), with its
   own reasoning history (:mod:`llmroute.router.reasoning`) when the request has one; and sets ``restorer`` to what
@@ -114,6 +117,35 @@ class Index:
             return None
         types = blocked.union(*(r.replace for r in rules.values()))
         return Policy(self.detector, types, blocked, rules)
+
+
+def covered_after_reload(policy: Policy | None, current: Redaction | None, body: dict[str, Any],
+                         providers: Sequence[str]) -> frozenset[str]:
+    """Which of ``providers`` a request may still be sent to under ``policy``, the redaction of a config loaded
+    while it was in flight, given the placeholders it was issued under the config it started with (``current``).
+
+    A provider is dropped when the new config replaces a type for it that the request's own redaction does not
+    and the request holds that type; all are dropped when the new config's classes Block a type it holds. Either
+    way nothing the loaded config redacts leaves in clear (fail closed; the request keeps its placeholders, issued
+    once). The body is scanned only when some provider needs more than the request's redaction replaces, which
+    is only after such a reload."""
+    if policy is None:
+        return frozenset(providers)
+    have = current._policy.rules if current is not None else {}
+    owed: dict[str, frozenset[str]] = {}
+    for provider in providers:
+        rule = policy.rules.get(provider)
+        if rule is not None:
+            given = have.get(provider)
+            missing = rule.replace - given.replace if given is not None else rule.replace
+            if missing:
+                owed[provider] = missing
+    if not owed and not policy.blocked:
+        return frozenset(providers)
+    held = {f.type for p in places(body) for f in policy.detector.detect(p.text, key_of(p))}
+    if held & policy.blocked:
+        return frozenset()
+    return frozenset(p for p in providers if not owed.get(p, frozenset()) & held)
 
 
 class Blocked(Exception):
