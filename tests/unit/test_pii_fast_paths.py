@@ -185,3 +185,30 @@ def test_phone_candidates_found_by_the_cluster_pass_are_phone_ats(key: str) -> N
             checked += 1
             phones += bool(got)
     assert checked > 2_000 and phones > 200
+
+
+def test_vendor_key_shapes_start_with_the_listed_characters() -> None:
+    """``keys`` skips a token whose first character is not in ``_SHAPED_FIRST`` when no key-like name is in the
+    text: the characters any match of ``_SHAPED`` can start with, read from its parsed pattern, are those."""
+    from re import _constants as c  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
+
+    from llmroute.core import pii_keys
+
+    def first(items: list[tuple[object, object]]) -> set[str]:
+        op, arg = items[0]
+        if op is c.LITERAL:
+            return {chr(arg)}  # type: ignore[arg-type]
+        if op is c.IN:
+            chars: set[str] = set()
+            for kind, value in arg:  # type: ignore[attr-defined]
+                assert kind in (c.LITERAL, c.RANGE), kind
+                chars |= {chr(value)} if kind is c.LITERAL else set(map(chr, range(value[0], value[1] + 1)))
+            return chars
+        if op is c.BRANCH:
+            return set().union(*(first(list(b)) for b in arg[1]))  # type: ignore[index]
+        if op is c.SUBPATTERN:
+            return first(list(arg[-1]))  # type: ignore[index]
+        raise AssertionError(f"unexpected start {op}")
+
+    assert first(list(_parser.parse(pii_keys._SHAPED.pattern))) == set(pii_keys._SHAPED_FIRST)

@@ -35,6 +35,8 @@ _SHAPED = re.compile(
     r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
 )
 """Vendor key shapes; each starts with a literal, so the regex engine skips text that cannot start one."""
+_SHAPED_FIRST = frozenset("sAgxrhnSe-")
+"""The characters ``_SHAPED`` can start with (a test checks): a token starting otherwise is no vendor key."""
 
 _ASSIGNED = re.compile(
     r"(?<![A-Za-z])(?:api[_\-]?key|apikey|secret|token|access[_\-]?key|authorization|bearer|credentials?|"
@@ -78,7 +80,7 @@ def keys(text: str, ctx: Context) -> list[Hit]:
     while pos != -1:
         end = tokens.find(b" ", pos)
         end = len(text) if end == -1 else end
-        hit = _token(text, pos, end, named)
+        hit = _token(text, pos, end, named) if named or text[pos] in _SHAPED_FIRST else None
         if hit is not None:
             hits.append(hit)
             end = max(end, hit[2])
