@@ -207,6 +207,10 @@ _CLASS_TABLE = _table(
 _TOKEN_TABLE = _table({string.digits + string.ascii_letters + "_-.+/!#$%^&*~": "t"}, " ")
 
 
+_UNSEEN = ("", "")
+"""What ``Context._headers`` answers for a row not looked at yet (by identity)."""
+
+
 class Context:
     """The cues around candidates in one text; remembers table headers so a big CSV is walked once.
 
@@ -278,19 +282,23 @@ class Context:
 
         Before the candidate, the window stays on its line, in its cell when the line is a table row, and after the
         last digit (a cue before another number belongs to that number: "SKU 656-65-8749 and 5378…")."""
-        text, classes = self.text, self.classes
-        line_start = text.rfind("\n", max(0, start - _LINE_LOOKBACK), start) + 1
+        text, classes = self.text, self.classes  # (conditional expressions below: cheaper than ``max``/``min``)
+        line_start = text.rfind("\n", start - _LINE_LOOKBACK if start > _LINE_LOOKBACK else 0, start) + 1
         table: tuple[str, str] | None = None
         if line_start or start < _LINE_LOOKBACK:
-            headers = self._headers
-            table = headers[line_start] if line_start in headers else self._table(line_start)
-        lo, hi = max(line_start, start - WINDOW), min(len(text), end + AFTER)
+            table = self._headers.get(line_start, _UNSEEN)
+            if table is _UNSEEN:
+                table = self._table(line_start)
+        lo = start - WINDOW if start - WINDOW > line_start else line_start
+        hi = end + AFTER if end + AFTER < len(text) else len(text)
         if table is not None:  # the window stays in the candidate's cell (delimiters are single characters)
             delimiter = table[1]
             lo = max(lo, text.rfind(delimiter, lo, start) + 1)
             cell_end = text.find(delimiter, end, hi)
             hi = hi if cell_end < 0 else cell_end
-        lo = max(lo, classes.rfind(b"0", lo, start) + 1)
+        digit = classes.rfind(b"0", lo, start)
+        if digit >= lo:
+            lo = digit + 1
         pattern = cues.pattern
         lower = self._lower if self._lower is not None else self.lower()
         if classes.find(b"a", lo, start) >= 0 or classes.find(b"x", lo, start) >= 0:

@@ -418,7 +418,8 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
                         yield ("phone", start, end, conf)
                     continue
                 if not (
-                    _holds_date(text[start + (before == "(") : end])
+                    (classes.find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)  # (first:
+                    or _holds_date(text[start + (before == "(") : end])  # IP addresses, versions and decimals)
                     or _punctuation_not_national(text, classes, start, end)
                 ):
                     conf = _national(ctx, start, end, text[start:end], digits)
