@@ -2,7 +2,8 @@
 
     python tests/benchmarks/bench_router.py [--duration 4] [--litellm PATH/TO/litellm | --skip-litellm] [--skip-nginx]
 
-Everything runs on loopback and stops by itself. For each target (direct upstream, llmroute, LiteLLM, nginx) and
+Everything runs on loopback and stops by itself. For each target (direct upstream, llmroute, the floor: the same
+server and upstream client as llmroute with no logic at all (``floor_proxy.py``), LiteLLM, nginx) and
 each answer length (1, 50 and 500 tokens: one upstream per length), non-streaming and streaming: added latency at
 c=1 (p50/p99, wrk), the proxy process's CPU per request at c=1, throughput at c=64 (wrk); from those, the proxy's
 CPU per token ((500-token CPU - 1-token CPU) / 499). Then peak RSS, time to the first data event and to the end of
@@ -244,7 +245,8 @@ def main() -> None:
     ap.add_argument("--litellm-venv", default="/tmp/litellm-venv")
     ap.add_argument("--skip-litellm", action="store_true")
     ap.add_argument("--skip-nginx", action="store_true")
-    ap.add_argument("--only", nargs="*", default=None, help="targets to run besides direct (llmroute litellm nginx)")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="targets to run besides direct (llmroute floor litellm nginx)")
     args = ap.parse_args()
     args.litellm = litellm_binary(args)
     results: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
@@ -282,11 +284,14 @@ def targets(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Any]]:
                  "--num_workers", "1"], f"http://127.0.0.1:{p}/health/liveliness",
                 {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": CLIENT_KEY})
 
+    def floor(u: int, p: int) -> tuple[list[str], str, dict[str, str]]:
+        return ([sys.executable, str(HERE / "floor_proxy.py"), str(p), str(u)], f"http://127.0.0.1:{p}/v1/models", {})
+
     def nginx(u: int, p: int) -> tuple[list[str], str, dict[str, str]]:
         return (["nginx", "-p", str(tmp), "-c", str(nginx_config(tmp / f"n{p}", u, p)), "-g", "daemon off;"],
                 f"http://127.0.0.1:{p}/v1/models", {})
 
-    out: list[tuple[str, Any]] = [("llmroute", llmroute)]
+    out: list[tuple[str, Any]] = [("llmroute", llmroute), ("floor", floor)]
     if args.litellm:
         out.append(("litellm", litellm))
     if not args.skip_nginx and shutil.which("nginx"):
@@ -310,7 +315,7 @@ def _fleet(spec: Any, ups: dict[int, int]) -> Iterator[tuple[dict[int, str], dic
 def table(r: dict[str, Any]) -> str:
     """The results as Markdown tables; stream figures are added to the direct baseline timed alongside."""
     direct = r["direct"]
-    names = [n for n in ("direct", "llmroute", "litellm", "nginx") if n in r]
+    names = [n for n in ("direct", "llmroute", "floor", "litellm", "nginx") if n in r]
     rows = ["| target | answer | added p50 c=1 (ms) | added p99 c=1 (ms) | CPU ms/req c=1 | rps c=64 |",
             "| --- | --- | --- | --- | --- | --- |"]
     for name in names:
