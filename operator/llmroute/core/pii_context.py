@@ -351,33 +351,38 @@ class Context:
     def _table(self, row_start: int) -> tuple[str, str] | None:
         """The header row and delimiter of the delimited table whose row starts at ``row_start``, if it is one (not
         looked up yet: ``cue`` looks in ``_headers`` first)."""
-        text = self.text
+        text, headers = self.text, self._headers
         row_end = text.find("\n", row_start)
-        row = text[row_start : row_end if row_end >= 0 else len(text)]
-        counts = (row.count(","), row.count(";"), row.count("\t"), row.count("|"))  # as ``_DELIMITERS``
+        row_end = row_end if row_end >= 0 else len(text)
+        count = text.count
+        counts = (
+            count(",", row_start, row_end),
+            count(";", row_start, row_end),
+            count("\t", row_start, row_end),
+            count("|", row_start, row_end),
+        )  # as ``_DELIMITERS``
         cells = max(counts)
-        if not cells:
-            self._headers[row_start] = None  # no delimiter: not a table row
+        if not cells or not row_start:  # no delimiter: not a table row; or no row above to be its header
+            headers[row_start] = None
             return None
         delimiter = _DELIMITERS[counts.index(cells)]  # the most frequent, the first of ``_DELIMITERS`` on a tie
         visited = [row_start]
         found: tuple[str, str] | None = None
         pos = row_start
-        while cells and pos > 0:
+        while pos > 0:
             prev_start = text.rfind("\n", 0, pos - 1) + 1
-            if prev_start in self._headers:
-                cached = self._headers[prev_start]
+            cached = headers.get(prev_start, _UNSEEN)
+            if cached is not _UNSEEN:
                 found = cached if cached is not None and cached[1] == delimiter else None
                 break
-            prev = text[prev_start : pos - 1]
-            if prev.count(delimiter) != cells:
+            if text.count(delimiter, prev_start, pos - 1) != cells:
                 break
-            if self.classes.find(b"0", prev_start, pos - 1) < 0 and not (
-                not prev.isascii() and any(ch.isdigit() for ch in prev)
-            ):  # the bytes first: one C call
-                if all(len(c) <= _HEADER_CELL_MAX for c in prev.split(delimiter)):
-                    found = (prev, delimiter)
-                break
+            if self.classes.find(b"0", prev_start, pos - 1) < 0:  # the bytes first: one C call
+                prev = text[prev_start : pos - 1]
+                if prev.isascii() or not any(ch.isdigit() for ch in prev):  # no digit: the header (if cells fit)
+                    if all(len(c) <= _HEADER_CELL_MAX for c in prev.split(delimiter)):
+                        found = (prev, delimiter)
+                    break
             visited.append(prev_start)
             pos = prev_start
         for v in visited:
