@@ -247,3 +247,15 @@ def test_resolving_hits_that_overlap_nowhere_keeps_them_all_in_order() -> None:
         assert got == _resolve(hits), hits
         shortcut += len(got) == len(hits)
     assert shortcut > 5_000
+
+
+def test_phone_edges_hold_after_every_character_not_tested() -> None:
+    """``numbers`` runs ``_PHONE_EDGES`` only after a character in ``_EDGE_TESTED``: after any other (and at the
+    start of a text) it matches, whatever stands before that character."""
+    for code in [*range(0x3000), 0xFF08, 0xFF0B, 0x2028, 0x1F600]:
+        ch = chr(code)
+        for before in ("", " ", ":", "(", "+", "a", "::"):
+            text = before + ch + "4155550134"
+            matched = pii_numbers._PHONE_EDGES.match(text, len(before) + 1) is not None
+            assert matched or ch in pii_numbers._EDGE_TESTED, (before, ch)
+    assert pii_numbers._PHONE_EDGES.match("4155550134", 0) is not None

@@ -26,7 +26,7 @@ import phonenumbers
 from stdnum import numdb
 
 from llmroute.core import pii_net
-from llmroute.core.pii_context import PHONE, Context, Cue
+from llmroute.core.pii_context import CARD, PHONE, SSN, Context, Cue
 
 Hit = tuple[str, int, int, float]
 """(type, start, end, confidence): what a finder reports."""
@@ -88,16 +88,19 @@ _CARD_SHAPE = re.compile(
 matches in a span, this matches in the same span of ``Context.classes``, so a cluster it misses holds no card."""
 
 
-def cards_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
+def cards_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
+    hits: list[Hit] = []
     for m in _CARD.finditer(text, lo, hi):
         digits = m.group().replace(" ", "").replace("-", "")
         if not (luhn(digits) and issuer_ok(digits)) or digits.count(digits[0]) == len(digits):
             continue
-        cue = ctx.card(m.start(), m.end())
+        start, end = m.span()
+        cue = ctx.cue(start, end, CARD)
         if cue is Cue.NEGATIVE:
             continue
         grouped = m.group(1) is not None
-        yield ("credit_card", m.start(), m.end(), 0.99 if cue is Cue.POSITIVE else 0.9 if grouped else 0.8)
+        hits.append(("credit_card", start, end, 0.99 if cue is Cue.POSITIVE else 0.9 if grouped else 0.8))
+    return hits
 
 
 # --- US SSNs -------------------------------------------------------------------------------------------------------
@@ -128,16 +131,19 @@ def ssn_valid(digits: str) -> bool:
     )
 
 
-def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> Iterator[Hit]:
+def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
+    hits: list[Hit] = []
     for m in _SSN.finditer(text, lo, hi):
         digits = m.group().replace("-", "").replace(" ", "")
         if not ssn_valid(digits):
             continue
-        cue = ctx.ssn(m.start(), m.end())
+        start, end = m.span()
+        cue = ctx.cue(start, end, SSN)
         if cue is Cue.POSITIVE:
-            yield ("us_ssn", m.start(), m.end(), 0.95)
+            hits.append(("us_ssn", start, end, 0.95))
         elif cue is Cue.NONE and m.group(1) == "-":
-            yield ("us_ssn", m.start(), m.end(), 0.8)
+            hits.append(("us_ssn", start, end, 0.8))
+    return hits
 
 
 # --- IBANs ---------------------------------------------------------------------------------------------------------
@@ -298,6 +304,10 @@ _PHONE_EDGES = re.compile(
 it takes in a ``+``, ``(`` or ``(+`` before the digits) lets it through. One C-level match instead of that Python
 for every cluster: paths, versions and ids (``/orders/1245465``, ``Chrome/124.0.1034.188``) stop here."""
 
+_EDGE_TESTED = frozenset(_PHONE_BEFORE | set("(+:"))
+"""Where the character before a cluster is none of these (or there is none), ``_PHONE_EDGES`` matches: its first
+branch holds (not after ``(``, ``+``, ``_PHONE_BEFORE`` or ``::``), so it is not run."""
+
 _SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
 _TRUNK_SHAPE = re.compile(r"\(?0[0-9]*\)?(?:[ \-][0-9]{2,})+")
 """A national number after a trunk 0, in groups of two or more digits (not an ISBN's 0-463-14944-0)."""
@@ -398,11 +408,11 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
             yield from ssns_in(text, ctx, start, min(n, end + 2))
         if digits >= 12 and _CARD_SHAPE.search(classes, start, end + 2):
             yield from cards_in(text, ctx, start, min(n, end + 2))
-        if digits > 20 or _PHONE_EDGES.match(text, start) is None:
+        before = text[start - 1] if start else ""
+        if digits > 20 or (before in _EDGE_TESTED and _PHONE_EDGES.match(text, start) is None):
             continue  # (``phone_at`` would turn it away on the characters around it, whatever the digits)
         if end < n and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
             continue
-        before = text[start - 1] if start else ""
         one_try = classes.find(b" ", end - 4, end) < 0  # ``phone_at`` cuts a last group after a space in the last
         # four characters and tries again; without one it tries only the cluster (with a ``+``, ``(`` or ``(+``
         # before it), which is what this tries then, without its checks of the characters around it (done above)
