@@ -383,6 +383,8 @@ Each branch is a group, so ``lastindex`` says which one matched: 1 the IPv6-look
 def numbers(text: str, ctx: Context) -> Iterator[Hit]:
     """Every card, SSN, IBAN, phone and IP address: one pass over the digit clusters, each sent to what it may be."""
     classes, n = ctx.classes, len(text)
+    count, find = classes.count, classes.find  # (bound once: called for every cluster)
+    ssn_shape, card_shape, punctuated = _SSN_SHAPE_CLASSES.search, _CARD_SHAPE.search, _PUNCTUATED.search
     for m in _CLUSTER.finditer(classes):
         start, end = m.span()
         branch = m.lastindex
@@ -397,23 +399,23 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
                 continue
         if branch == 4:  # two digits after two letters: an IBAN's head or nothing
             continue
-        if branch == 3 or classes.count(b".", start, end) == 3:
+        if branch == 3 or count(b".", start, end) == 3:
             found = pii_net.ipv4s_in(text, ctx, start, min(n, end + 2))
             if found:
                 yield from found
-        digits = classes.count(b"0", start, end)
+        digits = count(b"0", start, end)
         if digits < 7:
             continue
-        if digits >= 9 and _SSN_SHAPE_CLASSES.search(classes, start, end + 2):
+        if digits >= 9 and ssn_shape(classes, start, end + 2):
             yield from ssns_in(text, ctx, start, min(n, end + 2))
-        if digits >= 12 and _CARD_SHAPE.search(classes, start, end + 2):
+        if digits >= 12 and card_shape(classes, start, end + 2):
             yield from cards_in(text, ctx, start, min(n, end + 2))
         before = text[start - 1] if start else ""
         if digits > 20 or (before in _EDGE_TESTED and _PHONE_EDGES.match(text, start) is None):
             continue  # (``phone_at`` would turn it away on the characters around it, whatever the digits)
         if end < n and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
             continue
-        one_try = classes.find(b" ", end - 4, end) < 0  # ``phone_at`` cuts a last group after a space in the last
+        one_try = find(b" ", end - 4, end) < 0  # ``phone_at`` cuts a last group after a space in the last
         # four characters and tries again; without one it tries only the cluster (with a ``+``, ``(`` or ``(+``
         # before it), which is what this tries then, without its checks of the characters around it (done above)
         if before != "+" and (before == "(" or text[start : start + 2] != "00"):  # national, as ``_phone`` decides
@@ -422,13 +424,13 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
                     continue  # (``_not_national``)
                 if before == "(":
                     start -= 1
-                elif _PUNCTUATED.search(classes, start, end) is None:  # digits and spaces: no date, no other shape
+                elif punctuated(classes, start, end) is None:  # digits and spaces: no date, no other shape
                     conf = _national(ctx, start, end, text[start:end], digits)
                     if conf:
                         yield ("phone", start, end, conf)
                     continue
                 if not (
-                    (classes.find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)  # (first:
+                    (find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)  # (first:
                     or _holds_date(text[start + (before == "(") : end])  # IP addresses, versions and decimals)
                     or _punctuation_not_national(text, classes, start, end)
                 ):
