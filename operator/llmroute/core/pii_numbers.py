@@ -344,8 +344,9 @@ def _national(ctx: Context, start: int, end: int, candidate: str, digits: int) -
     """``_phone`` of a national ``candidate`` of ``digits`` digits whose shape it let through (at most 12 digits, no
     ``/``, balanced parentheses, no SSN or ISBN shape, dots only as phone numbers use them)."""
     nanp = _NANP.fullmatch(candidate) is not None
-    if not ctx.phone_may_be_positive() and not (nanp or (8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate))):
-        return 0.0  # only a positive cue makes a phone of a number of another shape, and the text has none
+    if not (nanp or (8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate))) and not ctx.phone_may_be_positive():
+        return 0.0  # only a positive cue makes a phone of a number of another shape, and the text has none (its
+        # scan of the text comes last: it costs more than the shape tests)
     cue = ctx.cue(start, end, PHONE)
     if cue is Cue.NEGATIVE:
         return 0.0
