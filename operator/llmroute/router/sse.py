@@ -45,6 +45,9 @@ at most by blank lines or a comment; one further from the end is found when the 
 _MAX_RUNS = 16
 """Runs of repeated events merged in one go per answer (a reasoning answer has two: thinking, then the answer);
 past them, the rest is merged event by event."""
+_RUN_MIN_BYTES = 1024
+"""Below this many bytes left (a few events: a short answer, the finish and usage events after a run) looking for
+a run costs more than merging event by event."""
 _DONE_COMPACT = b"data:[DONE]"
 _HEAD = ("id", "created", "model", "system_fingerprint")
 """Top-level fields whose first value is the answer's."""
@@ -265,7 +268,8 @@ class Assembler:
     def _merge_lines(self, body: bytes) -> None:
         """Merge ``body`` (complete lines, each after a newline): runs in one go, other events one by one."""
         pos = runs = 0
-        while runs < _MAX_RUNS and (t := sse_batch.template(body, pos, self.chat)) is not None:
+        while (runs < _MAX_RUNS and len(body) - pos >= _RUN_MIN_BYTES
+               and (t := sse_batch.template(body, pos, self.chat)) is not None):
             self._lines(body[pos:t.start])
             pos = t.end + 1
             if t.field:
