@@ -259,3 +259,25 @@ def test_phone_edges_hold_after_every_character_not_tested() -> None:
             matched = pii_numbers._PHONE_EDGES.match(text, len(before) + 1) is not None
             assert matched or ch in pii_numbers._EDGE_TESTED, (before, ch)
     assert pii_numbers._PHONE_EDGES.match("4155550134", 0) is not None
+
+
+def test_key_name_search_in_the_lowercased_text_equals_the_case_insensitive_one() -> None:
+    """``_assigned`` with the lowercased text (``_ASSIGNED_WORDS``, then ``_ASSIGNED_ASCII``) says what it says on
+    the text (``_ASSIGNED``, case-insensitive), for every window of ASCII text made of key names and assignments."""
+    from llmroute.core import pii_keys
+
+    rng = random.Random(8)
+    names = ["api_key", "API-KEY", "apikey", "Secret", "token", "Access_Key", "Authorization", "bearer", "Credentials"]
+    names += ["passwd", "Password", "private-key", "session_key", "auth", "AccountKey", "sig", "x", "my", "Key"]
+    glue = ["", " ", "=", ": ", " = ", '"', "'", "=>", ":=", "\t", "Bearer ", "Basic ", "TOKEN ", "_", "-", "1", "\n"]
+    found = 0
+    for _ in range(1_500):
+        text = "".join(rng.choice(names) + rng.choice(glue) for _ in range(rng.randint(1, 5)))
+        lower = text.lower()
+        for start in range(1, len(text) + 1):
+            lo = max(0, start - pii_keys._ASSIGNED_REACH)
+            expected = pii_keys._ASSIGNED.search(text, lo, start) is not None
+            assert pii_keys._assigned(text, lo, start, lower) == expected, (text, lo, start)
+            assert pii_keys._assigned(text, lo, start) == expected, (text, lo, start)
+            found += expected
+    assert found > 2_000

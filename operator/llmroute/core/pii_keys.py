@@ -45,6 +45,9 @@ _ASSIGNED = re.compile(
     re.IGNORECASE,
 )
 """A key-like name and an assignment, right before a value: ``api_key = "``, ``Authorization: Bearer ``."""
+_ASSIGNED_ASCII = re.compile(_ASSIGNED.pattern.replace("Bearer|Basic", "bearer|basic"))
+"""``_ASSIGNED`` for lowercased ASCII text: the same matches without case folding (its letters are lowercase but for
+those two words, and its classes hold both cases)."""
 _ASSIGNED_REACH = 56
 _ASSIGNED_WORDS = re.compile(r"key|secret|token|auth|bearer|credential|passw|sig")
 """What every name ``_ASSIGNED`` accepts holds, lowercased: where an ASCII window holds none of them, ``_ASSIGNED``
@@ -80,7 +83,7 @@ def keys(text: str, ctx: Context) -> list[Hit]:
     while pos != -1:
         end = tokens.find(b" ", pos)
         end = len(text) if end == -1 else end
-        hit = _token(text, pos, end, named) if named or text[pos] in _SHAPED_FIRST else None
+        hit = _token(text, pos, end, named, lower) if named or text[pos] in _SHAPED_FIRST else None
         if hit is not None:
             hits.append(hit)
             end = max(end, hit[2])
@@ -93,16 +96,17 @@ def keys(text: str, ctx: Context) -> list[Hit]:
     return hits
 
 
-def _token(text: str, start: int, end: int, named: bool = True) -> Hit | None:
+def _token(text: str, start: int, end: int, named: bool = True, lower: str = "") -> Hit | None:
     """The key in the token ``text[start:end]`` (a run of letters, digits, ``_-.+/``), if it is one; ``named``:
-    False when the text is ASCII and holds none of ``_ASSIGNED_WORDS`` (then no name is assigned any token)."""
+    False when the text is ASCII and holds none of ``_ASSIGNED_WORDS`` (then no name is assigned any token);
+    ``lower``: as ``_assigned`` takes it."""
     m = _SHAPED.match(text, start)
     if m is not None and not m.group().startswith("-----"):
         value = m.group()
         if _placeholder(value) or not (value.startswith("eyJ") or _random_looking(value, shaped=True)):
             return None
         return ("api_key", start, m.end(), 0.97)
-    if not named or not _assigned(text, max(0, start - _ASSIGNED_REACH), start):
+    if not named or not _assigned(text, max(0, start - _ASSIGNED_REACH), start, lower):
         return None  # first: one C-level search rejects most tokens (hex ids, paths, hashes), cheaper than entropy
     value = text[start:end].rstrip(".")
     if not _random_looking(value, shaped=False) or _placeholder(value) or _REFERENCE.fullmatch(value):
@@ -110,8 +114,13 @@ def _token(text: str, start: int, end: int, named: bool = True) -> Hit | None:
     return ("api_key", start, start + len(value), 0.85)
 
 
-def _assigned(text: str, lo: int, start: int) -> bool:
-    """A key-like name is assigned the value at ``start`` (``_ASSIGNED`` in ``text[lo:start]``)."""
+def _assigned(text: str, lo: int, start: int, lower: str = "") -> bool:
+    """A key-like name is assigned the value at ``start`` (``_ASSIGNED`` in ``text[lo:start]``); ``lower``: the text
+    lowercased when it is ASCII (``Context.lower``), searched between the same offsets."""
+    if lower:
+        return _ASSIGNED_WORDS.search(lower, lo, start) is not None and (
+            _ASSIGNED_ASCII.search(lower, lo, start) is not None
+        )
     window = text[lo:start]
     if window.isascii() and _ASSIGNED_WORDS.search(window.lower()) is None:
         return False  # (non-ASCII text: a long s or a Kelvin sign matches case-insensitively, not lowercased)
