@@ -281,3 +281,32 @@ def test_key_name_search_in_the_lowercased_text_equals_the_case_insensitive_one(
             assert pii_keys._assigned(text, lo, start) == expected, (text, lo, start)
             found += expected
     assert found > 2_000
+
+
+def test_maybe_public_v4_matches_are_the_ipv4_matches_that_can_be_public() -> None:
+    """``ipv4s_in`` walks ``_MAYBE_PUBLIC_V4``'s matches instead of ``_IPV4``'s: in dotted text of every shape, each
+    of its matches is an ``_IPV4`` match (same span), and each ``_IPV4`` match without a leading zero, of octets up
+    to 255, in a public range, is one of its matches."""
+    from llmroute.core import pii_net
+
+    rng = random.Random(9)
+    octets = ["0", "1", "9", "10", "01", "007", "100", "127", "169", "172", "192", "224", "254", "255", "256", "999"]
+    octets += ["16", "31", "32", "168", "64", "198", "203", "1000"]
+    seps = [".", ".", ".", "..", " ", "-", "/", ":", "a"]
+    edges = ["", " ", "v", "=", ".", "-", "/", "1", "(", "=="]
+    public = 0
+    for _ in range(20_000):
+        if rng.random() < 0.7:  # a dotted quad
+            quad = ".".join(rng.choice(octets) for _ in range(4))
+        else:
+            quad = rng.choice(octets) + "".join(rng.choice(seps) + rng.choice(octets) for _ in range(rng.randint(2, 5)))
+        text = rng.choice(edges) + quad + rng.choice(["", " ", ".", ".5", "/24", "x", "-"])
+        maybe = [m.span() for m in pii_net._MAYBE_PUBLIC_V4.finditer(text)]
+        plain = {m.span(): m.group() for m in pii_net._IPV4.finditer(text)}
+        assert set(maybe) <= set(plain), text
+        for span, found in plain.items():
+            octet = list(map(int, found.split(".")))
+            if pii_net._LEADING_ZERO.search(found) is None and max(octet) <= 255 and pii_net.public_v4(*octet):
+                assert span in maybe, text
+                public += 1
+    assert public > 1_000

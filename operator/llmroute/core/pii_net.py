@@ -190,23 +190,20 @@ _MAYBE_PUBLIC_V4 = re.compile(
     r"(?<![0-9A-Za-z_.\-])(?!(?:0|10|127|22[4-9]|2[3-5][0-9]|192\.168|172\.(?:1[6-9]|2[0-9]|3[01])|169\.254)\.)"
     rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?![0-9A-Za-z_\-]|\.[0-9])"
 )
-"""What every ``_IPV4`` match that ``ipv4s_in`` may report also matches, at the same start: octets of at most 255
-without a leading zero, not in a /8 that holds no public address (0, 10, 127, 224 and up) nor in 172.16/12,
-192.168/16 or 169.254/16. Where it finds nothing in a cluster (private addresses in logs, versions such as
-``6.5.745.72``), ``ipv4s_in`` would report nothing there, and is not run."""
+"""What every ``_IPV4`` match that ``ipv4s_in`` may report also matches, at the same start and end: octets of at
+most 255 without a leading zero (``_LEADING_ZERO``), not in a /8 that holds no public address (0, 10, 127, 224 and
+up) nor in 172.16/12, 192.168/16 or 169.254/16. Each of its matches is an ``_IPV4`` match (the same boundaries, and
+octets of one to three digits), and a match of either is a whole dotted run, so neither overlaps another: its matches
+in a window are the ``_IPV4`` matches there less ones no test below would let through (private addresses in logs,
+versions such as ``6.5.745.72``), and ``ipv4s_in`` tests only those."""
 
 
 def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
-    """Public IPv4 addresses in ``text[lo:hi]`` (a list: most calls find none, and return before building one)."""
-    if _MAYBE_PUBLIC_V4.search(text, lo, hi) is None:
-        return []
+    """Public IPv4 addresses in ``text[lo:hi]`` (a list: most calls find none)."""
     hits: list[Hit] = []
-    for m in _IPV4.finditer(text, lo, hi):
-        quad = m.group()
-        if _LEADING_ZERO.search(quad) is not None:
-            continue
-        a, b, c, d = map(int, quad.split("."))
-        if a > 255 or b > 255 or c > 255 or d > 255 or not public_v4(a, b, c, d):
+    for m in _MAYBE_PUBLIC_V4.finditer(text, lo, hi):
+        a, b, c, d = map(int, m.group().split("."))
+        if not public_v4(a, b, c, d):
             continue
         start, end = m.span()
         if text[max(0, start - 2) : start] in _PINS:
