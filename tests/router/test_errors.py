@@ -9,6 +9,10 @@ no healthy backend (503 with Retry-After), malformed, non-object and too deeply 
 
 from __future__ import annotations
 
+import http.client
+import json
+from typing import Any
+
 import openai
 import pytest
 
@@ -114,3 +118,35 @@ def test_upstream_client_error_in_a_stream(client: openai.OpenAI, hub: Hub) -> N
 def test_unknown_path_is_openai_shaped_404(router: RouterProcess) -> None:
     status, _, body = post(router, "/v1/responses", {"model": "deepseek-chat"})
     assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_every_kind_of_response_says_server_llmroute_and_no_version(router: RouterProcess) -> None:
+    """Answers, streams, listings, probes, metrics and refusals all carry ``Server: llmroute`` (set where responses
+    are finished, and on streams when they start): aiohttp's ``Python/3.x aiohttp/3.y`` would tell an attacker
+    which versions to look up."""
+
+    def head_of(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=15)
+        try:
+            conn.request(method, path, json.dumps(body) if body is not None else None,
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status, resp.getheader("Server", "")
+        finally:
+            conn.close()
+
+    seen = {
+        "answer": head_of("POST", "/v1/chat/completions", {"model": "deepseek-chat", "messages": MESSAGES}),
+        "stream": head_of("POST", "/v1/chat/completions",
+                          {"model": "deepseek-chat", "messages": MESSAGES, "stream": True}),
+        "models": head_of("GET", "/v1/models"),
+        "healthz": head_of("GET", "/healthz"),
+        "readyz": head_of("GET", "/readyz"),
+        "metrics": head_of("GET", "/metrics"),
+        "unknown path": head_of("GET", "/v2/nothing"),
+        "unknown model": head_of("POST", "/v1/chat/completions", {"model": "gpt-17", "messages": MESSAGES}),
+        "wrong method": head_of("PUT", "/v1/chat/completions", {}),
+    }
+    assert {k: s for k, (_, s) in seen.items()} == dict.fromkeys(seen, "llmroute"), seen
+    assert [s for s, _ in seen.values()] == [200, 200, 200, 200, 200, 200, 404, 404, 404]

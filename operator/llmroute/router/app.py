@@ -44,7 +44,7 @@ from llmroute.router.upstream import Upstream
 MAX_CLIENT_BODY = 256 * 1024 * 1024 + 1
 """aiohttp's own cap on request bodies (the largest ``maxRequestBytes`` an LLMRoute may set); the config's limit is
 checked by the proxy."""
-_SSE_HEADERS = {"Content-Type": f"{EVENT_STREAM}; charset=utf-8", "Cache-Control": "no-cache",
+_SSE_HEADERS = {"Server": SERVER_NAME, "Content-Type": f"{EVENT_STREAM}; charset=utf-8", "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no"}
 
 
@@ -68,24 +68,18 @@ RUNTIME = web.AppKey("llmroute_router_runtime", Runtime)
 def build_app(config_paths: Sequence[str], *, poll_interval_s: float = POLL_INTERVAL_S) -> web.Application:
     """The router application for ``config_paths``; the config is loaded at startup."""
     app = web.Application(client_max_size=MAX_CLIENT_BODY)
-    app.on_response_prepare.append(_no_version_banner)
     app[RUNTIME] = Runtime(list(config_paths), poll_interval_s)
-    app.middlewares.append(auth.middleware(app[RUNTIME].snapshot))  # spec.access: 401/403 before any body
+    checked = auth.guarded(app[RUNTIME].snapshot)  # spec.access: 401/403 before any body (not the probes)
     app.cleanup_ctx.append(_lifespan)
     for prefix in ("/v1", ""):
         for kind in Kind:
-            app.router.add_post(prefix + kind.value, _proxy_handler(kind), expect_handler=_expect_body)
-        app.router.add_get(prefix + "/models", _models)
+            app.router.add_post(prefix + kind.value, checked(_proxy_handler(kind)), expect_handler=_expect_body)
+        app.router.add_get(prefix + "/models", checked(_models))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_route("*", "/{tail:.*}", _not_found)
+    app.router.add_route("*", "/{tail:.*}", checked(_not_found))
     return app
-
-
-async def _no_version_banner(_: web.BaseRequest, response: web.StreamResponse) -> None:
-    """``Server: llmroute``, not aiohttp's default ``Python/3.x aiohttp/3.y``: versions help only an attacker."""
-    response.headers["Server"] = SERVER_NAME
 
 
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:

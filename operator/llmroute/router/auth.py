@@ -1,10 +1,11 @@
-"""Client authentication and authorization for routes with ``spec.access`` (issue #12): an aiohttp middleware.
+"""Client authentication and authorization for routes with ``spec.access`` (issue #12): a wrapper of the handlers.
 
 Every request except ``/healthz``, ``/readyz`` and ``/metrics`` (kubelet probes and scrapers, which carry no
-credential and learn nothing from a route) is checked against the loaded config's ``access`` section with the pure
-decisions of :mod:`llmroute.core.access`: unauthenticated → 401 with ``WWW-Authenticate: Bearer``, authenticated but
-not listed → 403, both in OpenAI's error shape, before the body is read (a refused request with a body closes its
-connection). A config without ``access`` lets everything through, as before: such a route relies on NetworkPolicies.
+credential and learn nothing from a route; their handlers are not wrapped) is checked against the loaded config's
+``access`` section with the pure decisions of :mod:`llmroute.core.access`: unauthenticated → 401 with
+``WWW-Authenticate: Bearer``, authenticated but not listed → 403, both in OpenAI's error shape, before the body is
+read (a refused request with a body closes its connection). A config without ``access`` lets everything through,
+as before: such a route relies on NetworkPolicies.
 
 * **Bearer tokens** are read from the files the config names (the route's Secrets, mounted by the operator), at
   most every :data:`TOKEN_RELOAD_S`, and kept only as SHA-256 digests: a rotated Secret is accepted within that
@@ -20,7 +21,7 @@ connection). A config without ``access`` lets everything through, as before: suc
 * Denials are counted in ``llmroute_access_denials_total{reason}`` (a fixed vocabulary; no identity in labels) and
   never logged with the token.
 
-Registered by :func:`llmroute.router.app.build_app` through :func:`middleware`.
+Applied by :func:`llmroute.router.app.build_app` through :func:`guarded` to every handler but the exempt ones.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import Counter
 
 from llmroute.core import access
@@ -43,7 +43,6 @@ from llmroute.router.openai_errors import RouterError
 log = logging.getLogger("llmroute.router.auth")
 
 IDENTITY_KEY = "llmroute.identity"
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 TOKEN_RELOAD_S = 5.0
 MAX_TOKEN_FILE_BYTES = 4096
 MAX_VERIFIED = 4096
@@ -159,31 +158,36 @@ def refusal(denied: access.Denied) -> RouterError:
     )
 
 
-def middleware(current: Callable[[], HasConfig | None], guard: Guard | None = None) -> Middleware:
-    """The auth middleware; ``current`` returns the loaded snapshot (None before the first config)."""
+def guarded(current: Callable[[], HasConfig | None], guard: Guard | None = None) -> Callable[[Handler], Handler]:
+    """Wraps a handler with the access check; ``current`` returns the loaded snapshot (None before the first
+    config). A wrapper per handler rather than an aiohttp middleware: aiohttp builds a ``partial`` and copies the
+    handler's attributes for every middleware on every request, which cost more than the check itself."""
     checks = guard or Guard()
 
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        snapshot = current() if request.path not in EXEMPT_PATHS else None
-        settings = snapshot.config.access if snapshot is not None else None
-        if snapshot is None or settings is None:
+    def wrap(handler: Handler) -> Handler:
+        async def authenticate(request: web.Request) -> web.StreamResponse:
+            snapshot = current()
+            settings = snapshot.config.access if snapshot is not None else None
+            if snapshot is None or settings is None:
+                return await handler(request)
+            try:
+                identity = checks.identify(
+                    settings, snapshot.config.origin.route_namespace, request.headers.get("Authorization")
+                )
+            except access.Denied as denied:
+                DENIALS.labels(denied.reason.value).inc()
+                error = refusal(denied)
+                audit.refused_caller(snapshot.config, snapshot.hash, request.path, error.status, error.code)
+                response = web.Response(
+                    status=error.status, body=error.body(), content_type="application/json",
+                    headers=dict(error.headers)
+                )
+                if request.body_exists:
+                    response.force_close()  # the unread body must not be taken for the next request
+                return response
+            request[IDENTITY_KEY] = identity.label()
             return await handler(request)
-        try:
-            identity = checks.identify(
-                settings, snapshot.config.origin.route_namespace, request.headers.get("Authorization")
-            )
-        except access.Denied as denied:
-            DENIALS.labels(denied.reason.value).inc()
-            error = refusal(denied)
-            audit.refused_caller(snapshot.config, snapshot.hash, request.path, error.status, error.code)
-            response = web.Response(
-                status=error.status, body=error.body(), content_type="application/json", headers=dict(error.headers)
-            )
-            if request.body_exists:
-                response.force_close()  # the unread body must not be taken for the next request
-            return response
-        request[IDENTITY_KEY] = identity.label()
-        return await handler(request)
 
-    return authenticate
+        return authenticate
+
+    return wrap

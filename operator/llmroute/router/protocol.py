@@ -413,8 +413,12 @@ class GuardedHandler(RequestHandler):
     def finish_response(  # returns the awaitable: no extra coroutine per request
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
-        """aiohttp's own ``HTTPException`` responses (a path not in origin form, an unmet ``Expect``) in OpenAI's
-        error shape; the refusals among them, and the route's 413, counted."""
+        """``Server: llmroute`` on every response (not aiohttp's ``Python/3.x aiohttp/3.y``: versions help only an
+        attacker; a stream prepared by its handler has it already), and aiohttp's own ``HTTPException`` responses
+        (a path not in origin form, an unmet ``Expect``) in OpenAI's error shape; the refusals among them, and the
+        route's 413, counted."""
+        if not resp.prepared:
+            resp.headers["Server"] = SERVER_NAME
         status = resp.status
         if status >= 400:
             if isinstance(resp, web.HTTPException):
