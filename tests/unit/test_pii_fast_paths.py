@@ -214,21 +214,6 @@ def test_vendor_key_shapes_start_with_the_listed_characters() -> None:
     assert first(list(_parser.parse(pii_keys._SHAPED.pattern))) == set(pii_keys._SHAPED_FIRST)
 
 
-def _resolve(hits: list[tuple[str, int, int, float]]) -> list[tuple[str, int, int, float]]:
-    """``pii._resolve`` without its shortcut: longest first, then most confident, then earliest; kept by start."""
-    from bisect import bisect_left
-
-    starts: list[int] = []
-    kept: list[tuple[str, int, int, float]] = []
-    for h in sorted(hits, key=lambda h: (h[1] - h[2], -h[3], h[1])):
-        i = bisect_left(starts, h[1])
-        if (i < len(kept) and kept[i][1] < h[2]) or (i > 0 and kept[i - 1][2] > h[1]):
-            continue
-        starts.insert(i, h[1])
-        kept.insert(i, h)
-    return kept
-
-
 def test_resolving_hits_that_overlap_nowhere_keeps_them_all_in_order() -> None:
     """``pii._resolve`` returns hits that overlap nowhere sorted by start without the general bookkeeping: on random
     hit lists (disjoint, touching, overlapping, nested, equal, empty spans), it answers as the general way."""
@@ -244,7 +229,7 @@ def test_resolving_hits_that_overlap_nowhere_keeps_them_all_in_order() -> None:
         if rng.random() < 0.5:
             hits = [(t, s + 40 * i, e + 40 * i, c) for i, (t, s, e, c) in enumerate(hits)]  # mostly disjoint
         got = list(pii._resolve(list(hits)))
-        assert got == _resolve(hits), hits
+        assert got == pii.resolve_overlapping(list(hits)), hits
         shortcut += len(got) == len(hits)
     assert shortcut > 5_000
 

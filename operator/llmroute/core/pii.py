@@ -108,6 +108,11 @@ def _resolve(hits: list[Hit]) -> Iterator[Hit]:
         end = h[2]
     else:
         return iter(ordered)
+    return iter(resolve_overlapping(hits))
+
+
+def resolve_overlapping(hits: list[Hit]) -> list[Hit]:
+    """:func:`_resolve`'s general way, for hits that may overlap (also what its shortcut is tested against)."""
     starts: list[int] = []
     kept: list[Hit] = []
     for h in sorted(hits, key=lambda h: (h[1] - h[2], -h[3], h[1])):
@@ -116,7 +121,7 @@ def _resolve(hits: list[Hit]) -> Iterator[Hit]:
             continue
         starts.insert(i, h[1])
         kept.insert(i, h)
-    return iter(kept)
+    return kept
 
 
 _START = itemgetter(1)
