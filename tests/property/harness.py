@@ -6,8 +6,8 @@ Assembled as :mod:`llmroute.router.app` assembles it - :class:`~llmroute.router.
 already has, and no change to it:
 
 * the :class:`~llmroute.router.upstream.Upstream` (the only module that makes outbound requests) is
-  :class:`ScriptedUpstream`: it records every attempt (provider, upstream model, pod) and answers with the scenario's
-  next fault for that provider; health probes and pool scrapes go through it too;
+  :class:`ScriptedUpstream`: it records every attempt (provider, upstream model, pod, key, body) and answers with
+  the scenario's next fault for that provider; health probes and pool scrapes go through it too;
 * pod discovery (:class:`~llmroute.router.pod_discovery.Discovery`) is :class:`ScriptedDiscovery`: a pool has a
   pod from its scripted time on;
 * the clock is the event loop's, and the loop is :class:`SimulatedTimeLoop`: waits, backoffs, time-to-first-token
@@ -40,7 +40,7 @@ from llmroute.router.pools import Pools
 from llmroute.router.proxy import Kind, Proxy
 from llmroute.router.upstream import Exchange, Upstream, UpstreamFailure
 
-from .world import EPOCH0, PII_SAMPLES, Config, Request, Scenario, secret_key
+from .world import EPOCH0, Config, Request, Scenario, request_text, secret_key
 
 POD_PORT = 8000
 _VLLM_IDLE = b"vllm:num_requests_waiting 0\nvllm:num_requests_running 0\n"
@@ -155,7 +155,7 @@ class ScriptedExchange(Exchange):
 
 @dataclass(frozen=True)
 class Attempt:
-    """One request that reached an upstream: which provider and model, on which pod, with which key."""
+    """One request that reached an upstream: which provider and model, on which pod, with which key and body."""
 
     provider: str
     model: str
@@ -163,6 +163,7 @@ class Attempt:
     authorization: str | None
     after_reload: bool
     config_index: int  # the config current when the attempt was sent
+    body: str  # the request body as the upstream received it (redacted or not)
 
 
 @dataclass
@@ -232,7 +233,13 @@ class ScriptedUpstream(Upstream):
         assert trace is not None, "an attempt outside any request"
         trace.attempts.append(
             Attempt(
-                provider, sent["model"], base_url, headers.get("Authorization"), trace.reloaded, router.config_index
+                provider,
+                sent["model"],
+                base_url,
+                headers.get("Authorization"),
+                trace.reloaded,
+                router.config_index,
+                body.decode(),
             )
         )
         fault = router.next_fault(provider)
@@ -404,7 +411,7 @@ class InProcessRouter:
         headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-client-never-upstream"}
         if request.declared is not None:
             headers["x-llmroute-data-class"] = request.declared
-        text = " and ".join(("hello", *(PII_SAMPLES[t] for t in request.pii)))
+        text = request_text(request.pii)
         body: dict[str, object]
         if request.mode == "embeddings":
             kind, body = Kind.EMBEDDINGS, {"model": request.model, "input": text}

@@ -9,6 +9,10 @@ requires that. A term that is not stated, or stated ``Unknown``, never satisfies
 case). A request is held to its declared class (else the route's default, else the policy's) and to every class
 whose ``detect`` names a type its text holds; a backend is allowed only if every one of those classes allows it, and
 usable only if the router also has its key.
+
+Redaction (``providers[].redaction``): a provider that requires a type redacted must never receive a value of that
+type in clear - not under the config the request started with, nor under a config loaded while it was in flight
+(the attempts after such a reload) - and every other value the request holds reaches it as the client sent it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from .world import Config, ProviderFacts, Request
 EU_MEMBERS_IN_USE = frozenset({"DE", "FR", "IE"})
 """The EU member states among the jurisdictions the worlds use (GB is not one)."""
 _RETENTION_MEETS = {"Zero": {"Zero"}, "Bounded": {"Zero", "Bounded"}}
+
+
+def redacted(config: Config, provider: str) -> frozenset[str]:
+    """The types ``provider`` must only ever receive as placeholders under ``config``."""
+    return frozenset(config.provider(provider).redacts)
 
 
 def permits(cls_name: str, config: Config, p: ProviderFacts) -> bool:

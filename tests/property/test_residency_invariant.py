@@ -14,6 +14,10 @@ against an oracle that decides from the policy's facts alone (:mod:`tests.proper
   after a mid-flight reload, under the config loaded since (a reload that narrows residency binds the retries and
   failovers of requests already in flight: stale config fails closed);
 * every attempt carries its provider's own key (or none, self-hosted), never the client's;
+* no attempt carries in clear a value of a type its provider requires redacted (``providers[].redaction``) under
+  the config the request started with, nor, after a mid-flight reload, under the config loaded since (placeholders
+  are issued once, under the first: a provider the new config redacts more for is skipped, fail closed); every
+  other value the request holds reaches the provider as sent;
 * nothing allowed: 403 ``no_compliant_backend`` with no attempt; allowed but none keyed: 503; unknown class: 400;
   unknown model: 404; otherwise the request is served by a usable backend, or passes that backend's own 4xx on, or
   fails closed with 503 ``no_healthy_backend`` - never anything else.
@@ -27,24 +31,30 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, note
 
+from llmroute.core.pii import DEFAULT as DETECTOR
 from llmroute.core.router_config import RouterConfig
 
 from .conftest import STATS, examples
 from .harness import Attempt, InProcessRouter, Outcome, SimulatedTimeLoop, Trace, compiled, secret_of
-from .oracle import Expected, expect, permits
+from .oracle import Expected, expect, permits, redacted
 from .world import (
     CLASS_NAMES,
+    DETECTABLE,
+    PII_VALUES,
+    REDACT_TYPES,
     Config,
     Reload,
     Request,
     Scenario,
     Wait,
     configs,
+    request_text,
     scenarios,
 )
 
@@ -113,9 +123,10 @@ async def _send_all(router: InProcessRouter, batch: list[Request]) -> None:
 
 def _check(router: InProcessRouter, config: Config, request: Request, outcome: Outcome, trace: Trace) -> None:
     want = expect(config, request)
+    held = frozenset(request.pii)
     states = {k: str(v) for k, v in router.health.states().items() if str(v) != "healthy"}
     note(
-        f"{request} -> {want.describe()}; attempts {[_short(a) for a in trace.attempts]}"
+        f"{request} -> {want.describe()}; attempts {[_short(a, held) for a in trace.attempts]}"
         f"{f', drilled {trace.drilled}' if trace.drilled else ''}; answered {outcome.status} {outcome.code or ''}"
         f"{f' by {outcome.provider}' if outcome.provider else ''}; circuits {states or 'all healthy'}"
     )
@@ -132,12 +143,28 @@ def _check(router: InProcessRouter, config: Config, request: Request, outcome: O
         assert a.authorization == (secret_of(a.provider) if facts.hosting == "hosted" else None), (
             f"attempt to {a.provider} carried the wrong credentials"
         )
+        clear = _in_clear(a, held)
+        owed = redacted(config, a.provider) & held
+        STATS["attempts with values redacted"] += bool(owed)
+        assert clear == held - owed, (
+            f"attempt to {a.provider} carried {sorted(clear)} in clear, it requires {sorted(owed)} redacted "
+            f"(the request holds {sorted(held)})"
+        )
         if a.after_reload:  # stale config fails closed: the config loaded since must allow the attempt too
             STATS["attempts after a mid-flight reload"] += 1
-            now = expect(router.scenario.configs[a.config_index], request)
+            current = router.scenario.configs[a.config_index]
+            now = expect(current, request)
             assert (a.provider, a.model) in now.usable, (
                 f"attempt after a reload reached {a.provider}/{a.model}, which the config then current forbids: "
                 f"{now.describe()}"
+            )
+            leaked = clear & redacted(current, a.provider)  # ... and its redaction: nothing it redacts in clear
+            STATS["attempts after a reload, redacted by the config loaded since"] += bool(
+                held & redacted(current, a.provider)
+            )
+            assert not leaked, (
+                f"attempt after a reload carried {sorted(leaked)} in clear to {a.provider}, which the config then "
+                f"current (#{a.config_index}) requires redacted"
             )
     for provider in trace.drilled:
         assert provider in usable, f"a drill was asked about {provider}, which is not usable: {want.describe()}"
@@ -162,9 +189,26 @@ def _check_answer(want: Expected, outcome: Outcome, trace: Trace, usable: set[st
         assert outcome.provider in usable, f"answered by {outcome.provider}, usable {sorted(usable)}"
 
 
-def _short(a: Attempt) -> str:
+def _in_clear(a: Attempt, held: frozenset[str]) -> frozenset[str]:
+    """The types of the request whose values ``a`` sent as the client wrote them."""
+    return frozenset(t for t in held if PII_VALUES[t] in a.body)
+
+
+def _short(a: Attempt, held: frozenset[str]) -> str:
     pod = " (pod)" if a.pod else ""
-    return f"{a.provider}/{a.model}{pod}{' after reload' if a.after_reload else ''}"
+    clear = _in_clear(a, held)
+    shown = f" clear {'+'.join(sorted(clear))}" if clear else ""
+    hidden = f" redacted {'+'.join(sorted(held - clear))}" if held - clear else ""
+    return f"{a.provider}/{a.model}{pod}{' after reload' if a.after_reload else ''}{shown}{hidden}"
+
+
+@pytest.mark.parametrize("pii", [c for k in (1, 2) for c in itertools.combinations(DETECTABLE, k)])  # as drawn
+def test_the_values_the_oracle_looks_for_are_those_the_detector_finds(pii: tuple[str, ...]) -> None:
+    """The redaction check looks for :data:`PII_VALUES` in what providers receive: in every text a request of the
+    worlds sends, the detector finds exactly those values of the types providers may redact (no more, no less)."""
+    text = request_text(pii)
+    found = {(f.type, text[f.start : f.end]) for f in DETECTOR.detect(text)}
+    assert found == {(t, PII_VALUES[t]) for t in pii if t in REDACT_TYPES}
 
 
 # --- the compiled config ------------------------------------------------------------------------------------------

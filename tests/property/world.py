@@ -12,6 +12,8 @@ are under test too: the oracle (:mod:`tests.property.oracle`) reads a missing fa
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -46,8 +48,19 @@ PII_SAMPLES = {
     "phone": "call me at +1 415 555 0134",
 }
 """A text holding each type, as the detector finds it (``phone`` is detected but no class detects it here)."""
+PII_VALUES = {
+    "email": "jane.roe@example.com",
+    "us_ssn": "536-22-8726",
+    CUSTOM_TYPE: "EMP-482913",
+    "phone": "+1 415 555 0134",
+}
+"""The value in each sample the detector finds: what a provider that redacts the type must never receive."""
+assert all(PII_VALUES[t] in PII_SAMPLES[t] for t in PII_SAMPLES) and PII_VALUES.keys() == PII_SAMPLES.keys()
 DETECTABLE = (*PII_SAMPLES,)
 DETECT_TYPES = ("email", "us_ssn", CUSTOM_TYPE)
+REDACT_TYPES = ("email", "us_ssn", "phone")
+"""Built-in types a provider may require redacted (``providers[].redaction``)."""
+REDACTION_MODES = ("Redact", "Restore")
 
 FAULTS = (
     "ok",
@@ -84,6 +97,8 @@ class ProviderFacts:
     certifications: tuple[str, ...]
     hosting: str  # "hosted" (endpoint + key), "self-hosted" (endpoint, no key), "pool" (a ModelPool)
     has_key: bool = True  # hosted only: the Secret holds its key
+    redacts: tuple[str, ...] = ()  # types it must only ever receive as placeholders (providers[].redaction)
+    redaction_mode: str = "Redact"  # "Redact" or "Restore" (what its answers get back); only with ``redacts``
 
     @property
     def pool_key(self) -> str:
@@ -104,6 +119,8 @@ class ProviderFacts:
             out["dataUse"] = terms
         if self.certifications:
             out["certifications"] = list(self.certifications)
+        if self.redacts:
+            out["redaction"] = {"types": list(self.redacts), "mode": self.redaction_mode}
         return out
 
 
@@ -285,6 +302,11 @@ class Request:
     reload_after: int | None = None
 
 
+def request_text(pii: Sequence[str]) -> str:
+    """The text a request holding the types ``pii`` sends: a sample of each."""
+    return " and ".join(("hello", *(PII_SAMPLES[t] for t in pii)))
+
+
 @dataclass(frozen=True)
 class Wait:
     """Time passes (circuits tick, probes run, pools start, drills end)."""
@@ -353,6 +375,7 @@ class _Product:
         return out
 
 
+_REDACTS = ((),) * 6 + _subsets(REDACT_TYPES, 2)[1:]  # about half the providers redact one or two types
 _PROVIDER = _Product(
     hosting=("hosted", "hosted", "hosted", "self-hosted", "pool"),
     jurisdiction=JURISDICTIONS,
@@ -360,7 +383,10 @@ _PROVIDER = _Product(
     retention=(None, "Zero", "Zero", "Bounded", "Bounded", "Unknown"),
     certifications=((), *_subsets(CERTIFICATIONS, 3)),
     has_key=(True,) * 9 + (False,),
+    redacts=_REDACTS,
+    redaction_mode=REDACTION_MODES,
 )
+_REDACTION = _Product(redacts=((),) * 2 + _REDACTS[6:], redaction_mode=REDACTION_MODES)  # an edit: mostly some
 _CLASS = _Product(
     jurisdictions=((),) * 12 + _subsets(CLASS_JURISDICTIONS, 3)[1:],
     training=(None, None, None, "NotUsed", "NotUsed", "Used"),
@@ -391,11 +417,10 @@ _REQUEST = _Product(
     declared=range(10),  # an index into the scenario's class choices
     pii=_subsets(DETECTABLE, 2),
     mode=("chat", "chat", "stream", "embeddings"),
-    reload_after=(None, None, 1, 2),
+    reload_after=(None, 1, 1, 2),  # half reload right after the first send: its retries meet the new config
 )
 _STEP = st.integers(0, 9)  # 0-5: a request, 6-7: a wait, 8-9: a reload
 _WAITS = (0.5, 2.0, 6.0, 25.0)
-_STEP_COUNT = {n: st.integers(1, n) for n in (4, 8, 12)}
 _PROVIDER_COUNT = st.sampled_from((2, 3, 4, 5, 1))  # shrinks to 2: one allowed, one forbidden
 _MASK = {n: st.integers(1, 2**n - 1) for n in range(1, 6)}
 _SUBSET = {n: st.integers(0, 2**n - 1) for n in range(6)}
@@ -407,7 +432,17 @@ _THEN = st.sampled_from(("ok", "ok", "503", "connect", "timeout", "402"))
 _POOL_READY = st.sampled_from((None, 0.0, 1.0, 10.0))
 _SCRIPT = st.integers(0, 2**20)
 _BOOL = st.booleans()
-_OTHER_CONFIGS = st.sampled_from((0, 1, 2))  # reloads swap to them (to the same one when none)
+_NEW_CONFIG = st.booleans()  # another config: a new one, or the first one edited (False: what it shrinks to)
+
+
+@st.composite
+def _raw_step(draw: st.DrawFn) -> tuple[int, dict[str, Any] | None]:
+    """One step as drawn (its kind, and a request's fields): one span, so the shrinker can drop a whole step."""
+    kind = draw(_STEP)
+    return kind, draw(_REQUEST.strategy) if kind < 6 else None
+
+
+_STEPS = {n: st.lists(_raw_step(), min_size=1, max_size=n) for n in (4, 8, 12)}
 
 
 def provider_names(count: int) -> tuple[str, ...]:
@@ -432,6 +467,8 @@ def _config(draw: st.DrawFn, names: tuple[str, ...], pools: bool) -> Config:
                 f["certifications"],
                 hosting,
                 hosting != "hosted" or f["has_key"],
+                f["redacts"],
+                _mode(f),
             )
         )
     class_names = _masked(CLASS_NAMES, draw(_CLASS_MASK))
@@ -491,13 +528,51 @@ def configs(draw: st.DrawFn, *, pools: bool = True) -> Config:
     return _config(draw, provider_names(draw(_PROVIDER_COUNT)), pools)
 
 
+def _mode(r: dict[str, Any]) -> str:
+    return str(r["redaction_mode"]) if r["redacts"] else REDACTION_MODES[0]
+
+
+def _redacting(p: ProviderFacts, r: dict[str, Any]) -> ProviderFacts:
+    return dataclasses.replace(p, redacts=r["redacts"], redaction_mode=_mode(r))
+
+
+Edit = tuple[dict[str, Any], ...]
+"""The first config with each provider's redaction drawn again: a policy edit (reloads to it keep routes alive)."""
+
+
+@functools.cache
+def _config_spans(
+    names: tuple[str, ...], pools: bool
+) -> tuple[st.SearchStrategy[Config], st.SearchStrategy[list[Config | Edit]]]:
+    """The first config, and 0-2 others (each one span: the shrinker drops whole configs): an edit of the first (its
+    providers' redaction drawn again: requests in flight keep their routes across the reload to it, and their
+    retries meet the new redaction) or a config of its own."""
+
+    @st.composite
+    def first(draw: st.DrawFn) -> Config:
+        return _config(draw, names, pools)
+
+    @st.composite
+    def other(draw: st.DrawFn) -> Config | Edit:
+        if draw(_NEW_CONFIG):
+            return _config(draw, names, pools)
+        return tuple(draw(_REDACTION.strategy) for _ in names)
+
+    return first(), st.lists(other(), max_size=2)
+
+
 @st.composite
 def scenarios(draw: st.DrawFn, *, reloads: bool = True, pools: bool = True, max_steps: int = 8) -> Scenario:
-    """Configs over the same providers, scripts, and 1 to ``max_steps`` steps. Requests declare no class (the
-    default applies), a class of the first config, one of another config, or one no policy has."""
+    """Configs over the same providers (the first, and up to two new ones or edits of its redaction), scripts, and
+    1 to ``max_steps`` steps. Requests declare no class (the default applies), a class of the first config, one of
+    another config, or one no policy has."""
     names = provider_names(draw(_PROVIDER_COUNT))
-    first = _config(draw, names, pools)
-    others = tuple(_config(draw, names, pools) for _ in range(draw(_OTHER_CONFIGS))) if reloads else ()
+    first_config, other_configs = _config_spans(names, pools)
+    first = draw(first_config)
+    others = [
+        c if isinstance(c, Config) else dataclasses.replace(first, providers=tuple(map(_redacting, first.providers, c)))
+        for c in (draw(other_configs) if reloads else ())
+    ]
     pool_keys = sorted({p.pool_key for c in (first, *others) for p in c.providers if p.hosting == "pool"})
     known = [c.name for c in first.classes]
     choices = (
@@ -515,14 +590,12 @@ def scenarios(draw: st.DrawFn, *, reloads: bool = True, pools: bool = True, max_
     models = [m for m, _ in first.models]
     model_choices = (models[0], models[-1], models[0], MODEL_NAMES[1])
     steps: list[Step] = []
-    for _ in range(draw(_STEP_COUNT[max_steps])):
-        kind = draw(_STEP)
+    for kind, r in draw(_STEPS[max_steps]):
         if kind >= 8 and reloads:
             steps.append(Reload())
-        elif kind >= 6:
+        elif r is None:
             steps.append(Wait(_WAITS[kind % len(_WAITS)]))
         else:
-            r = draw(_REQUEST.strategy)
             steps.append(
                 Request(
                     model_choices[r["model"]],
@@ -540,5 +613,5 @@ def scenarios(draw: st.DrawFn, *, reloads: bool = True, pools: bool = True, max_
         pool_ready_at={k: draw(_POOL_READY) for k in pool_keys},
         steps=tuple(steps),
         seed=draw(_SCRIPT),
-        concurrent=draw(_SCRIPT) % 5 == 0,
+        concurrent=draw(_SCRIPT) % 5 == 4,
     )
