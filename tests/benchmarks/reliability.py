@@ -106,9 +106,15 @@ INCIDENT_FIELDS = ("errors", "lost", "requests")
 def _property(f: Figures) -> str:
     return (
         f"{f['examples']:,} examples in {f['seconds']:.0f} s: {f['requests']:,} requests, {f['attempts']:,} attempts "
-        f"({f['attemptsAfterReload']:,} after a mid-flight reload), {f['compiledVerdicts']:,} compiled verdicts "
+        f"({f['attemptsAfterReload']:,} after a mid-flight reload"
+        f"{_redacted(f)}), {f['compiledVerdicts']:,} compiled verdicts "
         f"checked against an independent oracle: **{f['violations']} violations**"
     )
+
+
+def _redacted(f: Figures) -> str:
+    """The attempts whose body had values redacted (recorded since the property test learned provider redaction)."""
+    return f", {f['attemptsRedacted']:,} with values redacted" if "attemptsRedacted" in f else ""
 
 
 def _fuzz(f: Figures) -> str:
@@ -236,8 +242,9 @@ GUARANTEES: tuple[Guarantee, ...] = (
     Guarantee(
         "residency-property",
         "No attempt ever reaches a backend the request's classes forbid (property-based, "
-        "random policies, routes, classes and fault sequences), nor, after a reload mid-flight, one the new config "
-        "forbids",
+        "random policies, routes, classes, provider redaction and fault sequences), nor carries in clear a value its "
+        "provider must only get redacted; after a reload mid-flight, neither one the new config forbids (its default "
+        "class included) nor a value it redacts",
         ("tests/property/test_residency_invariant.py",),
         _property,
         lambda f: f["examples"] >= 10_000 and f["violations"] == 0,
