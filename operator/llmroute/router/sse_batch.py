@@ -135,14 +135,19 @@ def run(body: bytes, t: Template) -> tuple[int, str, int]:
     if pieces[0] != head:
         return 0, "", t.start
     mids = pieces[1:-1]
-    ends = list(map(bytes.endswith, mids, repeat(glue)))
-    k = ends.index(False) if False in ends else len(mids)
+    if all(map(bytes.endswith, mids, repeat(glue))):  # the usual case: the run goes on to the last piece
+        k = len(mids)
+        stop = len(body) + 1 - len(pieces[-1]) - len(t.prefix)  # the start of the last piece's event
+    else:
+        ends = list(map(bytes.endswith, mids, repeat(glue)))
+        k = ends.index(False)
+        stop = t.start + sum(map(len, pieces[: k + 1])) + n * (k + 1) - len(t.prefix)
     if not k:
         return 0, "", t.start
     texts = _decode(list(map(itemgetter(slice(None, -len(glue))), mids[:k])))
     if texts is None:
         return 0, "", t.start
-    return k, "".join(texts), t.start + sum(map(len, pieces[: k + 1])) + n * (k + 1) - len(t.prefix)
+    return k, "".join(texts), stop
 
 
 def _decode(raws: list[bytes]) -> list[str] | None:
