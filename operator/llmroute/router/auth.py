@@ -68,7 +68,7 @@ class HasConfig(Protocol):
 
 
 class Guard:
-    """The per-process state behind the middleware: token digests (re-read from files) and parsed issuer keys."""
+    """The per-process state behind the access check: token digests (re-read from files) and parsed issuer keys."""
 
     def __init__(self, clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.clock, self.monotonic = clock, monotonic
