@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _parser: Any = importlib.import_module("re._parser")  # the ``re`` module's own parser (``sre_parse`` is deprecated)
@@ -88,9 +88,14 @@ class _Analysis:
 
     def first(self, seq: Any) -> frozenset[str]:
         """What ``seq`` (a sequence of nodes) can start with."""
+        return self._leading(seq, self.node_first)
+
+    def _leading(self, seq: Any, of: Callable[[Node], frozenset[str]]) -> frozenset[str]:
+        """``of`` each node of ``seq`` that can come first (``seq`` reversed: last), up to and including the first
+        one that cannot match empty."""
         out: set[str] = set()
         for node in seq:
-            out |= self.node_first(node)
+            out |= of(node)
             if not self.nullable(node):
                 break
         return frozenset(out)
@@ -161,12 +166,7 @@ class _Analysis:
         return frozenset()
 
     def seq_large_ends(self, seq: Any) -> frozenset[str]:
-        out: set[str] = set()
-        for node in reversed(list(seq)):
-            out |= self.large_ends(node)
-            if not self.nullable(node):
-                break
-        return frozenset(out)
+        return self._leading(reversed(list(seq)), self.large_ends)
 
     def large_starts(self, node: Node) -> frozenset[str]:
         """What the large repeats that can start ``node`` can start with."""
@@ -179,12 +179,7 @@ class _Analysis:
         return frozenset()
 
     def seq_large_starts(self, seq: Any) -> frozenset[str]:
-        out: set[str] = set()
-        for node in seq:
-            out |= self.large_starts(node)
-            if not self.nullable(node):
-                break
-        return frozenset(out)
+        return self._leading(seq, self.large_starts)
 
 
 def _sequences(node: Node) -> list[Any]:

@@ -131,13 +131,11 @@ def covered_after_reload(policy: Policy | None, current: Redaction | None, body:
     is only after such a reload."""
     if policy is None:
         return frozenset(providers)
-    have = current._policy.rules if current is not None else {}
     owed: dict[str, frozenset[str]] = {}
     for provider in providers:
         rule = policy.rules.get(provider)
         if rule is not None:
-            given = have.get(provider)
-            missing = rule.replace - given.replace if given is not None else rule.replace
+            missing = rule.replace - current.replaced_for(provider) if current is not None else rule.replace
             if missing:
                 owed[provider] = missing
     if not owed and not policy.blocked:
@@ -189,6 +187,11 @@ class Redaction:
         self._redacted: Counter[str] = Counter()
         self.restorer: Restorer | None = None
         """What the current attempt's answer needs restored (None: nothing)."""
+
+    def replaced_for(self, provider: str) -> frozenset[str]:
+        """The types this request's attempts to ``provider`` replace."""
+        rule = self._policy.rules.get(provider)
+        return rule.replace if rule is not None else frozenset()
 
     def attempt(self, provider: str, body: dict[str, Any],
                 history: reasoning.History | None) -> tuple[dict[str, Any], reasoning.History | None]:
