@@ -204,3 +204,48 @@ def test_invalid_example_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.stderr.startswith(f"llmroute: error: {policy} (document 1, ProviderPolicy deepseek-residency): "
                                   "spec.providers[1].dataUse.training: ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _example_with_access(folder: Path, access: dict[str, Any], token: str | None) -> Path:
+    """The example, its route checking callers with ``access``; the token's Secret document beside it when given."""
+    import yaml
+
+    folder.mkdir()
+    for path in EXAMPLE.glob("*.yaml"):
+        (folder / path.name).write_text(path.read_text())
+    route_path = folder / "route.yaml"
+    route = yaml.safe_load(route_path.read_text())
+    route["spec"]["access"] = access
+    route_path.write_text(yaml.safe_dump(route, sort_keys=False))
+    if token is not None:
+        secret = {"apiVersion": "v1", "kind": "Secret",
+                  "metadata": {"name": "callers", "namespace": route["metadata"].get("namespace", "default")},
+                  "stringData": {"token": token}}
+        (folder / "callers.yaml").write_text(yaml.safe_dump(secret, sort_keys=False))
+    return folder
+
+
+def test_a_route_that_checks_callers_is_called_with_its_bearer_token(tmp_path: Path) -> None:
+    token = "llmr-local-caller-5e21c0"
+    example = _example_with_access(tmp_path / "example", {"bearerTokens": [{"secretRef": {"name": "callers"}}]}, token)
+    out = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmroute", "local", "--no-tui", "--duration", "6", "--summary-json", str(out),
+         str(example)], capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(out.read_text())
+    served = sum(n for by_class in summary["received"].values() for n in by_class.values())
+    requests = sum(p["requests"] for p in summary["phases"])
+    errors = sum(p["errors_non_stream"] + p["errors_stream"] for p in summary["phases"])
+    assert served > 0 and requests > 0 and errors < requests / 2  # a refused caller would get 401 on every request
+    assert token not in proc.stdout + proc.stderr
+
+
+def test_a_route_open_only_to_service_accounts_is_one_clear_line(tmp_path: Path) -> None:
+    example = _example_with_access(tmp_path / "example", {"serviceAccounts": {}}, None)
+    proc = subprocess.run([sys.executable, "-m", "llmroute", "local", "--no-tui", str(example)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("llmroute: error: spec.access: local mode calls the route with a bearer token")
+    assert len(proc.stderr.strip().splitlines()) == 1

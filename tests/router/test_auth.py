@@ -23,7 +23,7 @@ from llmroute.router.auth import TOKEN_RELOAD_S
 from tests.figures import record
 from tests.tokens import ClusterIssuer
 
-from .conftest import KEYS, MESSAGES, PROVIDERS, Hub, RouterProcess, policy_doc, route_doc
+from .conftest import KEYS, MESSAGES, PROVIDERS, Hub, RouterProcess, config_docs, policy_doc, route_doc, write_config
 
 pytestmark = pytest.mark.router
 
@@ -187,3 +187,38 @@ def test_rotated_token_is_accepted_without_restart(secured: Secured) -> None:
         assert secured.proc.proc.pid == pid and secured.proc.proc.poll() is None
     finally:
         secured.token_file.write_text(TOKEN)
+
+
+def test_a_yaml_config_takes_bearer_tokens_from_its_secret_documents(hub: Hub, tmp_path: Path) -> None:
+    """``llmroute router --config DIR`` (and ``llmroute local``) on the user's YAML: the tokens ``spec.access`` names
+    come from the Secret documents in the folder, are rotated by editing them (a live reload), and a token whose
+    Secret is not there accepts nobody; no token reaches the log."""
+    route = route_doc()
+    route["spec"]["access"] = {"bearerTokens": [{"secretRef": {"name": "chat-token"}},
+                                                {"secretRef": {"name": "absent-token"}}]}
+    token_doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-token", "namespace": "llm"},
+                 "stringData": {"token": TOKEN}}
+    folder = write_config(tmp_path / "config", {**config_docs(hub), "route": route, "token": token_doc})
+    proc = RouterProcess([str(folder)], tmp_path / "router.log")
+    try:
+        secured = Secured(proc, ClusterIssuer(), folder)
+        assert secured.chat(TOKEN)
+        for wrong in ("", "absent", ROTATED):
+            with pytest.raises(openai.AuthenticationError), secured.client(wrong or "x") as c:
+                c.chat.completions.create(model="deepseek-chat", messages=MESSAGES)  # type: ignore[arg-type]
+        write_config(folder, {"token": {**token_doc, "stringData": {"token": ROTATED}}})
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert secured.chat(ROTATED)
+                break
+            except openai.AuthenticationError:
+                assert time.monotonic() < deadline, "the edited Secret document was not picked up"
+                time.sleep(0.1)
+        with pytest.raises(openai.AuthenticationError), secured.client(TOKEN) as c:
+            c.chat.completions.create(model="deepseek-chat", messages=MESSAGES)  # type: ignore[arg-type]
+    finally:
+        proc.stop()
+    log = proc.log()
+    assert 'no Secret "absent-token" with key "token"' in log
+    assert TOKEN not in log and ROTATED not in log

@@ -75,7 +75,8 @@ async def _session(example: Path, *, duration: float, tui: bool, phases: tuple[P
         slots = schedule(phases, duration)
         target = pick_target(st)
         traffic = Traffic(st.router_url, tuple(m.name for m in st.route.spec.models),
-                          phase_of=lambda t: phase_at(slots, t).phase.name, concurrency=concurrency, seed=seed)
+                          phase_of=lambda t: phase_at(slots, t).phase.name, concurrency=concurrency, seed=seed,
+                          api_key=st.client_key)
         task = asyncio.create_task(traffic.run())
         t0 = asyncio.get_running_loop().time()
         try:

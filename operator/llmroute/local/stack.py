@@ -41,6 +41,7 @@ from llmroute.emulator import Emulator
 from llmroute.errors import InputError
 from llmroute.local.pools import EndpointsFile, LocalPool, pool_timings, tick
 from llmroute.local.signals import DemandEndpoint, LocalProber, ProbeTarget
+from llmroute.local.traffic import CLIENT_KEY
 from llmroute.router.pod_discovery import ENDPOINTS_FILE_ENV
 
 
@@ -55,6 +56,7 @@ class Stack:
     router: asyncio.subprocess.Process
     pools: dict[str, LocalPool] = field(default_factory=dict)  # provider name -> its ModelPool, run locally
     prober: LocalProber | None = None
+    client_key: str = CLIENT_KEY  # what the traffic sends as its API key: a route's bearer token when it checks callers
 
     def provider(self, name: str) -> Provider:
         found = self.policy.spec.provider(name)
@@ -86,6 +88,24 @@ def used_pools(bundle: Bundle, route: LLMRoute, policy: ProviderPolicy) -> dict[
                                  "not in the example folder")
             out[p.name] = pool
     return out
+
+
+def client_key(bundle: Bundle, route: LLMRoute) -> str:
+    """The API key local traffic sends: any key when the route lets anyone call, else the first of its
+    ``spec.access.bearerTokens`` the example's Secret documents hold. A route that accepts only ServiceAccount tokens
+    cannot be called here (no cluster issues them): a clear error naming the field."""
+    spec = route.spec.access
+    if spec is None:
+        return CLIENT_KEY
+    namespace = route.metadata.namespace or "default"
+    for t in spec.bearer_tokens:
+        token = bundle.secrets.get((namespace, t.secret_ref.name), {}).get(t.secret_ref.key, "").strip()
+        if token:
+            return token
+    raise InputError(
+        "spec.access: local mode calls the route with a bearer token from the example's Secret documents, and none "
+        f'of spec.access.bearerTokens is in them (namespace "{namespace}"); ServiceAccount tokens need a cluster'
+    )
 
 
 def provider_key(bundle: Bundle, route: LLMRoute, p: Provider) -> str | None:
@@ -156,6 +176,7 @@ async def running(example: Path, *, port: int | None = None, seed: int = 0, time
     ``phase_s`` (a drill phase's length) caps the pools' timers (:func:`llmroute.local.pools.pool_timings`)."""
     bundle = load([example])
     route, policy = pick_route(bundle)
+    caller_key = client_key(bundle, route)
     used = {b.provider for m in route.spec.models for b in m.backends}
     pool_of = used_pools(bundle, route, policy)
     emulators: dict[str, Emulator] = {}
@@ -186,7 +207,7 @@ async def running(example: Path, *, port: int | None = None, seed: int = 0, time
         url = f"http://127.0.0.1:{port}"
         await _wait_ready(url, router, reader, log)
         yield Stack(route=route, policy=policy, emulators=emulators, router_url=url, router=router, pools=pools,
-                    prober=prober)
+                    prober=prober, client_key=caller_key)
 
 
 async def _start_pools(stack: contextlib.AsyncExitStack, bundle: Bundle, route: LLMRoute, policy: ProviderPolicy,

@@ -103,11 +103,13 @@ class Traffic:
     patience_s: float = 0.5
     max_in_flight: int = 32  # per worker
     seed: int = 0
+    api_key: str = CLIENT_KEY  # the route's bearer token when it checks callers (never forwarded upstream)
     results: list[Result] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
-        client = openai.AsyncOpenAI(base_url=self.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=120)
+        client = openai.AsyncOpenAI(base_url=self.base_url + "/v1", api_key=self.api_key, max_retries=0,
+                                    timeout=120)
         t0 = time.monotonic()
         try:
             await asyncio.gather(*(self._worker(client, random.Random(self.seed + i), t0)

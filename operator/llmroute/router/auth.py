@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -66,6 +66,9 @@ class HasConfig(Protocol):
     @property
     def hash(self) -> str: ...
 
+    @property
+    def token_digests(self) -> Mapping[bytes, str] | None: ...
+
 
 class Guard:
     """The per-process state behind the access check: token digests (re-read from files) and parsed issuer keys."""
@@ -79,8 +82,10 @@ class Guard:
         self._keys: tuple[access.VerificationKey, ...] = ()
         self._verified: dict[bytes, access.Identity] = {}
 
-    def identify(self, settings: AccessSettings, route_namespace: str, authorization: str | None) -> access.Identity:
-        """The allowed caller behind ``authorization``, or :class:`access.Denied`."""
+    def identify(self, settings: AccessSettings, route_namespace: str, authorization: str | None,
+                 digests: Mapping[bytes, str] | None = None) -> access.Identity:
+        """The allowed caller behind ``authorization``, or :class:`access.Denied`. ``digests``: the bearer tokens when
+        the config brought them (its Secret documents); None: read from ``settings``' token files."""
         token = access.bearer_token(authorization)
         if token is None:
             raise access.Denied(
@@ -88,7 +93,7 @@ class Guard:
                 "You didn't provide a credential. Send it as "
                 "'Authorization: Bearer <token>' (the openai SDK's api_key).",
             )
-        identity = self._identity(settings, token)
+        identity = self._identity(settings, token, digests)
         if not access.allowed(
             identity,
             route_namespace=route_namespace,
@@ -102,8 +107,9 @@ class Guard:
             )
         return identity
 
-    def _identity(self, settings: AccessSettings, token: str) -> access.Identity:
-        label = access.match_token(token, self._token_digests(settings.bearer_tokens))
+    def _identity(self, settings: AccessSettings, token: str, digests: Mapping[bytes, str] | None) -> access.Identity:
+        tokens = self._token_digests(settings.bearer_tokens) if digests is None else digests
+        label = access.match_token(token, tokens)
         if label is not None:
             return access.Identity(token=label)
         sa = settings.service_accounts
@@ -172,7 +178,8 @@ def guarded(current: Callable[[], HasConfig | None], guard: Guard | None = None)
                 return await handler(request)
             try:
                 identity = checks.identify(
-                    settings, snapshot.config.origin.route_namespace, request.headers.get("Authorization")
+                    settings, snapshot.config.origin.route_namespace, request.headers.get("Authorization"),
+                    snapshot.token_digests,
                 )
             except access.Denied as denied:
                 DENIALS.labels(denied.reason.value).inc()

@@ -7,7 +7,8 @@ Owns loading, key lookup and live reload:
   file, else from the environment variable named by ``CredentialRef.env`` (a ``secretKeyRef`` in the pod).
 * **Local mode**: YAML files/folders with ProviderPolicy, LLMRoute and ``v1/Secret`` documents, compiled in-process
   with :func:`llmroute.core.compile.compile_route` (the operator's code path). Keys come from the Secret documents;
-  the Secret's namespace is ``CredentialRef.secret_namespace`` or the route's namespace.
+  the Secret's namespace is ``CredentialRef.secret_namespace`` or the route's namespace. So do the bearer tokens of
+  ``spec.access`` (the route's namespace; only their SHA-256 digests are kept, in the snapshot).
 
 A load produces a frozen :class:`Snapshot`: the config plus everything the hot path would otherwise recompute per
 request (lookups by model and class, pre-built upstream headers, the ``/v1/models`` body, and - only when the config
@@ -26,6 +27,7 @@ Used by :mod:`llmroute.router.app` (startup, the watcher task) and read by :mod:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -38,7 +40,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmroute import __version__
-from llmroute.core import escalation, pii
+from llmroute.core import access, escalation, pii
 from llmroute.core.compile import compile_route
 from llmroute.core.router_config import (
     CONFIG_VERSION,
@@ -103,6 +105,9 @@ class Snapshot:
     detector: pii.Detector | None = None  # only when the config escalates on what requests contain
     detect_rules: escalation.DetectRules = ()
     redaction: redaction.Index | None = None  # only when the config redacts (llmroute.router.redaction)
+    token_digests: Mapping[bytes, str] | None = None
+    """The route's bearer tokens (SHA-256 -> ``secret/key``) when they came with the config: YAML files holding the
+    Secrets (``llmroute local``, ``llmroute router --config DIR``). None: the router re-reads mounted token files."""
     _escalated: dict[tuple[str, tuple[str, ...]], RouteEntry] = field(default_factory=dict, init=False, repr=False,
                                                                       compare=False)
 
@@ -141,7 +146,10 @@ def load_snapshot(paths: Sequence[str]) -> Snapshot:
                          f"the config files (found: {known})")
     config = compile_route(route, policy)
     keys = {p.name: _secret_key(bundle, config, p) for p in config.providers}
-    return build_snapshot(config, keys, f"LLMRoute {config.origin.route_namespace}/{config.origin.route_name}")
+    snapshot = build_snapshot(config, keys, f"LLMRoute {config.origin.route_namespace}/{config.origin.route_name}")
+    if config.access is None:
+        return snapshot
+    return dataclasses.replace(snapshot, token_digests=_token_digests(bundle, config))
 
 
 def build_snapshot(config: RouterConfig, keys: Mapping[str, str | None], source: str) -> Snapshot:
@@ -212,6 +220,22 @@ def _key_hint(p: ProviderTarget) -> str:
     assert p.credential is not None
     c = p.credential
     return f"Secret {c.secret_name} key {c.secret_key}, env {c.env}"
+
+
+def _token_digests(bundle: Bundle, config: RouterConfig) -> dict[bytes, str]:
+    """The digests of the bearer tokens ``spec.access`` names, from the Secret documents beside the route (in the
+    route's namespace, as in a cluster); a token whose Secret or key is missing is warned about (by name) and accepts
+    nobody: fail closed."""
+    assert config.access is not None
+    digests: dict[bytes, str] = {}
+    for t in config.access.bearer_tokens:
+        token = bundle.secrets.get((config.origin.route_namespace, t.secret_name), {}).get(t.secret_key, "").strip()
+        if token:
+            digests[access.token_digest(token)] = f"{t.secret_name}/{t.secret_key}"
+        else:
+            log.warning('spec.access.bearerTokens: no Secret "%s" with key "%s" in namespace "%s" in the config files; '
+                        "that token is not accepted", t.secret_name, t.secret_key, config.origin.route_namespace)
+    return digests
 
 
 def _secret_key(bundle: Bundle, config: RouterConfig, p: ProviderTarget) -> str | None:
@@ -350,9 +374,9 @@ class ConfigWatcher:
             self._on_result(None, label)
             return
         # the whole config, not only its hash: drills, audit settings and issuer keys are left out of the hash (they
-        # must not roll pods) and still have to reach this router by reload
+        # must not roll pods) and still have to reach this router by reload; so must bearer tokens in YAML Secrets
         if (old is not None and old.hash == result.hash and old.endpoints == result.endpoints
-                and old.config == result.config):
+                and old.config == result.config and old.token_digests == result.token_digests):
             self._on_result(None, "unchanged")
             return
         self.current = result
