@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import gzip
 import json
+import re
 import selectors
 import socket
 import statistics
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,6 +349,52 @@ def test_a_truncated_body_is_never_proxied(guarded: RouterProcess, hub: Hub) -> 
 def test_a_gzip_body_within_the_limit_is_served(guarded: RouterProcess, hub: Hub) -> None:
     answer = exchange(guarded, post(gzip.compress(chat()), "Content-Encoding: gzip"))
     assert answer is not None and answer.status == 200
+    assert upstream_calls(hub) == 1
+
+
+def test_a_deflate_body_is_served_and_an_unknown_coding_is_415(guarded: RouterProcess, hub: Hub) -> None:
+    answer = exchange(guarded, post(zlib.compress(chat()), "Content-Encoding: deflate"))
+    assert answer is not None and answer.status == 200
+    with counted(guarded, bad_request=1):
+        refused = exchange(guarded, post(chat(), "Content-Encoding: br"))
+    assert refused is not None and (refused.status, refused.error()["code"]) == (415, "unsupported_media_type")
+    assert refused.closed and upstream_calls(hub) == 1
+
+
+def test_head_answers_what_get_would_without_the_body(guarded: RouterProcess) -> None:
+    with connect(guarded) as sock:
+        sock.sendall(get("/healthz", method="HEAD") + get("/healthz"))
+        data = b""
+        while data.count(b"HTTP/1.1 200 OK") < 2 or not data.endswith(b"}"):
+            data += sock.recv(65536)
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert b"Content-Length: 19" in first and rest.startswith(b"HTTP/1.1 200 OK")  # no body after the HEAD's head
+    assert rest.endswith(b'{"status": "alive"}')
+
+
+def test_an_http_1_0_client_gets_its_answer_and_the_close(guarded: RouterProcess, hub: Hub) -> None:
+    answer = exchange(guarded, post(chat()).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+    assert answer is not None and answer.status == 200 and answer.headers.get("connection") == "close"
+    assert answer.closed
+    with connect(guarded) as sock:  # a stream to an HTTP/1.0 client: not chunked, delimited by the close
+        sock.sendall(post(chat(stream=True)).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding" not in head and b"Connection: close" in head
+    assert body.rstrip().endswith(b"data: [DONE]") and upstream_calls(hub) == 2
+
+
+def test_pipelined_requests_are_answered_in_order_up_to_a_malformed_one(guarded: RouterProcess, hub: Hub) -> None:
+    with counted(guarded, bad_request=1), connect(guarded) as sock:
+        sock.sendall(post(chat()) + get("/healthz") + b"GET /healthz HTTP/1.1\r\nX A: b\r\n\r\n" + get("/healthz"))
+        data = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]  # (a body ends without CRLF)
+    assert statuses == [200, 200, 400]  # the one after the malformed request is never read
     assert upstream_calls(hub) == 1
 
 

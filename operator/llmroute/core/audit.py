@@ -108,7 +108,7 @@ class Trace:
 
     request_id: str
     time_epoch: float  # wall clock when the request arrived
-    started: float  # the event loop's clock when it arrived
+    started: float  # time.perf_counter() when it arrived (latencies below a millisecond: the loop clock ticks in ms)
     endpoint: str  # chat/completions, completions or embeddings
     stream: bool = False
     model: str | None = None
@@ -116,7 +116,7 @@ class Trace:
     classes: tuple[str, ...] = ()
     detected: tuple[str, ...] = ()
     attempts: list[Attempt] = field(default_factory=list)
-    first_byte: float | None = None  # loop time the first byte of a streamed answer went out
+    first_byte: float | None = None  # perf_counter time the first byte of a streamed answer went out
 
     def failed(self, target: ProviderTarget, status: int | None, outcome: Outcome, sent: bool = True) -> None:
         """An attempt that did not answer (or answered what fails over)."""

@@ -2,7 +2,8 @@
 over between providers.
 
 * :mod:`~llmroute.router.server` - the process: ``serve()``, signals, uvloop, graceful drain.
-* :mod:`~llmroute.router.app` - the aiohttp application, routes and the lifespan owning the shared upstream client.
+* :mod:`~llmroute.router.http_server` - the client-facing HTTP/1.1 server (llhttp): limits, deadlines, errors.
+* :mod:`~llmroute.router.app` - the routes and the runtime owning the shared upstream client.
 * :mod:`~llmroute.router.config_source` - loading (compiled RouterConfig or local YAML), keys, live reload.
 * :mod:`~llmroute.router.proxy` - one request: parse, model, data class, residency; then
   :mod:`~llmroute.router.failover` - the attempts (selection, retry, circuits) via

@@ -10,39 +10,39 @@ as before: such a route relies on NetworkPolicies.
 * **Bearer tokens** are read from the files the config names (the route's Secrets, mounted by the operator), at
   most every :data:`TOKEN_RELOAD_S`, and kept only as SHA-256 digests: a rotated Secret is accepted within that
   time plus the kubelet's volume sync, with no rollout. A missing or unreadable file adds no token (fail closed).
+  A config compiled from YAML files brings them from its Secret documents instead (``Snapshot.token_digests``).
 * **Service account tokens** are verified offline against the issuer keys in the config, parsed once per config.
   A verified token is remembered by its SHA-256 digest until it expires (at most :data:`MAX_VERIFIED` of them,
   forgotten whenever the config's access section changes), so a client reusing its token - the SDK's normal case -
   pays for one signature check, not one per request.
-* The verified caller is put on the request as ``request["llmroute.identity"]`` (:data:`IDENTITY_KEY`):
+* The verified caller is put on the request (``Request.identity``):
   ``namespace/name`` for a service account, ``token:<secret>/<key>`` for a shared token - never the token - for
   the audit trail. The credential itself is never forwarded: the proxy builds upstream headers from the provider
   key alone.
 * Denials are counted in ``llmroute_access_denials_total{reason}`` (a fixed vocabulary; no identity in labels) and
   never logged with the token.
 
-Applied by :func:`llmroute.router.app.build_app` through :func:`guarded` to every handler but the exempt ones.
+Applied by :class:`llmroute.router.app.RouterApp` through :func:`guarded` to every handler but the exempt ones.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from aiohttp import web
 from prometheus_client import Counter
 
 from llmroute.core import access
 from llmroute.core.router_config import AccessSettings, RouterConfig, TokenFile
 from llmroute.router import audit, metrics
+from llmroute.router.http_server import Handler, Request, Response
 from llmroute.router.openai_errors import RouterError
 
 log = logging.getLogger("llmroute.router.auth")
 
-IDENTITY_KEY = "llmroute.identity"
 TOKEN_RELOAD_S = 5.0
 MAX_TOKEN_FILE_BYTES = 4096
 MAX_VERIFIED = 4096
@@ -56,7 +56,6 @@ DENIALS = Counter(
 for _reason in access.Reason:
     DENIALS.labels(_reason.value)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class HasConfig(Protocol):
@@ -166,12 +165,11 @@ def refusal(denied: access.Denied) -> RouterError:
 
 def guarded(current: Callable[[], HasConfig | None], guard: Guard | None = None) -> Callable[[Handler], Handler]:
     """Wraps a handler with the access check; ``current`` returns the loaded snapshot (None before the first
-    config). A wrapper per handler rather than an aiohttp middleware: aiohttp builds a ``partial`` and copies the
-    handler's attributes for every middleware on every request, which cost more than the check itself."""
+    config). The caller's identity is noted on the request (``Request.identity``) for the audit trail."""
     checks = guard or Guard()
 
     def wrap(handler: Handler) -> Handler:
-        async def authenticate(request: web.Request) -> web.StreamResponse:
+        async def authenticate(request: Request) -> Response | None:
             snapshot = current()
             settings = snapshot.config.access if snapshot is not None else None
             if snapshot is None or settings is None:
@@ -185,14 +183,9 @@ def guarded(current: Callable[[], HasConfig | None], guard: Guard | None = None)
                 DENIALS.labels(denied.reason.value).inc()
                 error = refusal(denied)
                 audit.refused_caller(snapshot.config, snapshot.hash, request.path, error.status, error.code)
-                response = web.Response(
-                    status=error.status, body=error.body(), content_type="application/json",
-                    headers=dict(error.headers)
-                )
-                if request.body_exists:
-                    response.force_close()  # the unread body must not be taken for the next request
-                return response
-            request[IDENTITY_KEY] = identity.label()
+                return Response.error(error, close=request.body_exists)  # the unread body must not be taken for
+                # the next request
+            request.identity = identity.label()
             return await handler(request)
 
         return authenticate

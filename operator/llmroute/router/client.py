@@ -1,6 +1,6 @@
 """The client side of one request, as the proxy sees it: a complete :class:`Reply`, or a :class:`ClientSink` to
 stream into. Keeps :mod:`llmroute.router.proxy` and :mod:`llmroute.router.failover` free of the HTTP server library:
-:mod:`llmroute.router.app` implements the sink on an ``aiohttp.web.StreamResponse`` and renders replies.
+:mod:`llmroute.router.app` implements the sink on a :class:`llmroute.router.http_server.Request` and renders replies.
 """
 
 from __future__ import annotations

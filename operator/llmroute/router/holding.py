@@ -5,7 +5,7 @@ see :mod:`llmroute.core.cold_start`) and in all (bounded by ``coldStart.maxReque
 metrics ``llmroute_pool_held_requests{pool}`` and ``llmroute_pool_hold_total{pool,outcome}``.
 
 A hold waits for a pod of any of the request's pools to become ready (:mod:`llmroute.router.pools` wakes it), at most
-``coldStart.maxWait``; it also ends when the client leaves (checked every :data:`GONE_CHECK_S`: aiohttp does not
+``coldStart.maxWait``; it also ends when the client leaves (checked every :data:`GONE_CHECK_S`: the server does not
 cancel a handler whose client disconnected), which frees its slot. Nothing is sent to the client while it is held,
 not even keep-alive comments on a stream: the headers would commit the response to 200, and a hold that times out
 must be able to answer 503 with ``Retry-After`` (which the openai SDK honours by retrying).

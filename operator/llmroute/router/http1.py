@@ -51,23 +51,6 @@ class ProtocolViolation(ConnectionError):
     """The upstream's response is not valid HTTP/1.1."""
 
 
-async def wait(fut: asyncio.Future[None], deadline: float | None) -> None:
-    """Await ``fut``; ``TimeoutError`` if it is not done by ``deadline`` (loop time; None: no limit)."""
-    if deadline is None:
-        await fut
-        return
-    handle = fut.get_loop().call_at(deadline, _expire, fut)
-    try:
-        await fut
-    finally:
-        handle.cancel()
-
-
-def _expire(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
-
-
 class Conn(asyncio.Protocol):
     """One HTTP/1.1 connection, one request at a time."""
 
@@ -80,6 +63,9 @@ class Conn(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._reset_response()
         self._expecting = False  # a request is out and its response is not complete
+        self._deadline: float | None = None  # of the wait under way (loop time)
+        self._timer: asyncio.TimerHandle | None = None  # one per connection, re-armed lazily
+        self._timer_at = 0.0
 
     def _reset_response(self) -> None:
         self.status = 0
@@ -212,9 +198,32 @@ class Conn(asyncio.Protocol):
         return None
 
     async def _wait(self, deadline: float | None) -> None:
-        fut: asyncio.Future[None] = self.pool.loop.create_future()
-        self._waiter = fut
-        await wait(fut, deadline)
+        """Until :meth:`_wake`; ``TimeoutError`` past ``deadline``. The connection's one timer is moved only when the
+        deadline comes earlier than it fires (a later deadline: it fires, sees that, and re-arms itself), so a read
+        costs no timer of its own."""
+        loop = self.pool.loop
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiter, self._deadline = fut, deadline
+        if deadline is not None and (self._timer is None or deadline < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at, self._timer = deadline, loop.call_at(deadline, self._on_timer)
+        try:
+            await fut
+        finally:
+            self._deadline = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline, waiter = self._deadline, self._waiter
+        if deadline is None or waiter is None or waiter.done():
+            return
+        loop = self.pool.loop
+        if loop.time() < deadline:
+            self._timer_at, self._timer = deadline, loop.call_at(deadline, self._on_timer)
+            return
+        self._waiter = None
+        waiter.set_exception(TimeoutError())
 
     async def wait_body(self, deadline: float | None) -> None:
         """Until body bytes, its end or an error arrive."""
@@ -234,6 +243,9 @@ class Conn(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None:
             self.transport.close()
         self.pool.forget(self)

@@ -3,7 +3,7 @@
 Owns the values (:class:`Limits`: safe defaults, ``LLMROUTE_*`` environment variables, ``llmroute router`` flags
 override both), the decisions that need no socket (:func:`connection_cap`: the cap a process can honour with its
 file descriptors; :func:`evictee`: which connection makes room at the cap), and the OpenAI-shaped errors a refused
-request gets. The enforcement is :mod:`llmroute.router.protocol` (per connection) and :mod:`llmroute.router.app`
+request gets. The enforcement is :mod:`llmroute.router.http_server` (per connection) and :mod:`llmroute.router.app`
 (the body size a route allows, ``maxRequestBytes``, also on chunked bodies).
 
 What each limit bounds:

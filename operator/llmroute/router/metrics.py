@@ -18,11 +18,11 @@ the policy's custom detectors) and ``action`` (:data:`FINDING_ACTIONS`, :data:`R
 escalated by ``from_class``/``to_class``/``type``, and the time detection and escalation took per request. Types and
 classes come from the config; never a value.
 
-Client connections (:mod:`llmroute.router.protocol`): the open ones (a gauge read at scrape time, nothing per
+Client connections (:mod:`llmroute.router.http_server`): the open ones (a gauge read at scrape time, nothing per
 connection) and every refusal or deadline by ``reason`` (:class:`Rejection`, all pre-created at import) - counted only
 when one happens, so a request that breaks no limit costs nothing here.
 
-Updated by :mod:`llmroute.router.protocol`, :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`,
+Updated by :mod:`llmroute.router.http_server`, :mod:`llmroute.router.proxy`, :mod:`llmroute.router.failover`,
 :mod:`llmroute.router.health`, :mod:`llmroute.router.drills`, :mod:`llmroute.router.pools`,
 :mod:`llmroute.router.holding` and :mod:`llmroute.router.app` (config reloads); rendered by ``GET /metrics``.
 """

@@ -94,7 +94,7 @@ class Proxy:
             return Reply.error(openai_errors.not_ready())
         trace = None
         if snapshot.config.audit is not None:
-            trace = audit.Trace(os.urandom(16).hex(), time.time(), started, kind.value.lstrip("/"))
+            trace = audit.Trace(os.urandom(16).hex(), time.time(), time.perf_counter(), kind.value.lstrip("/"))
             sink = _TracedSink(sink, trace)
         metrics.INFLIGHT.inc()
         try:
@@ -106,7 +106,7 @@ class Proxy:
             refused = Reply.error(refusal.error, extra)
             if trace is None:
                 return refused
-            return self._audited(snapshot, trace, _refused(trace, refusal, loop.time()), identity, refused)
+            return self._audited(snapshot, trace, _refused(trace, refusal, time.perf_counter()), identity, refused)
         if trace is not None:
             trace.model, trace.data_class = call.entry.model, call.entry.data_class
             trace.classes, trace.stream = call.entry.classes or (call.entry.data_class,), call.mode is Mode.STREAM
@@ -127,7 +127,8 @@ class Proxy:
             return served.reply
         reply = served.reply
         status = reply.status if reply is not None else 200 if sink.started else 499
-        end = audit.End(status, served.outcome, _ROUTER_ERRORS.get(served.outcome), served.provider, loop.time())
+        end = audit.End(status, served.outcome, _ROUTER_ERRORS.get(served.outcome), served.provider,
+                        time.perf_counter())
         return self._audited(snapshot, trace, end, identity, reply)
 
     def _audited(self, snapshot: Snapshot, trace: audit.Trace, end: audit.End, identity: str | None,
@@ -187,7 +188,7 @@ class _TracedSink:
         return self.inner.gone
 
     async def start(self, headers: Mapping[str, str]) -> None:
-        self.trace.first_byte = asyncio.get_running_loop().time()
+        self.trace.first_byte = time.perf_counter()
         await self.inner.start({**headers, REQUEST_ID_HEADER: self.trace.request_id})
 
     async def write(self, data: bytes) -> None:

@@ -2,14 +2,14 @@
 
 Owns process concerns only: logging setup, the event loop (uvloop when installed), the file-descriptor limit (raised
 to its hard limit; the connection cap is clamped to what it allows, :func:`llmroute.router.limits.connection_cap`),
-the listening socket with its per-connection limits (:class:`llmroute.router.protocol.GuardedRunner`), signal
+the listening socket with its per-connection limits (:class:`llmroute.router.http_server.HttpServer`), signal
 handling and the graceful drain. On the first SIGTERM/SIGINT ``/readyz`` answers 503 at once (a load balancer stops
 sending), the router keeps serving for ``$LLMROUTE_DRAIN_DELAY`` seconds (default 0: in a cluster the pod's preStop
 sleep has already covered the endpoints' propagation; a second signal ends the wait), then stops accepting
 (new connections are refused), lets in-flight requests - streams included - finish for up to
 ``$LLMROUTE_DRAIN_TIMEOUT`` seconds (:data:`DRAIN_TIMEOUT_S`), cuts what is left, closes the upstream client and
 exits 0. Called by ``llmroute router`` in
-:mod:`llmroute.cli`; the application itself is :func:`llmroute.router.app.build_app`.
+:mod:`llmroute.cli`; the application itself is :class:`llmroute.router.app.RouterApp`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import resource
 import signal
 from collections.abc import Callable, Mapping, Sequence
 
-from aiohttp import web
-
-from llmroute.router.app import RUNTIME, build_app
+from llmroute.router.app import RouterApp
+from llmroute.router.http_server import HttpServer
 from llmroute.router.limits import Limits, connection_cap
-from llmroute.router.protocol import GuardedRunner
 
 log = logging.getLogger("llmroute.router")
 
@@ -48,7 +46,6 @@ def serve(listen: str, config_paths: list[str], log_level: str = "info", limits:
 
     ``limits``: per-connection deadlines and sizes (default: :meth:`Limits.from_env`)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
@@ -104,15 +101,15 @@ async def _serve(host: str, port: int, config_paths: Sequence[str], limits: Limi
             _fd_limit(),
         )
     delay, timeout = drain_timings(os.environ)
-    app = build_app(config_paths)
-    runner = GuardedRunner(app, limits, cap, handle_signals=False, access_log=None, shutdown_timeout=timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    app = RouterApp(config_paths)
+    await app.runtime.open()
+    http = HttpServer(app, limits, cap, body_limit=app.body_limit)
     try:
-        await site.start()
+        listener = await asyncio.get_running_loop().create_server(http, host, port, backlog=2048,
+                                                                  reuse_address=True)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
-        await runner.cleanup()
+        await app.runtime.close()
         return 1
     log.info(
         "router listening on http://%s:%d (head %gs, body %gs, idle %gs, at most %d connections)",
@@ -128,13 +125,15 @@ async def _serve(host: str, port: int, config_paths: Sequence[str], limits: Limi
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    app[RUNTIME].draining = True
+    app.runtime.draining = True
     if delay > 0:
         log.info("signal received: not ready; serving %gs more before draining", delay)
         stop.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
     log.info("signal received: draining in-flight requests (up to %gs)", timeout)
-    await runner.cleanup()
+    listener.close()
+    await http.shutdown(timeout)
+    await app.runtime.close()
     log.info("router stopped")
     return 0
