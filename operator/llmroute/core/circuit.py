@@ -224,11 +224,18 @@ def _windowed(c: Circuit, now: float, s: CircuitSettings, new: tuple[float, bool
               consecutive_failures: int | None = None) -> Circuit:
     """``c`` with ``new`` appended to the window and events older than ``window_s`` (or beyond the cap) dropped."""
     events, failures = c.events, c.failures
+    cap = max(MIN_WINDOW_EVENTS, s.min_requests)
+    if new is not None and len(events) >= cap and events[len(events) - cap + 1][0] >= now - s.window_s:
+        # a full window whose newest ``cap - 1`` events are all within ``window_s`` (the steady state under load):
+        # exactly the oldest go, with one copy and no search
+        drop = len(events) - cap + 1
+        failures += (not new[1]) - sum(1 for _, ok in events[:drop] if not ok)
+        streak = c.consecutive_failures if consecutive_failures is None else consecutive_failures
+        return Circuit(c.state, c.since, streak, events[drop:] + (new,), c.step, c.reason, failures)
     if new is not None:
         events, failures = (*events, new), failures + (not new[1])
-    if events and (events[0][0] < now - s.window_s or len(events) > max(MIN_WINDOW_EVENTS, s.min_requests)):
-        start = max(bisect_left(events, (now - s.window_s, False)),
-                    len(events) - max(MIN_WINDOW_EVENTS, s.min_requests))
+    if events and (events[0][0] < now - s.window_s or len(events) > cap):
+        start = max(bisect_left(events, (now - s.window_s, False)), len(events) - cap)
         failures -= sum(1 for _, ok in events[:start] if not ok)
         events = events[start:]
     streak = c.consecutive_failures if consecutive_failures is None else consecutive_failures

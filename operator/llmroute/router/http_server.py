@@ -43,7 +43,6 @@ import time
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from itertools import islice
@@ -108,15 +107,14 @@ class ClientClosed(ConnectionError):
     """The client closed its connection before the end of the request body, or during the response."""
 
 
-@dataclass(frozen=True, slots=True)
 class Response:
     """A complete response. ``close``: the connection ends after it (a body was left unread)."""
 
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: Mapping[str, str] | None = None
-    close: bool = False
+    __slots__ = ("body", "close", "content_type", "headers", "status")
+
+    def __init__(self, status: int, body: bytes = b"", content_type: str = "application/json",
+                 headers: Mapping[str, str] | None = None, close: bool = False) -> None:
+        self.status, self.body, self.content_type, self.headers, self.close = status, body, content_type, headers, close
 
     @classmethod
     def error(cls, error: RouterError, *, close: bool = False) -> Response:
@@ -273,6 +271,7 @@ class HttpServer:
         self.handler = handler
         self.body_limit = body_limit  # the route's maxRequestBytes now: what a body may hold before its handler reads
         self.limits = limits
+        self.max_headers, self.max_head = limits.max_headers, limits.max_head_bytes  # (read for every header)
         self.max_connections = max_connections
         self.loop = asyncio.get_running_loop()
         self.open = 0
@@ -496,22 +495,25 @@ class Connection(asyncio.Protocol):
             self._abort(url_too_long(limit), Rejection.URL_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        limits = self.server.limits
-        self._headers.append((name, value))
-        if len(self._headers) > limits.max_headers:
-            self._abort(head_too_large(limits.max_headers, "header fields"), Rejection.TOO_MANY_HEADERS)
+        headers = self._headers
+        headers.append((name, value))
         self._head_size += len(name) + len(value) + 4
-        if self._head_size + len(self._url) > limits.max_head_bytes:
+        if len(headers) > self.server.max_headers or self._head_size + len(self._url) > self.server.max_head:
+            limits = self.server.limits
+            if len(headers) > limits.max_headers:
+                self._abort(head_too_large(limits.max_headers, "header fields"), Rejection.TOO_MANY_HEADERS)
             self._abort(head_too_large(limits.max_head_bytes, "bytes"), Rejection.HEAD_TOO_LARGE)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         headers = CIMultiDictProxy(CIMultiDict(
-            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape")) for name, value in self._headers))
+            [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape")) for name, value in self._headers]))
         self._headers = []
-        coding = headers.get("Content-Encoding", "identity").strip().lower()
-        if coding not in _DECODERS and coding != "identity":
-            self._abort(http_status(415, "Unsupported Media Type"), Rejection.BAD_REQUEST)
+        coding = headers.get("Content-Encoding")
+        if coding is not None:
+            coding = coding.strip().lower()
+            if coding not in _DECODERS and coding != "identity":
+                self._abort(http_status(415, "Unsupported Media Type"), Rejection.BAD_REQUEST)
         expect = headers.get("Expect")
         if expect is not None and expect.strip().lower() != "100-continue":
             self._abort(http_status(417, "Expectation Failed"), Rejection.EXPECTATION_FAILED)
@@ -734,7 +736,7 @@ def _reason(exc: BaseException) -> str:
     return (str(exc).strip(" .") or "malformed request")[:80]
 
 
-_STATUS_LINES: dict[int, bytes] = {}
+_FIRST_LINES: dict[tuple[int, str], bytes] = {}
 _date: tuple[int, bytes] = (0, b"")
 
 
@@ -742,18 +744,20 @@ def _head(status: int, content_type: str, length: int | None, headers: Mapping[s
           close: bool) -> bytes:
     """A response head; ``length`` None: chunked, negative: neither (the close ends the body)."""
     global _date
-    line = _STATUS_LINES.get(status)
-    if line is None:
+    first = _FIRST_LINES.get((status, content_type))
+    if first is None:
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "Unknown"
-        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode()
+        first = f"HTTP/1.1 {status} {phrase}\r\nServer: {SERVER_NAME}\r\nContent-Type: {content_type}\r\n".encode(
+            "latin-1", "replace")
+        if len(_FIRST_LINES) < 256:
+            _FIRST_LINES[status, content_type] = first
     now = int(time.time())
     if _date[0] != now:
-        _date = (now, formatdate(now, usegmt=True).encode())
-    parts = [line, b"Server: llmroute\r\nDate: ", _date[1], b"\r\nContent-Type: ", content_type.encode("latin-1"),
-             b"\r\n"]
+        _date = (now, b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n")
+    parts = [first, _date[1]]
     if length is None:
         parts.append(b"Transfer-Encoding: chunked\r\n")
     elif length >= 0:
