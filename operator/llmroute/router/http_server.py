@@ -339,9 +339,10 @@ class HttpServer:
 class Connection(asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_cut", "_deadline", "_drain_waiter", "_evicted", "_head_bytes", "_head_size", "_headers", "_parsing",
-                 "_pending", "_refused", "_stopped", "_timer", "_timer_at", "_url", "closing", "current", "lingering",
-                 "loop", "parser", "phase", "queue", "reading_paused", "server", "task", "transport", "write_paused")
+    __slots__ = ("_cut", "_deadline", "_drain_waiter", "_evicted", "_handoff", "_head_bytes", "_head_size",
+                 "_headers", "_parsing", "_pending", "_ready", "_refused", "_stopped", "_timer", "_timer_at", "_url",
+                 "_working", "closing", "current", "lingering", "loop", "parser", "phase", "queue", "reading_paused",
+                 "server", "task", "transport", "write_paused")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -361,7 +362,10 @@ class Connection(asyncio.Protocol):
         self._stopped = False  # nothing more is parsed from this connection
         self.queue: deque[Request | _Refusal] = deque()  # parsed, waiting for the one being served
         self.current: Request | _Refusal | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the worker serving this connection's requests in turn
+        self._working = False  # the worker is serving a request
+        self._handoff: Request | None = None  # the next request, handed to the worker while it finishes one
+        self._ready: asyncio.Future[Request | None] | None = None  # the idle worker waits on this
         self.closing = False  # no request after the one being served: close after its response
         self.lingering = False
         self.reading_paused = False
@@ -416,6 +420,9 @@ class Connection(asyncio.Protocol):
             self._parsing = None
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)  # the idle worker ends
+        self._ready = None
         self.transport = None
         self._stopped = True
         server._gone(self)
@@ -630,12 +637,32 @@ class Connection(asyncio.Protocol):
                 self._pause_reading()
 
     def _serve(self, item: Request | _Refusal) -> None:
+        """Serve ``item`` now: a refusal is answered at once; a request goes to the connection's worker task, which
+        serves its requests one after the other (one task per connection, not per request)."""
         self.current = item
         if isinstance(item, _Refusal):
             self._respond(None, Response.error(item.error, close=True))
             self._done(None, True)
+        elif self._working:
+            self._handoff = item  # the worker is finishing the previous one: it takes this one next
+        elif self._ready is not None:
+            ready, self._ready = self._ready, None
+            ready.set_result(item)
         else:
-            self.task = self.loop.create_task(self._run(item))
+            self.task = self.loop.create_task(self._work(item))
+
+    async def _work(self, request: Request | None) -> None:
+        while request is not None:
+            self._working = True
+            try:
+                await self._run(request)
+            finally:
+                self._working = False
+            request, self._handoff = self._handoff, None
+            if request is None and self.transport is not None and not self.transport.is_closing():
+                self._ready = self.loop.create_future()
+                request = await self._ready
+        self.task = None
 
     async def _run(self, request: Request) -> None:
         try:
@@ -664,7 +691,7 @@ class Connection(asyncio.Protocol):
 
     def _done(self, request: Request | None, close: bool) -> None:
         """The response to ``current`` was written: serve the next request, wait for one, or close."""
-        self.current, self.task = None, None
+        self.current = None
         if request is not None and not request._complete:
             close = True  # its body was not read to its end: the connection cannot carry another request
         if close or self.closing:
