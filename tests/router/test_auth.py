@@ -55,6 +55,17 @@ class Secured:
             reply = c.chat.completions.create(model="deepseek-chat", messages=MESSAGES)  # type: ignore[arg-type]
         return reply.choices[0].message.content or ""
 
+    def wait_accepted(self, api_key: str, within_s: float, what: str) -> None:
+        """Until ``api_key`` is accepted (a rotation reaching the router); fails naming ``what`` after ``within_s``."""
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                assert self.chat(api_key)
+                return
+            except openai.AuthenticationError:
+                assert time.monotonic() < deadline, f"{what} was not picked up"
+                time.sleep(0.1)
+
     def raw(self, path: str, headers: dict[str, str], body: bytes | None = b"{}") -> tuple[int, dict[str, str], Any]:
         req = urllib.request.Request(
             self.proc.url + path, data=body, headers=headers, method="POST" if body is not None else "GET"
@@ -174,14 +185,7 @@ def test_rotated_token_is_accepted_without_restart(secured: Secured) -> None:
     pid = secured.proc.proc.pid
     secured.token_file.write_text(ROTATED)
     try:
-        deadline = time.monotonic() + TOKEN_RELOAD_S + 5
-        while True:
-            try:
-                assert secured.chat(ROTATED)
-                break
-            except openai.AuthenticationError:
-                assert time.monotonic() < deadline, "rotated token not picked up"
-                time.sleep(0.25)
+        secured.wait_accepted(ROTATED, TOKEN_RELOAD_S + 5, "the rotated token")
         with pytest.raises(openai.AuthenticationError):
             secured.chat(TOKEN)
         assert secured.proc.proc.pid == pid and secured.proc.proc.poll() is None
@@ -207,14 +211,7 @@ def test_a_yaml_config_takes_bearer_tokens_from_its_secret_documents(hub: Hub, t
             with pytest.raises(openai.AuthenticationError), secured.client(wrong or "x") as c:
                 c.chat.completions.create(model="deepseek-chat", messages=MESSAGES)  # type: ignore[arg-type]
         write_config(folder, {"token": {**token_doc, "stringData": {"token": ROTATED}}})
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                assert secured.chat(ROTATED)
-                break
-            except openai.AuthenticationError:
-                assert time.monotonic() < deadline, "the edited Secret document was not picked up"
-                time.sleep(0.1)
+        secured.wait_accepted(ROTATED, 15, "the edited Secret document")
         with pytest.raises(openai.AuthenticationError), secured.client(TOKEN) as c:
             c.chat.completions.create(model="deepseek-chat", messages=MESSAGES)  # type: ignore[arg-type]
     finally:

@@ -231,7 +231,8 @@ def _windowed(c: Circuit, now: float, s: CircuitSettings, new: tuple[float, bool
         drop = len(events) - cap + 1
         failures += (not new[1]) - sum(1 for _, ok in events[:drop] if not ok)
         streak = c.consecutive_failures if consecutive_failures is None else consecutive_failures
-        return Circuit(c.state, c.since, streak, events[drop:] + (new,), c.step, c.reason, failures)
+        return Circuit(c.state, c.since, streak, events[drop:] + (new,), c.step, c.reason, failures)  # noqa: RUF005
+        # (concatenation copies once; unpacking a slice copies twice)
     if new is not None:
         events, failures = (*events, new), failures + (not new[1])
     if events and (events[0][0] < now - s.window_s or len(events) > cap):
