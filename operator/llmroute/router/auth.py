@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -163,17 +163,21 @@ def refusal(denied: access.Denied) -> RouterError:
     )
 
 
+async def _answer(response: Response) -> Response:
+    return response
+
+
 def guarded(current: Callable[[], HasConfig | None], guard: Guard | None = None) -> Callable[[Handler], Handler]:
     """Wraps a handler with the access check; ``current`` returns the loaded snapshot (None before the first
     config). The caller's identity is noted on the request (``Request.identity``) for the audit trail."""
     checks = guard or Guard()
 
     def wrap(handler: Handler) -> Handler:
-        async def authenticate(request: Request) -> Response | None:
+        def authenticate(request: Request) -> Awaitable[Response | None]:
             snapshot = current()
             settings = snapshot.config.access if snapshot is not None else None
             if snapshot is None or settings is None:
-                return await handler(request)
+                return handler(request)  # (its coroutine itself: no frame of ours on each of its wake-ups)
             try:
                 identity = checks.identify(
                     settings, snapshot.config.origin.route_namespace, request.headers.get("Authorization"),
@@ -183,10 +187,10 @@ def guarded(current: Callable[[], HasConfig | None], guard: Guard | None = None)
                 DENIALS.labels(denied.reason.value).inc()
                 error = refusal(denied)
                 audit.refused_caller(snapshot.config, snapshot.hash, request.path, error.status, error.code)
-                return Response.error(error, close=request.body_exists)  # the unread body must not be taken for
-                # the next request
+                # the unread body must not be taken for the next request
+                return _answer(Response.error(error, close=request.body_exists))
             request.identity = identity.label()
-            return await handler(request)
+            return handler(request)
 
         return authenticate
 

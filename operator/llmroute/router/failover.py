@@ -53,7 +53,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -138,8 +138,8 @@ class Failover:
         self.pools = pools  # ModelPool pods and held requests (None: pool providers get no attempt)
         self.current = current
 
-    async def run(self, call: Call, sink: ClientSink) -> Served:
-        return await _Attempts(self, call, sink).run()
+    def run(self, call: Call, sink: ClientSink) -> Coroutine[Any, Any, Served]:
+        return _Attempts(self, call, sink).run()
 
 
 class _Attempts:
@@ -226,17 +226,18 @@ class _Attempts:
         await asyncio.sleep(delay)
         return self.loop.time() < self.deadline
 
-    async def _attempt(self, b: BackendTarget) -> Served | _Failure:
+    def _attempt(self, b: BackendTarget) -> Coroutine[Any, Any, Served | _Failure]:
+        """The attempt's coroutine (handed back, not awaited here: one frame less on every wake-up)."""
         self.attempts += 1
         if self.pending is not None:
             metrics.failover(self.call.entry.model, *self.pending)
             self.pending = None
         simulated = self.deps.drills.inject(b.provider)
         if simulated is not None:
-            return await self._simulated(simulated)
+            return self._simulated(simulated)
         if self.call.snapshot.endpoints[b.provider].provider.pool is not None:
-            return await self._on_pod(b)
-        return await self._send(b)
+            return self._on_pod(b)
+        return self._send(b)
 
     async def _send(self, b: BackendTarget, base_url: str | None = None) -> Served | _Failure:
         """Send one attempt to ``b`` (to ``base_url`` instead of its endpoint: a pool's pod) and see it through."""

@@ -176,7 +176,7 @@ class Conn(asyncio.Protocol):
 
     async def wait_head(self, deadline: float | None) -> None:
         while self._head and self.error is None:
-            await self._wait(deadline)
+            await self.wake(deadline)
         if self.error is not None:
             raise self.error
 
@@ -197,10 +197,11 @@ class Conn(asyncio.Protocol):
             raise self.error
         return None
 
-    async def _wait(self, deadline: float | None) -> None:
-        """Until :meth:`_wake`; ``TimeoutError`` past ``deadline``. The connection's one timer is moved only when the
-        deadline comes earlier than it fires (a later deadline: it fires, sees that, and re-arms itself), so a read
-        costs no timer of its own."""
+    def wake(self, deadline: float | None) -> asyncio.Future[None]:
+        """A future done at the next data, end or error (await it when :meth:`take` gave None); it fails with
+        ``TimeoutError`` past ``deadline``. The connection's one timer is moved only when the deadline comes earlier
+        than it fires (a later deadline: it fires, sees that, and re-arms itself), so a read costs no timer of its
+        own, and awaiting the future directly costs no coroutine frame."""
         loop = self.pool.loop
         fut: asyncio.Future[None] = loop.create_future()
         self._waiter, self._deadline = fut, deadline
@@ -208,10 +209,7 @@ class Conn(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at, self._timer = deadline, loop.call_at(deadline, self._on_timer)
-        try:
-            await fut
-        finally:
-            self._deadline = None
+        return fut
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -224,11 +222,6 @@ class Conn(asyncio.Protocol):
             return
         self._waiter = None
         waiter.set_exception(TimeoutError())
-
-    async def wait_body(self, deadline: float | None) -> None:
-        """Until body bytes, its end or an error arrive."""
-        if not self._body and not self.complete and self.error is None:
-            await self._wait(deadline)
 
     def release(self) -> None:
         """Done with the response: back to the pool if it can be reused (now, or once its end arrives)."""

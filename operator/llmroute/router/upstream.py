@@ -39,8 +39,9 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from functools import lru_cache
+from typing import Any
 
 from yarl import URL
 
@@ -135,7 +136,7 @@ class Exchange:
         conn = self._conn
         try:
             while (data := conn.take()) is None:  # bytes already buffered need no timer
-                await conn.wait_body(_deadline(deadline))
+                await conn.wake(_deadline(deadline))
         except _ERRORS as exc:
             raise _reset(exc, on_timeout) from None
         return data
@@ -206,17 +207,18 @@ class Upstream:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
         return (*origin, proxy.id if proxy else ""), _head(method, target, authority, headers, length), proxy
 
-    async def post(self, endpoint: Endpoint, path: str, body: bytes, headers: Mapping[str, str], *,
-                   connect_s: float, deadline: float, on_timeout: FailureKind, base_url: str | None = None) -> Exchange:
+    def post(self, endpoint: Endpoint, path: str, body: bytes, headers: Mapping[str, str], *, connect_s: float,
+             deadline: float, on_timeout: FailureKind, base_url: str | None = None) -> Coroutine[Any, Any, Exchange]:
         """Send one attempt and wait for its status line and headers until ``deadline`` (loop time); ``base_url``
-        replaces the provider's endpoint for this attempt (a pool's pod, :mod:`llmroute.router.pools`)."""
+        replaces the provider's endpoint for this attempt (a pool's pod, :mod:`llmroute.router.pools`). Returns the
+        exchange's coroutine itself (one frame less on every wake-up of the request)."""
         if base_url is None and endpoint.provider.proxy is None and not self._env:
             origin, target, authority = _target(endpoint.provider.endpoint, path)  # the common case: direct
             head = _head("POST", target, authority, headers, len(body))
-            return await self._exchange((*origin, ""), head, body, False, connect_s, _deadline(deadline), on_timeout)
+            return self._exchange((*origin, ""), head, body, False, connect_s, _deadline(deadline), on_timeout)
         url = (base_url or endpoint.provider.endpoint) + path
         key, head, proxy = self._route(None if base_url else endpoint.provider, "POST", url, headers, len(body))
-        return await self._exchange(key, head, body, False, connect_s, _deadline(deadline), on_timeout, proxy)
+        return self._exchange(key, head, body, False, connect_s, _deadline(deadline), on_timeout, proxy)
 
     async def _exchange(self, key: Key, head: bytes, body: bytes, no_body: bool, connect_s: float,
                         deadline: float | None, on_timeout: FailureKind, proxy: Proxy | None = None) -> Exchange:
