@@ -366,6 +366,26 @@ def client_rejected(reason: Rejection) -> None:
     _REJECTION_CHILDREN[reason].inc()
 
 
+class _Inflight:
+    """Client requests being served: a plain count the gauge reads at scrape time (no lock per request)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def inc(self) -> None:
+        self.n += 1
+
+    def dec(self) -> None:
+        self.n -= 1
+
+
+IN_FLIGHT = _Inflight()
+"""``llmroute_inflight_requests`` (one event loop per process: an int is enough)."""
+INFLIGHT.set_function(lambda: IN_FLIGHT.n)
+
+
 def track_client_connections(count: Callable[[], float]) -> None:
     """``llmroute_client_connections`` is ``count()`` at each scrape (the server's own counter: no cost per
     connection)."""

@@ -96,11 +96,11 @@ class Proxy:
         if snapshot.config.audit is not None:
             trace = audit.Trace(os.urandom(16).hex(), time.time(), time.perf_counter(), kind.value.lstrip("/"))
             sink = _TracedSink(sink, trace)
-        metrics.INFLIGHT.inc()
+        metrics.IN_FLIGHT.inc()
         try:
             call = _route(snapshot, kind, body, headers, started, trace)
         except _Refusal as refusal:
-            metrics.INFLIGHT.dec()
+            metrics.IN_FLIGHT.dec()
             metrics.request_done(refusal.model, NONE, NONE, refusal.data_class, refusal.outcome, 0.0)
             extra = {DATA_CLASS_HEADER: refusal.header} if refusal.data_class != NONE else {}
             refused = Reply.error(refusal.error, extra)
@@ -111,11 +111,11 @@ class Proxy:
             trace.model, trace.data_class = call.entry.model, call.entry.data_class
             trace.classes, trace.stream = call.entry.classes or (call.entry.data_class,), call.mode is Mode.STREAM
             call.trace = trace
-        served = Served(None, Outcome.CLIENT_CLOSED)
+        served = _LEFT
         try:
             served = await self.failover.run(call, sink)
         finally:
-            metrics.INFLIGHT.dec()
+            metrics.IN_FLIGHT.dec()
             provider = served.provider or NONE
             endpoint = snapshot.endpoints.get(provider)
             jurisdiction = endpoint.provider.jurisdiction if endpoint else NONE
@@ -158,6 +158,9 @@ class Proxy:
         return Reply.error(openai_errors.too_large(size, snapshot.config.max_request_bytes))
 
 
+_LEFT = Served(None, Outcome.CLIENT_CLOSED)
+"""How a request ended if the attempt loop did not say (its task was cancelled: the client left, or the drain cut
+it)."""
 _ROUTER_ERRORS = {Outcome.NO_HEALTHY_BACKEND: "no_healthy_backend", Outcome.STREAM_ERROR: "stream_interrupted"}
 """The error code the router itself sent (body or stream event) for a request that ended this way after routing."""
 
