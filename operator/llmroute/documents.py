@@ -98,6 +98,10 @@ class Bundle:
     def source_of(self, obj: object) -> Source | None:
         return self.sources.get(id(obj))
 
+    def secret(self, namespace: str, name: str, key: str) -> str | None:
+        """The value of ``key`` in Secret ``namespace/name`` from the files, or None when either is not there."""
+        return self.secrets.get((namespace, name), {}).get(key)
+
     def route(self, name: str | None) -> LLMRoute:
         """The route called ``name`` (any namespace), or the only route if ``name`` is None."""
         matches = [r for (_, n), r in self.routes.items() if name is None or n == name]

@@ -99,7 +99,7 @@ def client_key(bundle: Bundle, route: LLMRoute) -> str:
         return CLIENT_KEY
     namespace = route.metadata.namespace or "default"
     for t in spec.bearer_tokens:
-        token = bundle.secrets.get((namespace, t.secret_ref.name), {}).get(t.secret_ref.key, "").strip()
+        token = (bundle.secret(namespace, t.secret_ref.name, t.secret_ref.key) or "").strip()
         if token:
             return token
     raise InputError(
@@ -114,8 +114,7 @@ def provider_key(bundle: Bundle, route: LLMRoute, p: Provider) -> str | None:
         return None
     ref = p.credentials.secret_ref
     namespace = ref.namespace or route.metadata.namespace or "default"
-    secret = bundle.secrets.get((namespace, ref.name), {})
-    return secret.get(ref.key)
+    return bundle.secret(namespace, ref.name, ref.key)
 
 
 SCALED_CIRCUIT = ("window", "openDuration", "recoveryStepDuration")

@@ -229,7 +229,7 @@ def _token_digests(bundle: Bundle, config: RouterConfig) -> dict[bytes, str]:
     assert config.access is not None
     digests: dict[bytes, str] = {}
     for t in config.access.bearer_tokens:
-        token = bundle.secrets.get((config.origin.route_namespace, t.secret_name), {}).get(t.secret_key, "").strip()
+        token = (bundle.secret(config.origin.route_namespace, t.secret_name, t.secret_key) or "").strip()
         if token:
             digests[access.token_digest(token)] = f"{t.secret_name}/{t.secret_key}"
         else:
@@ -243,7 +243,7 @@ def _secret_key(bundle: Bundle, config: RouterConfig, p: ProviderTarget) -> str 
         return None
     c = p.credential
     namespace = c.secret_namespace or config.origin.route_namespace
-    return bundle.secrets.get((namespace, c.secret_name), {}).get(c.secret_key)
+    return bundle.secret(namespace, c.secret_name, c.secret_key)
 
 
 def _cluster_key(p: ProviderTarget) -> str | None:

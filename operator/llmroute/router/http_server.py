@@ -340,7 +340,7 @@ class Connection(asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
     __slots__ = ("_cut", "_deadline", "_drain_waiter", "_evicted", "_handoff", "_head_bytes", "_head_size",
-                 "_headers", "_parsing", "_pending", "_ready", "_refused", "_stopped", "_timer", "_timer_at", "_url",
+                 "_headers", "_parsing", "_ready", "_refused", "_stopped", "_timer", "_timer_at", "_url",
                  "_working", "closing", "current", "lingering", "loop", "parser", "phase", "queue", "reading_paused",
                  "server", "task", "transport", "write_paused")
 
@@ -358,7 +358,6 @@ class Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
         self._parsing: Request | None = None  # the request whose body is being parsed
-        self._pending: RouterError | None = None  # why a callback stopped the parser
         self._stopped = False  # nothing more is parsed from this connection
         self.queue: deque[Request | _Refusal] = deque()  # parsed, waiting for the one being served
         self.current: Request | _Refusal | None = None
