@@ -41,3 +41,26 @@ def test_the_window_is_the_newest_events_within_its_span(steps: list[tuple[float
         assert list(c.events) == expected
         assert c.failures == sum(not ok for _, ok in expected)
     assert full or pauses  # the full-window path ran (unless pauses kept emptying the window)
+
+
+HEALTHY_PATH = SETTINGS.model_copy(update={"consecutive_failures": 5, "error_rate": 0.5})
+"""Thresholds that a window without failures cannot cross: ``record`` takes its own path for such a success."""
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.001, 0.0078125, 0.01])
+def test_successes_into_a_full_window_without_failures_keep_the_newest(gap: float) -> None:
+    """Thousands of successes (the steady state under load), once with a failure in the middle that has to age out
+    of the window before ``record``'s fast path applies again; at 0.0078125 (2^-7, exact) the 2 s span holds the cap
+    give or take one (the boundary of the fast path's test), at 0.01 fewer events than the cap, so the oldest go by
+    age instead."""
+    c, now, seen = circuit.Circuit(since=0.0), 0.0, []
+    for i in range(3 * CAP):
+        now += gap
+        ok = i != CAP + 7
+        t = circuit.record(c, ok, now, HEALTHY_PATH)
+        c = t.circuit
+        seen.append((now, ok))
+        expected = reference(seen, now)
+        assert list(c.events) == expected, i
+        assert c.failures == sum(not ok for _, ok in expected)
+        assert c.state is circuit.State.HEALTHY and not t.changed

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import NamedTuple
 
 from llmroute.core.router_config import CircuitSettings
 
@@ -50,9 +50,11 @@ class State(StrEnum):
     RECOVERING = "recovering"
 
 
-@dataclass(frozen=True)
-class Circuit:
-    """One backend's circuit; ``since`` is when ``state`` was entered, ``events`` are ``(time, ok)`` oldest first."""
+class Circuit(NamedTuple):
+    """One backend's circuit; ``since`` is when ``state`` was entered, ``events`` are ``(time, ok)`` oldest first.
+
+    A named tuple, not a dataclass: a new one is made for every attempt's outcome, and a frozen dataclass costs
+    four times as much to make (one ``object.__setattr__`` per field)."""
 
     state: State = State.HEALTHY
     since: float = 0.0
@@ -60,16 +62,12 @@ class Circuit:
     events: tuple[tuple[float, bool], ...] = ()
     step: int = 0
     reason: str = ""
-    failures: int = -1
-    """Failed events in ``events``, kept up to date so the error rate is O(1) on the request path (-1: count them)."""
-
-    def __post_init__(self) -> None:
-        if self.failures < 0:
-            object.__setattr__(self, "failures", sum(1 for _, ok in self.events if not ok))
+    failures: int = 0
+    """Failed events in ``events``, kept up to date so the error rate is O(1) on the request path; whoever passes
+    ``events`` passes it."""
 
 
-@dataclass(frozen=True)
-class Transition:
+class Transition(NamedTuple):
     """The circuit after an event; ``changed`` means the state changed, ``stepped`` that the recovery step did."""
 
     circuit: Circuit
@@ -83,6 +81,12 @@ def record(c: Circuit, ok: bool, now: float, s: CircuitSettings, *, slow: bool =
     failed = not ok or slow
     if not failed and c.state is State.HEALTHY and c.failures == 0 and s.error_rate > 0 and s.consecutive_failures:
         # The common case, kept cheap: no failure in the window, so no threshold can be crossed.
+        events = c.events
+        drop = len(events) - max(MIN_WINDOW_EVENTS, s.min_requests) + 1
+        if drop > 0 and events[drop][0] >= now - s.window_s:  # and a full window (``_windowed``'s steady state,
+            # with no failure to count out): the oldest go, this success comes in
+            window = events[drop:] + ((now, True),)  # noqa: RUF005  (one copy; unpacking a slice copies twice)
+            return Transition(Circuit(State.HEALTHY, c.since, 0, window, c.step, c.reason, 0), False, _HEALTHY_SUCCESS)
         return Transition(_windowed(c, now, s, (now, True), consecutive_failures=0), False, _HEALTHY_SUCCESS)
     c = _windowed(c, now, s, (now, not failed), consecutive_failures=c.consecutive_failures + 1 if failed else 0)
     outcome = ("slow first token" if ok else "failure") if failed else "success"
@@ -109,7 +113,7 @@ def on_probe(c: Circuit, ok: bool, now: float, s: CircuitSettings) -> Transition
             return _stay(c, f"probe failed: still open ({c.reason})")
         if now - c.since < s.open_s:
             return _stay(c, f"probe ok but open for {now - c.since:.0f}s < {s.open_s:g}s: still open")
-        recovering = replace(c, events=(), failures=0, consecutive_failures=0)
+        recovering = c._replace(events=(), failures=0, consecutive_failures=0)
         return _enter(recovering, State.RECOVERING, now,
                       f"probe ok after {now - c.since:.0f}s open: recovering at {s.recovery_steps[0]:.0%} share")
     if c.state is State.RECOVERING and not ok:
@@ -132,7 +136,7 @@ def tick(c: Circuit, now: float, s: CircuitSettings) -> Transition:
 def open_now(c: Circuit, now: float, reason: str) -> Transition:
     """Force OPEN (402 balance exhausted, 401/403/404 misconfigured); an already open circuit keeps its ``since``."""
     if c.state is State.OPEN:
-        return Transition(replace(c, reason=reason), False, f"already open; now: {reason}")
+        return Transition(c._replace(reason=reason), False, f"already open; now: {reason}")
     return _enter(c, State.OPEN, now, reason)
 
 
@@ -195,7 +199,7 @@ def _heal_or_stay(c: Circuit, now: float, s: CircuitSettings, staying: str) -> T
     dwelt, rate, limit = now - c.since, error_rate(c), s.error_rate * HEAL_FRACTION
     last_ok = not c.events or c.events[-1][1]
     if dwelt >= s.window_s and rate < limit and last_ok:
-        healed = replace(c, consecutive_failures=0)
+        healed = c._replace(consecutive_failures=0)
         return _enter(healed, State.HEALTHY, now, f"error rate {rate:.0%} < {limit:.0%} after {dwelt:.0f}s degraded")
     return _stay(c, f"{staying} ({dwelt:.0f}s, error rate {rate:.0%}; heals below {limit:.0%} after {s.window_s:g}s)")
 
@@ -207,13 +211,13 @@ def _step(c: Circuit, now: float, s: CircuitSettings) -> Transition:
                       f"recovered: {len(s.recovery_steps)} steps of {s.recovery_step_s:g}s without failures")
     if due <= c.step:
         return _stay(c, f"recovering at {traffic_share(c, s):.0%} share")
-    stepped = replace(c, step=due, reason=f"recovering: step {due + 1}/{len(s.recovery_steps)}")
+    stepped = c._replace(step=due, reason=f"recovering: step {due + 1}/{len(s.recovery_steps)}")
     share = traffic_share(stepped, s)
     return Transition(stepped, False, f"recovering: step up to {share:.0%} share", stepped=True)
 
 
 def _enter(c: Circuit, state: State, now: float, reason: str) -> Transition:
-    return Transition(replace(c, state=state, since=now, step=0, reason=reason), c.state is not state, reason)
+    return Transition(c._replace(state=state, since=now, step=0, reason=reason), c.state is not state, reason)
 
 
 def _stay(c: Circuit, reason: str) -> Transition:

@@ -52,6 +52,7 @@ from llmroute.core.cold_start import HoldOutcome
 from llmroute.core.pii import TYPES as PII_TYPES
 from llmroute.core.pod_picking import Basis
 from llmroute.core.router_config import RouterConfig
+from llmroute.router.hot_metrics import LoopCounter, LoopHistogram
 
 NONE = "none"
 """Label value when there is no provider (the router answered itself) or the client's name is unknown."""
@@ -102,22 +103,22 @@ REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
-REQUESTS = Counter("llmroute_requests", "Client requests by how they ended.",
-                   ["model", "provider", "jurisdiction", "data_class", "outcome"], registry=REGISTRY)
-REQUEST_DURATION = Histogram(
+# Updated on every request, from the event loop's thread only: lock-free (:mod:`llmroute.router.hot_metrics`).
+REQUESTS = LoopCounter("llmroute_requests", "Client requests by how they ended.",
+                       ["model", "provider", "jurisdiction", "data_class", "outcome"], REGISTRY)
+REQUEST_DURATION = LoopHistogram(
     "llmroute_request_duration_seconds", "Time from request to the last byte of the response, by serving provider.",
-    ["provider"], registry=REGISTRY,
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
-TIME_TO_FIRST_TOKEN = Histogram(
+    ["provider"], REGISTRY, (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+TIME_TO_FIRST_TOKEN = LoopHistogram(
     "llmroute_time_to_first_token_seconds", "Time from sending an attempt to its first data event, by provider.",
-    ["provider"], registry=REGISTRY, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 30, 60))
+    ["provider"], REGISTRY, (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 30, 60))
 FAILOVERS = Counter("llmroute_failovers", "Attempts that failed and moved the request on, by why.",
                     ["model", "from_provider", "reason"], registry=REGISTRY)
 RESIDENCY_DENIALS = Counter("llmroute_residency_denials",
                             "Requests refused because no backend may receive their data class.",
                             ["model", "data_class"], registry=REGISTRY)
-UPSTREAM_ATTEMPTS = Counter("llmroute_upstream_attempts", "Upstream attempts by provider and result.",
-                            ["provider", "reason"], registry=REGISTRY)
+UPSTREAM_ATTEMPTS = LoopCounter("llmroute_upstream_attempts", "Upstream attempts by provider and result.",
+                                ["provider", "reason"], REGISTRY)
 CIRCUIT_STATE = Gauge("llmroute_circuit_state", "1 for the state each backend's circuit is in, 0 for the others.",
                       ["provider", "backend", "state"], registry=REGISTRY)
 STREAM_ERRORS_TOTAL = Counter("llmroute_stream_errors", "Streams that broke after their first event.",
@@ -268,41 +269,21 @@ def pool_pick(pool: str, basis: Basis) -> None:
     _pick_child(pool, basis).inc()
 
 
-# The hot path: children are cached so a request costs dictionary lookups, not label validation.
-
-@lru_cache(maxsize=4096)
-def _request_child(model: str, provider: str, jurisdiction: str, data_class: str, outcome: str) -> Counter:
-    return REQUESTS.labels(model, provider, jurisdiction, data_class, outcome)
-
-
-@lru_cache(maxsize=256)
-def _duration_child(provider: str) -> Histogram:
-    return REQUEST_DURATION.labels(provider)
-
-
-@lru_cache(maxsize=256)
-def _ttft_child(provider: str) -> Histogram:
-    return TIME_TO_FIRST_TOKEN.labels(provider)
-
-
-@lru_cache(maxsize=4096)
-def _attempt_child(provider: str, reason: str) -> Counter:
-    return UPSTREAM_ATTEMPTS.labels(provider, reason)
-
+# The hot path: a child is a dictionary lookup away (LoopCounter, LoopHistogram), no label validation, no lock.
 
 def request_done(model: str, provider: str, jurisdiction: str, data_class: str, outcome: Outcome,
                  duration_s: float) -> None:
-    _request_child(model, provider, jurisdiction, data_class, outcome).inc()
+    REQUESTS.labels(model, provider, jurisdiction, data_class, outcome).inc()
     if provider != NONE:
-        _duration_child(provider).observe(duration_s)
+        REQUEST_DURATION.labels(provider).observe(duration_s)
 
 
 def first_token(provider: str, seconds: float) -> None:
-    _ttft_child(provider).observe(seconds)
+    TIME_TO_FIRST_TOKEN.labels(provider).observe(seconds)
 
 
 def attempt(provider: str, reason: str) -> None:
-    _attempt_child(provider, reason).inc()
+    UPSTREAM_ATTEMPTS.labels(provider, reason).inc()
 
 
 def failover(model: str, from_provider: str, reason: str) -> None:
