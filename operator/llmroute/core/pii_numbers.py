@@ -25,7 +25,7 @@ from functools import lru_cache
 import phonenumbers
 from stdnum import numdb
 
-from llmroute.core import pii_net
+from llmroute.core import pii_net, pii_plans
 from llmroute.core.pii_context import CARD, PHONE, SSN, Context, Cue
 
 Hit = tuple[str, int, int, float]
@@ -353,10 +353,19 @@ def _national(ctx: Context, start: int, end: int, candidate: str, digits: int) -
     if nanp and valid_in(candidate, "US"):
         return 0.95 if cue is Cue.POSITIVE else 0.8
     if cue is Cue.POSITIVE:
-        return 0.75 if any(valid_in(candidate, r) for r in _REGIONS) else 0.0
+        return 0.75 if valid_in_any(candidate, _REGIONS) else 0.0
     if 8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate):
-        return 0.7 if any(valid_in(candidate, r) for r in _TRUNK_REGIONS) else 0.0
+        return 0.7 if valid_in_any(candidate, _TRUNK_REGIONS) else 0.0
     return 0.0
+
+
+def valid_in_any(candidate: str, regions: tuple[str, ...]) -> bool:
+    """``any(valid_in(candidate, r) for r in regions)``, parsing only in the regions whose plan may accept the
+    number (``pii_plans.may_be_valid``: False only where ``valid_in`` is)."""
+    found = pii_plans.digits(candidate)
+    if found is None:
+        return any(valid_in(candidate, r) for r in regions)
+    return any(pii_plans.may_be_valid(found, r) and valid_in(candidate, r) for r in regions)
 
 
 # --- the pass ------------------------------------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""``pii_plans.may_be_valid`` skips a region only where ``valid_in`` is False there, so ``valid_in_any`` is exactly the
+plain ``any(valid_in(candidate, r) for r in regions)`` it replaces: checked region by region (the stronger claim) on
+generated national numbers (every length of 7 to 12 digits; separators; leading 0, 00, 1 and +; each region's country
+code, national prefix and international prefix as leading digits), on random strings of digits and separators
+(hypothesis), and on every candidate the detector tries in the stress texts and latency cases."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmroute.core import pii, pii_numbers, pii_plans
+from tests.unit import test_pii_stress
+
+pytestmark = pytest.mark.unit
+
+REGIONS = tuple(dict.fromkeys(pii_numbers._REGIONS + pii_numbers._TRUNK_REGIONS))
+GROUPINGS = [(3, 3, 4), (4, 4), (2, 2, 2, 2, 2), (3, 4), (4, 3, 3), (2, 4, 4), (5, 6), (3, 3, 3), (1, 3, 3, 3)]
+SEPARATORS = ["", " ", "-", ".", "/", "  "]
+
+
+def plain(candidate: str, regions: tuple[str, ...]) -> bool:
+    return any(pii_numbers.valid_in(candidate, r) for r in regions)
+
+
+def check(candidate: str) -> None:
+    """Region by region: where the shortcut says no, parsing says no; and the ``any`` over each tuple agrees."""
+    found = pii_plans.digits(candidate)
+    if found is not None:
+        for region in REGIONS:
+            if not pii_plans.may_be_valid(found, region):
+                assert not pii_numbers.valid_in(candidate, region), (candidate, region)
+    for regions in (pii_numbers._REGIONS, pii_numbers._TRUNK_REGIONS):
+        assert pii_numbers.valid_in_any(candidate, regions) == plain(candidate, regions), (candidate, regions)
+
+
+def leading_digits() -> list[str]:
+    """What a number may start with that changes how ``parse`` reads it in one of the regions."""
+    heads = {"", "0", "00", "1", "01", "011", "8", "810", "90", "000"}
+    for region in REGIONS:
+        md = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        heads.add(str(md.country_code))
+        heads.add("0" + str(md.country_code))
+        if md.national_prefix:
+            heads.add(md.national_prefix)
+        for prefix in (md.international_prefix, md.preferred_international_prefix):
+            if prefix and prefix.isdigit():
+                heads.add(prefix)
+                heads.add(prefix + "44")
+    return sorted(heads)
+
+
+def grouped(digits: str, rng: random.Random) -> str:
+    sizes = rng.choice([g for g in GROUPINGS if sum(g) <= len(digits)] or [(len(digits),)])
+    parts, at = [], 0
+    for size in sizes:
+        parts.append(digits[at : at + size])
+        at += size
+    parts[-1] += digits[at:]
+    sep = rng.choice(SEPARATORS)
+    text = sep.join(parts)
+    if rng.random() < 0.2 and len(parts) > 1:
+        text = f"({parts[0]}) " + sep.join(parts[1:])
+    return text
+
+
+def generated() -> Iterator[str]:
+    rng = random.Random(20261205)
+    for head in leading_digits():
+        for length in range(7, 13):
+            for _ in range(4):
+                body = "".join(rng.choice("0123456789") for _ in range(max(1, length - len(head))))
+                number = (head + body)[: max(length, len(head) + 1)]
+                yield grouped(number, rng)
+                yield "+" + number
+    for region in ("US", "GB", "DE", "FR", "IN", "BR", "JP", "AU", "AR", "RU", "KR", "CO", "CN", "FI"):
+        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            national = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+            digits = phonenumbers.national_significant_number(example)
+            yield national
+            yield digits
+            for i in range(len(digits)):  # one digit changed, dropped or doubled
+                yield digits[:i] + str((int(digits[i]) + 1) % 10) + digits[i + 1 :]
+                yield digits[:i] + digits[i + 1 :]
+                yield digits[: i + 1] + digits[i:]
+
+
+def test_the_shortcut_agrees_with_parsing_on_generated_numbers() -> None:
+    count = 0
+    for candidate in generated():
+        check(candidate)
+        count += 1
+    assert count > 2000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789 -.()/", min_size=7, max_size=18))
+def test_the_shortcut_agrees_with_parsing_on_random_strings(candidate: str) -> None:
+    check(candidate)
+
+
+def test_the_shortcut_agrees_with_parsing_on_every_candidate_of_the_stress_texts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+    fast = pii_numbers.valid_in_any
+
+    def recording(candidate: str, regions: tuple[str, ...]) -> bool:
+        seen.append(candidate)
+        return fast(candidate, regions)
+
+    monkeypatch.setattr(pii_numbers, "valid_in_any", recording)
+    for texts in test_pii_stress.random_groups().values():
+        for text, key in texts:
+            pii.detect(text, key)
+    for text in test_pii_stress.phone_edges():
+        pii.detect(text)
+    monkeypatch.undo()
+    assert len(seen) > 100
+    for candidate in dict.fromkeys(seen):
+        check(candidate)
+
+
+def test_the_shortcut_skips_most_regions_for_a_number_none_accepts() -> None:
+    found = pii_plans.digits("7 920 625")
+    assert found == "7920625"
+    assert not plain("7 920 625", pii_numbers._REGIONS)
+    assert sum(pii_plans.may_be_valid(found, r) for r in pii_numbers._REGIONS) <= 8
+
+
+def test_digits_refuses_what_the_shortcut_does_not_model() -> None:
+    for candidate in ("+44 20 7946 0958", "1-800-FLOWERS", "415 555 0134 ext 7", "415 555 0134#", "٤١٥٥٥٥٠١٣٤", "- ."):
+        assert pii_plans.digits(candidate) is None
