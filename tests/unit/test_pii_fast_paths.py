@@ -246,6 +246,16 @@ def test_phone_edges_hold_after_every_character_not_tested() -> None:
     assert pii_numbers._PHONE_EDGES.match("4155550134", 0) is not None
 
 
+def test_phone_edges_fail_after_every_character_never_before_a_phone() -> None:
+    """``numbers`` skips ``_PHONE_EDGES`` after a character in ``_NEVER_BEFORE``: it would not match there, whatever
+    stands before that character."""
+    for ch in pii_numbers._NEVER_BEFORE:
+        for before in ("", " ", ":", "(", "+", "a", "::", "(+", "+("):
+            text = before + ch + "4155550134"
+            assert pii_numbers._PHONE_EDGES.match(text, len(before) + 1) is None, (before, ch)
+            assert pii_numbers.phone_at(text, pii_context.Context(text), len(before) + 1, len(text)) is None
+
+
 def test_key_name_search_in_the_lowercased_text_equals_the_case_insensitive_one() -> None:
     """``_assigned`` with the lowercased text (``_ASSIGNED_WORDS``, then ``_ASSIGNED_ASCII``) says what it says on
     the text (``_ASSIGNED``, case-insensitive), for every window of ASCII text made of key names and assignments."""

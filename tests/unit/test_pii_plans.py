@@ -6,6 +6,7 @@ code, national prefix and international prefix as leading digits), on random str
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator
 
@@ -139,3 +140,59 @@ def test_the_shortcut_skips_most_regions_for_a_number_none_accepts() -> None:
 def test_digits_refuses_what_the_shortcut_does_not_model() -> None:
     for candidate in ("+44 20 7946 0958", "1-800-FLOWERS", "415 555 0134 ext 7", "415 555 0134#", "٤١٥٥٥٥٠١٣٤", "- ."):
         assert pii_plans.digits(candidate) is None
+
+
+def parsed_numbers() -> Iterator[phonenumbers.PhoneNumber]:
+    """Example numbers of every type of every region and of the non-geographic codes, each also with one digit
+    changed, dropped or doubled, and random national numbers of 4 to 14 digits under every country code."""
+    rng = random.Random(20261206)
+    examples: list[phonenumbers.PhoneNumber] = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in phonenumbers.PhoneNumberType.values():
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                examples.append(example)
+    for cc in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS):
+        example = phonenumbers.example_number_for_non_geo_entity(cc)
+        if example is not None:
+            examples.append(example)
+    for example in examples:
+        yield example
+        nsn = phonenumbers.national_significant_number(example)
+        for i in range(len(nsn)):
+            for variant in (
+                nsn[:i] + str((int(nsn[i]) + 1) % 10) + nsn[i + 1 :],
+                nsn[:i] + nsn[i + 1 :],
+                nsn[: i + 1] + nsn[i:],
+            ):
+                yield phonenumbers.parse(f"+{example.country_code}{variant}", None)
+    for cc in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        for length in range(4, 15):
+            for _ in range(3):
+                digits = "".join(rng.choice("0123456789") for _ in range(length))
+                with contextlib.suppress(phonenumbers.NumberParseException):
+                    yield phonenumbers.parse(f"+{cc} {digits}", None)
+
+
+def test_is_valid_number_agrees_with_phonenumbers() -> None:
+    count = valid = 0
+    for number in parsed_numbers():
+        expected = phonenumbers.is_valid_number(number)
+        assert pii_plans.is_valid_number(number) == expected, phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.E164
+        )
+        count, valid = count + 1, valid + expected
+    assert count > 20000 and valid > 2000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)),
+    st.text(alphabet="0123456789", min_size=2, max_size=15),
+)
+def test_is_valid_number_agrees_with_phonenumbers_on_random_numbers(cc: int, digits: str) -> None:
+    try:
+        number = phonenumbers.parse(f"+{cc}{digits}", None)
+    except phonenumbers.NumberParseException:
+        return
+    assert pii_plans.is_valid_number(number) == phonenumbers.is_valid_number(number)

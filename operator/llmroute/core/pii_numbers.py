@@ -259,7 +259,7 @@ _TRUNK_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "AU", "JP", "CH", "AT", "B
 def valid_in(number: str, region: str | None) -> bool:
     """``number`` (digits and separators, or +international) is a valid number in ``region``'s plan."""
     try:
-        return phonenumbers.is_valid_number(phonenumbers.parse(number, region))
+        return pii_plans.is_valid_number(phonenumbers.parse(number, region))
     except phonenumbers.NumberParseException:
         return False
 
@@ -304,6 +304,10 @@ _PHONE_EDGES = re.compile(
 it takes in a ``+``, ``(`` or ``(+`` before the digits) lets it through. One C-level match instead of that Python
 for every cluster: paths, versions and ids (``/orders/1245465``, ``Chrome/124.0.1034.188``) stop here."""
 
+_NEVER_BEFORE = _PHONE_BEFORE - {"+"}
+"""Where the character before a cluster is one of these, ``_PHONE_EDGES`` does not match: each of its branches needs
+the character before to be none of ``_PHONE_BEFORE`` (the first) or ``(`` or ``+`` (the others), so it is not run
+(``/orders/1245465``, ``Chrome/124.0.1034.188``, ``id=35bf99``)."""
 _EDGE_TESTED = frozenset(_PHONE_BEFORE | set("(+:"))
 """Where the character before a cluster is none of these (or there is none), ``_PHONE_EDGES`` matches: its first
 branch holds (not after ``(``, ``+``, ``_PHONE_BEFORE`` or ``::``), so it is not run."""
@@ -421,8 +425,10 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
         if digits >= 12 and card_shape(classes, start, end + 2):
             yield from cards_in(text, ctx, start, min(n, end + 2))
         before = text[start - 1] if start else ""
-        if digits > 20 or (before in _EDGE_TESTED and _PHONE_EDGES.match(text, start) is None):
+        if digits > 20 or before in _NEVER_BEFORE:
             continue  # (``phone_at`` would turn it away on the characters around it, whatever the digits)
+        if before in _EDGE_TESTED and _PHONE_EDGES.match(text, start) is None:
+            continue
         if end < n and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
             continue
         one_try = find(b" ", end - 4, end) < 0  # ``phone_at`` cuts a last group after a space in the last

@@ -104,3 +104,89 @@ def may_be_valid(digits: str, region: str) -> bool:
         for national in nationals
         for lengths, pattern in plan.descs
     )
+
+
+# --- validity ------------------------------------------------------------------------------------------------------
+
+
+class _Types:
+    """What ``is_valid_number`` reads of one region's metadata: its country code, leading digits, and the general
+    description and the type descriptions that make a number of a known type, each as (possible lengths or None,
+    pattern)."""
+
+    __slots__ = ("cc", "general", "known", "leading")
+
+    def __init__(self, metadata: Any) -> None:
+        self.cc: int = metadata.country_code
+        self.leading = re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None
+        self.general = _desc(metadata.general_desc)
+        kinds = [
+            metadata.premium_rate,
+            metadata.toll_free,
+            metadata.shared_cost,
+            metadata.voip,
+            metadata.personal_number,
+            metadata.pager,
+            metadata.uan,
+            metadata.voicemail,
+            metadata.fixed_line,
+        ]
+        if not metadata.same_mobile_and_fixed_line_pattern:
+            kinds.append(metadata.mobile)
+        self.known = tuple(d for d in map(_desc, kinds) if d is not None)
+
+    def valid(self, nsn: str) -> bool:
+        """``_number_type_helper(nsn, metadata) != UNKNOWN``: the general description and one of the types match
+        (which one, that function's order decides; whether one does, it does not)."""
+        general = self.general
+        if general is None or not _matches(general, nsn):
+            return False
+        return any(_matches(d, nsn) for d in self.known)
+
+
+def _desc(desc: Any) -> Desc | None:
+    """``desc`` as ``_is_number_matching_desc`` reads it, or None where it matches nothing (no description, or no
+    pattern: ``_match_national_number`` is False for it)."""
+    if desc is None or not desc.national_number_pattern:
+        return None
+    return (frozenset(desc.possible_length) if desc.possible_length else None, re.compile(desc.national_number_pattern))
+
+
+def _matches(desc: Desc, nsn: str) -> bool:
+    lengths, pattern = desc
+    return (lengths is None or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
+
+
+@cache  # (one per region a number was validated in: bounded by the metadata)
+def _types(region: str) -> _Types | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
+    return None if metadata is None else _Types(metadata)
+
+
+def is_valid_number(number: phonenumbers.PhoneNumber) -> bool:
+    """``phonenumbers.is_valid_number(number)``: the region of the number (``region_code_for_number``: the only one of
+    its country code, else the first whose leading digits start it or that it is valid in), then the number valid in
+    that region's plan; without testing the type descriptions twice, nor all of them in order."""
+    cc = number.country_code
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc) if cc is not None else None
+    if not regions:
+        return False
+    nsn = phonenumbers.national_significant_number(number)
+    if len(regions) == 1:
+        region = regions[0]
+        if region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
+            return bool(phonenumbers.is_valid_number_for_region(number, region))
+    else:
+        for region in regions:
+            types = _types(region)
+            if types is None:
+                continue
+            if types.leading is not None:
+                if types.leading.match(nsn):
+                    break
+            elif types.valid(nsn):
+                return types.cc == cc  # (``is_valid_number_for_region`` on the same metadata)
+        else:
+            return False
+    types = _types(region)
+    return types is not None and types.cc == cc and types.valid(nsn)
