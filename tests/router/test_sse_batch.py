@@ -1,10 +1,10 @@
 """The assembler's batched merge (llmroute.router.sse_batch) against merging event by event, on generated streams.
 
-Aspects: whatever the events (runs of content or reasoning deltas, tool calls, logprobs, finish and usage events,
-unknown fields, keep-alives between events, error events, garbage), their text (quotes, backslashes, newlines,
-non-ASCII, escaped or raw), their JSON style (spacing, key order, ``ensure_ascii``), the line endings and the
-chunking, the batched assembler gives the same answer - or the same failure - as the event-by-event one; runs
-really are batched (the number of events parsed one by one stays small).
+Aspects: whatever the events (runs of content or reasoning deltas, a second choice's events in a run, tool calls,
+logprobs, finish and usage events, unknown fields, keep-alives between events, error events, garbage), their text
+(quotes, backslashes, newlines, non-ASCII, escaped or raw), their JSON style (spacing, key order,
+``ensure_ascii``), the line endings and the chunking, the batched assembler gives the same answer - or the same
+failure - as the event-by-event one; runs really are batched (the number of events parsed one by one stays small).
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ def streams(draw: st.DrawFn) -> tuple[bytes, bool]:
     if draw(st.booleans()):
         head["system_fingerprint"] = "fp"
 
-    def event(choice: dict[str, Any], **extra: Any) -> bytes:
-        return b"data: " + encode({**head, "choices": [{"index": 0, **choice}], **extra}, style) + end
+    def event(choice: dict[str, Any], index: int = 0, **extra: Any) -> bytes:
+        return b"data: " + encode({**head, "choices": [{"index": index, **choice}], **extra}, style) + end
 
-    def text_event(field: str, text: str) -> bytes:
+    def text_event(field: str, text: str, index: int = 0) -> bytes:
         if not chat:
-            return event({"text": text, "logprobs": None, "finish_reason": None})
-        return event({"delta": {field: text}, "logprobs": None, "finish_reason": None})
+            return event({"text": text, "logprobs": None, "finish_reason": None}, index)
+        return event({"delta": {field: text}, "logprobs": None, "finish_reason": None}, index)
 
     out = [b": keep-alive" + end] * draw(st.integers(0, 2))
     out.append(
@@ -64,6 +64,8 @@ def streams(draw: st.DrawFn) -> tuple[bytes, bool]:
                 [
                     "run",
                     "run",
+                    "long",
+                    "second_choice",
                     "reasoning",
                     "tool",
                     "logprobs",
@@ -79,6 +81,13 @@ def streams(draw: st.DrawFn) -> tuple[bytes, bool]:
         if kind in ("run", "reasoning"):
             field = "reasoning_content" if kind == "reasoning" else "content"
             out += [text_event(field, t) for t in draw(st.lists(TEXT, max_size=12))]
+        elif kind == "long":  # long enough to be merged as a run (over 1 KB), with events of the second choice in it
+            # that differ from the run's only in a digit (no quote moves: only the check of each piece's glue sees it)
+            texts = draw(st.lists(TEXT, min_size=10, max_size=40))
+            others = draw(st.sets(st.integers(0, len(texts) - 1), max_size=2))
+            out += [text_event("content", t, 1 if i in others else 0) for i, t in enumerate(texts)]
+        elif kind == "second_choice":
+            out.append(text_event("content", draw(TEXT), 1))
         elif kind == "tool" and chat:
             out.append(event({"delta": {"tool_calls": [{"index": 0, "function": {"arguments": draw(TEXT)}}]}}))
         elif kind == "logprobs":

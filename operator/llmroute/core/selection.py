@@ -24,6 +24,7 @@ import itertools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from llmroute.core.circuit import Circuit, State, retry_in_s, summary, traffic_share
 from llmroute.core.router_config import BackendTarget, CircuitSettings
@@ -40,9 +41,9 @@ class Skip:
     reason: str
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The backends to try in order; ``notes[i]`` says why ``attempts[i]`` is where it is."""
+class Plan(NamedTuple):
+    """The backends to try in order; ``notes[i]`` says why ``attempts[i]`` is where it is. (A named tuple: one is made
+    for every request, and a frozen dataclass costs several times as much to make.)"""
 
     attempts: tuple[BackendTarget, ...]
     skipped: tuple[Skip, ...]

@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from llmroute.core import audit, retry
 from llmroute.core.drills import SimulatedFailure
@@ -107,8 +107,7 @@ class Call:
     reroute: Callable[[Snapshot], RouteEntry | None] | None = None  # this request's route under another config
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
+class Served(NamedTuple):
     """How the request ended: a reply to send (None if streamed), its outcome and the serving provider."""
 
     reply: Reply | None

@@ -27,7 +27,6 @@ Nothing here logs a prompt, a completion or a key. Called by :mod:`llmroute.rout
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import random
@@ -147,7 +146,7 @@ class Proxy:
                 self.audit_log.emit(line)
         if reply is None:
             return None
-        return dataclasses.replace(reply, headers={**reply.headers, REQUEST_ID_HEADER: trace.request_id})
+        return reply._replace(headers={**reply.headers, REQUEST_ID_HEADER: trace.request_id})
 
     def refuse_oversized(self, size: int | None) -> Reply | None:
         """413 before reading a body whose declared length is over the limit (None: read it)."""

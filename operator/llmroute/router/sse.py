@@ -227,9 +227,10 @@ class Assembler:
         kept.append(chunk)
         edge = self._tail + chunk[:len(_DONE_MARK)]
         self._tail = chunk[-len(_DONE_MARK):]
-        if _ERROR_MARK in (chunk if len(chunk) <= _ERROR_WINDOW else chunk[-_ERROR_WINDOW:]) or _ERROR_MARK in edge:
+        n = len(chunk)  # (searched from an offset: a slice of the read's end would copy it)
+        if chunk.find(_ERROR_MARK, n - _ERROR_WINDOW if n > _ERROR_WINDOW else 0) >= 0 or _ERROR_MARK in edge:
             self._by_event()
-        elif _DONE_MARK in (chunk if len(chunk) <= _DONE_WINDOW else chunk[-_DONE_WINDOW:]) or _DONE_MARK in edge:
+        elif chunk.find(_DONE_MARK, n - _DONE_WINDOW if n > _DONE_WINDOW else 0) >= 0 or _DONE_MARK in edge:
             self._at_done()
 
     def end(self) -> None:

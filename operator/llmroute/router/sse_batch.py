@@ -21,10 +21,9 @@ merged the ordinary way by :class:`llmroute.router.sse.Assembler`. Pure; used on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -35,8 +34,7 @@ _BACKSLASH = 0x5C
 _NEEDLE = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Template:
+class Template(NamedTuple):
     """The first data line of a run: its bounds in the stream, its parsed event and its text field's prefix and
     suffix (no ``field``: this line cannot start a run)."""
 
@@ -135,16 +133,21 @@ def run(body: bytes, t: Template) -> tuple[int, str, int]:
     if pieces[0] != head:
         return 0, "", t.start
     mids = pieces[1:-1]
-    if all(map(bytes.endswith, mids, repeat(glue))):  # the usual case: the run goes on to the last piece
+    raws = list(map(itemgetter(slice(None, -len(glue))), mids))
+    raws.append(b"")
+    if glue.join(raws) == b"".join(mids):  # the usual case: every piece ends with the glue, the run goes on to the
+        # last piece. (Each raw is its piece less the glue's length, so the two sides are as long only when no piece
+        # is shorter than the glue; then, piece by piece from the first, each one is its raw and then the glue.)
         k = len(mids)
         stop = len(body) + 1 - len(pieces[-1]) - len(t.prefix)  # the start of the last piece's event
     else:
         ends = list(map(bytes.endswith, mids, repeat(glue)))
         k = ends.index(False)
         stop = t.start + sum(map(len, pieces[: k + 1])) + n * (k + 1) - len(t.prefix)
+    del raws[k:]
     if not k:
         return 0, "", t.start
-    texts = _decode(list(map(itemgetter(slice(None, -len(glue))), mids[:k])))
+    texts = _decode(raws)
     if texts is None:
         return 0, "", t.start
     return k, "".join(texts), stop
@@ -152,16 +155,21 @@ def run(body: bytes, t: Template) -> tuple[int, str, int]:
 
 def _decode(raws: list[bytes]) -> list[str] | None:
     """The JSON string bodies ``raws`` decoded, or None if one of them is not exactly one valid JSON string body."""
-    array = b'["' + b'","'.join(raws) + b'"]'
+    if len(raws) > 1:  # the array in one join (its ends added to the first and last texts: they are short)
+        first, last = raws[0], raws[-1]
+        raws[0], raws[-1] = b'["' + first, last + b'"]'
+        array = b'","'.join(raws)
+        raws[0], raws[-1] = first, last
+    else:
+        array = b'["' + raws[0] + b'"]'
     try:
         texts = orjson.loads(array)
     except orjson.JSONDecodeError:
         return None
     if len(texts) != len(raws):
         return None
-    text = b"".join(raws)
-    if b'"' not in text and b"\\" not in text:
-        return texts  # type: ignore[no-any-return]  # no quote in any: the array's commas are ours
+    if array.count(b'"') == 2 * len(raws) and b"\\" not in array:
+        return texts  # type: ignore[no-any-return]  # no quote in any text (each has its two): the commas are ours
     if orjson.dumps(texts) == array:
         return texts  # type: ignore[no-any-return]  # the canonical encoding: each text is one of ours
     out: list[str] = []  # quotes, and escaped differently (\\uXXXX, \\/): check each one on its own
