@@ -196,3 +196,99 @@ def test_is_valid_number_agrees_with_phonenumbers_on_random_numbers(cc: int, dig
     except phonenumbers.NumberParseException:
         return
     assert pii_plans.is_valid_number(number) == phonenumbers.is_valid_number(number)
+
+
+def library(candidate: str, region: str | None) -> bool:
+    """What ``valid_in`` was before ``pii_plans.valid_in``: ``phonenumbers`` itself."""
+    try:
+        return bool(phonenumbers.is_valid_number(phonenumbers.parse(candidate, region)))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def check_parse(candidate: str, region: str | None) -> bool:
+    """``pii_plans.valid_in`` says what ``phonenumbers`` says, where it answers; True where it did."""
+    found = pii_plans.valid_in(candidate, region)
+    if found is None:
+        return False
+    assert found == library(candidate, region), (candidate, region)
+    return True
+
+
+def formatted_examples() -> Iterator[tuple[str, str | None]]:
+    """Every region's example numbers of every type written nationally (with that region and three of ours) and
+    internationally (with none), each also with one digit changed, dropped or doubled."""
+    rng = random.Random(20261207)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in phonenumbers.PhoneNumberType.values():
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            written = [
+                (phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL), False),
+                (phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.INTERNATIONAL), True),
+                (phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164), True),
+            ]
+            for text, international in written:
+                variants = [text]
+                at = [i for i, ch in enumerate(text) if ch.isdigit()]
+                for i in rng.sample(at, min(3, len(at))):
+                    variants += (
+                        text[:i] + str((int(text[i]) + 1) % 10) + text[i + 1 :],
+                        text[:i] + text[i + 1 :],
+                        text[: i + 1] + text[i:],
+                    )
+                for variant in variants:
+                    if international:
+                        yield variant, None
+                        yield variant[1:], region  # (the plus dropped: the country code as leading digits)
+                    else:
+                        for r in (region, *rng.sample(REGIONS, 3)):
+                            yield variant, r
+
+
+def test_parsing_agrees_with_phonenumbers_on_example_numbers() -> None:
+    answered = sum(check_parse(candidate, region) for candidate, region in formatted_examples())
+    assert answered > 15000
+
+
+def test_parsing_agrees_with_phonenumbers_on_generated_numbers() -> None:
+    answered = 0
+    for candidate in generated():
+        if candidate.startswith("+"):
+            answered += check_parse(candidate, None)
+        else:
+            answered += sum(check_parse(candidate, r) for r in REGIONS)
+    assert answered > 20000
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["", "+", "+1", "+44", "00", "0", "1", "7", "8", "810", "011"]),
+    st.text(alphabet="0123456789 -.()/", min_size=0, max_size=18),
+    st.sampled_from([None, *REGIONS]),
+)
+def test_parsing_agrees_with_phonenumbers_on_random_strings(head: str, rest: str, region: str | None) -> None:
+    check_parse(head + rest, region)
+    check_parse(head + rest, None)
+
+
+def test_parsing_agrees_with_phonenumbers_on_every_number_the_stress_texts_validate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+    fast = pii_plans.valid_in
+
+    def recording(candidate: str, region: str | None) -> bool | None:
+        seen.append((candidate, region))
+        return fast(candidate, region)
+
+    monkeypatch.setattr(pii_plans, "valid_in", recording)
+    for texts in test_pii_stress.random_groups().values():
+        for text, key in texts:
+            pii.detect(text, key)
+    for text in test_pii_stress.phone_edges():
+        pii.detect(text)
+    monkeypatch.undo()
+    answered = sum(check_parse(candidate, region) for candidate, region in dict.fromkeys(seen))
+    assert answered > 300

@@ -257,7 +257,12 @@ _TRUNK_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "AU", "JP", "CH", "AT", "B
 
 
 def valid_in(number: str, region: str | None) -> bool:
-    """``number`` (digits and separators, or +international) is a valid number in ``region``'s plan."""
+    """``number`` (digits and separators, or +international) is a valid number in ``region``'s plan: parsed and
+    validated by ``pii_plans`` (what ``phonenumbers`` would say, without its steps that cannot apply to such a
+    number), or by ``phonenumbers`` where that does not model the number."""
+    found = pii_plans.valid_in(number, region)
+    if found is not None:
+        return found
     try:
         return pii_plans.is_valid_number(phonenumbers.parse(number, region))
     except phonenumbers.NumberParseException:

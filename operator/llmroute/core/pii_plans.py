@@ -64,7 +64,7 @@ class _Plan:
             raise ValueError(f"no numbering plan for region {region!r}")
         self.metadata: Any = metadata
         prefix = metadata.international_prefix
-        self.idd: re.Pattern[str] | None = re.compile(prefix) if prefix else None
+        self.idd: re.Pattern[str] | None = re.compile(prefix) if prefix is not None else None  # ("": every number)
         self.cc = str(metadata.country_code)
         main = phonenumbers.region_code_for_country_code(metadata.country_code)
         self.main: Any = (
@@ -164,18 +164,24 @@ def _types(region: str) -> _Types | None:
 
 
 def is_valid_number(number: phonenumbers.PhoneNumber) -> bool:
-    """``phonenumbers.is_valid_number(number)``: the region of the number (``region_code_for_number``: the only one of
-    its country code, else the first whose leading digits start it or that it is valid in), then the number valid in
-    that region's plan; without testing the type descriptions twice, nor all of them in order."""
+    """``phonenumbers.is_valid_number(number)``: ``valid`` of its country code and national significant number."""
     cc = number.country_code
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc) if cc is not None else None
+    return cc is not None and valid(cc, phonenumbers.national_significant_number(number))
+
+
+def valid(cc: int, nsn: str) -> bool:
+    """``is_valid_number`` of the number with country code ``cc`` and national significant number ``nsn``: the
+    region of the number (``region_code_for_number``: the only one of its country code, else the first whose leading
+    digits start it or that it is valid in), then the number valid in that region's plan; without testing the type
+    descriptions twice, nor all of them in order."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc)
     if not regions:
         return False
-    nsn = phonenumbers.national_significant_number(number)
     if len(regions) == 1:
         region = regions[0]
         if region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
-            return bool(phonenumbers.is_valid_number_for_region(number, region))
+            types = _non_geo(cc)
+            return types is not None and types.valid(nsn)
     else:
         for region in regions:
             types = _types(region)
@@ -190,3 +196,79 @@ def is_valid_number(number: phonenumbers.PhoneNumber) -> bool:
             return False
     types = _types(region)
     return types is not None and types.cc == cc and types.valid(nsn)
+
+
+@cache  # (one per non-geographic code a number was validated under: bounded by the metadata)
+def _non_geo(cc: int) -> _Types | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_nongeo_region(cc, None)
+    return None if metadata is None else _Types(metadata)
+
+
+# --- parsing -------------------------------------------------------------------------------------------------------
+
+_viable = phonenumberutil._is_viable_phone_number
+_extract_country_code = phonenumberutil._extract_country_code
+_test_number_length = phonenumberutil._test_number_length
+_match_national_number = phonenumberutil._match_national_number
+_NOT_STRIPPED = frozenset(
+    {
+        phonenumberutil.ValidationResult.TOO_SHORT,
+        phonenumberutil.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+        phonenumberutil.ValidationResult.INVALID_LENGTH,
+    }
+)
+_TOO_LONG = phonenumberutil.ValidationResult.TOO_LONG
+_PUNCTUATION = " -.()/"
+
+
+def valid_in(number: str, region: str | None) -> bool | None:
+    """``is_valid_number(parse(number, region))`` (False where ``parse`` raises) for the numbers ``pii_numbers``
+    validates: ``+`` and then ASCII digits and `` -.()/`` with no region, or ASCII digits and `` -.()/`` in a region
+    (None for anything else, and for a national number that starts with the region's international prefix: call
+    ``phonenumbers``).
+
+    ``parse``'s steps on such a string, in its order, with its own helpers where a step depends on the metadata, and
+    without what cannot apply to it: no RFC 3966 parts, no extension (each form needs a letter, ``#``, ``~``, ``,`` or
+    ``;``), no letters to convert, and digits that normalise to themselves; then ``valid`` on the country code and
+    the national number (``national_significant_number`` gives back the digits ``parse`` kept, leading zeros
+    included). ``tests/unit/test_pii_plans.py`` compares it with ``phonenumbers`` on generated and random numbers."""
+    if region is None:
+        if number[:1] != "+" or not _ALLOWED.issuperset(number[1:]):
+            return None
+    elif region not in phonenumbers.SUPPORTED_REGIONS or not _ALLOWED.issuperset(number):
+        return None
+    end = len(number.rstrip(_PUNCTUATION))  # ``_extract_possible_number``: from the first ``+`` or digit to the
+    national = number[: end if end > 1 else 0] if region is None else number[:end].lstrip(_PUNCTUATION)  # last digit
+    if not _viable(national):
+        return False
+    digits = national.translate(_SEPARATORS).lstrip("+")  # ``_normalize``
+    if region is None:  # ``_maybe_extract_country_code`` after a plus
+        if len(digits) <= 2:
+            return False
+        cc, national = _extract_country_code(digits)
+        if cc == 0:
+            return False
+        metadata: Any = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+            cc, phonenumbers.region_code_for_country_code(cc)
+        )
+    else:
+        plan = _plan(region)
+        if plan.idd is not None and plan.idd.match(digits):
+            return None  # (an international prefix: not modelled)
+        metadata = plan.metadata
+        cc, national = metadata.country_code, digits
+        if digits.startswith(plan.cc):  # the region's own country code written without a plus
+            rest = _strip(digits[len(plan.cc) :], metadata)[1]
+            general = metadata.general_desc
+            if (
+                not _match_national_number(digits, general, False) and _match_national_number(rest, general, False)
+            ) or _test_number_length(digits, metadata) == _TOO_LONG:
+                national = rest
+                if phonenumbers.region_code_for_country_code(cc) != region:
+                    metadata = plan.main
+    if len(national) < 2:
+        return False
+    stripped = _strip(national, metadata)[1]
+    if _test_number_length(stripped, metadata) not in _NOT_STRIPPED:
+        national = stripped
+    return 2 <= len(national) <= 17 and valid(cc, national)
