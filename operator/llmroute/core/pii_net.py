@@ -185,7 +185,7 @@ _IPV6 = re.compile(r"[23](?<![0-9A-Za-z_:.][23])[0-9A-Fa-f]{3}:[0-9A-Fa-f:]{2,35
 _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 
 
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _MAYBE_PUBLIC_V4 = re.compile(
     r"(?<![0-9A-Za-z_.\-])(?!(?:0|10|127|22[4-9]|2[3-5][0-9]|192\.168|172\.(?:1[6-9]|2[0-9]|3[01])|169\.254)\.)"
     rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?![0-9A-Za-z_\-]|\.[0-9])"
@@ -195,27 +195,37 @@ most 255 without a leading zero (``_LEADING_ZERO``), not in a /8 that holds no p
 up) nor in 172.16/12, 192.168/16 or 169.254/16. Each of its matches is an ``_IPV4`` match (the same boundaries, and
 octets of one to three digits), and a match of either is a whole dotted run, so neither overlaps another: its matches
 in a window are the ``_IPV4`` matches there less ones no test below would let through (private addresses in logs,
-versions such as ``6.5.745.72``), and ``ipv4s_in`` tests only those."""
+versions such as ``6.5.745.72``), and ``ipv4s_in`` tests only those. Its four groups are the octets."""
 
 
 def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
-    """Public IPv4 addresses in ``text[lo:hi]`` (a list: most calls find none)."""
+    """Public IPv4 addresses in ``text[lo:hi]`` (a list: most calls find none).
+
+    The matches are walked with ``search`` from the end of the last one, as ``finditer`` walks them (none is empty),
+    without setting up an iterator for what is mostly one match; the octets are read from the groups, the last three
+    only where the first does not settle it."""
     hits: list[Hit] = []
-    for m in _MAYBE_PUBLIC_V4.finditer(text, lo, hi):
-        a, b, c, d = map(int, m.group().split("."))
-        if not public_v4(a, b, c, d):
-            continue
+    search = _MAYBE_PUBLIC_V4.search
+    m = search(text, lo, hi)
+    while m is not None:
         start, end = m.span()
-        if text[max(0, start - 2) : start] in _PINS:
-            continue
-        cidr = _CIDR.match(text, end)
-        if cidr is not None and int(cidr.group()[1:]) < 32:
-            continue
-        cue = ctx.cue(start, end, IP)
-        if cue is Cue.NEGATIVE or (a < 10 and b < 10 and cue is not Cue.POSITIVE):
-            continue
-        hits.append(("ip_address", start, end, 0.95 if cue is Cue.POSITIVE else 0.85))
+        a = int(m.group(1))
+        if (
+            (a not in _NOT_PUBLIC_BY_FIRST or public_v4(a, int(m.group(2)), int(m.group(3)), int(m.group(4))))
+            and text[start - 2 if start > 2 else 0 : start] not in _PINS
+            and not (end < len(text) and text[end] == "/" and _cidr_below_32(text, end))
+        ):
+            cue = ctx.cue(start, end, IP)
+            if not (cue is Cue.NEGATIVE or (a < 10 and int(m.group(2)) < 10 and cue is not Cue.POSITIVE)):
+                hits.append(("ip_address", start, end, 0.95 if cue is Cue.POSITIVE else 0.85))
+        m = search(text, end, hi)
     return hits
+
+
+def _cidr_below_32(text: str, end: int) -> bool:
+    """A prefix length below 32 follows the address at ``end`` (a CIDR block, not an address)."""
+    cidr = _CIDR.match(text, end)
+    return cidr is not None and int(cidr.group()[1:]) < 32
 
 
 def ipv6_at(text: str, start: int, end: int) -> Iterator[Hit]:
