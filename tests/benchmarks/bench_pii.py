@@ -358,7 +358,9 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
     - ``views``: one ``Context`` per text (the byte views every pass reads).
     - ``cluster_scan``: finding the digit clusters (one regex over the views).
     - ``cluster_loop``: visiting each cluster in Python and reading its span and digit count, nothing else.
-    - ``phone_validation``: the ``phonenumbers`` calls detection makes (parse and numbering plan), replayed.
+    - ``phone_validation``: the phone validations detection makes (``pii_numbers.valid_in``: parse and numbering
+      plan, ``pii_plans``' or ``phonenumbers``'), replayed; ``pii_plans.may_be_valid``, which decides which regions a
+      national number is parsed in, is in ``rest``.
     - ``context_lookups``: the context lookups detection makes, replayed.
     - ``keys_pass``: the API-key pass (``pii_keys.keys``) alone, over the same views.
     - ``floor``: views + cluster_scan + cluster_loop + phone_validation; every request pays these before any
