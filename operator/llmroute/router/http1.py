@@ -32,6 +32,7 @@ import ssl
 
 import httptools
 
+from llmroute.router.deadline import Deadline
 from llmroute.router.egress import Proxy, tunnel
 
 HIGH_WATER = 1 << 20
@@ -63,9 +64,7 @@ class Conn(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._reset_response()
         self._expecting = False  # a request is out and its response is not complete
-        self._deadline: float | None = None  # of the wait under way (loop time)
-        self._timer: asyncio.TimerHandle | None = None  # one per connection, re-armed lazily
-        self._timer_at = 0.0
+        self._deadline = Deadline(pool.loop, self._expired)  # of the wait under way (one timer, re-armed lazily)
 
     def _reset_response(self) -> None:
         self.status = 0
@@ -202,26 +201,18 @@ class Conn(asyncio.Protocol):
         ``TimeoutError`` past ``deadline``. The connection's one timer is moved only when the deadline comes earlier
         than it fires (a later deadline: it fires, sees that, and re-arms itself), so a read costs no timer of its
         own, and awaiting the future directly costs no coroutine frame."""
-        loop = self.pool.loop
-        fut: asyncio.Future[None] = loop.create_future()
-        self._waiter, self._deadline = fut, deadline
-        if deadline is not None and (self._timer is None or deadline < self._timer_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at, self._timer = deadline, loop.call_at(deadline, self._on_timer)
+        fut: asyncio.Future[None] = self.pool.loop.create_future()
+        self._waiter = fut
+        if deadline is None:
+            self._deadline.at = 0.0
+        else:
+            self._deadline.arm(deadline)
         return fut
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline, waiter = self._deadline, self._waiter
-        if deadline is None or waiter is None or waiter.done():
-            return
-        loop = self.pool.loop
-        if loop.time() < deadline:
-            self._timer_at, self._timer = deadline, loop.call_at(deadline, self._on_timer)
-            return
-        self._waiter = None
-        waiter.set_exception(TimeoutError())
+    def _expired(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     def release(self) -> None:
         """Done with the response: back to the pool if it can be reused (now, or once its end arrives)."""
@@ -236,9 +227,7 @@ class Conn(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         if self.transport is not None:
             self.transport.close()
         self.pool.forget(self)

@@ -13,14 +13,14 @@ bodies (chunked, gzip/deflate), ``Expect: 100-continue``, responses and the drai
   be closed (every open connection is busy) it gets a fixed 503 and is closed at once: no parser, no timer; busy
   connections are not touched. :meth:`HttpServer.shutdown` drains: idle connections close at once, busy ones after
   their response, what is left when the timeout passes is cut.
-* :class:`Connection` - one timer, re-armed lazily (an attribute write per request; the timer fires at most once
-  per deadline and re-schedules itself when the deadline moved). Where the parser is decides the deadline: in a
-  HEAD (from ``accept``, or from the first byte after the previous message) ``head_timeout_s`` closes the
-  connection; in a BODY ``body_timeout_s`` makes the body's read raise :class:`BodyTimeout` (the handler answers
-  408, the connection closes); between messages with nothing to serve (IDLE) ``idle_timeout_s`` closes it. A
-  handler is started when its head is complete (a refusal, such as a 401, needs no body); requests pipelined behind
-  it are parsed ahead and served in order. A head over ``max_head_bytes``, ``max_headers`` or ``max_url_bytes``
-  gets 431/414.
+* :class:`Connection` - one timer, re-armed lazily (:class:`llmroute.router.deadline.Deadline`: an attribute write
+  per request; the timer fires at most once per deadline and re-schedules itself when the deadline moved). Where
+  the parser is decides the deadline: in a HEAD (from ``accept``, or from the first byte after the previous
+  message) ``head_timeout_s`` closes the connection; in a BODY ``body_timeout_s`` makes the body's read raise
+  :class:`BodyTimeout` (the handler answers 408, the connection closes); between messages with nothing to serve
+  (IDLE) ``idle_timeout_s`` closes it. A handler is started when its head is complete (a refusal, such as a 401,
+  needs no body); requests pipelined behind it are parsed ahead and served in order. A head over
+  ``max_head_bytes``, ``max_headers`` or ``max_url_bytes`` gets 431/414.
 * Errors: what llhttp refuses (smuggling shapes, bad chunk sizes, obs-fold, bare LF or CR, NUL, invalid methods)
   gets a 400 naming the rule llhttp names, never the bytes; then nothing more is read from the connection and it
   is closed. A refusal that leaves body bytes unread closes *lingering*: the answer is sent with
@@ -52,6 +52,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from llmroute.router import metrics
+from llmroute.router.deadline import Deadline
 from llmroute.router.limits import (
     Limits,
     body_timeout,
@@ -340,9 +341,9 @@ class Connection(asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
     __slots__ = ("_cut", "_deadline", "_drain_waiter", "_evicted", "_handoff", "_head_bytes", "_head_size",
-                 "_headers", "_parsing", "_ready", "_refused", "_stopped", "_timer", "_timer_at", "_url",
-                 "_working", "closing", "current", "lingering", "loop", "parser", "phase", "queue", "reading_paused",
-                 "server", "task", "transport", "write_paused")
+                 "_headers", "_parsing", "_ready", "_refused", "_stopped", "_url", "_working", "closing", "current",
+                 "lingering", "loop", "parser", "phase", "queue", "reading_paused", "server", "task", "transport",
+                 "write_paused")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -350,9 +351,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.phase = _HEAD
-        self._deadline = 0.0  # loop time the current phase must end by; 0: none
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._deadline = Deadline(self.loop, self._expired)  # the current phase's (``at`` 0: none)
         self._head_bytes = 0  # bytes read while a head was incomplete (a head that never ends)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -394,7 +393,7 @@ class Connection(asyncio.Protocol):
         server.open += 1
         server.connections.add(self)
         server.waiting[self] = now
-        self._arm(now + server.limits.head_timeout_s)
+        self._deadline.arm(now + server.limits.head_timeout_s)
 
     def evict(self) -> None:
         """Close this connection (waiting for a request head) to admit a new one; its slot is free at once."""
@@ -411,9 +410,7 @@ class Connection(asyncio.Protocol):
         if not self._evicted:
             server.open -= 1
         server.waiting.pop(self, None)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         if self._parsing is not None:
             self._parsing._fail(ClientClosed("the client closed the connection before the body's end"))
             self._parsing = None
@@ -531,10 +528,10 @@ class Connection(asyncio.Protocol):
             zlib.decompressobj(_DECODERS[coding]) if coding in _DECODERS else None, expect is not None)
         self.server.waiting.pop(self, None)
         if request._complete:
-            self.phase, self._deadline = _WAIT, 0.0
+            self.phase, self._deadline.at = _WAIT, 0.0
         else:
             self.phase, self._parsing = _BODY, request
-            self._arm(self.loop.time() + self.server.limits.body_timeout_s)
+            self._deadline.arm(self.loop.time() + self.server.limits.body_timeout_s)
         self._enqueue(request)
 
     def on_body(self, body: bytes) -> None:
@@ -549,7 +546,7 @@ class Connection(asyncio.Protocol):
         if request is not None:
             request._finish()
             self._parsing = None
-        self.phase, self._deadline = _WAIT, 0.0
+        self.phase, self._deadline.at = _WAIT, 0.0
 
     def _abort(self, error: RouterError, reason: Rejection | None) -> None:
         self._refuse(error, reason)
@@ -563,7 +560,7 @@ class Connection(asyncio.Protocol):
         if reason is not None:
             metrics.client_rejected(reason)
         self.server.waiting.pop(self, None)
-        self.phase, self._deadline = _WAIT, 0.0
+        self.phase, self._deadline.at = _WAIT, 0.0
         if self._parsing is not None:
             self._parsing._fail(BadBody("the body's chunked framing is broken"))
             self._parsing = None
@@ -584,27 +581,12 @@ class Connection(asyncio.Protocol):
 
     def _start_head(self, now: float) -> None:
         self.phase, self._head_bytes = _HEAD, 0
-        self._arm(now + self.server.limits.head_timeout_s)
+        self._deadline.arm(now + self.server.limits.head_timeout_s)
 
-    def _arm(self, deadline: float) -> None:
-        self._deadline = deadline
-        if self._timer is not None:
-            if self._timer_at <= deadline:
-                return  # fires first, then re-schedules itself for the later deadline
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if not deadline or self.transport is None:
+    def _expired(self) -> None:
+        """The current phase's deadline passed."""
+        if self.transport is None:
             return
-        if self.loop.time() < deadline:
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-            return
-        self._deadline = 0.0
         limits = self.server.limits
         if self.lingering:
             self._close()
@@ -711,7 +693,7 @@ class Connection(asyncio.Protocol):
             waiting = self.server.waiting
             waiting.pop(self, None)
             waiting[self] = now
-            self._arm(now + self.server.limits.idle_timeout_s)
+            self._deadline.arm(now + self.server.limits.idle_timeout_s)
 
     def _linger(self) -> None:
         """Close after the answer without resetting the connection: shut the write side, drop what still arrives
@@ -725,8 +707,8 @@ class Connection(asyncio.Protocol):
         if transport.can_write_eof():
             transport.write_eof()
         self._resume_reading()
-        self._deadline = 0.0
-        self._arm(self.loop.time() + LINGER_S)
+        self._deadline.at = 0.0
+        self._deadline.arm(self.loop.time() + LINGER_S)
 
     # --- the drain ------------------------------------------------------------------------------------------------
 
