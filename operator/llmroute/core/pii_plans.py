@@ -129,7 +129,10 @@ class _Types:
         self.cc: int = metadata.country_code
         self.leading = re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None
         self.general = _desc(metadata.general_desc)
-        kinds = [
+        kinds = [metadata.fixed_line]  # (the types most numbers are first: the order does not change the answer)
+        if not metadata.same_mobile_and_fixed_line_pattern:
+            kinds.append(metadata.mobile)
+        kinds += (
             metadata.premium_rate,
             metadata.toll_free,
             metadata.shared_cost,
@@ -138,19 +141,19 @@ class _Types:
             metadata.pager,
             metadata.uan,
             metadata.voicemail,
-            metadata.fixed_line,
-        ]
-        if not metadata.same_mobile_and_fixed_line_pattern:
-            kinds.append(metadata.mobile)
+        )
         self.known = tuple(d for d in map(_desc, kinds) if d is not None)
 
     def valid(self, nsn: str) -> bool:
         """``_number_type_helper(nsn, metadata) != UNKNOWN``: the general description and one of the types match
         (which one, that function's order decides; whether one does, it does not)."""
-        general = self.general
-        if general is None or not _matches(general, nsn):
+        general, n = self.general, len(nsn)
+        if general is None or (general[0] is not None and n not in general[0]) or general[1].fullmatch(nsn) is None:
             return False
-        return any(_matches(d, nsn) for d in self.known)
+        for lengths, pattern in self.known:
+            if (lengths is None or n in lengths) and pattern.fullmatch(nsn) is not None:
+                return True
+        return False
 
 
 def _desc(desc: Any) -> Desc | None:
@@ -159,11 +162,6 @@ def _desc(desc: Any) -> Desc | None:
     if desc is None or not desc.national_number_pattern:
         return None
     return (frozenset(desc.possible_length) if desc.possible_length else None, re.compile(desc.national_number_pattern))
-
-
-def _matches(desc: Desc, nsn: str) -> bool:
-    lengths, pattern = desc
-    return (lengths is None or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
 
 
 @cache  # (one per region a number was validated in: bounded by the metadata)
