@@ -292,3 +292,21 @@ def test_parsing_agrees_with_phonenumbers_on_every_number_the_stress_texts_valid
     monkeypatch.undo()
     answered = sum(check_parse(candidate, region) for candidate, region in dict.fromkeys(seen))
     assert answered > 300
+
+
+def test_numbers_shorter_than_a_plan_allows_are_valid_nowhere_in_it() -> None:
+    """``may_be_valid``'s first test: fewer digits than ``_Plan.shortest`` (every national number parse may make of
+    them too short for the regions sharing the code), whatever they start with."""
+    rng = random.Random(20261208)
+    heads = leading_digits()
+    for region in REGIONS:
+        shortest = pii_plans._plan(region).shortest
+        assert shortest >= 4, region  # (every rule of these regions is of the form ``_grows`` models)
+        for length in range(2, shortest):
+            for head in heads:
+                if len(head) >= length:
+                    continue
+                digits = head + "".join(rng.choice("0123456789") for _ in range(length - len(head)))
+                for written in (digits, grouped(digits, rng)):
+                    assert not pii_numbers.valid_in(written, region) or pii_plans.may_be_valid(digits, region)
+                    assert not library(written, region) or pii_plans.may_be_valid(digits, region), (written, region)

@@ -65,7 +65,7 @@ Desc = tuple[frozenset[int] | None, re.Pattern[str]]
 class _Plan:
     """What ``may_be_valid`` reads of one region's metadata, gathered once."""
 
-    __slots__ = ("cc", "descs", "idd", "main", "metadata")
+    __slots__ = ("cc", "descs", "idd", "main", "metadata", "shortest")
 
     def __init__(self, region: str) -> None:
         metadata: Any = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
@@ -90,6 +90,28 @@ class _Plan:
             lengths = frozenset(desc.possible_length) if desc.possible_length else None
             descs.append((lengths, re.compile(desc.national_number_pattern)))
         self.descs = tuple(descs)
+        grown = (_grows(metadata), _grows(self.main))
+        self.shortest = (
+            0
+            if not descs or None in grown or any(lengths is None for lengths, _ in descs)
+            else min(min(lengths) for lengths, _ in descs if lengths is not None) - sum(g for g in grown if g)
+        )
+        """Fewer digits than this: every national number ``parse`` may make of them (``nationals``, which the national
+        prefix steps only shorten, or lengthen by what ``_grows`` says, once with each metadata) is shorter than every
+        possible length of the regions sharing the code."""
+
+
+def _grows(metadata: Any) -> int | None:
+    """How many digits the national prefix step can add to a number (its transform rule's literal digits: the one
+    group it refers to is part of what it replaces), or None for a rule of another form (then no length is ruled
+    out)."""
+    rule = metadata.national_prefix_transform_rule
+    if not rule:
+        return 0
+    literal = re.sub(r"\\[0-9]", "", rule)
+    if len(re.findall(r"\\[0-9]", rule)) > 1 or not (literal.isdigit() or not literal):
+        return None
+    return len(literal)
 
 
 @cache  # (one per region tried: bounded)
@@ -103,6 +125,8 @@ def may_be_valid(digits: str, region: str) -> bool:
     plan = _plan(region)
     if plan.idd is not None and plan.idd.match(digits):
         return True  # read as international: not modelled
+    if len(digits) < plan.shortest:
+        return False
     metadata = plan.metadata
     nationals = [digits, _strip(digits, metadata)[1]]
     if digits.startswith(plan.cc):
