@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import phonenumbers
 import pytest
@@ -108,25 +109,31 @@ def test_the_shortcut_agrees_with_parsing_on_random_strings(candidate: str) -> N
     check(candidate)
 
 
-def test_the_shortcut_agrees_with_parsing_on_every_candidate_of_the_stress_texts(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    seen: list[str] = []
-    fast = pii_numbers.valid_in_any
+def calls_on_the_stress_texts(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[tuple[Any, ...]]:
+    """The arguments of every call of ``module.name`` while the stress texts are detected, each distinct once."""
+    seen: list[tuple[Any, ...]] = []
+    fast = getattr(module, name)
 
-    def recording(candidate: str, regions: tuple[str, ...]) -> bool:
-        seen.append(candidate)
-        return fast(candidate, regions)
+    def recording(*args: Any) -> Any:
+        seen.append(args)
+        return fast(*args)
 
-    monkeypatch.setattr(pii_numbers, "valid_in_any", recording)
+    monkeypatch.setattr(module, name, recording)
     for texts in test_pii_stress.random_groups().values():
         for text, key in texts:
             pii.detect(text, key)
     for text in test_pii_stress.phone_edges():
         pii.detect(text)
     monkeypatch.undo()
-    assert len(seen) > 100
-    for candidate in dict.fromkeys(seen):
+    return list(dict.fromkeys(seen))
+
+
+def test_the_shortcut_agrees_with_parsing_on_every_candidate_of_the_stress_texts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    candidates = dict.fromkeys(c for c, _ in calls_on_the_stress_texts(monkeypatch, pii_numbers, "valid_in_any"))
+    assert len(candidates) > 100
+    for candidate in candidates:
         check(candidate)
 
 
@@ -276,21 +283,8 @@ def test_parsing_agrees_with_phonenumbers_on_random_strings(head: str, rest: str
 def test_parsing_agrees_with_phonenumbers_on_every_number_the_stress_texts_validate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen: list[tuple[str, str | None]] = []
-    fast = pii_plans.valid_in
-
-    def recording(candidate: str, region: str | None) -> bool | None:
-        seen.append((candidate, region))
-        return fast(candidate, region)
-
-    monkeypatch.setattr(pii_plans, "valid_in", recording)
-    for texts in test_pii_stress.random_groups().values():
-        for text, key in texts:
-            pii.detect(text, key)
-    for text in test_pii_stress.phone_edges():
-        pii.detect(text)
-    monkeypatch.undo()
-    answered = sum(check_parse(candidate, region) for candidate, region in dict.fromkeys(seen))
+    calls = calls_on_the_stress_texts(monkeypatch, pii_plans, "valid_in")
+    answered = sum(check_parse(candidate, region) for candidate, region in calls)
     assert answered > 300
 
 
