@@ -17,6 +17,11 @@ Owns one backend's health state machine::
   :func:`tick` makes it HEALTHY. Any failure (passive or probe) re-opens it, so a step survived is a step without
   failures; successes only go to the window. Stepping needs no minimum number of successes, so a quiet backend is
   not stuck at a partial share (the probe already vouched for it, and one failure costs one invisible failover).
+  But it waits for the attempts already sent: while one still awaits its first token (``awaiting_since`` of
+  :func:`tick`, when the oldest such attempt was sent), the step due is the one due when that attempt was sent. A
+  probe cannot see a slow first token (the Nov 2025 incident: ``GET /models`` answers at once), so a trial sent late
+  in a step would otherwise fail only after the share had climbed - every step, for a quiet backend. The hold lasts
+  at most the time-to-first-token budget: the attempt's first token or its failure settles it.
   The window is cleared on entering RECOVERING: the outage's failures opened the circuit and must not re-open it.
 
 Called by the router's health module (passive outcomes, probes, a periodic tick), by :mod:`llmroute.core.selection`
@@ -121,11 +126,14 @@ def on_probe(c: Circuit, ok: bool, now: float, s: CircuitSettings) -> Transition
     return _stay(c, f"probe {'ok' if ok else 'failed'}: ignored while {c.state} (passive outcomes decide)")
 
 
-def tick(c: Circuit, now: float, s: CircuitSettings) -> Transition:
-    """Time passes: prune the window, step RECOVERING up (then to HEALTHY), let a dwelt DEGRADED heal."""
+def tick(c: Circuit, now: float, s: CircuitSettings, *, awaiting_since: float | None = None) -> Transition:
+    """Time passes: prune the window, step RECOVERING up (then to HEALTHY), let a dwelt DEGRADED heal.
+
+    ``awaiting_since``: when the oldest attempt sent to this (RECOVERING) backend that still awaits its first token
+    was sent, if one does; a step (or HEALTHY) is due only if it was due then."""
     c = _windowed(c, now, s)
     if c.state is State.RECOVERING:
-        return _step(c, now, s)
+        return _step(c, now, s, awaiting_since)
     if c.state is State.DEGRADED:
         return _heal_or_stay(c, now, s, "still degraded")
     if c.state is State.OPEN:
@@ -204,8 +212,13 @@ def _heal_or_stay(c: Circuit, now: float, s: CircuitSettings, staying: str) -> T
     return _stay(c, f"{staying} ({dwelt:.0f}s, error rate {rate:.0%}; heals below {limit:.0%} after {s.window_s:g}s)")
 
 
-def _step(c: Circuit, now: float, s: CircuitSettings) -> Transition:
-    due = int((now - c.since) // s.recovery_step_s) if s.recovery_step_s > 0 else len(s.recovery_steps)
+def _step(c: Circuit, now: float, s: CircuitSettings, awaiting_since: float | None = None) -> Transition:
+    due = _due(c, now, s)
+    if awaiting_since is not None and (then := _due(c, awaiting_since, s)) < due:
+        due = then  # no further than the step due when that attempt was sent
+        if due <= c.step:
+            return _stay(c, f"recovering at {traffic_share(c, s):.0%} share: the next step waits for an attempt "
+                            f"sent {now - awaiting_since:.1f}s ago that awaits its first token")
     if due >= len(s.recovery_steps):
         return _enter(c, State.HEALTHY, now,
                       f"recovered: {len(s.recovery_steps)} steps of {s.recovery_step_s:g}s without failures")
@@ -214,6 +227,13 @@ def _step(c: Circuit, now: float, s: CircuitSettings) -> Transition:
     stepped = c._replace(step=due, reason=f"recovering: step {due + 1}/{len(s.recovery_steps)}")
     share = traffic_share(stepped, s)
     return Transition(stepped, False, f"recovering: step up to {share:.0%} share", stepped=True)
+
+
+def _due(c: Circuit, at: float, s: CircuitSettings) -> int:
+    """The recovery step due at ``at`` (``len(recovery_steps)``: HEALTHY; at once without a step duration)."""
+    if s.recovery_step_s <= 0:
+        return len(s.recovery_steps)
+    return max(int((at - c.since) // s.recovery_step_s), 0)
 
 
 def _enter(c: Circuit, state: State, now: float, reason: str) -> Transition:

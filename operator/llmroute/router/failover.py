@@ -21,6 +21,9 @@ Three ways to talk to the upstream:
 
 In every mode the first data must come within ``time_to_first_token`` of sending the attempt (keep-alive comments
 and blank lines are not data), else the attempt is abandoned: DeepSeek's 5-10 s time-to-first-token incident.
+An attempt on a RECOVERING backend is a trial (:meth:`llmroute.router.health.Health.admit`): its circuit's recovery
+step waits for it until its first token comes in time (no slower than the circuit's ``slow_first_token``) or the
+attempt ends, its outcome recorded - so a slow provider's trial re-opens the circuit before the share climbs.
 
 Reasoning text reaches the client under the published model's name in every mode, whichever backend served, and
 each attempt sends the request history in the form its upstream accepts (:mod:`llmroute.router.reasoning`).
@@ -67,7 +70,7 @@ from llmroute.router import jsonwire, metrics, openai_errors, reasoning, redacti
 from llmroute.router.client import EVENT_STREAM, JSON, ClientGone, ClientSink, Reply
 from llmroute.router.config_source import RouteEntry, Snapshot
 from llmroute.router.drills import Drills
-from llmroute.router.health import Health
+from llmroute.router.health import Health, Trial
 from llmroute.router.metrics import Outcome
 from llmroute.router.pools import ColdPlan, Pools
 from llmroute.router.sse import Assembler, ProtocolError, StreamRelay, end_comment
@@ -145,7 +148,7 @@ class _Attempts:
     """The attempt loop of one request."""
 
     __slots__ = ("attempts", "call", "config", "deadline", "deps", "loop", "notes", "now_allowed", "pending",
-                 "retry_after", "sink")
+                 "retry_after", "sink", "trial")
 
     def __init__(self, deps: Failover, call: Call, sink: ClientSink) -> None:
         self.deps = deps
@@ -159,6 +162,7 @@ class _Attempts:
         self.config = call.snapshot.config
         self.deadline = call.started + self.config.failover.total_timeout_s
         self.now_allowed: tuple[Snapshot, frozenset[str]] | None = None  # a newer config and what it allows
+        self.trial: Trial | None = None  # the attempt under way, sent to a recovering backend, awaiting a first token
 
     async def run(self) -> Served:
         f, s = self.config.failover, self.config.circuit
@@ -231,12 +235,26 @@ class _Attempts:
         if self.pending is not None:
             metrics.failover(self.call.entry.model, *self.pending)
             self.pending = None
+        trial = self.deps.health.admit(b)
         simulated = self.deps.drills.inject(b.provider)
+        attempt: Coroutine[Any, Any, Served | _Failure]
         if simulated is not None:
-            return self._simulated(simulated)
-        if self.call.snapshot.endpoints[b.provider].provider.pool is not None:
-            return self._on_pod(b)
-        return self._send(b)
+            attempt = self._simulated(simulated)
+        elif self.call.snapshot.endpoints[b.provider].provider.pool is not None:
+            attempt = self._on_pod(b)
+        else:
+            attempt = self._send(b)
+        return attempt if trial is None else self._trial(attempt, trial)
+
+    async def _trial(self, attempt: Coroutine[Any, Any, Served | _Failure], trial: Trial) -> Served | _Failure:
+        """``attempt``, a trial: it holds its circuit's recovery step until its first token (:meth:`_progress`) or
+        its end (its outcome is recorded before the next step can come: nothing is awaited in between)."""
+        self.trial = trial
+        try:
+            return await attempt
+        finally:
+            self.trial = None
+            self.deps.health.settle(trial)
 
     async def _send(self, b: BackendTarget, base_url: str | None = None) -> Served | _Failure:
         """Send one attempt to ``b`` (to ``base_url`` instead of its endpoint: a pool's pod) and see it through."""
@@ -375,6 +393,9 @@ class _Attempts:
         if ttft is None:
             ttft = now - started
             metrics.first_token(b.provider, ttft)
+            if self.trial is not None and ttft <= self.config.circuit.slow_first_token_s:  # (a slow one: its end)
+                self.deps.health.settle(self.trial)
+                self.trial = None
         deadline, kind = self._bounded(now + self.config.failover.idle_timeout_s, FailureKind.IDLE)
         return ttft, deadline, kind
 

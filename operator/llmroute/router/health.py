@@ -4,6 +4,9 @@ Owns one :class:`llmroute.core.circuit.Circuit` per backend (key ``provider/mode
 :func:`llmroute.core.selection.backend_key`) and applies the pure transitions of :mod:`llmroute.core.circuit`:
 
 * passive outcomes of real attempts (:meth:`Health.record`), reported by :mod:`llmroute.router.failover`;
+* trials: an attempt sent to a RECOVERING backend (:meth:`Health.admit`) holds its circuit's recovery step until
+  its first token or its end (:meth:`Health.settle`; the step waits, :func:`llmroute.core.circuit.tick`), so a
+  provider whose first tokens come too late is re-opened by its trial's failure before its share climbs;
 * forced opening: a misconfigured backend (401/403/404, :meth:`Health.force_open`) or a provider whose balance is
   exhausted (402, :meth:`Health.take_out`: every backend of that provider);
 * a background task (:meth:`Health.run`) that ticks every circuit (window pruning, recovery steps, healing) and
@@ -39,6 +42,9 @@ log = logging.getLogger("llmroute.router.health")
 TICK_S = 0.1
 _NEEDS_PROBE = (State.OPEN, State.RECOVERING)
 
+Trial = tuple[str, int]
+"""An attempt sent to a RECOVERING backend: (backend key, serial), from :meth:`Health.admit`."""
+
 
 class Health:
     """All circuits of the current config; single event loop, so no locks."""
@@ -55,6 +61,8 @@ class Health:
         self._next_probe: dict[str, float] = {}
         self._probing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._awaiting: dict[str, dict[int, float]] = {}  # per backend key: its trials awaiting a first token, sent at
+        self._trials = 0
 
     @property
     def settings(self) -> CircuitSettings | None:
@@ -82,6 +90,26 @@ class Health:
         key = backend_key(b)
         if s is not None and key in self.circuits:
             self._apply(key, circuit.record(self.circuits[key], ok, self._clock(), s, slow=slow))
+
+    def admit(self, b: BackendTarget) -> Trial | None:
+        """An attempt is being sent to ``b``: a trial if its circuit is RECOVERING (None otherwise), which holds the
+        circuit's recovery step until :meth:`settle` (its first token in time, or its end with the outcome recorded)."""
+        key = backend_key(b)
+        c = self.circuits.get(key)
+        if c is None or c.state is not State.RECOVERING:
+            return None
+        self._trials += 1
+        self._awaiting.setdefault(key, {})[self._trials] = self._clock()
+        return key, self._trials
+
+    def settle(self, trial: Trial) -> None:
+        """The trial holds the recovery step no more (settling twice is harmless)."""
+        key, serial = trial
+        awaiting = self._awaiting.get(key)
+        if awaiting is not None:
+            awaiting.pop(serial, None)
+            if not awaiting:
+                del self._awaiting[key]
 
     def force_open(self, b: BackendTarget, reason: str) -> None:
         key = backend_key(b)
@@ -126,7 +154,9 @@ class Health:
         self.drills.tick()
         now = self._clock()
         for key in list(self.circuits):
-            self._apply(key, circuit.tick(self.circuits[key], now, s))
+            c = self.circuits[key]
+            awaiting = self._awaiting.get(key) if c.state is State.RECOVERING else None
+            self._apply(key, circuit.tick(c, now, s, awaiting_since=min(awaiting.values()) if awaiting else None))
         for provider in self._providers_to_probe():
             if provider in self._probing or now < self._next_probe.get(provider, 0.0):
                 continue
