@@ -17,9 +17,17 @@ backend), and the emulator's own count of attempts cross-checks it:
 
 * ``errors``: client-visible errors, streaming and not, of every class, from onset to the end of recovery;
 * ``lost``: requests with no HTTP answer at all (a connection error or a cut stream);
-* ``below_1pct_after_s``: from onset until the first :data:`WINDOW_S` window of requests started in which < 1% touched
-  DeepSeek; ``residual_pct``: the share that still touched it from then to the end of the incident (the circuit's
-  recovery trials: a probe that passes lets a 10% step through, whose first failure re-opens it);
+* ``below_1pct_after_s``: from onset until every model's traffic has left DeepSeek: per model, the first
+  :data:`WINDOW_S` window of its requests started in which < 1% touched DeepSeek (``left_after_s``), and the latest of
+  those. Per model, because each model's DeepSeek backend has its own circuit: each opens after its own failures (the
+  reasoner, a fifth of the traffic, collects them later), stays open for ``openDuration`` (longer than a window) and
+  then lets recovery trials through whenever a probe passes - which during the slow-first-token incident is every
+  time (``GET /models`` answers at once). The two circuits' cycles are not in phase, so one window in which *neither*
+  model sees a trial exists only when their open periods happen to overlap for a whole window (a matter of the
+  request rate: a loaded machine opens the reasoner's later and the overlap shrinks below a window);
+  ``residual_pct``: the share of the public requests that still touched it, each model's from when it left to the end
+  of the incident (the circuits' recovery trials: a probe that passes lets a 10% step through, whose first failure
+  re-opens it);
 * ``return_first_s`` / ``return_full_s``: from recovery until the first public request DeepSeek serves, and until the
   first window in which it serves >= 90% of them; ``return_steps_pct``: its share in each recovery-step-long bucket.
   Requests DeepSeek queued during the slow-first-token incident still miss their budget after it ends and re-open
@@ -55,8 +63,9 @@ TTFT = "1s"
 CIRCUIT = {"errorRatePercent": 25, "minRequests": 5, "recoveryStepDuration": "30s"}
 """The replay route's circuit, over the example's: a 30% failure rate is an outage (the example's 50% lets the Feb 2026
 shape through the circuit and leaves it to failover); the window, 20x shorter, holds 20x fewer requests; and a
-recovery step, compressed, still outlasts the time-to-first-token budget (:data:`TTFT`, not compressed) - a step must
-last longer than a failing trial takes to show, or a slow provider climbs every step before its first trial fails."""
+recovery step, compressed, still outlasts the time-to-first-token budget (:data:`TTFT`, not compressed): the router
+holds a step while a trial awaits its first token (a slow provider's fails first), so a shorter step would last a
+trial's budget, not the step's duration."""
 INCIDENTS_REPLAYED: tuple[Phase, ...] = (
     *(p for p in DEEPSEEK_DRILL if p.faults is not None),
     Phase("overloaded", "Jul 2025, ~12 h: API returning errors (capacity overload)", "overloaded"),
@@ -76,6 +85,7 @@ class IncidentFigures:
     public_requests: int
     below_1pct_after_s: float | None
     residual_pct: float
+    left_after_s: tuple[tuple[str, float | None], ...]  # per model: its first window below 1% (see the notes)
     return_first_s: float | None
     return_full_s: float | None
     return_steps_pct: tuple[float, ...]
@@ -224,19 +234,27 @@ def _count(arrivals: Sequence[tuple[float, int]], t: float) -> int:
 
 def _onset(public: Sequence[Result], start: float, end: float) -> dict[str, Any]:
     during = [r for r in public if start <= r.started < end]
-    below = None
-    t = start
-    while t + WINDOW_S <= end:
-        window = [r for r in during if t <= r.started < t + WINDOW_S]
-        if window and sum(map(touched, window)) < 0.01 * len(window):
-            below = round(t - start, 2)
-            break
-        t += 0.1
-    rest = [r for r in during if below is not None and r.started >= start + below]
+    left = {model: _left(start, end, [r for r in during if r.model == model])
+            for model in sorted({r.model for r in during})}
+    below = None if not left or None in left.values() else max(s for s in left.values() if s is not None)
+    rest = [r for r in during if below is not None and r.started >= start + (left[r.model] or 0.0)]
     return {
         "below_1pct_after_s": below,
         "residual_pct": _pct(sum(map(touched, rest)), len(rest)) if below is not None else 100.0,
+        "left_after_s": tuple(left.items()),
     }
+
+
+def _left(start: float, end: float, requests: Sequence[Result]) -> float | None:
+    """From ``start`` until the first :data:`WINDOW_S` window of ``requests`` (one model's) in which < 1% touched
+    DeepSeek, or None."""
+    t = start
+    while t + WINDOW_S <= end:
+        window = [r for r in requests if t <= r.started < t + WINDOW_S]
+        if window and sum(map(touched, window)) < 0.01 * len(window):
+            return round(t - start, 2)
+        t += 0.1
+    return None
 
 
 def _return(public: Sequence[Result], start: float, end: float, step_s: float) -> dict[str, Any]:
