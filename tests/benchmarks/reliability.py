@@ -178,7 +178,7 @@ def _replay(f: Figures) -> str:
     scale = f["timeScale"]
     return (
         f"{len(names)} incidents, {requests:,} requests (half streamed): **{errors} client errors, {lost} lost**; "
-        f"< 1% of traffic at DeepSeek {min(below):.1f}-{max(below):.1f} s after onset, all of it back "
+        f"< 1% of each model's traffic at DeepSeek {min(below):.1f}-{max(below):.1f} s after onset, all of it back "
         f"{min(full):.1f}-{max(full):.1f} s after recovery, in steps ({scale:g}x compressed; "
         "[per incident](#outage-replays))"
     )
@@ -373,8 +373,9 @@ def _replay_table(results: Mapping[str, Any]) -> str:
         f"{f['timeScale']:g} for the route's real timings). Before the incidents DeepSeek served "
         f"{f['baselineSharePct']:.0f}% of public requests; pii/phi requests it received: {f['sensitiveToCN']}.",
         "",
-        "| incident | shape | requests | client errors | lost | < 1% at DeepSeek after | still reaching it "
-        "after that (recovery trials) | first request back | all back | share back per recovery step (%) |",
+        "| incident | shape | requests | client errors | lost | < 1% at DeepSeek after (every model: each has its "
+        "own circuit) | still reaching it after that (recovery trials) | first request back | all back | "
+        "share back per recovery step (%) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n in _incidents(f):
