@@ -198,9 +198,8 @@ class Conn(asyncio.Protocol):
 
     def wake(self, deadline: float | None) -> asyncio.Future[None]:
         """A future done at the next data, end or error (await it when :meth:`take` gave None); it fails with
-        ``TimeoutError`` past ``deadline``. The connection's one timer is moved only when the deadline comes earlier
-        than it fires (a later deadline: it fires, sees that, and re-arms itself), so a read costs no timer of its
-        own, and awaiting the future directly costs no coroutine frame."""
+        ``TimeoutError`` past ``deadline`` (the connection's one :class:`Deadline` timer: a read costs no timer of its
+        own), and awaiting the future directly costs no coroutine frame."""
         fut: asyncio.Future[None] = self.pool.loop.create_future()
         self._waiter = fut
         if deadline is None:

@@ -707,7 +707,6 @@ class Connection(asyncio.Protocol):
         if transport.can_write_eof():
             transport.write_eof()
         self._resume_reading()
-        self._deadline.at = 0.0
         self._deadline.arm(self.loop.time() + LINGER_S)
 
     # --- the drain ------------------------------------------------------------------------------------------------
