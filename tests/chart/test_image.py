@@ -67,6 +67,8 @@ def test_build_stage_makes_a_wheel_and_a_virtualenv(stages: list[list[Instructio
     script = " ".join(_args(stages[0], "RUN"))
     assert "python -m venv /opt/llmroute" in script
     assert "pip wheel" in script and "--no-deps" in script and "pip install --no-cache-dir /wheels/" in script
+    # the compiled digit-cluster plan is optional to pip (no compiler: the Python plan runs); the image must carry it
+    assert "gcc" in script and 'python -c "import llmroute.core._pii_clusters"' in script
 
 
 def test_runtime_stage_copies_the_virtualenv_and_runs_unprivileged(stages: list[list[Instruction]]) -> None:
@@ -101,4 +103,6 @@ def test_the_wheel_builds_and_installs_the_entrypoint(tmp_path: Path) -> None:
         names = set(z.namelist())
         entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "llmroute/cli.py" in names and "llmroute/controller/metrics.py" in names
+    assert "llmroute/core/_pii_clusters.pyi" in names
+    assert any(n.startswith("llmroute/core/_pii_clusters.") and n.endswith(".so") for n in names), sorted(names)
     assert "llmroute = llmroute.cli:main" in entry_points

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 
 import phonenumbers
@@ -401,84 +401,139 @@ Each branch is a group, so ``lastindex`` says which one matched: 1 the IPv6-look
 ``:`` or can end in a letter), 3 the short dotted quad, 4 the IBAN head (two digits: nothing else to look for)."""
 
 
+PLAN_IPV6, PLAN_IBAN, PLAN_IPV4, PLAN_SSN, PLAN_CARD, PLAN_NATIONAL, PLAN_INTERNATIONAL, PLAN_PHONE_AT = range(8)
+"""The checks a digit cluster may need, in ``plan_py``'s items (the compiled plan uses the same numbers)."""
+
+Item = tuple[int, int, int, int]
+"""(kind, a, b, c): the check ``kind`` at ``a:b``; ``c``: the digits of a ``PLAN_NATIONAL`` candidate, and for a
+``PLAN_IBAN`` head (at ``a``) how many of the items after it belong to its cluster (skipped when the IBAN validates)."""
+
+
 def numbers(text: str, ctx: Context) -> Iterator[Hit]:
-    """Every card, SSN, IBAN, phone and IP address: one pass over the digit clusters, each sent to what it may be."""
-    classes, n = ctx.classes, len(text)
-    count, find = classes.count, classes.find  # (bound once: called for every cluster)
-    ssn_shape, card_shape, punctuated = _SSN_SHAPE_CLASSES.search, _CARD_SHAPE.search, _PUNCTUATED.search
+    """Every card, SSN, IBAN, phone and IP address: the checks ``plan`` says each digit cluster needs, in order.
+
+    The plan decides on shapes alone (what a cluster may be, from its characters and those around it); what it
+    yields here validates a candidate and reads its context."""
+    items = iter(plan(text, ctx.classes))
+    for kind, a, b, c in items:
+        if kind == PLAN_NATIONAL:
+            conf = _national(ctx, a, b, text[a:b], c)
+            if conf:
+                yield ("phone", a, b, conf)
+        elif kind == PLAN_IPV4:
+            found = pii_net.ipv4s_in(text, ctx, a, b)
+            if found:
+                yield from found
+        elif kind == PLAN_SSN:
+            yield from ssns_in(text, ctx, a, b)
+        elif kind == PLAN_CARD:
+            yield from cards_in(text, ctx, a, b)
+        elif kind == PLAN_INTERNATIONAL:
+            conf = _phone(ctx, a, b, text[a:b])
+            if conf:
+                yield ("phone", a, b, conf)
+        elif kind == PLAN_PHONE_AT:
+            phone = phone_at(text, ctx, a, b)
+            if phone is not None:
+                yield phone
+        elif kind == PLAN_IBAN:
+            hit = iban_at(text, a)
+            if hit is not None:
+                yield hit
+                for _ in range(b):  # the rest of the cluster is not looked at (an IBAN holds no other number)
+                    next(items)
+        else:  # PLAN_IPV6
+            yield from pii_net.ipv6_at(text, a, b)
+
+
+def plan_py(text: str, classes: bytes) -> list[Item]:
+    """The checks each digit cluster of ``text`` needs (``classes``: ``Context.classes``), in order: one pass over
+    the clusters, each sent to what its shape allows. ``_pii_clusters.plan`` (C) returns the same items, and is used
+    when it is built; this is the reference it is tested against and what runs without it."""
+    items: list[Item] = []
     for m in _CLUSTER.finditer(classes):
         start, end = m.span()
         branch = m.lastindex
         if branch == 1:  # holds a ``:`` (or ends in a letter): only an IPv6 address may start here
             if text[start] in "23":
-                yield from pii_net.ipv6_at(text, start, end)
+                items.append((PLAN_IPV6, start, end, 0))
             continue
+        iban = -1
         if start >= 2 and "A" <= text[start - 2] <= "Z" and "A" <= text[start - 1] <= "Z":
-            hit = iban_at(text, start - 2)
-            if hit is not None:
-                yield hit
-                continue
-        if branch == 4:  # two digits after two letters: an IBAN's head or nothing
-            continue
-        if branch == 3 or count(b".", start, end) == 3:
-            found = pii_net.ipv4s_in(text, ctx, start, min(n, end + 2))
-            if found:
-                yield from found
-        digits = count(b"0", start, end)
-        if digits < 7:
-            continue
-        if digits >= 9 and ssn_shape(classes, start, end + 2):
-            yield from ssns_in(text, ctx, start, min(n, end + 2))
-        if digits >= 12 and card_shape(classes, start, end + 2):
-            yield from cards_in(text, ctx, start, min(n, end + 2))
-        before = text[start - 1] if start else ""
-        if digits > 20 or before in _NEVER_BEFORE:
-            continue  # (``phone_at`` would turn it away on the characters around it, whatever the digits)
-        if before in _EDGE_TESTED and _PHONE_EDGES.match(text, start) is None:
-            continue
-        if end < n and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
-            continue
-        one_try = find(b" ", end - 4, end) < 0  # ``phone_at`` cuts a last group after a space in the last
-        # four characters and tries again; without one it tries only the cluster (with a ``+``, ``(`` or ``(+``
-        # before it), which is what this tries then, without its checks of the characters around it (done above)
-        if before != "+" and (before == "(" or text[start : start + 2] != "00"):  # national, as ``_phone`` decides
-            if one_try:
-                if digits > 12:
-                    continue  # (``_not_national``)
-                if before == "(":
-                    start -= 1
-                elif punctuated(classes, start, end) is None:  # digits and spaces: no date, no other shape
-                    conf = _national(ctx, start, end, text[start:end], digits)
-                    if conf:
-                        yield ("phone", start, end, conf)
-                    continue
-                if not (
-                    (find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)  # (first:
-                    or _holds_date(text[start + (before == "(") : end])  # IP addresses, versions and decimals)
-                    or _punctuation_not_national(text, classes, start, end)
-                ):
-                    conf = _national(ctx, start, end, text[start:end], digits)
-                    if conf:
-                        yield ("phone", start, end, conf)
-                continue  # (else a date, below, or ``_phone`` would turn it away on its shape alone)
-            if digits > 15 or _holds_date(text[start:end]):
-                continue  # more digits than any phone number has, even after ``phone_at`` cuts a short last group,
-                # or a national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this
-                # text), which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
-        elif one_try:  # international: after a ``+`` (or ``(+``), or starting with ``00``
-            if before == "+":
-                start -= 2 if start > 1 and text[start - 2] == "(" else 1
-            conf = _phone(ctx, start, end, text[start:end])
-            if conf:
-                yield ("phone", start, end, conf)
-            continue
-        phone = phone_at(text, ctx, start, end)
-        if phone is not None:
-            yield phone
+            iban = len(items)
+            items.append((PLAN_IBAN, start - 2, 0, 0))
+        _cluster(items, text, classes, start, end, branch)
+        if iban >= 0:
+            items[iban] = (PLAN_IBAN, start - 2, len(items) - iban - 1, 0)
+    return items
+
+
+def _cluster(items: list[Item], text: str, classes: bytes, start: int, end: int, branch: int | None) -> None:
+    """``plan_py``'s items for the cluster ``start:end`` (not an IPv6-looking run), after any IBAN head."""
+    n, count, find = len(text), classes.count, classes.find
+    if branch == 4:  # two digits after two letters: an IBAN's head or nothing
+        return
+    if branch == 3 or count(b".", start, end) == 3:
+        items.append((PLAN_IPV4, start, min(n, end + 2), 0))
+    digits = count(b"0", start, end)
+    if digits < 7:
+        return
+    if digits >= 9 and _SSN_SHAPE_CLASSES.search(classes, start, end + 2):
+        items.append((PLAN_SSN, start, min(n, end + 2), 0))
+    if digits >= 12 and _CARD_SHAPE.search(classes, start, end + 2):
+        items.append((PLAN_CARD, start, min(n, end + 2), 0))
+    before = text[start - 1] if start else ""
+    if digits > 20 or before in _NEVER_BEFORE:
+        return  # (``phone_at`` would turn it away on the characters around it, whatever the digits)
+    if before in _EDGE_TESTED and _PHONE_EDGES.match(text, start) is None:
+        return
+    if end < n and (text[end] in _WORD_ASCII or text[end : end + 2] in ("-X", "-x")):
+        return
+    one_try = find(b" ", end - 4, end) < 0  # ``phone_at`` cuts a last group after a space in the last four
+    # characters and tries again; without one it tries only the cluster (with a ``+``, ``(`` or ``(+`` before it),
+    # which is what this tries then, without its checks of the characters around it (done above)
+    if before != "+" and (before == "(" or text[start : start + 2] != "00"):  # national, as ``_phone`` decides
+        if one_try:
+            if digits > 12:
+                return  # (``_not_national``)
+            if before == "(":
+                start -= 1
+            elif _PUNCTUATED.search(classes, start, end) is None:  # digits and spaces: no date, no other shape
+                items.append((PLAN_NATIONAL, start, end, digits))
+                return
+            if not (
+                (find(b".", start, end) >= 0 and _DOTS.fullmatch(text, start, end) is None)  # (first: IP
+                or _holds_date(text[start + (before == "(") : end])  # addresses, versions and decimals)
+                or _punctuation_not_national(text, classes, start, end)
+            ):
+                items.append((PLAN_NATIONAL, start, end, digits))
+            return  # (else a date, below, or ``_phone`` would turn it away on its shape alone)
+        if digits > 15 or _holds_date(text[start:end]):
+            return  # more digits than any phone number has, even after ``phone_at`` cuts a short last group, or a
+            # national number holding a date (as ``phone_at``'s candidate does: it adds no digit before this text),
+            # which is no phone, and cutting its last group keeps the date (it follows ``-/.``, not a space)
+    elif one_try:  # international: after a ``+`` (or ``(+``), or starting with ``00``
+        if before == "+":
+            start -= 2 if start > 1 and text[start - 2] == "(" else 1
+        items.append((PLAN_INTERNATIONAL, start, end, 0))
+        return
+    items.append((PLAN_PHONE_AT, start, end, 0))
 
 
 _PUNCTUATED = re.compile(rb"[./()\-]")
 """What ``_punctuation_not_national`` and a date need one of: most clusters have none."""
+
+_compiled_plan: Callable[[str, bytes], list[Item]] | None
+try:
+    from llmroute.core._pii_clusters import plan as _compiled_plan
+except ImportError:  # not built (no C compiler where it was installed): the same plan in Python
+    _compiled_plan = None
+
+COMPILED = _compiled_plan is not None
+"""Whether ``plan`` is the compiled one (``_pii_clusters.c``); CI fails when it is not built
+(``tests/unit/test_pii_clusters.py``)."""
+plan: Callable[[str, bytes], list[Item]] = _compiled_plan if _compiled_plan is not None else plan_py
+"""The checks each digit cluster of a text needs: the compiled plan when it is built, else ``plan_py``."""
 
 
 def _punctuation_not_national(text: str, classes: bytes, start: int, end: int) -> bool:

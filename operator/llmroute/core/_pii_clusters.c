@@ -1,0 +1,513 @@
+/* The digit-cluster plan of the PII detector, compiled: which checks each digit cluster of a text needs.
+ *
+ * ``plan(text, classes)`` returns what ``llmroute.core.pii_numbers.plan_py`` returns for the same arguments - a list of
+ * ``(kind, a, b, c)`` items, one per check to run, in the order ``pii_numbers.numbers`` runs them - and is tested
+ * against it item for item (tests/unit/test_pii_clusters.py: the stress texts, the corpus and generated texts). It only
+ * decides on shapes (the regexes of ``pii_numbers`` and the characters around a cluster, each written out below
+ * with the pattern it stands for); every check that validates or reads context stays in Python. Reads the str and
+ * its class bytes (``pii_context.Context.classes``: one byte per character) within bounds; allocates only the
+ * item array and the result list; holds no state between calls.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* Item kinds: pii_numbers.PLAN_IPV6 ... PLAN_PHONE_AT (the tests compare whole items). */
+enum { K_IPV6 = 0, K_IBAN = 1, K_IPV4 = 2, K_SSN = 3, K_CARD = 4, K_NATIONAL = 5, K_INTL = 6, K_PHONE_AT = 7 };
+
+typedef struct {
+    const unsigned char *c; /* class bytes */
+    Py_ssize_t n;           /* characters (== class bytes) */
+    int kind;               /* the str's storage */
+    const void *data;
+} Text;
+
+static inline Py_UCS4 at(const Text *t, Py_ssize_t i) { return PyUnicode_READ(t->kind, t->data, i); }
+static inline int is_digit(Py_UCS4 ch) { return ch >= '0' && ch <= '9'; }
+static inline int is_upper(Py_UCS4 ch) { return ch >= 'A' && ch <= 'Z'; }
+static inline int word_ascii(Py_UCS4 ch) {
+    return is_digit(ch) || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_';
+}
+/* pii_numbers._PHONE_BEFORE (and _NOT_BEFORE, the same set as a character class). */
+static inline int phone_before(Py_UCS4 ch) {
+    if (word_ascii(ch)) return 1;
+    switch (ch) {
+    case '+': case '-': case '.': case '/': case '@': case '#': case '$': case '%': case '^': case '&': case '*':
+    case 0x20AC: /* euro */ case 0x00A3: /* pound */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* --- over the class bytes ------------------------------------------------------------------------------------- */
+
+static Py_ssize_t count_byte(const unsigned char *c, Py_ssize_t a, Py_ssize_t b, unsigned char x) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = a; i < b; i++) k += c[i] == x;
+    return k;
+}
+
+static int has_byte(const unsigned char *c, Py_ssize_t a, Py_ssize_t b, unsigned char x) {
+    return a < b && memchr(c + a, x, (size_t)(b - a)) != NULL;
+}
+
+static inline int zero_or_a(unsigned char x) { return x == '0' || x == 'a'; }
+static inline int separator(unsigned char x) {
+    return x == ' ' || x == '.' || x == '(' || x == ')' || x == '/' || x == '-';
+}
+
+/* Zeros (digits) in a row from i, at most ``cap`` counted, below ``end``. */
+static Py_ssize_t zeros(const unsigned char *c, Py_ssize_t i, Py_ssize_t end, Py_ssize_t cap) {
+    Py_ssize_t k = 0;
+    while (i + k < end && c[i + k] == '0' && k < cap) k++;
+    return k;
+}
+
+/* pii_numbers._CLUSTER matched at p (c[p] == '0'): the branch (its group number, 1-4) and *end, or 0.
+ *   0(?:([0a]{3}:[0a:]{2,})|((?<!00)(?:0|[ .()/\-]0|\) 0| \(0){6,}+)|(0{0,2}\.0{1,3}\.0{1,3}\.0{1,3})|((?<=aa0)0))
+ */
+static int cluster_at(const unsigned char *c, Py_ssize_t n, Py_ssize_t p, Py_ssize_t *end) {
+    Py_ssize_t q = p + 1;
+    /* 1: [0a]{3}: then [0a:]{2,} (greedy, nothing after it in the pattern: all of them) */
+    if (q + 3 < n && zero_or_a(c[q]) && zero_or_a(c[q + 1]) && zero_or_a(c[q + 2]) && c[q + 3] == ':') {
+        Py_ssize_t r = q + 4;
+        while (r < n && (zero_or_a(c[r]) || c[r] == ':')) r++;
+        if (r - (q + 4) >= 2) {
+            *end = r;
+            return 1;
+        }
+    }
+    /* 2: not inside a run of digits; then six or more steps, taken possessively. At most one step fits at any
+     * position (they differ in their first two bytes), so the steps are taken in one way only. */
+    if (!(p >= 1 && c[p - 1] == '0')) {
+        Py_ssize_t r = q;
+        int steps = 0;
+        for (;;) {
+            if (r < n && c[r] == '0')
+                r += 1;
+            else if (r + 1 < n && separator(c[r]) && c[r + 1] == '0')
+                r += 2;
+            else if (r + 2 < n && c[r] == ')' && c[r + 1] == ' ' && c[r + 2] == '0')
+                r += 3;
+            else if (r + 2 < n && c[r] == ' ' && c[r + 1] == '(' && c[r + 2] == '0')
+                r += 3;
+            else
+                break;
+            steps++;
+        }
+        if (steps >= 6) {
+            *end = r;
+            return 2;
+        }
+    }
+    /* 3: 0{0,2}\. then 0{1,3}\. twice then 0{1,3}: a run longer than its bound never reaches the dot. */
+    {
+        Py_ssize_t k = zeros(c, q, n, 3), r;
+        if (k <= 2 && q + k < n && c[q + k] == '.') {
+            r = q + k + 1;
+            int ok = 1;
+            for (int g = 0; g < 2 && ok; g++) {
+                k = zeros(c, r, n, 4);
+                if (k >= 1 && k <= 3 && r + k < n && c[r + k] == '.')
+                    r += k + 1;
+                else
+                    ok = 0;
+            }
+            if (ok) {
+                k = zeros(c, r, n, 3);
+                if (k >= 1) {
+                    *end = r + k;
+                    return 3;
+                }
+            }
+        }
+    }
+    /* 4: (?<=aa0)0 */
+    if (p >= 2 && c[p - 2] == 'a' && c[p - 1] == 'a' && q < n && c[q] == '0') {
+        *end = p + 2;
+        return 4;
+    }
+    return 0;
+}
+
+/* pii_numbers._SSN_SHAPE_CLASSES.search(c, start, stop): (?<!0)000(?:([- ])00\1|00)0000(?!0). The look-behind
+ * reads before ``start`` (as the regex does with a start position); ``stop`` ends the string for the look-ahead. */
+static int ssn_shape(const unsigned char *c, Py_ssize_t start, Py_ssize_t stop) {
+    for (Py_ssize_t i = start; i + 2 < stop; i++) {
+        if (!(c[i] == '0' && c[i + 1] == '0' && c[i + 2] == '0') || (i >= 1 && c[i - 1] == '0')) continue;
+        Py_ssize_t j = i + 3, tails[2];
+        int m = 0;
+        if (j + 3 < stop && (c[j] == '-' || c[j] == ' ') && c[j + 1] == '0' && c[j + 2] == '0' && c[j + 3] == c[j])
+            tails[m++] = j + 4;
+        if (j + 1 < stop && c[j] == '0' && c[j + 1] == '0') tails[m++] = j + 2;
+        for (int t = 0; t < m; t++) {
+            Py_ssize_t k = tails[t];
+            if (zeros(c, k, stop, 4) == 4 && !(k + 4 < stop && c[k + 4] == '0')) return 1;
+        }
+    }
+    return 0;
+}
+
+/* pii_numbers._CARD_SHAPE.search(c, start, stop):
+ *   (?<!0)0(?:0{12,18}|000([ -])(?:0{4}\1 0{4}\1 0{4}(?:\1 0{3})?|0{6}\1 0{4,5}|0{4}\1 0{4}\1 0{1,3}))(?!0)
+ * (without the spaces). A run of digits ends where the next byte is no digit, so each bounded count followed by
+ * a separator or by (?!0) fixes the run's length: 13-19; or 4, then 4-4-4 (the optional 3 after it changes
+ * nothing: with or without it the match holds), 6-4/5 or 4-4-1..3, all with the same separator. */
+static int card_shape(const unsigned char *c, Py_ssize_t start, Py_ssize_t stop) {
+    for (Py_ssize_t i = start; i < stop; i++) {
+        if (c[i] != '0' || (i >= 1 && c[i - 1] == '0')) continue;
+        Py_ssize_t run = zeros(c, i, stop, 20);
+        if (run >= 13 && run <= 19) return 1;
+        if (run != 4 || i + 4 >= stop || !(c[i + 4] == ' ' || c[i + 4] == '-')) continue;
+        unsigned char s = c[i + 4];
+        Py_ssize_t j = i + 5;
+        /* a group of exactly `len` digits at `g`, then the separator */
+#define GROUP(g, len) (zeros(c, (g), stop, (len) + 1) == (len) && (g) + (len) < stop && c[(g) + (len)] == s)
+        if (GROUP(j, 4) && GROUP(j + 5, 4)) {
+            Py_ssize_t last = zeros(c, j + 10, stop, 5);
+            if (last == 4 || (last >= 1 && last <= 3)) return 1;
+        }
+        if (GROUP(j, 6)) {
+            Py_ssize_t last = zeros(c, j + 7, stop, 6);
+            if (last == 4 || last == 5) return 1;
+        }
+#undef GROUP
+    }
+    return 0;
+}
+
+static int punctuated(const unsigned char *c, Py_ssize_t a, Py_ssize_t b) {
+    for (Py_ssize_t i = a; i < b; i++) {
+        unsigned char x = c[i];
+        if (x == '.' || x == '/' || x == '(' || x == ')' || x == '-') return 1;
+    }
+    return 0;
+}
+
+/* --- over the text ---------------------------------------------------------------------------------------------- */
+
+/* text[a:b] has the shape of `tpl`: 'd' a digit, any other byte itself. */
+static int shaped(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *tpl) {
+    Py_ssize_t len = (Py_ssize_t)strlen(tpl);
+    if (b - a != len) return 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        Py_UCS4 ch = at(t, a + i);
+        if (tpl[i] == 'd' ? !is_digit(ch) : ch != (Py_UCS4)(unsigned char)tpl[i]) return 0;
+    }
+    return 1;
+}
+
+/* pii_numbers._DOTS.fullmatch(text, a, b):
+ *   [0-9]{3}\.[0-9]{3}\.[0-9]{4}|1\.[0-9]{3}\.[0-9]{3}\.[0-9]{4}|[0-9]{2}(?:\.[0-9]{2}){3,4} */
+static int dots_full(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    return shaped(t, a, b, "ddd.ddd.dddd") || shaped(t, a, b, "1.ddd.ddd.dddd") || shaped(t, a, b, "dd.dd.dd.dd")
+           || shaped(t, a, b, "dd.dd.dd.dd.dd");
+}
+
+/* text[a:b] is four runs of digits joined by single '-', of lengths 1-5, 1-7, 1-7 and 1. */
+static int isbn_groups(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    static const Py_ssize_t most[4] = {5, 7, 7, 1};
+    Py_ssize_t i = a;
+    for (int g = 0; g < 4; g++) {
+        Py_ssize_t k = 0;
+        while (i < b && is_digit(at(t, i))) i++, k++;
+        if (k < 1 || k > most[g]) return 0;
+        if (g < 3) {
+            if (i >= b || at(t, i) != '-') return 0;
+            i++;
+        }
+    }
+    return i == b;
+}
+
+/* pii_numbers._ISBN.fullmatch(text, a, b):
+ *   97[89]-?[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]|[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]
+ * After 978/979 the optional '-' is taken when it is there (the groups cannot start with one). */
+static int isbn_full(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    if (b - a >= 3 && at(t, a) == '9' && at(t, a + 1) == '7' && (at(t, a + 2) == '8' || at(t, a + 2) == '9')) {
+        Py_ssize_t r = a + 3;
+        if (r < b && at(t, r) == '-') r++;
+        if (isbn_groups(t, r, b)) return 1;
+    }
+    return isbn_groups(t, a, b);
+}
+
+static inline int date_sep(Py_UCS4 ch) { return ch == '-' || ch == '/' || ch == '.'; }
+
+/* A day or month field at i, within b: its optional first digit is 0 to `lead_max` ([01]?[0-9], [0-3]?[0-9]). The
+ * lengths it may take, 2 then 1, in *lens; returns how many. */
+static int field(const Text *t, Py_ssize_t i, Py_ssize_t b, Py_UCS4 lead_max, Py_ssize_t lens[2]) {
+    int m = 0;
+    if (i + 1 < b && at(t, i) >= '0' && at(t, i) <= lead_max && is_digit(at(t, i + 1))) lens[m++] = 2;
+    if (i < b && is_digit(at(t, i))) lens[m++] = 1;
+    return m;
+}
+
+static int digits_at(const Text *t, Py_ssize_t i, Py_ssize_t b, Py_ssize_t k) {
+    if (i + k > b) return 0;
+    for (Py_ssize_t j = i; j < i + k; j++)
+        if (!is_digit(at(t, j))) return 0;
+    return 1;
+}
+
+/* pii_numbers._DATE.search(text[a:b]) (a slice: nothing before a or after b is seen):
+ *   (?<![0-9])(?:[0-9]{4}([-/.])[01]?[0-9]\1[0-3]?[0-9]|[0-3]?[0-9]([-/.])[01]?[0-9]\2[0-9]{4})(?![0-9])
+ * Every way the optional digits can be taken is tried, as the regex backtracks through them. */
+static int date_search(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    for (Py_ssize_t i = a; i < b; i++) {
+        if (i > a && is_digit(at(t, i - 1))) continue;
+        Py_ssize_t lens[2], lens2[2];
+        /* year first */
+        if (digits_at(t, i, b, 4) && i + 4 < b && date_sep(at(t, i + 4))) {
+            Py_UCS4 s = at(t, i + 4);
+            int m = field(t, i + 5, b, '1', lens);
+            for (int x = 0; x < m; x++) {
+                Py_ssize_t j = i + 5 + lens[x];
+                if (j >= b || at(t, j) != s) continue;
+                int m2 = field(t, j + 1, b, '3', lens2);
+                for (int y = 0; y < m2; y++) {
+                    Py_ssize_t e = j + 1 + lens2[y];
+                    if (e >= b || !is_digit(at(t, e))) return 1;
+                }
+            }
+        }
+        /* day first */
+        int m = field(t, i, b, '3', lens);
+        for (int x = 0; x < m; x++) {
+            Py_ssize_t j = i + lens[x];
+            if (j >= b || !date_sep(at(t, j))) continue;
+            Py_UCS4 s = at(t, j);
+            int m2 = field(t, j + 1, b, '1', lens2);
+            for (int y = 0; y < m2; y++) {
+                Py_ssize_t k = j + 1 + lens2[y];
+                if (k >= b || at(t, k) != s || !digits_at(t, k + 1, b, 4)) continue;
+                Py_ssize_t e = k + 5;
+                if (e >= b || !is_digit(at(t, e))) return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* pii_numbers._PHONE_EDGES.match(text, p): the characters before a cluster let a phone number start there. */
+static int phone_edges(const Text *t, Py_ssize_t p) {
+#define CH(i) ((i) >= 0 ? at(t, (i)) : (Py_UCS4)0)
+#define NB(i) ((i) >= 0 && phone_before(at(t, (i))))
+#define COLONS(i) ((i) >= 0 && at(t, (i)) == ':' && at(t, (i) + 1) == ':')
+    Py_UCS4 b1 = CH(p - 1), b2 = CH(p - 2);
+    if (!(p >= 1 && (b1 == '(' || b1 == '+')) && !NB(p - 1) && !COLONS(p - 2)) return 1;
+    if (p >= 1 && b1 == '(' && !NB(p - 2) && !COLONS(p - 3)) return 1;
+    if (p >= 1 && b1 == '+' && !(p >= 2 && b2 == '(') && !NB(p - 2) && !COLONS(p - 3)) return 1;
+    if (p >= 2 && b2 == '(' && b1 == '+' && !NB(p - 3) && !COLONS(p - 4)) return 1;
+    return 0;
+#undef CH
+#undef NB
+#undef COLONS
+}
+
+/* pii_numbers._punctuation_not_national(text, classes, a, b). */
+static int punctuation_not_national(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    const unsigned char *c = t->c;
+    return (has_byte(c, a, b, '.') && !dots_full(t, a, b)) || has_byte(c, a, b, '/')
+           || count_byte(c, a, b, '(') != count_byte(c, a, b, ')')
+           || (has_byte(c, a, b, '-') && (shaped(t, a, b, "ddd-dd-dddd") || isbn_full(t, a, b)));
+}
+
+/* --- the plan --------------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t kind, a, b, c;
+} Item;
+
+typedef struct {
+    Item *items;
+    Py_ssize_t len, cap;
+} Items;
+
+static int push(Items *out, Py_ssize_t kind, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) {
+    if (out->len == out->cap) {
+        Py_ssize_t cap = out->cap ? out->cap * 2 : 32;
+        Item *grown = PyMem_Realloc(out->items, (size_t)cap * sizeof(Item));
+        if (grown == NULL) return -1;
+        out->items = grown;
+        out->cap = cap;
+    }
+    out->items[out->len++] = (Item){kind, a, b, c};
+    return 0;
+}
+
+/* What pii_numbers.numbers does with the cluster [p, end) of `branch`, as items (the comments name its steps). */
+static int cluster(const Text *t, Items *out, Py_ssize_t p, Py_ssize_t end, int branch) {
+    const unsigned char *c = t->c;
+    Py_ssize_t n = t->n, iban = -1, mark = 0, stop = end + 2 < n ? end + 2 : n;
+    if (branch == 1) { /* holds a ':': only an IPv6 address may start here */
+        Py_UCS4 first = at(t, p);
+        return (first == '2' || first == '3') ? push(out, K_IPV6, p, end, 0) : 0;
+    }
+    if (p >= 2 && is_upper(at(t, p - 2)) && is_upper(at(t, p - 1))) { /* an IBAN's head: the rest is skipped if it is one */
+        iban = out->len;
+        if (push(out, K_IBAN, p - 2, 0, 0) < 0) return -1;
+        mark = out->len;
+    }
+    if (branch == 4) goto done;
+    if (branch == 3 || count_byte(c, p, end, '.') == 3)
+        if (push(out, K_IPV4, p, stop, 0) < 0) return -1;
+    Py_ssize_t digits = count_byte(c, p, end, '0');
+    if (digits < 7) goto done;
+    if (digits >= 9 && ssn_shape(c, p, stop))
+        if (push(out, K_SSN, p, stop, 0) < 0) return -1;
+    if (digits >= 12 && card_shape(c, p, stop))
+        if (push(out, K_CARD, p, stop, 0) < 0) return -1;
+    int has_before = p > 0;
+    Py_UCS4 before = has_before ? at(t, p - 1) : 0;
+    if (digits > 20 || (has_before && phone_before(before) && before != '+')) goto done; /* _NEVER_BEFORE */
+    if (has_before && (phone_before(before) || before == '(' || before == '+' || before == ':') /* _EDGE_TESTED */
+        && !phone_edges(t, p))
+        goto done;
+    if (end < n && (word_ascii(at(t, end)) || (at(t, end) == '-' && end + 1 < n
+                                               && (at(t, end + 1) == 'X' || at(t, end + 1) == 'x'))))
+        goto done;
+    int one_try = !has_byte(c, end - 4 > 0 ? end - 4 : 0, end, ' ');
+    Py_ssize_t start = p;
+    if (before != '+' && (before == '(' || !(at(t, p) == '0' && at(t, p + 1) == '0'))) { /* national */
+        if (one_try) {
+            if (digits > 12) goto done;
+            if (has_before && before == '(') {
+                start = p - 1;
+            } else if (!punctuated(c, p, end)) {
+                if (push(out, K_NATIONAL, p, end, digits) < 0) return -1;
+                goto done;
+            }
+            if (!((has_byte(c, start, end, '.') && !dots_full(t, start, end)) || date_search(t, p, end)
+                  || punctuation_not_national(t, start, end)))
+                if (push(out, K_NATIONAL, start, end, digits) < 0) return -1;
+            goto done;
+        }
+        if (digits > 15 || date_search(t, p, end)) goto done;
+    } else if (one_try) { /* international: after a '+' (or '(+'), or starting with 00 */
+        if (has_before && before == '+') start -= (p > 1 && at(t, p - 2) == '(') ? 2 : 1;
+        if (push(out, K_INTL, start, end, 0) < 0) return -1;
+        goto done;
+    }
+    if (push(out, K_PHONE_AT, p, end, 0) < 0) return -1;
+done:
+    if (iban >= 0) out->items[iban].b = out->len - mark;
+    return 0;
+}
+
+static int read_args(PyObject *args, Text *t) {
+    PyObject *text, *classes;
+    if (!PyArg_ParseTuple(args, "UO!", &text, &PyBytes_Type, &classes)) return -1;
+    if (PyBytes_GET_SIZE(classes) != PyUnicode_GET_LENGTH(text)) {
+        PyErr_SetString(PyExc_ValueError, "classes must hold one byte per character of text");
+        return -1;
+    }
+    t->c = (const unsigned char *)PyBytes_AS_STRING(classes);
+    t->n = PyBytes_GET_SIZE(classes);
+    t->kind = PyUnicode_KIND(text);
+    t->data = PyUnicode_DATA(text);
+    return 0;
+}
+
+static PyObject *to_list(const Items *out) {
+    PyObject *list = PyList_New(out->len);
+    if (list == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < out->len; i++) {
+        const Item *it = &out->items[i];
+        PyObject *item = Py_BuildValue("(nnnn)", it->kind, it->a, it->b, it->c);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyObject *plan(PyObject *self, PyObject *args) {
+    Text t;
+    Items out = {NULL, 0, 0};
+    if (read_args(args, &t) < 0) return NULL;
+    const unsigned char *c = t.c;
+    Py_ssize_t p = 0, end = 0;
+    while (p < t.n) {
+        const unsigned char *z = memchr(c + p, '0', (size_t)(t.n - p));
+        if (z == NULL) break;
+        p = z - c;
+        int branch = cluster_at(c, t.n, p, &end);
+        if (!branch) {
+            p++;
+            continue;
+        }
+        if (cluster(&t, &out, p, end, branch) < 0) {
+            PyMem_Free(out.items);
+            return PyErr_NoMemory();
+        }
+        p = end;
+    }
+    PyObject *list = to_list(&out);
+    PyMem_Free(out.items);
+    return list;
+}
+
+/* Test hooks: each shape test alone, to compare with the pattern it stands for. */
+static PyObject *clusters(PyObject *self, PyObject *args) {
+    Text t;
+    if (read_args(args, &t) < 0) return NULL;
+    PyObject *list = PyList_New(0);
+    Py_ssize_t p = 0, end = 0;
+    while (list != NULL && p < t.n) {
+        int branch = t.c[p] == '0' ? cluster_at(t.c, t.n, p, &end) : 0;
+        if (!branch) {
+            p++;
+            continue;
+        }
+        PyObject *item = Py_BuildValue("(nni)", p, end, branch);
+        if (item == NULL || PyList_Append(list, item) < 0) Py_CLEAR(list);
+        Py_XDECREF(item);
+        p = end;
+    }
+    return list;
+}
+
+static PyObject *shape(PyObject *self, PyObject *args) {
+    const char *name;
+    PyObject *text, *classes;
+    Py_ssize_t a, b;
+    if (!PyArg_ParseTuple(args, "sUO!nn", &name, &text, &PyBytes_Type, &classes, &a, &b)) return NULL;
+    Text t;
+    PyObject *pair = Py_BuildValue("(OO)", text, classes);
+    if (pair == NULL) return NULL;
+    int bad = read_args(pair, &t);
+    Py_DECREF(pair);
+    if (bad < 0) return NULL;
+    if (a < 0 || b < a || b > t.n) {
+        PyErr_SetString(PyExc_ValueError, "a span of the text is needed");
+        return NULL;
+    }
+    int r;
+    if (!strcmp(name, "ssn_shape")) r = ssn_shape(t.c, a, b);
+    else if (!strcmp(name, "card_shape")) r = card_shape(t.c, a, b);
+    else if (!strcmp(name, "dots")) r = dots_full(&t, a, b);
+    else if (!strcmp(name, "isbn")) r = isbn_full(&t, a, b);
+    else if (!strcmp(name, "date")) r = date_search(&t, a, b);
+    else if (!strcmp(name, "edges")) r = phone_edges(&t, a);
+    else if (!strcmp(name, "punctuation")) r = punctuation_not_national(&t, a, b);
+    else {
+        PyErr_Format(PyExc_ValueError, "no shape test %s", name);
+        return NULL;
+    }
+    return PyBool_FromLong(r);
+}
+
+static PyMethodDef methods[] = {
+    {"plan", plan, METH_VARARGS, "plan(text, classes) -> [(kind, a, b, c), ...]: the checks each digit cluster needs."},
+    {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},
+    {"shape", shape, METH_VARARGS, "shape(name, text, classes, a, b) -> bool: one shape test alone (tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_pii_clusters", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__pii_clusters(void) { return PyModule_Create(&module); }

@@ -1,0 +1,285 @@
+"""The compiled digit-cluster plan (``core/_pii_clusters.c``) is ``pii_numbers.plan_py`` item for item: on the
+benchmark corpus, on every stress text whose findings are pinned (``test_pii_stress``), and on generated texts made
+of the characters its shape tests turn on (digits, separators, letters, cue words, non-ASCII characters of every
+width). Each shape test is also compared alone with the pattern or function it stands for, so a mismatch names the
+piece. CI requires the compiled plan (it is optional where no C compiler is at hand: ``plan_py`` runs then)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmroute.core import pii_context, pii_numbers, request_text
+from tests.benchmarks import bench_pii, pii_corpus
+from tests.unit import test_pii_stress as stress
+
+pytestmark = pytest.mark.unit
+
+try:
+    from llmroute.core import _pii_clusters
+except ImportError:  # not built here: the tests that compare it skip (CI fails in the first test instead)
+    _pii_clusters = None  # type: ignore[assignment]
+
+compiled = pytest.mark.skipif(_pii_clusters is None, reason="the compiled plan is not built (pip install -e .)")
+
+
+def test_ci_runs_the_compiled_plan() -> None:
+    """Under CI the extension must be built, or every other test here would skip and the router run ``plan_py``."""
+    if os.environ.get("CI", "").lower() not in ("1", "true"):
+        pytest.skip("outside CI the compiled plan is optional")
+    assert _pii_clusters is not None, "llmroute.core._pii_clusters did not build: is a C compiler installed?"
+    assert pii_numbers.COMPILED and pii_numbers.plan is _pii_clusters.plan
+
+
+@compiled
+def test_the_built_extension_is_not_older_than_its_source() -> None:
+    """An editable install compiles the extension once; a change to the C source needs ``pip install -e .`` again
+    (else these tests would compare the old build)."""
+    assert _pii_clusters is not None and _pii_clusters.__file__ is not None
+    source = Path(pii_numbers.__file__).with_name("_pii_clusters.c")
+    if source.exists():
+        assert Path(_pii_clusters.__file__).stat().st_mtime >= source.stat().st_mtime, (
+            "_pii_clusters.c changed after the extension was built: run pip install -e . again"
+        )
+
+
+def _classes(text: str) -> bytes:
+    return pii_context.Context(text).classes
+
+
+def _assert_same_plan(texts: list[str]) -> None:
+    assert _pii_clusters is not None
+    for i, text in enumerate(texts):
+        classes = _classes(text)
+        assert _pii_clusters.plan(text, classes) == pii_numbers.plan_py(text, classes), f"text {i}: {text[:80]!r}"
+
+
+@cache
+def _corpus() -> list[str]:
+    records = pii_corpus.generate(pii_corpus.HELD_OUT_SEED, 1500, pii_corpus.HELD_OUT_UNSEEN)
+    records += pii_corpus.generate(pii_corpus.TUNE_SEED, 1500, pii_corpus.HELD_OUT_UNSEEN)
+    return [p.text for r in records for p in request_text.places(r.body)]
+
+
+@compiled
+def test_same_plan_on_the_corpus_and_the_benchmark_requests() -> None:
+    texts = _corpus() + [
+        place.text
+        for make in (bench_pii.log_bodies, bench_pii.sized_bodies)
+        for body in make(pii_corpus.generate(pii_corpus.HELD_OUT_SEED, 300), 8 << 10)[:2]
+        for place in request_text.places(body)
+    ]
+    _assert_same_plan(texts)
+
+
+@compiled
+def test_same_plan_on_the_pinned_stress_texts() -> None:
+    groups = stress.random_groups()
+    _assert_same_plan([t for texts in groups.values() for t, _ in texts])
+    _assert_same_plan(list(stress.phone_edges()) + list(stress.octet_edges()))
+
+
+PIECES = [
+    "0",
+    "00",
+    "1",
+    "2",
+    "3",
+    "9",
+    "12",
+    "123",
+    "1234",
+    "12345",
+    "555",
+    "0134",
+    "978",
+    "2026",
+    "31",
+    "19",
+    " ",
+    "  ",
+    "-",
+    ".",
+    "/",
+    "(",
+    ")",
+    ":",
+    "::",
+    "+",
+    "#",
+    ",",
+    "|",
+    "\t",
+    "\n",
+    "_",
+    "=",
+    "-X",
+    "-x",
+    "@",
+    "A",
+    "Z",
+    "DE",
+    "GB",
+    "a",
+    "x",
+    "T",
+    "e",
+    "ab",
+    "call ",
+    "phone: ",
+    "Order #",
+    "SSN ",
+    "card ",
+    "ip ",
+    "tel:",
+    "v",
+    "Chrome/",
+    "\u20ac",
+    "\u00a3",
+    "\u00e9",
+    "\u0660",
+    "\u4e2d",
+    "\U0001f600",
+    "\x00",
+]
+"""What the shape tests turn on: digits in runs of every length that matters, each separator, letters (an IBAN's
+capitals, the ``-X`` of an extension), cue words, and characters of every str width (the euro and pound signs are
+in the phone test's set; an Arabic-Indic digit is a digit to ``str.isdigit`` but not to the patterns)."""
+
+digit_runs = st.text("0123456789", min_size=1, max_size=20)
+groups = st.builds(
+    lambda runs, sep: sep.join(runs),
+    st.lists(digit_runs, min_size=2, max_size=6),
+    st.sampled_from([*" .-/:", ") ", " (", ". "]),
+)
+"""Digit runs joined by one separator: dotted quads and versions, phone groups, dates, SSN and card groups, IPv6-ish
+runs (a cluster's shape comes from how its runs and separators alternate)."""
+texts = st.lists(st.one_of(st.sampled_from(PIECES), digit_runs, groups), max_size=30).map("".join)
+
+
+@compiled
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts)
+def test_same_plan_on_generated_texts(text: str) -> None:
+    _assert_same_plan([text])
+
+
+# --- each shape test alone -------------------------------------------------------------------------------------------
+
+spans = st.tuples(texts, st.integers(0, 60), st.integers(0, 60))
+
+
+def _span(text: str, a: int, b: int) -> tuple[int, int]:
+    a = min(a, len(text))
+    return a, min(len(text), max(a, b))
+
+
+@compiled
+@settings(max_examples=800, deadline=None)
+@given(texts)
+def test_clusters_are_the_cluster_pattern(text: str) -> None:
+    assert _pii_clusters is not None
+    classes = _classes(text)
+    expected = [(m.start(), m.end(), m.lastindex) for m in pii_numbers._CLUSTER.finditer(classes)]
+    assert _pii_clusters.clusters(text, classes) == expected
+
+
+SEARCHES: dict[str, re.Pattern[bytes]] = {
+    "ssn_shape": pii_numbers._SSN_SHAPE_CLASSES,
+    "card_shape": pii_numbers._CARD_SHAPE,
+}
+FULL: dict[str, Callable[[str, bytes, int, int], bool]] = {
+    "dots": lambda t, c, a, b: pii_numbers._DOTS.fullmatch(t, a, b) is not None,
+    "isbn": lambda t, c, a, b: pii_numbers._ISBN.fullmatch(t, a, b) is not None,
+    "date": lambda t, c, a, b: pii_numbers._holds_date(t[a:b]),
+    "edges": lambda t, c, a, b: pii_numbers._PHONE_EDGES.match(t, a) is not None,
+    "punctuation": lambda t, c, a, b: pii_numbers._punctuation_not_national(t, c, a, b),
+}
+
+
+@compiled
+@pytest.mark.parametrize("name", sorted(SEARCHES))
+@settings(max_examples=600, deadline=None)
+@given(spans)
+def test_class_shape_searches_are_their_patterns(name: str, span: tuple[str, int, int]) -> None:
+    assert _pii_clusters is not None
+    text, a, b = span
+    a, b = _span(text, a, b)
+    classes = _classes(text)
+    expected = SEARCHES[name].search(classes, a, b) is not None
+    assert _pii_clusters.shape(name, text, classes, a, b) is expected
+
+
+@compiled
+@pytest.mark.parametrize("name", sorted(FULL))
+@settings(max_examples=600, deadline=None)
+@given(spans)
+def test_text_shape_tests_are_their_patterns(name: str, span: tuple[str, int, int]) -> None:
+    assert _pii_clusters is not None
+    text, a, b = span
+    a, b = _span(text, a, b)
+    classes = _classes(text)
+    assert _pii_clusters.shape(name, text, classes, a, b) is FULL[name](text, classes, a, b)
+
+
+@compiled
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("dots", "415.555.0134", True),
+        ("dots", "1.415.555.0134", True),
+        ("dots", "06.12.34.56.78", True),
+        ("dots", "6.5.745.72", False),
+        ("isbn", "978-0-306-40615-7", True),
+        ("isbn", "9780-306-40615-7", True),
+        ("isbn", "0-463-14944-0", True),
+        ("isbn", "415-555-0134", False),
+        ("date", "call 2026-11-04 now", True),
+        ("date", "12/31/2026", False),
+        ("date", "31/12/2026", True),
+        ("date", "1-2-2026", True),
+        ("date", "123/4/2020", False),
+    ],
+)
+def test_shape_tests_on_known_shapes(name: str, text: str, expected: bool) -> None:
+    """Anchors for the generated comparisons above: the shapes each pattern was written for."""
+    assert _pii_clusters is not None
+    assert _pii_clusters.shape(name, text, _classes(text), 0, len(text)) is expected
+    assert FULL[name](text, _classes(text), 0, len(text)) is expected
+
+
+@compiled
+def test_bad_arguments_are_errors_not_reads_out_of_bounds() -> None:
+    assert _pii_clusters is not None
+    with pytest.raises(ValueError, match="one byte per character"):
+        _pii_clusters.plan("415 555 0134", b"000")
+    with pytest.raises(TypeError):
+        _pii_clusters.plan("415 555 0134", "000 000 0000")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="span"):
+        _pii_clusters.shape("dots", "12", b"00", 1, 3)
+    with pytest.raises(ValueError, match="no shape test"):
+        _pii_clusters.shape("nothing", "12", b"00", 0, 2)
+    assert _pii_clusters.plan("", b"") == []
+
+
+def test_the_python_plan_drives_the_same_findings() -> None:
+    """``numbers`` on ``plan_py`` (what runs without the extension) finds what it finds on the plan in use, on the
+    dense benchmark texts."""
+    records = pii_corpus.generate(pii_corpus.HELD_OUT_SEED, 300)
+    for body in bench_pii.sized_bodies(records, 8 << 10)[:3]:
+        for place in request_text.places(body):
+            text = place.text
+            used = list(pii_numbers.numbers(text, pii_context.Context(text)))
+            plan, pii_numbers.plan = pii_numbers.plan, pii_numbers.plan_py
+            try:
+                python = list(pii_numbers.numbers(text, pii_context.Context(text)))
+            finally:
+                pii_numbers.plan = plan
+            assert used == python
