@@ -283,3 +283,83 @@ def test_the_python_plan_drives_the_same_findings() -> None:
             finally:
                 pii_numbers.plan = plan
             assert used == python
+
+
+# --- context: the compiled cue lookup ------------------------------------------------------------------------------
+
+CUES = {"phone": pii_context.PHONE, "card": pii_context.CARD, "ssn": pii_context.SSN, "ip": pii_context.IP}
+CUE_WORDS = sorted(
+    {first + rest for cues in CUES.values() for first, words in zip("abcdefghijklmnopqrstuvwxyz", cues.table,
+                                                                     strict=True) for rest, _ in words}
+    | set(pii_context._UNIT_WORDS)
+)
+"""Every ASCII cue word of the four kinds, and the units."""
+ascii_pieces = [p for p in PIECES if p.isascii()] + ["%", " %", "[", " (", "((((", " :- (", "    ", "\t\t\t\t", ":-"]
+"""... and runs of what may stand between a candidate and the word after it (``_AFTER_SKIP``: up to three count)."""
+cue_texts = st.lists(
+    st.one_of(st.sampled_from(CUE_WORDS), st.sampled_from(ascii_pieces), digit_runs, groups,
+              st.sampled_from(CUE_WORDS).map(str.upper), st.sampled_from(CUE_WORDS).map(str.title)),
+    max_size=24,
+).map("".join)
+"""ASCII texts (the compiled lookup's case) dense in cue words, in every case, glued to digits, letters and separators
+(a word counts only with no letter before or after it, and the nearest one wins)."""
+
+
+@compiled
+@pytest.mark.parametrize("kind", sorted(CUES))
+@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cue_texts, st.integers(0, 200), st.integers(0, 30), st.integers(0, 60), st.integers(0, 30))
+def test_compiled_cue_window_is_the_python_one(kind: str, text: str, start: int, length: int, back: int,
+                                               ahead: int) -> None:
+    """Any window and any candidate span: what ``_pii_clusters.cue`` finds is what ``Context._window`` finds."""
+    assert _pii_clusters is not None
+    cues = CUES[kind]
+    start = min(start, len(text))
+    end = min(len(text), start + length)
+    lo, hi = max(0, start - back), min(len(text), end + ahead)
+    ctx = pii_context.Context(text)
+    found = _pii_clusters.cue(ctx.lower(), ctx.classes, start, end, lo, hi, cues.table, pii_context._UNIT_WORDS)
+    expected = ctx._window(start, end, lo, hi, cues, ctx.lower())
+    assert found == (0 if expected is None else expected.value), (text, start, end, lo, hi)
+
+
+@compiled
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(cue_texts, st.sampled_from([",", ";", "|", "\t", "\n", "\n", "phone,order,ip\n"])),
+                max_size=8).map("".join), st.data())
+def test_cue_lookups_are_the_same_with_and_without_the_compiled_window(text: str, data: st.DataObject) -> None:
+    """Whole lookups (lines, table headers, keys) over the clusters of a text, compiled and not."""
+    ctx_compiled, ctx_python = pii_context.Context(text, "phone"), pii_context.Context(text, "phone")
+    spans = [(m.start(), m.end()) for m in re.finditer(r"[0-9][0-9 .\-]*", text)]
+    for start, end in spans:
+        for cues in CUES.values():
+            compiled_cue = ctx_compiled.cue(start, end, cues)
+            saved, pii_context._compiled_cue = pii_context._compiled_cue, None
+            try:
+                python_cue = ctx_python.cue(start, end, cues)
+            finally:
+                pii_context._compiled_cue = saved
+            assert compiled_cue is python_cue, (text, start, end)
+
+
+@compiled
+def test_compiled_cue_refuses_what_it_cannot_read() -> None:
+    assert _pii_clusters is not None
+    table, units = pii_context.PHONE.table, pii_context._UNIT_WORDS
+    with pytest.raises(ValueError, match="ASCII"):
+        _pii_clusters.cue("tél 1234567", b"xxx 0000000", 4, 11, 0, 11, table, units)
+    with pytest.raises(ValueError, match="lo <= start"):
+        _pii_clusters.cue("call 1234567", b"aaaa 0000000", 5, 12, 6, 12, table, units)
+    with pytest.raises(TypeError, match="26 tuples"):
+        _pii_clusters.cue("call 1234567", b"aaaa 0000000", 5, 12, 0, 12, table[:3], units)
+    assert _pii_clusters.cue("call 1234567", b"aaaa 0000000", 5, 12, 0, 12, table, units) == 1
+    assert _pii_clusters.cue("order 1234567", b"aaaaa 0000000", 6, 13, 0, 13, table, units) == 2
+    assert _pii_clusters.cue("1234567 bytes", b"0000000 aaaaa", 0, 7, 0, 13, table, units) == 2
+    assert _pii_clusters.cue("1234567 (mobile)", b"0000000 (aaaaaa)", 0, 7, 0, 16, table, units) == 1
+    assert _pii_clusters.cue("recall 1234567", b"aaaaaa 0000000", 7, 14, 0, 14, table, units) == 0
+    # at most three characters are skipped before the word after the candidate
+    for text, expected in (("1234567(((mobile", 1), ("1234567((((mobile", 0), ("1234567 %", 2)):
+        ctx = pii_context.Context(text)
+        assert _pii_clusters.cue(text, ctx.classes, 0, 7, 0, len(text), table, units) == expected
+        assert ctx._window(0, 7, 0, len(text), pii_context.PHONE, text) == (pii_context.Cue(expected) if expected
+                                                                             else None)

@@ -3,3 +3,14 @@
 def plan(text: str, classes: bytes, /) -> list[tuple[int, int, int, int]]: ...
 def clusters(text: str, classes: bytes, /) -> list[tuple[int, int, int]]: ...
 def shape(name: str, text: str, classes: bytes, a: int, b: int, /) -> bool: ...
+def cue(
+    lower: str,
+    classes: bytes,
+    start: int,
+    end: int,
+    lo: int,
+    hi: int,
+    table: tuple[tuple[tuple[str, int], ...], ...],
+    units: tuple[str, ...],
+    /,
+) -> int: ...

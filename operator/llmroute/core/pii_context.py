@@ -64,11 +64,11 @@ _NEGATIVE_CJK = r"订单|单号|注文|发票|運送|快递|版本"
 
 _AFTER_SKIP = " \t([:-"
 """What may stand between a candidate and a cue word right after it ("+44 20 7946 0958 (mobile)", "… bytes")."""
-_UNITS = re.compile(
-    rf"(?:bytes|b|kb|mb|gb|kib|mib|ms|s|units|items|points|pts|rows|records|times|tokens|km|kg|usd|eur|req)"
-    rf"(?![{_LETTERS}])|%",
-    re.IGNORECASE,
+_UNIT_WORDS = (
+    "bytes", "b", "kb", "mb", "gb", "kib", "mib", "ms", "s", "units", "items", "points", "pts", "rows", "records",
+    "times", "tokens", "km", "kg", "usd", "eur", "req",
 )
+_UNITS = re.compile(rf"(?:{'|'.join(_UNIT_WORDS)})(?![{_LETTERS}])|%", re.IGNORECASE)
 """A unit right after a number makes it a quantity ("648155623 bytes")."""
 _UNITS_ASCII = re.compile(_UNITS.pattern.replace(f"[{_LETTERS}]", "[a-z]"))
 """``_UNITS`` for lowercased ASCII text (the same matches, without case folding)."""
@@ -95,6 +95,9 @@ class Cues:
     """What may follow a candidate in lowercased ASCII text, in one match: the characters ``_AFTER_SKIP`` (up to three,
     all of them, as ``cue`` skips them), then a positive word (``lastgroup`` ``pos``: where ``ascii`` matches a word
     and it is positive, since it tries a letter's positive words first) or else a unit (``unit``)."""
+    table: tuple[tuple[tuple[str, int], ...], ...]
+    """``ascii``'s words for the compiled lookup (``_pii_clusters.cue``): for each letter a-z, the words starting with
+    it as (rest of the word, 1 positive or 2 negative), in the order ``ascii`` tries them."""
 
 
 def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
@@ -102,23 +105,38 @@ def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
     pattern = re.compile(f"(?P<pos>{_cues(*positive)})|(?P<neg>{_cues(*negative)})", re.IGNORECASE)
     skip = f"[{re.escape(_AFTER_SKIP)}]{{0,3}}+"  # possessive: all of them, as ``cue`` skips them
     after = re.compile(f"{skip}(?:(?P<pos>{_ascii_cues(positive[0], '').pattern})|(?P<unit>{_UNITS_ASCII.pattern}))")
-    return Cues(pattern, _ascii_cues(positive[0], negative[0]), _ascii_cues(positive[0], "", loose=True), after)
+    ascii_words = _ascii_groups(positive[0], negative[0])
+    table = tuple(
+        tuple((rest, side + 1) for side, rests in enumerate(ascii_words.get(letter, ((), ()))) for rest in rests)
+        for letter in string.ascii_lowercase
+    )
+    return Cues(pattern, _ascii_cues(positive[0], negative[0]), _ascii_cues(positive[0], "", loose=True), after, table)
 
 
-def _ascii_cues(positive: str, negative: str, loose: bool = False) -> re.Pattern[str]:
-    """``positive`` and ``negative`` words (Latin, lower case) that are ASCII, for lowercased ASCII text: led by their
-    first letter, then "no letter before that letter", then the rests (positive first), then "no letter after"
-    (unless ``loose``)."""
+def _ascii_groups(positive: str, negative: str) -> dict[str, tuple[list[str], list[str]]]:
+    """``positive`` and ``negative`` words (Latin, lower case) that are ASCII, by first letter: (positive rests,
+    negative rests), each in their order."""
     groups: dict[str, tuple[list[str], list[str]]] = {}
     for side, words in enumerate((positive, negative)):
         for word in words.split("|") if words else ():
             if word.isascii():
                 if not "a" <= word[0] <= "z":
                     raise ValueError(f"cue word {word!r} does not start with a lowercase letter")
-                groups.setdefault(word[0], ([], []))[side].append(re.escape(word[1:]))
+                groups.setdefault(word[0], ([], []))[side].append(word[1:])
+    return groups
+
+
+def _ascii_cues(positive: str, negative: str, loose: bool = False) -> re.Pattern[str]:
+    """``positive`` and ``negative`` words (Latin, lower case) that are ASCII, for lowercased ASCII text: led by their
+    first letter, then "no letter before that letter", then the rests (positive first), then "no letter after"
+    (unless ``loose``)."""
     branches = []
-    for first, (pos, neg) in groups.items():
-        kinds = [f"(?P<{kind}_{first}>{'|'.join(rests)})" for kind, rests in (("p", pos), ("n", neg)) if rests]
+    for first, (pos, neg) in _ascii_groups(positive, negative).items():
+        kinds = [
+            f"(?P<{kind}_{first}>{'|'.join(map(re.escape, rests))})"
+            for kind, rests in (("p", pos), ("n", neg))
+            if rests
+        ]
         branches.append(f"{first}(?<![a-z].)(?:{'|'.join(kinds)})")
     return re.compile(f"(?:{'|'.join(branches)})" + ("" if loose else "(?![a-z])"))
 
@@ -206,6 +224,11 @@ _CLASS_TABLE = _table(
 )
 _TOKEN_TABLE = _table({string.digits + string.ascii_letters + "_-.+/!#$%^&*~": "t"}, " ")
 
+
+try:
+    from llmroute.core._pii_clusters import cue as _compiled_cue
+except ImportError:  # not built: ``Context._window`` does the same in Python
+    _compiled_cue = None
 
 _UNSEEN = ("", "")
 """What ``Context._headers`` answers for a row not looked at yet (by identity)."""
@@ -296,11 +319,27 @@ class Context:
             lo = max(lo, text.rfind(delimiter, lo, start) + 1)
             cell_end = text.find(delimiter, end, hi)
             hi = hi if cell_end < 0 else cell_end
+        pattern = cues.pattern
+        lower = self._lower if self._lower is not None else self.lower()
+        if lower and _compiled_cue is not None:  # an ASCII text: the window and what follows it, compiled (the
+            found = _compiled_cue(lower, classes, start, end, lo, hi, cues.table, _UNIT_WORDS)  # same as below)
+            if found:
+                return Cue.POSITIVE if found == 1 else Cue.NEGATIVE
+        else:
+            found_cue = self._window(start, end, lo, hi, cues, lower)
+            if found_cue is not None:
+                return found_cue
+        label = self.key if table is None else _cell(table, text.count(table[1], line_start, start))
+        found = pattern.search(label) if label else None
+        return Cue.NONE if found is None else _kind(found)
+
+    def _window(self, start: int, end: int, lo: int, hi: int, cues: Cues, lower: str) -> Cue | None:
+        """``cue`` in the window ``lo:start`` and what follows the candidate up to ``hi``; None: nothing there (the
+        header or key decides). What ``_pii_clusters.cue`` does for an ASCII text (its tests compare the two)."""
+        text, classes, pattern = self.text, self.classes, cues.pattern
         digit = classes.rfind(b"0", lo, start)
         if digit >= lo:
             lo = digit + 1
-        pattern = cues.pattern
-        lower = self._lower if self._lower is not None else self.lower()
         if classes.find(b"a", lo, start) >= 0 or classes.find(b"x", lo, start) >= 0:
             # Every cue word and ``#``/``№`` holds a letter or a symbol (class ``a`` or ``x``): a window of digits,
             # spaces and ``().-/:`` alone (40% of them in number-dense text) cannot hold one, so skip the scan.
@@ -344,9 +383,7 @@ class Context:
                     return Cue.POSITIVE
                 if _UNITS.match(text, j, hi):
                     return Cue.NEGATIVE
-        label = self.key if table is None else _cell(table, text.count(table[1], line_start, start))
-        found = pattern.search(label) if label else None
-        return Cue.NONE if found is None else _kind(found)
+        return None
 
     def _table(self, row_start: int) -> tuple[str, str] | None:
         """The header row and delimiter of the delimited table whose row starts at ``row_start``, if it is one (not
