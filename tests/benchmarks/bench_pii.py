@@ -351,22 +351,23 @@ def latency(detect: DetectFn, bodies: list[dict[str, Any]], budget_s: float, min
 
 def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) -> dict[str, float]:
     """Where the time of dense requests of ``size`` goes, and which part of it any detector built like this one (one
-    regex pass for candidates, ``phonenumbers`` to validate phones, Python for the rest) cannot avoid: median ms per
-    request of each step, timed alone over the same requests.
+    compiled pass that finds the digit clusters and decides what each needs, ``phonenumbers`` to validate phones,
+    Python for the rest) cannot avoid: median ms per request of each step, timed alone over the same requests.
 
     - ``detect``: the whole detection.
     - ``views``: one ``Context`` per text (the byte views every pass reads).
-    - ``cluster_scan``: finding the digit clusters (one regex over the views).
-    - ``cluster_loop``: visiting each cluster in Python and reading its span and digit count, nothing else.
+    - ``plan``: the digit clusters and the checks each needs (``pii_numbers.plan``: compiled when built).
+    - ``plan_loop``: visiting each planned check in Python, nothing else.
     - ``phone_validation``: the phone validations detection makes (``pii_numbers.valid_in``: parse and numbering
       plan, ``pii_plans``' or ``phonenumbers``'), replayed; ``pii_plans.may_be_valid``, which decides which regions a
       national number is parsed in, is in ``rest``.
     - ``context_lookups``: the context lookups detection makes, replayed.
     - ``keys_pass``: the API-key pass (``pii_keys.keys``) alone, over the same views.
-    - ``floor``: views + cluster_scan + cluster_loop + phone_validation; every request pays these before any
-      shape check, context or other validation.
-    - ``rest``: detect less all of the above and the context lookups: what the surviving candidates' shape checks,
-      checksums and the Python between the C-level steps cost."""
+    - ``floor``: views + plan + plan_loop + phone_validation; every request pays these before any context or other
+      validation.
+    - ``rest``: detect less all of the above and the context lookups: the checks' own work (checksums, shape tests
+      on candidates, IPv4 octets, e-mail addresses) and the Python between the C-level steps, per text and per
+      candidate."""
     from llmroute.core import pii_context, pii_keys, pii_numbers
 
     places = [[(p.text, request_text.key_of(p)) for p in request_text.places(b)] for b in sized_bodies(records, size)]
@@ -395,21 +396,18 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
 
     def scan(i: int) -> None:
         for ctx in views[i]:
-            for _ in pii_numbers._CLUSTER.finditer(ctx.classes):
-                pass
+            pii_numbers.plan(ctx.text, ctx.classes)
 
     def loop(i: int) -> None:
         for ctx in views[i]:
-            classes = ctx.classes
-            for m in pii_numbers._CLUSTER.finditer(classes):
-                start, end = m.span()
-                classes.count(b"0", start, end)
+            for _kind, _a, _b, _c in pii_numbers.plan(ctx.text, ctx.classes):
+                pass
 
     steps: dict[str, Callable[[int], object]] = {
         "detect": lambda i: [pii.detect(text, key) for text, key in places[i]],
         "views": lambda i: [pii_context.Context(text, key) for text, key in places[i]],
-        "cluster_scan": scan,
-        "cluster_loop": loop,
+        "plan": scan,
+        "plan_loop": loop,
         "phone_validation": lambda i: [valid_in(number, region) for number, region in phone_calls[i]],
         "context_lookups": lambda i: [cue(*call) for call in cue_calls[i]],
         "keys_pass": lambda i: [pii_keys.keys(ctx.text, ctx) for ctx in views[i]],
@@ -423,8 +421,8 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
                 step(i)
                 times.append(time.process_time() - t0)
         out[name] = statistics.median(times) * 1e3
-    out["cluster_loop"] -= out["cluster_scan"]
-    out["floor"] = out["views"] + out["cluster_scan"] + out["cluster_loop"] + out["phone_validation"]
+    out["plan_loop"] -= out["plan"]
+    out["floor"] = out["views"] + out["plan"] + out["plan_loop"] + out["phone_validation"]
     out["rest"] = out["detect"] - out["floor"] - out["context_lookups"] - out["keys_pass"]
     out["phone_validation_calls"] = statistics.median(len(c) for c in phone_calls)
     out["context_lookup_calls"] = statistics.median(len(c) for c in cue_calls)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmroute.core import pii_context, pii_numbers, request_text
+from llmroute.core import pii_context, pii_keys, pii_numbers, request_text
 from tests.benchmarks import bench_pii, pii_corpus
 from tests.unit import test_pii_stress as stress
 
@@ -363,3 +363,34 @@ def test_compiled_cue_refuses_what_it_cannot_read() -> None:
         assert _pii_clusters.cue(text, ctx.classes, 0, 7, 0, len(text), table, units) == expected
         assert ctx._window(0, 7, 0, len(text), pii_context.PHONE, text) == (pii_context.Cue(expected) if expected
                                                                              else None)
+
+
+# --- API keys: the long tokens ---------------------------------------------------------------------------------------
+
+token_texts = st.lists(
+    st.one_of(
+        st.text("abcdefABCDEF0123456789_-./+", min_size=1, max_size=24),
+        st.sampled_from([" ", "=", "\n", ": ", '"', "sk-", "AKIA", "ghp_", "e\u0301", "\u20ac", "\U0001f600"]),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@compiled
+@settings(max_examples=800, deadline=None)
+@given(token_texts, st.sampled_from([None, pii_keys._SHAPED_FIRST, "", "a\U0001f600"]))
+def test_long_tokens_are_the_python_walk(text: str, first: str | None) -> None:
+    assert _pii_clusters is not None
+    tokens = pii_context.Context(text).tokens
+    assert _pii_clusters.long_tokens(text, tokens, first) == pii_keys.long_tokens_py(text, tokens, first)
+
+
+@compiled
+def test_long_tokens_refuses_what_it_cannot_read() -> None:
+    assert _pii_clusters is not None
+    with pytest.raises(ValueError, match="one byte per character"):
+        _pii_clusters.long_tokens("abc", b"tt", None)
+    with pytest.raises(TypeError, match="first"):
+        _pii_clusters.long_tokens("abc", b"ttt", 5)  # type: ignore[arg-type]
+    text = "key sk-" + "a1" * 12 + " and " + "b" * 15
+    assert _pii_clusters.long_tokens(text, pii_context.Context(text).tokens, None) == [(4, 31)]

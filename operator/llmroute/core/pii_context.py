@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -225,6 +226,8 @@ _CLASS_TABLE = _table(
 _TOKEN_TABLE = _table({string.digits + string.ascii_letters + "_-.+/!#$%^&*~": "t"}, " ")
 
 
+_CueTable = tuple[tuple[tuple[str, int], ...], ...]
+_compiled_cue: Callable[[str, bytes, int, int, int, int, _CueTable, tuple[str, ...]], int] | None
 try:
     from llmroute.core._pii_clusters import cue as _compiled_cue
 except ImportError:  # not built: ``Context._window`` does the same in Python
@@ -322,9 +325,9 @@ class Context:
         pattern = cues.pattern
         lower = self._lower if self._lower is not None else self.lower()
         if lower and _compiled_cue is not None:  # an ASCII text: the window and what follows it, compiled (the
-            found = _compiled_cue(lower, classes, start, end, lo, hi, cues.table, _UNIT_WORDS)  # same as below)
-            if found:
-                return Cue.POSITIVE if found == 1 else Cue.NEGATIVE
+            kind = _compiled_cue(lower, classes, start, end, lo, hi, cues.table, _UNIT_WORDS)  # same as below)
+            if kind:
+                return Cue.POSITIVE if kind == 1 else Cue.NEGATIVE
         else:
             found_cue = self._window(start, end, lo, hi, cues, lower)
             if found_cue is not None:

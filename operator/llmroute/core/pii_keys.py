@@ -35,7 +35,7 @@ _SHAPED = re.compile(
     r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
 )
 """Vendor key shapes; each starts with a literal, so the regex engine skips text that cannot start one."""
-_SHAPED_FIRST = frozenset("sAgxrhnSe-")
+_SHAPED_FIRST = "sAgxrhnSe-"
 """The characters ``_SHAPED`` can start with (a test checks): a token starting otherwise is no vendor key."""
 
 _ASSIGNED = re.compile(
@@ -80,20 +80,39 @@ def keys(text: str, ctx: Context) -> list[Hit]:
     hits: list[Hit] = []
     lower = ctx.lower()
     named = not lower or _ASSIGNED_WORDS.search(lower) is not None  # else no window can hold a key-like name
-    while pos != -1:
-        end = tokens.find(b" ", pos)
-        end = len(text) if end == -1 else end
-        hit = _token(text, pos, end, named, lower) if named or text[pos] in _SHAPED_FIRST else None
-        if hit is not None:
-            hits.append(hit)
-            end = max(end, hit[2])
-        pos = tokens.find(_LONG, end)
+    if pos != -1:
+        for start, end in long_tokens(text, tokens, None if named else _SHAPED_FIRST):
+            hit = _token(text, start, end, named, lower)
+            if hit is not None:
+                hits.append(hit)
     while at != -1:
         m = _SHAPED.match(text, text.rfind("-----BEGIN", max(0, at - 40), at))
         if m is not None and m.end() == at + len(_PRIVATE_KEY):
             hits.append(("api_key", m.start(), m.end(), 0.97))
         at = text.find(_PRIVATE_KEY, at + 1)
     return hits
+
+
+def long_tokens_py(text: str, tokens: bytes, first: str | None) -> list[tuple[int, int]]:
+    """The tokens of 16 characters or more (runs of ``t`` in ``Context.tokens``), as (start, end); with ``first``,
+    only those starting with one of its characters. A key lies within its token (``_SHAPED``'s alphabets and a
+    named value are token characters), so the tokens after a key are the same whatever it is. ``_pii_clusters``'s
+    ``long_tokens`` (compiled) returns the same, and is used when it is built (a test compares the two)."""
+    spans = []
+    pos = tokens.find(_LONG)
+    while pos != -1:
+        end = tokens.find(b" ", pos)
+        end = len(text) if end == -1 else end
+        if first is None or text[pos] in first:
+            spans.append((pos, end))
+        pos = tokens.find(_LONG, end)
+    return spans
+
+
+try:
+    from llmroute.core._pii_clusters import long_tokens
+except ImportError:  # not built
+    long_tokens = long_tokens_py
 
 
 def _token(text: str, start: int, end: int, named: bool = True, lower: str = "") -> Hit | None:
