@@ -357,6 +357,13 @@ def test_compiled_cue_refuses_what_it_cannot_read() -> None:
     assert _pii_clusters.cue("1234567 bytes", b"0000000 aaaaa", 0, 7, 0, 13, table, units) == 2
     assert _pii_clusters.cue("1234567 (mobile)", b"0000000 (aaaaaa)", 0, 7, 0, 16, table, units) == 1
     assert _pii_clusters.cue("recall 1234567", b"aaaaaa 0000000", 7, 14, 0, 14, table, units) == 0
+    # '#' right before the candidate; `$` of that pattern also matches before a newline ending the window
+    for window, expected in (("ref #", 2), ("# ", 2), ("#\n", 2), ("#\t", 2), ("#  ", 0), ("#x", 0)):
+        ctx = pii_context.Context(window)
+        end = len(window)
+        assert _pii_clusters.cue(window, ctx.classes, end, end, 0, end, table, units) == expected
+        assert ctx._window(len(window), len(window), 0, len(window), pii_context.PHONE, window) == (
+            pii_context.Cue(expected) if expected else None)
     # at most three characters are skipped before the word after the candidate
     for text, expected in (("1234567(((mobile", 1), ("1234567((((mobile", 0), ("1234567 %", 2)):
         ctx = pii_context.Context(text)

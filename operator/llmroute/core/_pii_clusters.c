@@ -523,9 +523,11 @@ static PyObject *cue(PyObject *self, PyObject *args) {
             }
         }
         if (last != CUE_NONE) return PyLong_FromLong(last);
-        /* _IMMEDIATE_NEGATIVE: [#№][ \t]?$ over max(lo, start - 2):start (no '№' in an ASCII text) */
+        /* _IMMEDIATE_NEGATIVE: [#№][ \t]?$ over max(lo, start - 2):start (no '№' in an ASCII text; `$` also
+         * matches before a newline that ends the string, which a window on one line never holds) */
         if ((start - 1 >= lo && s[start - 1] == '#')
-            || (start - 2 >= lo && s[start - 2] == '#' && (s[start - 1] == ' ' || s[start - 1] == '\t')))
+            || (start - 2 >= lo && s[start - 2] == '#'
+                && (s[start - 1] == ' ' || s[start - 1] == '\t' || s[start - 1] == '\n')))
             return PyLong_FromLong(CUE_NEGATIVE);
     }
     Py_ssize_t j = end; /* Cues.after: the skip (possessive), then a positive word, else a unit */
