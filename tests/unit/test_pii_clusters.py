@@ -401,3 +401,15 @@ def test_long_tokens_refuses_what_it_cannot_read() -> None:
         _pii_clusters.long_tokens("abc", b"ttt", 5)  # type: ignore[arg-type]
     text = "key sk-" + "a1" * 12 + " and " + "b" * 15
     assert _pii_clusters.long_tokens(text, pii_context.Context(text).tokens, None) == [(4, 31)]
+
+
+def test_the_router_says_at_start_when_detection_runs_without_the_compiled_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmroute.router import server
+
+    monkeypatch.setattr(pii_numbers, "COMPILED", False)
+    note = server.detector_build_note()
+    assert note is not None and "not built" in note and "C compiler" in note
+    monkeypatch.setattr(pii_numbers, "COMPILED", True)
+    assert server.detector_build_note() is None
