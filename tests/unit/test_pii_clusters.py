@@ -305,20 +305,30 @@ cue_texts = st.lists(
 (a word counts only with no letter before or after it, and the nearest one wins)."""
 
 
+mixed_texts = st.lists(st.one_of(cue_texts, st.sampled_from(["\u00e9", "t\u00e9l ", "\u20ac", "\u4e2d", "\U0001f600",
+                                                               "\u0442\u0435\u043b "])), max_size=4).map("".join)
+"""... and with characters of other scripts around them (the compiled lookup leaves those windows to Python)."""
+
+
 @compiled
 @pytest.mark.parametrize("kind", sorted(CUES))
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cue_texts, st.integers(0, 200), st.integers(0, 30), st.integers(0, 60), st.integers(0, 30))
+@given(st.one_of(cue_texts, mixed_texts), st.integers(0, 200), st.integers(0, 30), st.integers(0, 60),
+       st.integers(0, 30))
 def test_compiled_cue_window_is_the_python_one(kind: str, text: str, start: int, length: int, back: int,
                                                ahead: int) -> None:
-    """Any window and any candidate span: what ``_pii_clusters.cue`` finds is what ``Context._window`` finds."""
+    """Any window and any candidate span: what ``_pii_clusters.cue`` finds is what ``Context._window`` finds, and it
+    leaves a window to ``_window`` (3) only where the text is not ASCII."""
     assert _pii_clusters is not None
     cues = CUES[kind]
     start = min(start, len(text))
     end = min(len(text), start + length)
     lo, hi = max(0, start - back), min(len(text), end + ahead)
     ctx = pii_context.Context(text)
-    found = _pii_clusters.cue(ctx.lower(), ctx.classes, start, end, lo, hi, cues.table, pii_context._UNIT_WORDS)
+    found = _pii_clusters.cue(text, ctx.classes, start, end, lo, hi, cues.table, pii_context._UNIT_WORDS)
+    if found == 3:
+        assert not text.isascii()
+        return
     expected = ctx._window(start, end, lo, hi, cues, ctx.lower())
     assert found == (0 if expected is None else expected.value), (text, start, end, lo, hi)
 
@@ -346,8 +356,10 @@ def test_cue_lookups_are_the_same_with_and_without_the_compiled_window(text: str
 def test_compiled_cue_refuses_what_it_cannot_read() -> None:
     assert _pii_clusters is not None
     table, units = pii_context.PHONE.table, pii_context._UNIT_WORDS
-    with pytest.raises(ValueError, match="ASCII"):
-        _pii_clusters.cue("tél 1234567", b"xxx 0000000", 4, 11, 0, 11, table, units)
+    with pytest.raises(ValueError, match="one byte per character"):
+        _pii_clusters.cue("call 1234567", b"aaaa 000000", 5, 12, 0, 12, table, units)
+    assert _pii_clusters.cue("tél 1234567", b"axa 0000000", 4, 11, 0, 11, table, units) == 3  # not ASCII: _window
+    assert _pii_clusters.cue("tél, call 1234567", b"axa, aaaa 0000000", 10, 17, 5, 17, table, units) == 1
     with pytest.raises(ValueError, match="lo <= start"):
         _pii_clusters.cue("call 1234567", b"aaaa 0000000", 5, 12, 6, 12, table, units)
     with pytest.raises(TypeError, match="26 tuples"):

@@ -451,20 +451,27 @@ static PyObject *plan(PyObject *self, PyObject *args) {
     return list;
 }
 
-/* --- context: the cue words around a candidate (pii_context.Context.cue, for a text that is ASCII) ---------------- */
+/* --- context: the cue words around a candidate (pii_context.Context.cue, where its text is ASCII) ------------------ */
 
-static inline int lower_letter(char ch) { return ch >= 'a' && ch <= 'z'; }
+static inline int lower_letter(Py_UCS4 ch) { return ch >= 'a' && ch <= 'z'; }
+/* The character at i, lowercased if it is an ASCII letter. */
+static inline Py_UCS4 lc(const Text *t, Py_ssize_t i) {
+    Py_UCS4 ch = at(t, i);
+    return (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
+}
 
-enum { CUE_NONE = 0, CUE_POSITIVE = 1, CUE_NEGATIVE = 2 };
+enum { CUE_NONE = 0, CUE_POSITIVE = 1, CUE_NEGATIVE = 2, CUE_UNDECIDED = 3 };
 
-/* A cue word of `table` at i (Cues.ascii matched at i): `table` holds, for each letter a-z, the words starting with it
- * as (rest, kind) pairs in the order the pattern tries them; a word counts with no letter before it and none after it
- * (`stop` ends the string, as an end position does). Its length, and its kind in *kind; 0 if none, -1 if `table` is
- * not made of such pairs. `positive_only`: only the positive words (Cues.after's). */
-static Py_ssize_t cue_word(const char *s, Py_ssize_t i, Py_ssize_t stop, PyObject *table, int positive_only,
+/* A cue word of `table` at i (Cues.ascii matched at i, on the text lowercased): `table` holds, for each letter a-z,
+ * the words starting with it as (rest, kind) pairs in the order the pattern tries them; a word counts with no letter
+ * before it and none after it (`stop` ends the string, as an end position does). Its length, and its kind in *kind;
+ * 0 if none, -1 if `table` is not made of such pairs. `positive_only`: only the positive words (Cues.after's). The
+ * characters it reads (i - 1 to the word's end, within stop) are ASCII: the caller checks. */
+static Py_ssize_t cue_word(const Text *t, Py_ssize_t i, Py_ssize_t stop, PyObject *table, int positive_only,
                            int *kind) {
-    if (i >= stop || !lower_letter(s[i]) || (i >= 1 && lower_letter(s[i - 1]))) return 0;
-    PyObject *words = PyTuple_GET_ITEM(table, s[i] - 'a');
+    Py_UCS4 first = i < stop ? lc(t, i) : 0;
+    if (!lower_letter(first) || (i >= 1 && lower_letter(lc(t, i - 1)))) return 0;
+    PyObject *words = PyTuple_GET_ITEM(table, first - 'a');
     if (!PyTuple_Check(words)) return -1;
     for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++) {
         PyObject *pair = PyTuple_GET_ITEM(words, w), *rest;
@@ -474,46 +481,65 @@ static Py_ssize_t cue_word(const char *s, Py_ssize_t i, Py_ssize_t stop, PyObjec
         long k = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
         if (positive_only && k != CUE_POSITIVE) continue;
         Py_ssize_t len = PyUnicode_GET_LENGTH(rest), e = i + 1 + len;
-        if (e > stop || memcmp(s + i + 1, PyUnicode_DATA(rest), (size_t)len) != 0) continue;
-        if (e < stop && lower_letter(s[e])) continue;
+        if (e > stop) continue;
+        const char *r = (const char *)PyUnicode_DATA(rest);
+        Py_ssize_t x = 0;
+        while (x < len && lc(t, i + 1 + x) == (Py_UCS4)(unsigned char)r[x]) x++;
+        if (x < len || (e < stop && lower_letter(lc(t, e)))) continue;
         *kind = (int)k;
         return 1 + len;
     }
     return 0;
 }
 
-/* cue(lower, classes, start, end, lo, hi, table, units) -> 0 none, 1 positive, 2 negative: what Context.cue finds in
- * an ASCII text (`lower`: the text lowercased) before its column header or key - the nearest cue word in the window
- * lo:start (after the last digit in it), a '#' right before the candidate, else a positive word or a unit right
- * after it (within hi, after up to three of " \t([:-"). `table`: Cues.table; `units`: the unit words, in order. */
+static int all_ascii(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    if (t->kind == PyUnicode_1BYTE_KIND) {
+        const unsigned char *d = (const unsigned char *)t->data;
+        for (Py_ssize_t i = a; i < b; i++)
+            if (d[i] >= 128) return 0;
+        return 1;
+    }
+    for (Py_ssize_t i = a; i < b; i++)
+        if (at(t, i) >= 128) return 0;
+    return 1;
+}
+
+/* cue(text, classes, start, end, lo, hi, table, units) -> 0 none, 1 positive, 2 negative, 3 undecided: what
+ * Context._window finds - the nearest cue word in the window lo:start (after the last digit in it), a '#' right
+ * before the candidate, else a positive word or a unit right after it (within hi, after up to three of
+ * " \t([:-"). It reads the text lowercased where it is ASCII; where the window or what follows it (or the
+ * character before either) is not, the answer is 3: _window's patterns for other scripts decide. `table`:
+ * Cues.table; `units`: the unit words, in order. */
 static PyObject *cue(PyObject *self, PyObject *args) {
-    PyObject *lower, *classes, *table, *units;
+    PyObject *text, *classes, *table, *units;
     Py_ssize_t start, end, lo, hi;
-    if (!PyArg_ParseTuple(args, "UO!nnnnOO!", &lower, &PyBytes_Type, &classes, &start, &end, &lo, &hi, &table,
+    if (!PyArg_ParseTuple(args, "UO!nnnnOO!", &text, &PyBytes_Type, &classes, &start, &end, &lo, &hi, &table,
                           &PyTuple_Type, &units))
         return NULL;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(lower);
-    if (!PyUnicode_IS_ASCII(lower) || PyBytes_GET_SIZE(classes) != n) {
-        PyErr_SetString(PyExc_ValueError, "an ASCII text and one class byte per character are needed");
-        return NULL;
-    }
-    if (!(0 <= lo && lo <= start && start <= end && end <= hi && hi <= n)) {
+    Text t;
+    PyObject *pair = Py_BuildValue("(OO)", text, classes);
+    if (pair == NULL) return NULL;
+    int bad = read_args(pair, &t);
+    Py_DECREF(pair);
+    if (bad < 0) return NULL;
+    if (!(0 <= lo && lo <= start && start <= end && end <= hi && hi <= t.n)) {
         PyErr_SetString(PyExc_ValueError, "lo <= start <= end <= hi within the text are needed");
         return NULL;
     }
     if (!PyTuple_Check(table) || PyTuple_GET_SIZE(table) != 26) goto bad_table;
-    const char *s = (const char *)PyUnicode_DATA(lower);
-    const unsigned char *c = (const unsigned char *)PyBytes_AS_STRING(classes);
-    int kind = CUE_NONE;
+    int ascii = PyUnicode_IS_ASCII(text), kind = CUE_NONE;
+    const unsigned char *c = t.c;
     for (Py_ssize_t d = start - 1; d >= lo; d--) /* the window starts after the last digit in it */
         if (c[d] == '0') {
             lo = d + 1;
             break;
         }
     if (has_byte(c, lo, start, 'a') || has_byte(c, lo, start, 'x')) { /* every cue word and '#' holds one */
+        if (!ascii && (!all_ascii(&t, lo, start) || (lo >= 1 && at(&t, lo - 1) >= 128)))
+            return PyLong_FromLong(CUE_UNDECIDED);
         int last = CUE_NONE;
         for (Py_ssize_t i = lo; i < start;) { /* as finditer walks: the last match is the nearest cue */
-            Py_ssize_t len = cue_word(s, i, start, table, 0, &kind);
+            Py_ssize_t len = cue_word(&t, i, start, table, 0, &kind);
             if (len < 0) goto bad_table;
             if (len) {
                 last = kind;
@@ -523,16 +549,18 @@ static PyObject *cue(PyObject *self, PyObject *args) {
             }
         }
         if (last != CUE_NONE) return PyLong_FromLong(last);
-        /* _IMMEDIATE_NEGATIVE: [#№][ \t]?$ over max(lo, start - 2):start (no '№' in an ASCII text; `$` also
+        /* _IMMEDIATE_NEGATIVE: [#№][ \t]?$ over max(lo, start - 2):start (no '№' in an ASCII window; `$` also
          * matches before a newline that ends the string, which a window on one line never holds) */
-        if ((start - 1 >= lo && s[start - 1] == '#')
-            || (start - 2 >= lo && s[start - 2] == '#'
-                && (s[start - 1] == ' ' || s[start - 1] == '\t' || s[start - 1] == '\n')))
+        Py_UCS4 last1 = start - 1 >= lo ? at(&t, start - 1) : 0;
+        if (last1 == '#' || (start - 2 >= lo && at(&t, start - 2) == '#'
+                             && (last1 == ' ' || last1 == '\t' || last1 == '\n')))
             return PyLong_FromLong(CUE_NEGATIVE);
     }
     Py_ssize_t j = end; /* Cues.after: the skip (possessive), then a positive word, else a unit */
-    for (int k = 0; k < 3 && j < hi && s[j] && strchr(" \t([:-", s[j]); k++) j++;
-    Py_ssize_t word = cue_word(s, j, hi, table, 1, &kind);
+    for (int k = 0; k < 3 && j < hi && at(&t, j) < 128 && at(&t, j) && strchr(" \t([:-", (int)at(&t, j)); k++) j++;
+    if (!ascii && (j == 0 || !all_ascii(&t, j, hi) || at(&t, j - 1) >= 128)) /* (at 0 _window reads text[0] as */
+        return PyLong_FromLong(CUE_UNDECIDED);                                /* the one before: no candidate) */
+    Py_ssize_t word = cue_word(&t, j, hi, table, 1, &kind);
     if (word < 0) goto bad_table;
     if (word) return PyLong_FromLong(CUE_POSITIVE);
     for (Py_ssize_t u = 0; u < PyTuple_GET_SIZE(units); u++) {
@@ -541,11 +569,13 @@ static PyObject *cue(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "units: ASCII str");
             return NULL;
         }
-        Py_ssize_t len = PyUnicode_GET_LENGTH(unit), e = j + len;
-        if (e <= hi && memcmp(s + j, PyUnicode_DATA(unit), (size_t)len) == 0 && !(e < hi && lower_letter(s[e])))
-            return PyLong_FromLong(CUE_NEGATIVE);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(unit), e = j + len, x = 0;
+        const char *r = (const char *)PyUnicode_DATA(unit);
+        if (e > hi) continue;
+        while (x < len && lc(&t, j + x) == (Py_UCS4)(unsigned char)r[x]) x++;
+        if (x == len && !(e < hi && lower_letter(lc(&t, e)))) return PyLong_FromLong(CUE_NEGATIVE);
     }
-    if (j < hi && s[j] == '%') return PyLong_FromLong(CUE_NEGATIVE);
+    if (j < hi && at(&t, j) == '%') return PyLong_FromLong(CUE_NEGATIVE);
     return PyLong_FromLong(CUE_NONE);
 bad_table:
     PyErr_SetString(PyExc_TypeError, "table: 26 tuples of (str, int) pairs, for the letters a-z");
@@ -649,7 +679,7 @@ static PyObject *shape(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"plan", plan, METH_VARARGS, "plan(text, classes) -> [(kind, a, b, c), ...]: the checks each digit cluster needs."},
-    {"cue", cue, METH_VARARGS, "cue(lower, classes, start, end, lo, hi, table, units) -> 0, 1 or 2: Context.cue's window."},
+    {"cue", cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, table, units) -> 0-3: Context._window's answer."},
     {"long_tokens", long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]: key candidates."},
     {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},
     {"shape", shape, METH_VARARGS, "shape(name, text, classes, a, b) -> bool: one shape test alone (tests)."},

@@ -322,23 +322,22 @@ class Context:
             lo = max(lo, text.rfind(delimiter, lo, start) + 1)
             cell_end = text.find(delimiter, end, hi)
             hi = hi if cell_end < 0 else cell_end
-        pattern = cues.pattern
-        lower = self._lower if self._lower is not None else self.lower()
-        if lower and _compiled_cue is not None:  # an ASCII text: the window and what follows it, compiled (the
-            kind = _compiled_cue(lower, classes, start, end, lo, hi, cues.table, _UNIT_WORDS)  # same as below)
-            if kind:
-                return Cue.POSITIVE if kind == 1 else Cue.NEGATIVE
-        else:
-            found_cue = self._window(start, end, lo, hi, cues, lower)
+        # the window and what follows it: compiled where they are ASCII (3: not, or no extension), else ``_window``
+        kind = _compiled_cue(text, classes, start, end, lo, hi, cues.table, _UNIT_WORDS) if _compiled_cue else 3
+        if kind == 3:
+            found_cue = self._window(start, end, lo, hi, cues, self._lower if self._lower is not None else self.lower())
             if found_cue is not None:
                 return found_cue
+        elif kind:
+            return Cue.POSITIVE if kind == 1 else Cue.NEGATIVE
         label = self.key if table is None else _cell(table, text.count(table[1], line_start, start))
-        found = pattern.search(label) if label else None
+        found = cues.pattern.search(label) if label else None
         return Cue.NONE if found is None else _kind(found)
 
     def _window(self, start: int, end: int, lo: int, hi: int, cues: Cues, lower: str) -> Cue | None:
         """``cue`` in the window ``lo:start`` and what follows the candidate up to ``hi``; None: nothing there (the
-        header or key decides). What ``_pii_clusters.cue`` does for an ASCII text (its tests compare the two)."""
+        header or key decides). ``_pii_clusters.cue`` answers the same where these are ASCII (its tests compare the
+        two), and this runs where they are not (or without the extension)."""
         text, classes, pattern = self.text, self.classes, cues.pattern
         digit = classes.rfind(b"0", lo, start)
         if digit >= lo:
