@@ -396,11 +396,11 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
 
     def scan(i: int) -> None:
         for ctx in views[i]:
-            pii_numbers.plan(ctx.text, ctx.classes)
+            pii_numbers.plan(ctx.text, ctx.classes, pii_numbers.PLAN_CONSTANTS)
 
     def loop(i: int) -> None:
         for ctx in views[i]:
-            for _kind, _a, _b, _c in pii_numbers.plan(ctx.text, ctx.classes):
+            for _kind, _a, _b, _c in pii_numbers.plan(ctx.text, ctx.classes, pii_numbers.PLAN_CONSTANTS):
                 pass
 
     steps: dict[str, Callable[[int], object]] = {

@@ -27,6 +27,7 @@ try:
 except ImportError:  # not built here: the tests that compare it skip (CI fails in the first test instead)
     _pii_clusters = None  # type: ignore[assignment]
 
+CONSTANTS = pii_numbers.PLAN_CONSTANTS
 compiled = pytest.mark.skipif(_pii_clusters is None, reason="the compiled plan is not built (pip install -e .)")
 
 
@@ -58,7 +59,8 @@ def _assert_same_plan(texts: list[str]) -> None:
     assert _pii_clusters is not None
     for i, text in enumerate(texts):
         classes = _classes(text)
-        assert _pii_clusters.plan(text, classes) == pii_numbers.plan_py(text, classes), f"text {i}: {text[:80]!r}"
+        expected = pii_numbers.plan_py(text, classes)
+        assert _pii_clusters.plan(text, classes, CONSTANTS) == expected, f"text {i}: {text[:80]!r}"
 
 
 @cache
@@ -259,14 +261,16 @@ def test_shape_tests_on_known_shapes(name: str, text: str, expected: bool) -> No
 def test_bad_arguments_are_errors_not_reads_out_of_bounds() -> None:
     assert _pii_clusters is not None
     with pytest.raises(ValueError, match="one byte per character"):
-        _pii_clusters.plan("415 555 0134", b"000")
+        _pii_clusters.plan("415 555 0134", b"000", CONSTANTS)
     with pytest.raises(TypeError):
-        _pii_clusters.plan("415 555 0134", "000 000 0000")  # type: ignore[arg-type]
+        _pii_clusters.plan("415 555 0134", "000 000 0000", CONSTANTS)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="constants"):
+        _pii_clusters.plan("415 555 0134", b"000 000 0000", ((), "", "x"))
     with pytest.raises(ValueError, match="span"):
         _pii_clusters.shape("dots", "12", b"00", 1, 3)
     with pytest.raises(ValueError, match="no shape test"):
         _pii_clusters.shape("nothing", "12", b"00", 0, 2)
-    assert _pii_clusters.plan("", b"") == []
+    assert _pii_clusters.plan("", b"", CONSTANTS) == []
 
 
 def test_the_python_plan_drives_the_same_findings() -> None:

@@ -279,8 +279,8 @@ def test_key_name_search_in_the_lowercased_text_equals_the_case_insensitive_one(
 
 
 def test_maybe_public_v4_matches_are_the_ipv4_matches_that_can_be_public() -> None:
-    """``ipv4s_in`` walks ``_MAYBE_PUBLIC_V4``'s matches instead of ``_IPV4``'s: in dotted text of every shape, each
-    of its matches is an ``_IPV4`` match (same span), and each ``_IPV4`` match without a leading zero, of octets up
+    """``ipv4_candidates`` walks ``_MAYBE_PUBLIC_V4``'s matches instead of ``_IPV4``'s: in dotted text of every shape,
+    each of its matches is an ``_IPV4`` match (same span), and each ``_IPV4`` match without a leading zero, of octets up
     to 255, in a public range, is one of its matches."""
     from llmroute.core import pii_net
 

@@ -314,8 +314,6 @@ static int punctuation_not_national(const Text *t, Py_ssize_t a, Py_ssize_t b) {
            || (has_byte(c, a, b, '-') && (shaped(t, a, b, "ddd-dd-dddd") || isbn_full(t, a, b)));
 }
 
-/* --- the plan --------------------------------------------------------------------------------------------------- */
-
 typedef struct {
     Py_ssize_t kind, a, b, c;
 } Item;
@@ -337,8 +335,272 @@ static int push(Items *out, Py_ssize_t kind, Py_ssize_t a, Py_ssize_t b, Py_ssiz
     return 0;
 }
 
+/* --- candidates: the matches of a type's pattern whose checksum holds, before any context ------------------------ */
+
+/* What plan() is given besides the text: pii_net._NOT_PUBLIC_V4 ((net, mask) pairs), pii_net._PINS (joined: two
+ * characters each) and pii_numbers._SSN_NEVER_ISSUED, from pii_numbers.PLAN_CONSTANTS. */
+typedef struct {
+    PyObject *ranges;
+    PyObject *pins;
+    PyObject *never_issued;
+} Consts;
+
+static inline int alnum_(Py_UCS4 ch) { return word_ascii(ch); } /* [0-9A-Za-z_] */
+static inline int digits_run(const Text *t, Py_ssize_t i, Py_ssize_t stop) {
+    Py_ssize_t k = 0;
+    while (i + k < stop && is_digit(at(t, i + k))) k++;
+    return (int)(k > 1000 ? 1000 : k);
+}
+static inline int d_at(const Text *t, Py_ssize_t i, Py_ssize_t stop, Py_ssize_t k) { return digits_at(t, i, stop, k); }
+
+/* (?![0-9A-Za-z_]|[<seps>][0-9]) at e, the string ending at stop. */
+static int after_ok(const Text *t, Py_ssize_t e, Py_ssize_t stop, const char *seps) {
+    if (e < stop && alnum_(at(t, e))) return 0;
+    if (e + 1 < stop && at(t, e) < 128 && strchr(seps, (int)at(t, e)) && at(t, e) && is_digit(at(t, e + 1))) return 0;
+    return 1;
+}
+
+/* The digits of text[a:b] (its separators left out) into buf; their count. */
+static int digits_of(const Text *t, Py_ssize_t a, Py_ssize_t b, char *buf, int cap) {
+    int k = 0;
+    for (Py_ssize_t i = a; i < b && k < cap; i++)
+        if (is_digit(at(t, i))) buf[k++] = (char)at(t, i);
+    return k;
+}
+
+/* pii_numbers.luhn */
+static int luhn(const char *d, int n) {
+    int total = 0;
+    for (int i = n - 1, second = 0; i >= 0; i--, second ^= 1) {
+        int v = d[i] - '0';
+        total += second ? (v * 2 > 9 ? v * 2 - 9 : v * 2) : v;
+    }
+    return total % 10 == 0;
+}
+
+static int num(const char *d, int k) {
+    int v = 0;
+    for (int i = 0; i < k; i++) v = v * 10 + (d[i] - '0');
+    return v;
+}
+
+/* pii_numbers.issuer_ok */
+static int issuer_ok(const char *d, int n) {
+    int two = num(d, 2), three = num(d, 3), four = num(d, 4);
+    if (d[0] == '4') return n == 13 || n == 16 || n == 19;
+    if ((51 <= two && two <= 55) || (2221 <= four && four <= 2720)) return n == 16;
+    if (two == 34 || two == 37) return n == 15;
+    if ((2200 <= four && four <= 2204) || (3528 <= four && four <= 3589) || two == 62 || four == 6011 || two == 65
+        || (644 <= three && three <= 649))
+        return 16 <= n && n <= 19;
+    if (two == 36 || two == 38 || two == 39 || (300 <= three && three <= 305)) return 14 <= n && n <= 19;
+    if (two == 50 || (56 <= two && two <= 69)) return 12 <= n && n <= 19;
+    return 0;
+}
+
+/* The end of a _CARD match at p (grouped in *grouped), or -1:
+ *   [0-9](?<![0-9A-Za-z_./\-][0-9])(?:[0-9]{12,18}|[0-9]{3}([ -])(?:[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{3})?
+ *   |[0-9]{6}\1[0-9]{4,5}|[0-9]{4}\1[0-9]{4}\1[0-9]{1,3}))(?![0-9A-Za-z_]|[.\-/][0-9])
+ * Tried in the pattern's order; a count followed by a digit never passes the look-ahead, so each group's run
+ * length is fixed by where its digits end. */
+static Py_ssize_t card_at(const Text *t, Py_ssize_t p, Py_ssize_t hi, int *grouped) {
+    if (!is_digit(at(t, p))) return -1;
+    if (p >= 1) {
+        Py_UCS4 b = at(t, p - 1);
+        if (alnum_(b) || b == '.' || b == '/' || b == '-') return -1;
+    }
+    const char *seps = ".-/";
+    int run = digits_run(t, p, hi);
+    *grouped = 0;
+    if (run >= 13 && run <= 19 && after_ok(t, p + run, hi, seps)) return p + run;
+    if (run != 4 || p + 4 >= hi || !(at(t, p + 4) == ' ' || at(t, p + 4) == '-')) return -1;
+    Py_UCS4 s = at(t, p + 4);
+    Py_ssize_t j = p + 5;
+    *grouped = 1;
+#define SEP(i) ((i) < hi && at(t, (i)) == s)
+    if (d_at(t, j, hi, 4) && SEP(j + 4) && d_at(t, j + 5, hi, 4) && SEP(j + 9) && d_at(t, j + 10, hi, 4)) {
+        Py_ssize_t e = j + 14;
+        if (SEP(e) && d_at(t, e + 1, hi, 3) && after_ok(t, e + 4, hi, seps)) return e + 4;
+        if (after_ok(t, e, hi, seps)) return e;
+    }
+    if (d_at(t, j, hi, 6) && SEP(j + 6) && d_at(t, j + 7, hi, 4)) {
+        Py_ssize_t e = j + 11;
+        if (d_at(t, e, hi, 1)) {
+            if (after_ok(t, e + 1, hi, seps)) return e + 1;
+        } else if (after_ok(t, e, hi, seps)) {
+            return e;
+        }
+    }
+    if (d_at(t, j, hi, 4) && SEP(j + 4) && d_at(t, j + 5, hi, 4) && SEP(j + 9)) {
+        int last = digits_run(t, j + 10, hi);
+        if (last >= 1 && last <= 3 && after_ok(t, j + 10 + last, hi, seps)) return j + 10 + last;
+    }
+#undef SEP
+    return -1;
+}
+
+/* pii_numbers.card_candidates: items (PLAN_CARD, start, end, grouped). */
+static int card_candidates(const Text *t, Items *out, Py_ssize_t lo, Py_ssize_t hi, int kind) {
+    char d[32];
+    for (Py_ssize_t p = lo; p < hi;) {
+        int grouped;
+        Py_ssize_t e = card_at(t, p, hi, &grouped);
+        if (e < 0) {
+            p++;
+            continue;
+        }
+        int n = digits_of(t, p, e, d, (int)sizeof d), same = 1;
+        for (int i = 1; i < n; i++) same &= d[i] == d[0];
+        if (luhn(d, n) && issuer_ok(d, n) && !same && push(out, kind, p, e, grouped) < 0) return -1;
+        p = e;
+    }
+    return 0;
+}
+
+/* The end of an _SSN match at p (dashed in *dashed), or -1:
+ *   [0-9](?<![0-9A-Za-z_./:+\-][0-9])[0-9]{2}(?:([- ])[0-9]{2}\1[0-9]{4}|[0-9]{6})(?![0-9A-Za-z_]|[./:\-][0-9]) */
+static Py_ssize_t ssn_at(const Text *t, Py_ssize_t p, Py_ssize_t hi, int *dashed) {
+    if (!d_at(t, p, hi, 3)) return -1;
+    if (p >= 1) {
+        Py_UCS4 b = at(t, p - 1);
+        if (alnum_(b) || b == '.' || b == '/' || b == ':' || b == '+' || b == '-') return -1;
+    }
+    const char *seps = "./:-";
+    Py_ssize_t j = p + 3;
+    if (j < hi && (at(t, j) == '-' || at(t, j) == ' ')) {
+        Py_UCS4 s = at(t, j);
+        if (d_at(t, j + 1, hi, 2) && j + 3 < hi && at(t, j + 3) == s && d_at(t, j + 4, hi, 4)
+            && after_ok(t, j + 8, hi, seps)) {
+            *dashed = s == '-';
+            return j + 8;
+        }
+        return -1; /* the other branch needs a digit here */
+    }
+    if (d_at(t, j, hi, 6) && after_ok(t, j + 6, hi, seps)) {
+        *dashed = 0;
+        return j + 6;
+    }
+    return -1;
+}
+
+/* pii_numbers.ssn_valid */
+static int ssn_valid(const char *d, PyObject *never_issued) {
+    if (d[0] == '9' || !memcmp(d, "000", 3) || !memcmp(d, "666", 3) || !memcmp(d + 3, "00", 2)
+        || !memcmp(d + 5, "0000", 4))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(never_issued); i++) {
+        PyObject *v = PyTuple_GET_ITEM(never_issued, i);
+        if (PyUnicode_IS_ASCII(v) && PyUnicode_GET_LENGTH(v) == 9 && !memcmp(PyUnicode_DATA(v), d, 9)) return 0;
+    }
+    return 1;
+}
+
+/* pii_numbers.ssn_candidates: items (PLAN_SSN, start, end, dashed). */
+static int ssn_candidates(const Text *t, Items *out, Py_ssize_t lo, Py_ssize_t hi, const Consts *k, int kind) {
+    char d[16];
+    for (Py_ssize_t p = lo; p < hi;) {
+        int dashed;
+        Py_ssize_t e = ssn_at(t, p, hi, &dashed);
+        if (e < 0) {
+            p++;
+            continue;
+        }
+        if (digits_of(t, p, e, d, 9) == 9 && ssn_valid(d, k->never_issued) && push(out, kind, p, e, dashed) < 0)
+            return -1;
+        p = e;
+    }
+    return 0;
+}
+
+/* A digit run at i within hi read as an octet (1-3 digits, no leading zero, at most 255): its value, or -1; *len. */
+static int octet(const Text *t, Py_ssize_t i, Py_ssize_t hi, int *len) {
+    int run = digits_run(t, i, hi);
+    *len = run;
+    if (run < 1 || run > 3 || (run > 1 && at(t, i) == '0')) return -1;
+    int v = 0;
+    for (int x = 0; x < run; x++) v = v * 10 + (int)(at(t, i + x) - '0');
+    return v <= 255 ? v : -1;
+}
+
+/* pii_net._MAYBE_PUBLIC_V4 matched at p: its end and octets, or -1. Each octet is a whole run of digits (a longer
+ * run or a leading zero never reaches the dot or the look-ahead); the excluded prefixes are read as numbers. */
+static Py_ssize_t maybe_public_v4_at(const Text *t, Py_ssize_t p, Py_ssize_t hi, int o[4]) {
+    if (p >= 1) {
+        Py_UCS4 b = at(t, p - 1);
+        if (alnum_(b) || b == '.' || b == '-') return -1;
+    }
+    Py_ssize_t i = p;
+    for (int k = 0; k < 4; k++) {
+        int len;
+        o[k] = octet(t, i, hi, &len);
+        if (o[k] < 0) return -1;
+        i += len;
+        if (k < 3) {
+            if (i >= hi || at(t, i) != '.') return -1;
+            i++;
+        }
+    }
+    if (!after_ok(t, i, hi, ".") || (i < hi && at(t, i) == '-')) return -1; /* (?![0-9A-Za-z_\-]|\.[0-9]) */
+    int a = o[0], b = o[1];
+    if (a == 0 || a == 10 || a == 127 || a >= 224 || (a == 192 && b == 168) || (a == 172 && b >= 16 && b <= 31)
+        || (a == 169 && b == 254))
+        return -1;
+    return i;
+}
+
+/* Whether the address is in none of the ranges (pii_net.public_v4); -1 if a range is not a pair of ints. */
+static int public_v4(PyObject *ranges, const int o[4]) {
+    unsigned long v = ((unsigned long)o[0] << 24) | ((unsigned long)o[1] << 16) | ((unsigned long)o[2] << 8)
+                      | (unsigned long)o[3];
+    for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(ranges); r++) {
+        PyObject *pair = PyTuple_GET_ITEM(ranges, r);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) return -1;
+        unsigned long net = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(pair, 0));
+        unsigned long mask = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(pair, 1));
+        if (PyErr_Occurred()) return -1;
+        if ((v & mask) == net) return 0;
+    }
+    return 1;
+}
+
+/* pii_net.ipv4_candidates: items (PLAN_IPV4, start, end, both first octets below 10). */
+static int ipv4_candidates(const Text *t, Items *out, Py_ssize_t lo, Py_ssize_t hi, const Consts *k, int kind) {
+    Py_ssize_t n = t->n;
+    for (Py_ssize_t p = lo; p < hi;) {
+        int o[4];
+        Py_ssize_t e = maybe_public_v4_at(t, p, hi, o);
+        if (e < 0) {
+            p++;
+            continue;
+        }
+        int pub = public_v4(k->ranges, o);
+        if (pub < 0) return -2;
+        int pinned = 0;
+        if (p >= 2) { /* a version pin right before it (pii_net._PINS) */
+            Py_ssize_t np = PyUnicode_GET_LENGTH(k->pins);
+            for (Py_ssize_t x = 0; x + 1 < np && !pinned; x += 2)
+                pinned = at(t, p - 2) == PyUnicode_READ_CHAR(k->pins, x)
+                         && at(t, p - 1) == PyUnicode_READ_CHAR(k->pins, x + 1);
+        }
+        int cidr = 0; /* /0 to /31 after it: a block (pii_net._cidr_below_32, on the whole text) */
+        if (e < n && at(t, e) == '/') {
+            int len = digits_run(t, e + 1, n);
+            if (len >= 1 && len <= 2) {
+                int v = (int)(at(t, e + 1) - '0');
+                if (len == 2) v = v * 10 + (int)(at(t, e + 2) - '0');
+                cidr = v < 32;
+            }
+        }
+        if (pub && !pinned && !cidr && push(out, kind, p, e, o[0] < 10 && o[1] < 10) < 0) return -1;
+        p = e;
+    }
+    return 0;
+}
+
+/* --- the plan --------------------------------------------------------------------------------------------------- */
+
 /* What pii_numbers.numbers does with the cluster [p, end) of `branch`, as items (the comments name its steps). */
-static int cluster(const Text *t, Items *out, Py_ssize_t p, Py_ssize_t end, int branch) {
+static int cluster(const Text *t, Items *out, Py_ssize_t p, Py_ssize_t end, int branch, const Consts *k) {
     const unsigned char *c = t->c;
     Py_ssize_t n = t->n, iban = -1, mark = 0, stop = end + 2 < n ? end + 2 : n;
     if (branch == 1) { /* holds a ':': only an IPv6 address may start here */
@@ -351,14 +613,13 @@ static int cluster(const Text *t, Items *out, Py_ssize_t p, Py_ssize_t end, int 
         mark = out->len;
     }
     if (branch == 4) goto done;
-    if (branch == 3 || count_byte(c, p, end, '.') == 3)
-        if (push(out, K_IPV4, p, stop, 0) < 0) return -1;
+    int r;
+    if ((branch == 3 || count_byte(c, p, end, '.') == 3) && (r = ipv4_candidates(t, out, p, stop, k, K_IPV4)) < 0)
+        return r;
     Py_ssize_t digits = count_byte(c, p, end, '0');
     if (digits < 7) goto done;
-    if (digits >= 9 && ssn_shape(c, p, stop))
-        if (push(out, K_SSN, p, stop, 0) < 0) return -1;
-    if (digits >= 12 && card_shape(c, p, stop))
-        if (push(out, K_CARD, p, stop, 0) < 0) return -1;
+    if (digits >= 9 && ssn_shape(c, p, stop) && ssn_candidates(t, out, p, stop, k, K_SSN) < 0) return -1;
+    if (digits >= 12 && card_shape(c, p, stop) && card_candidates(t, out, p, stop, K_CARD) < 0) return -1;
     int has_before = p > 0;
     Py_UCS4 before = has_before ? at(t, p - 1) : 0;
     if (digits > 20 || (has_before && phone_before(before) && before != '+')) goto done; /* _NEVER_BEFORE */
@@ -428,7 +689,19 @@ static PyObject *to_list(const Items *out) {
 static PyObject *plan(PyObject *self, PyObject *args) {
     Text t;
     Items out = {NULL, 0, 0};
-    if (read_args(args, &t) < 0) return NULL;
+    PyObject *text, *classes, *consts;
+    Consts k;
+    if (!PyArg_ParseTuple(args, "UO!O!", &text, &PyBytes_Type, &classes, &PyTuple_Type, &consts)) return NULL;
+    if (!PyArg_ParseTuple(consts, "O!O!O!", &PyTuple_Type, &k.ranges, &PyUnicode_Type, &k.pins, &PyTuple_Type,
+                          &k.never_issued)) {
+        PyErr_SetString(PyExc_TypeError, "constants: (ranges, pins, never issued), as pii_numbers.PLAN_CONSTANTS");
+        return NULL;
+    }
+    PyObject *pair = Py_BuildValue("(OO)", text, classes);
+    if (pair == NULL) return NULL;
+    int bad = read_args(pair, &t);
+    Py_DECREF(pair);
+    if (bad < 0) return NULL;
     const unsigned char *c = t.c;
     Py_ssize_t p = 0, end = 0;
     while (p < t.n) {
@@ -440,8 +713,13 @@ static PyObject *plan(PyObject *self, PyObject *args) {
             p++;
             continue;
         }
-        if (cluster(&t, &out, p, end, branch) < 0) {
+        int r = cluster(&t, &out, p, end, branch, &k);
+        if (r < 0) {
             PyMem_Free(out.items);
+            if (r == -2) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "ranges: (net, mask) pairs of ints");
+                return NULL;
+            }
             return PyErr_NoMemory();
         }
         p = end;
@@ -678,7 +956,7 @@ static PyObject *shape(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"plan", plan, METH_VARARGS, "plan(text, classes) -> [(kind, a, b, c), ...]: the checks each digit cluster needs."},
+    {"plan", plan, METH_VARARGS, "plan(text, classes, constants) -> [(kind, a, b, c), ...]: each cluster's checks."},
     {"cue", cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, table, units) -> 0-3: Context._window's answer."},
     {"long_tokens", long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]: key candidates."},
     {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},

@@ -17,7 +17,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-from llmroute.core.pii_context import IP, Context, Cue
+from llmroute.core.pii_context import Context
 
 Hit = tuple[str, int, int, float]
 
@@ -190,21 +190,23 @@ _MAYBE_PUBLIC_V4 = re.compile(
     r"(?<![0-9A-Za-z_.\-])(?!(?:0|10|127|22[4-9]|2[3-5][0-9]|192\.168|172\.(?:1[6-9]|2[0-9]|3[01])|169\.254)\.)"
     rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?![0-9A-Za-z_\-]|\.[0-9])"
 )
-"""What every ``_IPV4`` match that ``ipv4s_in`` may report also matches, at the same start and end: octets of at
+"""What every ``_IPV4`` match that ``ipv4_candidates`` may report also matches, at the same start and end: octets of at
 most 255 without a leading zero (``_LEADING_ZERO``), not in a /8 that holds no public address (0, 10, 127, 224 and
 up) nor in 172.16/12, 192.168/16 or 169.254/16. Each of its matches is an ``_IPV4`` match (the same boundaries, and
 octets of one to three digits), and a match of either is a whole dotted run, so neither overlaps another: its matches
 in a window are the ``_IPV4`` matches there less ones no test below would let through (private addresses in logs,
-versions such as ``6.5.745.72``), and ``ipv4s_in`` tests only those. Its four groups are the octets."""
+versions such as ``6.5.745.72``), and ``ipv4_candidates`` tests only those. Its four groups are the octets."""
 
 
-def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
-    """Public IPv4 addresses in ``text[lo:hi]`` (a list: most calls find none).
+def ipv4_candidates(text: str, lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """The IPv4 addresses in ``text[lo:hi]`` that may be public, before their context is read: (start, end, 1 if both
+    first octets are below 10, else 0). Not in a range that holds no public address, not a version pin
+    (``pkg==4.21.0.135``), not a CIDR block below /32.
 
     The matches are walked with ``search`` from the end of the last one, as ``finditer`` walks them (none is empty),
     without setting up an iterator for what is mostly one match; the octets are read from the groups, the last three
     only where the first does not settle it."""
-    hits: list[Hit] = []
+    found: list[tuple[int, int, int]] = []
     search = _MAYBE_PUBLIC_V4.search
     m = search(text, lo, hi)
     while m is not None:
@@ -215,11 +217,9 @@ def ipv4s_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
             and text[start - 2 if start > 2 else 0 : start] not in _PINS
             and not (end < len(text) and text[end] == "/" and _cidr_below_32(text, end))
         ):
-            cue = ctx.cue(start, end, IP)
-            if not (cue is Cue.NEGATIVE or (a < 10 and int(m.group(2)) < 10 and cue is not Cue.POSITIVE)):
-                hits.append(("ip_address", start, end, 0.95 if cue is Cue.POSITIVE else 0.85))
+            found.append((start, end, int(a < 10 and int(m.group(2)) < 10)))
         m = search(text, end, hi)
-    return hits
+    return found
 
 
 def _cidr_below_32(text: str, end: int) -> bool:

@@ -28,10 +28,12 @@ import phonenumbers
 from stdnum import numdb
 
 from llmroute.core import pii_net, pii_plans
-from llmroute.core.pii_context import CARD, PHONE, SSN, Context, Cue
+from llmroute.core.pii_context import CARD, IP, PHONE, SSN, Context, Cue
 
 Hit = tuple[str, int, int, float]
 """(type, start, end, confidence): what a finder reports."""
+Item3 = tuple[int, int, int]
+"""(start, end, a flag): a candidate whose shape and checksum hold, before its context is read."""
 
 phonenumbers.enable_pattern_cache()  # (metadata patterns only: bounded, and no number is kept)
 
@@ -90,19 +92,15 @@ _CARD_SHAPE = re.compile(
 matches in a span, this matches in the same span of ``Context.classes``, so a cluster it misses holds no card."""
 
 
-def cards_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
-    hits: list[Hit] = []
+def card_candidates(text: str, lo: int, hi: int) -> list[Item3]:
+    """The card numbers in ``text[lo:hi]`` before their context is read: ``_CARD`` matches whose digits pass Luhn and
+    an issuer's range and are not one digit repeated, as (start, end, 1 if printed in groups else 0)."""
+    found: list[Item3] = []
     for m in _CARD.finditer(text, lo, hi):
         digits = m.group().replace(" ", "").replace("-", "")
-        if not (luhn(digits) and issuer_ok(digits)) or digits.count(digits[0]) == len(digits):
-            continue
-        start, end = m.span()
-        cue = ctx.cue(start, end, CARD)
-        if cue is Cue.NEGATIVE:
-            continue
-        grouped = m.group(1) is not None
-        hits.append(("credit_card", start, end, 0.99 if cue is Cue.POSITIVE else 0.9 if grouped else 0.8))
-    return hits
+        if luhn(digits) and issuer_ok(digits) and digits.count(digits[0]) != len(digits):
+            found.append((m.start(), m.end(), int(m.group(1) is not None)))
+    return found
 
 
 # --- US SSNs -------------------------------------------------------------------------------------------------------
@@ -133,19 +131,14 @@ def ssn_valid(digits: str) -> bool:
     )
 
 
-def ssns_in(text: str, ctx: Context, lo: int, hi: int) -> list[Hit]:
-    hits: list[Hit] = []
+def ssn_candidates(text: str, lo: int, hi: int) -> list[Item3]:
+    """The SSNs in ``text[lo:hi]`` before their context is read: ``_SSN`` matches that could be issued, as (start,
+    end, 1 if written with dashes else 0)."""
+    found: list[Item3] = []
     for m in _SSN.finditer(text, lo, hi):
-        digits = m.group().replace("-", "").replace(" ", "")
-        if not ssn_valid(digits):
-            continue
-        start, end = m.span()
-        cue = ctx.cue(start, end, SSN)
-        if cue is Cue.POSITIVE:
-            hits.append(("us_ssn", start, end, 0.95))
-        elif cue is Cue.NONE and m.group(1) == "-":
-            hits.append(("us_ssn", start, end, 0.8))
-    return hits
+        if ssn_valid(m.group().replace("-", "").replace(" ", "")):
+            found.append((m.start(), m.end(), int(m.group(1) == "-")))
+    return found
 
 
 # --- IBANs ---------------------------------------------------------------------------------------------------------
@@ -414,20 +407,26 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
 
     The plan decides on shapes alone (what a cluster may be, from its characters and those around it); what it
     yields here validates a candidate and reads its context."""
-    items = iter(plan(text, ctx.classes))
+    items = iter(plan(text, ctx.classes, PLAN_CONSTANTS))
     for kind, a, b, c in items:
         if kind == PLAN_NATIONAL:
             conf = _national(ctx, a, b, text[a:b], c)
             if conf:
                 yield ("phone", a, b, conf)
-        elif kind == PLAN_IPV4:
-            found = pii_net.ipv4s_in(text, ctx, a, b)
-            if found:
-                yield from found
-        elif kind == PLAN_SSN:
-            yield from ssns_in(text, ctx, a, b)
-        elif kind == PLAN_CARD:
-            yield from cards_in(text, ctx, a, b)
+        elif kind == PLAN_IPV4:  # c: both first octets below 10 (only a positive cue makes that an address)
+            cue = ctx.cue(a, b, IP)
+            if not (cue is Cue.NEGATIVE or (c and cue is not Cue.POSITIVE)):
+                yield ("ip_address", a, b, 0.95 if cue is Cue.POSITIVE else 0.85)
+        elif kind == PLAN_SSN:  # c: written with dashes (enough without a cue)
+            cue = ctx.cue(a, b, SSN)
+            if cue is Cue.POSITIVE:
+                yield ("us_ssn", a, b, 0.95)
+            elif cue is Cue.NONE and c:
+                yield ("us_ssn", a, b, 0.8)
+        elif kind == PLAN_CARD:  # c: printed in groups
+            cue = ctx.cue(a, b, CARD)
+            if cue is not Cue.NEGATIVE:
+                yield ("credit_card", a, b, 0.99 if cue is Cue.POSITIVE else 0.9 if c else 0.8)
         elif kind == PLAN_INTERNATIONAL:
             conf = _phone(ctx, a, b, text[a:b])
             if conf:
@@ -446,10 +445,11 @@ def numbers(text: str, ctx: Context) -> Iterator[Hit]:
             yield from pii_net.ipv6_at(text, a, b)
 
 
-def plan_py(text: str, classes: bytes) -> list[Item]:
+def plan_py(text: str, classes: bytes, constants: object = None) -> list[Item]:
     """The checks each digit cluster of ``text`` needs (``classes``: ``Context.classes``), in order: one pass over
     the clusters, each sent to what its shape allows. ``_pii_clusters.plan`` (C) returns the same items, and is used
-    when it is built; this is the reference it is tested against and what runs without it."""
+    when it is built; this is the reference it is tested against and what runs without it. ``constants``: what the
+    compiled plan is given of the tables this reads from its modules (``PLAN_CONSTANTS``); unused here."""
     items: list[Item] = []
     for m in _CLUSTER.finditer(classes):
         start, end = m.span()
@@ -474,14 +474,14 @@ def _cluster(items: list[Item], text: str, classes: bytes, start: int, end: int,
     if branch == 4:  # two digits after two letters: an IBAN's head or nothing
         return
     if branch == 3 or count(b".", start, end) == 3:
-        items.append((PLAN_IPV4, start, min(n, end + 2), 0))
+        items.extend((PLAN_IPV4, *found) for found in pii_net.ipv4_candidates(text, start, min(n, end + 2)))
     digits = count(b"0", start, end)
     if digits < 7:
         return
     if digits >= 9 and _SSN_SHAPE_CLASSES.search(classes, start, end + 2):
-        items.append((PLAN_SSN, start, min(n, end + 2), 0))
+        items.extend((PLAN_SSN, *found) for found in ssn_candidates(text, start, min(n, end + 2)))
     if digits >= 12 and _CARD_SHAPE.search(classes, start, end + 2):
-        items.append((PLAN_CARD, start, min(n, end + 2), 0))
+        items.extend((PLAN_CARD, *found) for found in card_candidates(text, start, min(n, end + 2)))
     before = text[start - 1] if start else ""
     if digits > 20 or before in _NEVER_BEFORE:
         return  # (``phone_at`` would turn it away on the characters around it, whatever the digits)
@@ -523,16 +523,18 @@ def _cluster(items: list[Item], text: str, classes: bytes, start: int, end: int,
 _PUNCTUATED = re.compile(rb"[./()\-]")
 """What ``_punctuation_not_national`` and a date need one of: most clusters have none."""
 
-_compiled_plan: Callable[[str, bytes], list[Item]] | None
+_compiled_plan: Callable[[str, bytes, object], list[Item]] | None
 try:
     from llmroute.core._pii_clusters import plan as _compiled_plan
 except ImportError:  # not built (no C compiler where it was installed): the same plan in Python
     _compiled_plan = None
 
+PLAN_CONSTANTS = (pii_net._NOT_PUBLIC_V4, "".join(sorted(pii_net._PINS)), tuple(sorted(_SSN_NEVER_ISSUED)))
+"""The tables the compiled plan reads: ranges that hold no public IPv4 address, version pins, voided SSNs."""
 COMPILED = _compiled_plan is not None
 """Whether ``plan`` is the compiled one (``_pii_clusters.c``); CI fails when it is not built
 (``tests/unit/test_pii_clusters.py``)."""
-plan: Callable[[str, bytes], list[Item]] = _compiled_plan if _compiled_plan is not None else plan_py
+plan: Callable[[str, bytes, object], list[Item]] = _compiled_plan if _compiled_plan is not None else plan_py
 """The checks each digit cluster of a text needs: the compiled plan when it is built, else ``plan_py``."""
 
 
