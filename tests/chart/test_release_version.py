@@ -213,9 +213,17 @@ def test_check_names_each_place_that_drifts(repo_copy: Path) -> None:
     assert release_sh("check", "9.9.9", root=repo_copy).returncode == 1  # the other three still say the old one
 
 
+def _set_unreleased(changelog_path: Path, notes: str) -> None:
+    """The repository copy's Unreleased section holds exactly ``notes`` (whatever the repository's holds now)."""
+    text = changelog_path.read_text()
+    start = text.index("## [Unreleased]\n") + len("## [Unreleased]\n")
+    end = text.index("\n## [", start) + 1
+    changelog_path.write_text(text[:start] + (f"\n{notes}\n" if notes else "") + "\n" + text[end:])
+
+
 def test_bump_sets_every_place_and_dates_the_changelog(repo_copy: Path) -> None:
     cl = repo_copy / "CHANGELOG.md"
-    cl.write_text(cl.read_text().replace("## [Unreleased]\n", "## [Unreleased]\n\n### Fixed\n\n- a fix\n", 1))
+    _set_unreleased(cl, "### Fixed\n\n- a fix")
     proc = release_sh("bump", "7.8.9-rc.1", root=repo_copy, RELEASE_DATE="2027-03-04")
     assert proc.returncode == 0, proc.stderr
     init = (repo_copy / "operator/llmroute/__init__.py").read_text()
@@ -234,10 +242,11 @@ def test_bump_sets_every_place_and_dates_the_changelog(repo_copy: Path) -> None:
 
 
 def test_bump_refuses_a_bad_version_and_an_empty_release(repo_copy: Path) -> None:
+    _set_unreleased(repo_copy / "CHANGELOG.md", "")
     before = {rel: (repo_copy / rel).read_text() for rel in VERSIONED}
     bad = release_sh("bump", "v2", root=repo_copy)
     assert bad.returncode == 1 and "not a release version" in bad.stderr
-    empty = release_sh("bump", "2.0.0", root=repo_copy)  # the Unreleased section is empty in the repository
+    empty = release_sh("bump", "2.0.0", root=repo_copy)  # the Unreleased section is empty
     assert empty.returncode == 1 and "nothing to release" in empty.stderr
     assert {rel: (repo_copy / rel).read_text() for rel in VERSIONED} == before  # nothing half-written
 

@@ -150,6 +150,6 @@ def detector_build_note() -> str | None:
         return None
     return (
         "the PII detector's compiled part (llmroute.core._pii_clusters) is not built here: detection finds the same, "
-        "in Python, about 1.5-2.5x slower on number-dense text; reinstall llmroute where a C compiler is present"
+        "in Python, 1.6-4 times slower; reinstall llmroute where a C compiler is present"
     )
 
