@@ -429,3 +429,25 @@ def test_the_router_says_at_start_when_detection_runs_without_the_compiled_part(
     assert note is not None and "not built" in note and "C compiler" in note
     monkeypatch.setattr(pii_numbers, "COMPILED", True)
     assert server.detector_build_note() is None
+
+
+@compiled
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cue_texts)
+def test_any_positive_word_is_the_pattern_search(text: str) -> None:
+    """``Context.phone_may_be_positive``'s scan: a positive phone word starts in the text (no letter before it;
+    what follows it does not matter), compiled and as ``PHONE.positive`` finds it."""
+    assert _pii_clusters is not None
+    lower = text.lower()
+    assert _pii_clusters.any_word(lower, pii_context.PHONE.table) is pii_context.positive_word_py(lower)
+
+
+@compiled
+def test_any_word_refuses_what_it_cannot_read() -> None:
+    assert _pii_clusters is not None
+    with pytest.raises(ValueError, match="ASCII"):
+        _pii_clusters.any_word("t\u00e9l", pii_context.PHONE.table)
+    with pytest.raises(TypeError, match="26 tuples"):
+        _pii_clusters.any_word("call", ())
+    assert _pii_clusters.any_word("please callback", pii_context.PHONE.table)  # no letter after needed
+    assert not _pii_clusters.any_word("recall", pii_context.PHONE.table)  # a letter before

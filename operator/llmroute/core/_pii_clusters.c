@@ -860,6 +860,42 @@ bad_table:
     return NULL;
 }
 
+/* any_word(text, table) -> bool: a positive word of `table` starts somewhere in the ASCII `text` read lowercased,
+ * with no letter before it (Cues.positive.search: the words without "no letter after"). */
+static PyObject *any_word(PyObject *self, PyObject *args) {
+    PyObject *text, *table;
+    if (!PyArg_ParseTuple(args, "UO!", &text, &PyTuple_Type, &table)) return NULL;
+    if (!PyUnicode_IS_ASCII(text)) {
+        PyErr_SetString(PyExc_ValueError, "an ASCII text is needed");
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(table) != 26) goto bad_table;
+    Text t = {NULL, PyUnicode_GET_LENGTH(text), PyUnicode_KIND(text), PyUnicode_DATA(text)};
+    for (Py_ssize_t i = 0; i < t.n; i++) {
+        Py_UCS4 first = lc(&t, i);
+        if (!lower_letter(first) || (i >= 1 && lower_letter(lc(&t, i - 1)))) continue;
+        PyObject *words = PyTuple_GET_ITEM(table, first - 'a');
+        if (!PyTuple_Check(words)) goto bad_table;
+        for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++) {
+            PyObject *pair = PyTuple_GET_ITEM(words, w), *rest;
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !PyUnicode_Check(rest = PyTuple_GET_ITEM(pair, 0)) || !PyUnicode_IS_ASCII(rest)
+                || !PyLong_Check(PyTuple_GET_ITEM(pair, 1)))
+                goto bad_table;
+            if (PyLong_AsLong(PyTuple_GET_ITEM(pair, 1)) != CUE_POSITIVE) continue;
+            Py_ssize_t len = PyUnicode_GET_LENGTH(rest), x = 0;
+            const char *r = (const char *)PyUnicode_DATA(rest);
+            if (i + 1 + len > t.n) continue;
+            while (x < len && lc(&t, i + 1 + x) == (Py_UCS4)(unsigned char)r[x]) x++;
+            if (x == len) Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_FALSE;
+bad_table:
+    PyErr_SetString(PyExc_TypeError, "table: 26 tuples of (str, int) pairs, for the letters a-z");
+    return NULL;
+}
+
 /* --- API keys: the tokens long enough to be one ------------------------------------------------------------------ */
 
 /* long_tokens(text, tokens, first) -> [(start, end), ...]: the runs of 16 or more token bytes ('t' in
@@ -958,6 +994,7 @@ static PyObject *shape(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"plan", plan, METH_VARARGS, "plan(text, classes, constants) -> [(kind, a, b, c), ...]: each cluster's checks."},
     {"cue", cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, table, units) -> 0-3: Context._window's answer."},
+    {"any_word", any_word, METH_VARARGS, "any_word(text, table) -> bool: a positive cue word starts in the text."},
     {"long_tokens", long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]: key candidates."},
     {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},
     {"shape", shape, METH_VARARGS, "shape(name, text, classes, a, b) -> bool: one shape test alone (tests)."},

@@ -233,6 +233,20 @@ try:
 except ImportError:  # not built: ``Context._window`` does the same in Python
     _compiled_cue = None
 
+def positive_word_py(lower: str) -> bool:
+    """A positive phone word starts in ``lower`` (an ASCII text lowercased): ``PHONE.positive`` finds one.
+    ``_pii_clusters.any_word`` answers the same from ``PHONE.table`` (a test compares the two)."""
+    return PHONE.positive.search(lower) is not None
+
+
+try:
+    from llmroute.core._pii_clusters import any_word as _any_word
+
+    def _positive_word(lower: str) -> bool:
+        return _any_word(lower, PHONE.table)
+except ImportError:  # not built
+    _positive_word = positive_word_py
+
 _UNSEEN = ("", "")
 """What ``Context._headers`` answers for a row not looked at yet (by identity)."""
 
@@ -285,11 +299,8 @@ class Context:
             self._phone_positive = not (
                 text.isascii()
                 and len(text) <= _PHONE_SCAN_MAX
-                and PHONE.positive.search(self._lower if self._lower is not None else self.lower()) is None
-                and (
-                    not key
-                    or (key.isascii() and len(key) <= _PHONE_SCAN_MAX and PHONE.positive.search(key.lower()) is None)
-                )
+                and not _positive_word(self._lower if self._lower is not None else self.lower())
+                and (not key or (key.isascii() and len(key) <= _PHONE_SCAN_MAX and not _positive_word(key.lower())))
             )
         return self._phone_positive
 
