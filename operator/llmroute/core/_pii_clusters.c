@@ -657,9 +657,8 @@ done:
     return 0;
 }
 
-static int read_args(PyObject *args, Text *t) {
-    PyObject *text, *classes;
-    if (!PyArg_ParseTuple(args, "UO!", &text, &PyBytes_Type, &classes)) return -1;
+/* A str and its class (or token) bytes as a Text; -1 with ValueError when they differ in length. */
+static int text_of(PyObject *text, PyObject *classes, Text *t) {
     if (PyBytes_GET_SIZE(classes) != PyUnicode_GET_LENGTH(text)) {
         PyErr_SetString(PyExc_ValueError, "classes must hold one byte per character of text");
         return -1;
@@ -671,17 +670,32 @@ static int read_args(PyObject *args, Text *t) {
     return 0;
 }
 
+static int read_args(PyObject *args, Text *t) {
+    PyObject *text, *classes;
+    if (!PyArg_ParseTuple(args, "UO!", &text, &PyBytes_Type, &classes)) return -1;
+    return text_of(text, classes, t);
+}
+
 static PyObject *to_list(const Items *out) {
     PyObject *list = PyList_New(out->len);
     if (list == NULL) return NULL;
     for (Py_ssize_t i = 0; i < out->len; i++) {
         const Item *it = &out->items[i];
-        PyObject *item = Py_BuildValue("(nnnn)", it->kind, it->a, it->b, it->c);
+        PyObject *item = PyTuple_New(4);
         if (item == NULL) {
             Py_DECREF(list);
             return NULL;
         }
         PyList_SET_ITEM(list, i, item);
+        Py_ssize_t v[4] = {it->kind, it->a, it->b, it->c};
+        for (int f = 0; f < 4; f++) {
+            PyObject *x = PyLong_FromSsize_t(v[f]);
+            if (x == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(item, f, x);
+        }
     }
     return list;
 }
@@ -697,11 +711,7 @@ static PyObject *plan(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "constants: (ranges, pins, never issued), as pii_numbers.PLAN_CONSTANTS");
         return NULL;
     }
-    PyObject *pair = Py_BuildValue("(OO)", text, classes);
-    if (pair == NULL) return NULL;
-    int bad = read_args(pair, &t);
-    Py_DECREF(pair);
-    if (bad < 0) return NULL;
+    if (text_of(text, classes, &t) < 0) return NULL;
     const unsigned char *c = t.c;
     Py_ssize_t p = 0, end = 0;
     while (p < t.n) {
@@ -795,11 +805,7 @@ static PyObject *cue(PyObject *self, PyObject *args) {
                           &PyTuple_Type, &units))
         return NULL;
     Text t;
-    PyObject *pair = Py_BuildValue("(OO)", text, classes);
-    if (pair == NULL) return NULL;
-    int bad = read_args(pair, &t);
-    Py_DECREF(pair);
-    if (bad < 0) return NULL;
+    if (text_of(text, classes, &t) < 0) return NULL;
     if (!(0 <= lo && lo <= start && start <= end && end <= hi && hi <= t.n)) {
         PyErr_SetString(PyExc_ValueError, "lo <= start <= end <= hi within the text are needed");
         return NULL;
@@ -967,11 +973,7 @@ static PyObject *shape(PyObject *self, PyObject *args) {
     Py_ssize_t a, b;
     if (!PyArg_ParseTuple(args, "sUO!nn", &name, &text, &PyBytes_Type, &classes, &a, &b)) return NULL;
     Text t;
-    PyObject *pair = Py_BuildValue("(OO)", text, classes);
-    if (pair == NULL) return NULL;
-    int bad = read_args(pair, &t);
-    Py_DECREF(pair);
-    if (bad < 0) return NULL;
+    if (text_of(text, classes, &t) < 0) return NULL;
     if (a < 0 || b < a || b > t.n) {
         PyErr_SetString(PyExc_ValueError, "a span of the text is needed");
         return NULL;
