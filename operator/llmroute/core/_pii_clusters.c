@@ -439,22 +439,11 @@ static Py_ssize_t card_at(const Text *t, Py_ssize_t p, Py_ssize_t hi, int *group
     return -1;
 }
 
-/* pii_numbers.card_candidates: items (PLAN_CARD, start, end, grouped). */
-static int card_candidates(const Text *t, Items *out, Py_ssize_t lo, Py_ssize_t hi, int kind) {
-    char d[32];
-    for (Py_ssize_t p = lo; p < hi;) {
-        int grouped;
-        Py_ssize_t e = card_at(t, p, hi, &grouped);
-        if (e < 0) {
-            p++;
-            continue;
-        }
-        int n = digits_of(t, p, e, d, (int)sizeof d), same = 1;
-        for (int i = 1; i < n; i++) same &= d[i] == d[0];
-        if (luhn(d, n) && issuer_ok(d, n) && !same && push(out, kind, p, e, grouped) < 0) return -1;
-        p = e;
-    }
-    return 0;
+/* pii_numbers.card_candidates' test of a match's digits: Luhn, an issuer's range, not one digit repeated. */
+static int card_valid(const char *d, int n, const Consts *k) {
+    int same = 1;
+    for (int i = 1; i < n; i++) same &= d[i] == d[0];
+    return luhn(d, n) && issuer_ok(d, n) && !same;
 }
 
 /* The end of an _SSN match at p (dashed in *dashed), or -1:
@@ -495,18 +484,24 @@ static int ssn_valid(const char *d, PyObject *never_issued) {
     return 1;
 }
 
-/* pii_numbers.ssn_candidates: items (PLAN_SSN, start, end, dashed). */
-static int ssn_candidates(const Text *t, Items *out, Py_ssize_t lo, Py_ssize_t hi, const Consts *k, int kind) {
-    char d[16];
+static int ssn_valid_digits(const char *d, int n, const Consts *k) { return n == 9 && ssn_valid(d, k->never_issued); }
+
+typedef Py_ssize_t (*Matcher)(const Text *, Py_ssize_t, Py_ssize_t, int *);
+typedef int (*Checker)(const char *, int, const Consts *);
+
+/* pii_numbers.card_candidates and ssn_candidates: `match`'s matches in [lo, hi), walked as finditer walks them,
+ * whose digits pass `valid`, as items (kind, start, end, the match's flag: grouped, dashed). */
+static int candidates(const Text *t, Items *out, Py_ssize_t lo, Py_ssize_t hi, Matcher match, Checker valid,
+                      const Consts *k, int kind) {
+    char d[32];
     for (Py_ssize_t p = lo; p < hi;) {
-        int dashed;
-        Py_ssize_t e = ssn_at(t, p, hi, &dashed);
+        int flag;
+        Py_ssize_t e = match(t, p, hi, &flag);
         if (e < 0) {
             p++;
             continue;
         }
-        if (digits_of(t, p, e, d, 9) == 9 && ssn_valid(d, k->never_issued) && push(out, kind, p, e, dashed) < 0)
-            return -1;
+        if (valid(d, digits_of(t, p, e, d, (int)sizeof d), k) && push(out, kind, p, e, flag) < 0) return -1;
         p = e;
     }
     return 0;
@@ -618,8 +613,10 @@ static int cluster(const Text *t, Items *out, Py_ssize_t p, Py_ssize_t end, int 
         return r;
     Py_ssize_t digits = count_byte(c, p, end, '0');
     if (digits < 7) goto done;
-    if (digits >= 9 && ssn_shape(c, p, stop) && ssn_candidates(t, out, p, stop, k, K_SSN) < 0) return -1;
-    if (digits >= 12 && card_shape(c, p, stop) && card_candidates(t, out, p, stop, K_CARD) < 0) return -1;
+    if (digits >= 9 && ssn_shape(c, p, stop) && candidates(t, out, p, stop, ssn_at, ssn_valid_digits, k, K_SSN) < 0)
+        return -1;
+    if (digits >= 12 && card_shape(c, p, stop) && candidates(t, out, p, stop, card_at, card_valid, k, K_CARD) < 0)
+        return -1;
     int has_before = p > 0;
     Py_UCS4 before = has_before ? at(t, p - 1) : 0;
     if (digits > 20 || (has_before && phone_before(before) && before != '+')) goto done; /* _NEVER_BEFORE */
