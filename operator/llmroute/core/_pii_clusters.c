@@ -1,12 +1,19 @@
-/* The digit-cluster plan of the PII detector, compiled: which checks each digit cluster of a text needs.
+/* The PII detector's hot loops, compiled: a CPython extension holding no detection rule of its own.
  *
- * ``plan(text, classes)`` returns what ``llmroute.core.pii_numbers.plan_py`` returns for the same arguments - a list of
- * ``(kind, a, b, c)`` items, one per check to run, in the order ``pii_numbers.numbers`` runs them - and is tested
- * against it item for item (tests/unit/test_pii_clusters.py: the stress texts, the corpus and generated texts). It only
- * decides on shapes (the regexes of ``pii_numbers`` and the characters around a cluster, each written out below
- * with the pattern it stands for); every check that validates or reads context stays in Python. Reads the str and
- * its class bytes (``pii_context.Context.classes``: one byte per character) within bounds; allocates only the
- * item array and the result list; holds no state between calls.
+ * Each function does what a Python function of llmroute.core does (that one stays the reference, runs where this is
+ * not built, and is compared with this one by tests/unit/test_pii_clusters.py on the corpus, the pinned stress texts
+ * and generated texts):
+ *   - plan(text, classes, constants): which checks each digit cluster of a text needs, with the card, SSN and IPv4
+ *     candidates whose patterns, checksums and ranges hold - pii_numbers.plan_py, as (kind, a, b, c) items in the
+ *     order pii_numbers.numbers runs them. Every regex it stands for is written out above the code that does it.
+ *   - cue(...): the cue words in the window before a candidate and right after it - pii_context.Context._window,
+ *     where what it reads is ASCII (it answers 3 elsewhere, and _window decides).
+ *   - any_word(text, table): a positive cue word starts in the text - pii_context.positive_word_py.
+ *   - long_tokens(text, tokens, first): the tokens an API key may be - pii_keys.long_tokens_py.
+ *   - clusters(), shape(): each shape test alone, for the tests.
+ * Everything that validates with a library (phone numbering plans, IBANs) or reads a table header or key stays in
+ * Python. It reads the str (any width) and its class bytes (pii_context.Context: one byte per character) within
+ * bounds, allocates only its result lists and one item array per call, and holds no state between calls.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -602,8 +609,8 @@ static int cluster(const Text *t, Items *out, Py_ssize_t p, Py_ssize_t end, int 
         Py_UCS4 first = at(t, p);
         return (first == '2' || first == '3') ? push(out, K_IPV6, p, end, 0) : 0;
     }
-    if (p >= 2 && is_upper(at(t, p - 2)) && is_upper(at(t, p - 1))) { /* an IBAN's head: the rest is skipped if it is one */
-        iban = out->len;
+    if (p >= 2 && is_upper(at(t, p - 2)) && is_upper(at(t, p - 1))) { /* an IBAN's head: if it is one, the rest */
+        iban = out->len; /* of the cluster is skipped */
         if (push(out, K_IBAN, p - 2, 0, 0) < 0) return -1;
         mark = out->len;
     }
@@ -736,7 +743,7 @@ static PyObject *plan(PyObject *self, PyObject *args) {
     return list;
 }
 
-/* --- context: the cue words around a candidate (pii_context.Context.cue, where its text is ASCII) ------------------ */
+/* --- context: the cue words around a candidate (pii_context.Context._window, where what it reads is ASCII) ------ */
 
 static inline int lower_letter(Py_UCS4 ch) { return ch >= 'a' && ch <= 'z'; }
 /* The character at i, lowercased if it is an ASCII letter. */
@@ -992,9 +999,9 @@ static PyObject *shape(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"plan", plan, METH_VARARGS, "plan(text, classes, constants) -> [(kind, a, b, c), ...]: each cluster's checks."},
-    {"cue", cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, table, units) -> 0-3: Context._window's answer."},
+    {"cue", cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, table, units) -> 0-3: Context._window's."},
     {"any_word", any_word, METH_VARARGS, "any_word(text, table) -> bool: a positive cue word starts in the text."},
-    {"long_tokens", long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]: key candidates."},
+    {"long_tokens", long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]: key tokens."},
     {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},
     {"shape", shape, METH_VARARGS, "shape(name, text, classes, a, b) -> bool: one shape test alone (tests)."},
     {NULL, NULL, 0, NULL},
