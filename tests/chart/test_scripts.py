@@ -1,5 +1,5 @@
-"""shellcheck on the shell scripts: the kind end-to-end script (it cannot run here: no Docker), the tool installer
-and the CI entry point."""
+"""shellcheck on the shell scripts: the kind end-to-end script (it cannot run here: no Docker), the tool installer,
+the CI entry point and the sanitizer fuzz of the PII detector's compiled part."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from tests.chart.toolchain import ROOT, run, tool
 
 pytestmark = pytest.mark.chart
-SCRIPTS = ["tests/e2e/kind.sh", "scripts/install-tools.sh", ".ci/run"]
+SCRIPTS = ["tests/e2e/kind.sh", "scripts/install-tools.sh", ".ci/run", "tests/fuzz/pii-native.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -1,0 +1,84 @@
+"""Fuzz the PII detector's compiled part against its Python references, under AddressSanitizer and UBSan (on demand;
+not collected by pytest). ``tests/fuzz/pii-native.sh SECONDS [SEED]`` builds ``_pii_clusters.c`` with the sanitizers
+into a temporary folder and runs this with the sanitizer runtime preloaded; run alone, this uses the module that
+``pip install -e .`` built (no sanitizers: differences only).
+
+Each generated text (up to 80 pieces: digits, separators, cue words, card/SSN/address shapes, version pins, characters
+of every str width, NUL) goes through every compiled function with arbitrary spans and windows: ``plan`` against
+``pii_numbers.plan_py``, ``long_tokens`` against ``pii_keys.long_tokens_py``, ``cue`` against ``Context._window``
+(where it does not leave the window to Python), ``any_word`` against ``pii_context.positive_word_py``, and the test
+hooks. A difference stops the run with the text; the sanitizers stop it on a memory error or undefined behaviour.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+import time
+from types import ModuleType
+
+from llmroute.core import pii_context, pii_keys, pii_numbers
+
+PIECES = [
+    *"0123456789 -.()/:+#,|\n\tTZxXAEabf_=%[",
+    "\u20ac", "\u00a3", "\u00e9", "\u0660", "\u4e2d", "\U0001f600", "\x00",
+    "call ", "order ", "mobile", "bytes", "(+", "00", "sk-", "4111 1111 1111 1111", "4111-1111-1111-1111",
+    "378282246310005", "123-45-6789", "123 45 6789", "8.8.8.8", "34.1.2.3", "192.168.1.1", "172.20.0.1", "==", "@v",
+    "/24", "/32", ".5", "1", "22", "333", "4444",
+]
+CUES = [pii_context.PHONE, pii_context.CARD, pii_context.SSN, pii_context.IP]
+SHAPES = ["ssn_shape", "card_shape", "dots", "isbn", "date", "edges", "punctuation"]
+
+
+def load(path: str | None) -> ModuleType:
+    if path is None:
+        from llmroute.core import _pii_clusters
+
+        return _pii_clusters
+    spec = importlib.util.spec_from_file_location("_pii_clusters", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def one(m: ModuleType, rng: random.Random) -> None:
+    t = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 80)))
+    ctx = pii_context.Context(t)
+    assert m.plan(t, ctx.classes, pii_numbers.PLAN_CONSTANTS) == pii_numbers.plan_py(t, ctx.classes), t
+    for first in (None, pii_keys._SHAPED_FIRST):
+        assert m.long_tokens(t, ctx.tokens, first) == pii_keys.long_tokens_py(t, ctx.tokens, first), t
+    lower = ctx.lower()
+    for _ in range(5):
+        s = rng.randint(0, len(t))
+        e = rng.randint(s, len(t))
+        lo, hi = rng.randint(0, s), rng.randint(e, len(t))
+        cues = rng.choice(CUES)
+        got = m.cue(t, ctx.classes, s, e, lo, hi, cues.table, pii_context._UNIT_WORDS)
+        if got == 3:
+            assert not t.isascii(), t
+            continue
+        expected = ctx._window(s, e, lo, hi, cues, lower)
+        assert got == (0 if expected is None else expected.value), (t, s, e, lo, hi)
+    if lower:
+        assert m.any_word(lower, pii_context.PHONE.table) is pii_context.positive_word_py(lower), t
+    for name in SHAPES:
+        a = rng.randint(0, len(t))
+        m.shape(name, t, ctx.classes, a, rng.randint(a, len(t)))
+    m.clusters(t, ctx.classes)
+
+
+def main() -> None:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
+    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    m = load(sys.argv[3] if len(sys.argv) > 3 else None)
+    deadline, n = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        one(m, rng)
+        n += 1
+    print(f"{n:,} texts: no difference")
+
+
+if __name__ == "__main__":
+    main()
