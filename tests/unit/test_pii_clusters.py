@@ -6,8 +6,12 @@ piece. CI requires the compiled plan (it is optional where no C compiler is at h
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -16,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmroute.core import pii_context, pii_keys, pii_numbers, request_text
+from llmroute.core import pii, pii_context, pii_keys, pii_numbers, request_text
 from tests.benchmarks import bench_pii, pii_corpus
 from tests.unit import test_pii_stress as stress
 
@@ -437,3 +441,29 @@ def test_any_word_refuses_what_it_cannot_read() -> None:
         _pii_clusters.any_word("call", ())
     assert _pii_clusters.any_word("please callback", pii_context.PHONE.table)  # no letter after needed
     assert not _pii_clusters.any_word("recall", pii_context.PHONE.table)  # a letter before
+
+
+def test_without_the_extension_detection_finds_the_same() -> None:
+    """Where ``_pii_clusters`` is not built (no C compiler at install), every module falls back to its Python
+    reference: a fresh interpreter that cannot import it finds on the stress texts exactly what this one finds."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        sys.modules["llmroute.core._pii_clusters"] = None  # any import of it raises ImportError
+        from llmroute.core import pii, pii_context, pii_keys, pii_numbers
+        from llmroute.router import server
+        assert not pii_numbers.COMPILED and pii_numbers.plan is pii_numbers.plan_py
+        assert pii_context._compiled_cue is None and pii_keys.long_tokens is pii_keys.long_tokens_py
+        assert server.detector_build_note() is not None
+        texts = json.load(sys.stdin)
+        json.dump([[list(f) for f in pii.detect(t, k)] for t, k in texts], sys.stdout)
+        """
+    )
+    groups = stress.random_groups()
+    texts = [tk for name in ("soup", "logs", "mutated", "benchmark") for tk in groups[name]]
+    proc = subprocess.run([sys.executable, "-c", script], input=json.dumps(texts), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    here = [[list(f) for f in pii.detect(t, k)] for t, k in texts]
+    assert json.loads(proc.stdout) == here
+    assert sum(map(len, here)) > 1000
