@@ -5,16 +5,19 @@ Validation is what separates data from look-alikes: Luhn plus the issuer ranges 
 checksum or a 13-digit millisecond timestamp is no card), the SSA's ranges for SSNs, mod 97 plus the country's BBAN
 shape for IBANs (the rules and registry of ``python-stdnum``, applied here without its per-call string cleaning and
 lookups, which cost more than the rest of a cluster's checks; tests compare the two), and the numbering plans in
-``phonenumbers`` for phones. Candidates come from one pass over the text's digit clusters (``numbers``), each sent
-only to the types its shape allows, and only when the shape that type's pattern needs is in the cluster (checked on
+``phonenumbers`` for phones. Candidates come from one pass over the text's digit clusters, each sent only to the
+types its shape allows, and only when the shape that type's pattern needs is in the cluster (checked on
 ``Context.classes``, bytes, with look-arounds that every match of the real pattern satisfies, so the shortcut never
-drops a finding). Parsing a phone number is slow (15-27 us in ``phonenumbers``, 4-10 us in ``pii_plans``, which
-follows its steps for the strings this module validates and falls back to it for any other), so it runs only on
-candidates that the shape checks and the context let through, a national number is parsed only in the regions whose
-plan may accept it (``pii_plans.may_be_valid``), and nothing is cached across texts (a cache would keep numbers in
-memory; ``phonenumbers`` keeps the patterns of its metadata compiled, ``enable_pattern_cache``). Context
-(``pii_context``) turns away order, tracking and reference numbers and is what a bare national number needs before
-it counts as a phone. Pure; values are never returned or kept, only spans.
+drops a finding): that pass is ``plan`` - the checks each cluster needs, with the card, SSN and IPv4 candidates whose
+patterns and checksums hold - compiled in ``_pii_clusters.c`` where it is built and ``plan_py`` where it is not (the
+same items: tests compare them), and ``numbers`` runs those checks that read context or validate. Parsing a phone
+number is slow (15-27 us in ``phonenumbers``, 4-10 us in ``pii_plans``, which follows its steps for the strings this
+module validates and falls back to it for any other), so it runs only on candidates that the shape checks and the
+context let through, a national number is parsed only in the regions whose plan may accept it
+(``pii_plans.may_be_valid``), and nothing is cached across texts (a cache would keep numbers in memory;
+``phonenumbers`` keeps the patterns of its metadata compiled, ``enable_pattern_cache``). Context (``pii_context``)
+turns away order, tracking and reference numbers and is what a bare national number needs before it counts as a
+phone. Pure; values are never returned or kept, only spans.
 """
 
 from __future__ import annotations
