@@ -152,4 +152,3 @@ def detector_build_note() -> str | None:
         "the PII detector's compiled part (llmroute.core._pii_clusters) is not built here: detection finds the same, "
         "in Python, 1.6-4 times slower; reinstall llmroute where a C compiler is present"
     )
-
