@@ -59,7 +59,7 @@ def one(m: ModuleType, rng: random.Random) -> None:
         if got == 3:
             assert not t.isascii(), t
             continue
-        expected = ctx._window(s, e, lo, hi, cues, lower)
+        expected = ctx._window(s, e, lo, hi, cues)
         assert got == (0 if expected is None else expected.value), (t, s, e, lo, hi)
     if lower:
         assert m.any_word(lower, pii_context.PHONE.table) is pii_context.positive_word_py(lower), t

@@ -352,17 +352,15 @@ typedef struct {
     PyObject *never_issued;
 } Consts;
 
-static inline int alnum_(Py_UCS4 ch) { return word_ascii(ch); } /* [0-9A-Za-z_] */
 static inline int digits_run(const Text *t, Py_ssize_t i, Py_ssize_t stop) {
     Py_ssize_t k = 0;
     while (i + k < stop && is_digit(at(t, i + k))) k++;
     return (int)(k > 1000 ? 1000 : k);
 }
-static inline int d_at(const Text *t, Py_ssize_t i, Py_ssize_t stop, Py_ssize_t k) { return digits_at(t, i, stop, k); }
 
-/* (?![0-9A-Za-z_]|[<seps>][0-9]) at e, the string ending at stop. */
+/* (?![0-9A-Za-z_]|[<seps>][0-9]) at e, the string ending at stop ([0-9A-Za-z_]: word_ascii). */
 static int after_ok(const Text *t, Py_ssize_t e, Py_ssize_t stop, const char *seps) {
-    if (e < stop && alnum_(at(t, e))) return 0;
+    if (e < stop && word_ascii(at(t, e))) return 0;
     if (e + 1 < stop && at(t, e) < 128 && strchr(seps, (int)at(t, e)) && at(t, e) && is_digit(at(t, e + 1))) return 0;
     return 1;
 }
@@ -414,7 +412,7 @@ static Py_ssize_t card_at(const Text *t, Py_ssize_t p, Py_ssize_t hi, int *group
     if (!is_digit(at(t, p))) return -1;
     if (p >= 1) {
         Py_UCS4 b = at(t, p - 1);
-        if (alnum_(b) || b == '.' || b == '/' || b == '-') return -1;
+        if (word_ascii(b) || b == '.' || b == '/' || b == '-') return -1;
     }
     const char *seps = ".-/";
     int run = digits_run(t, p, hi);
@@ -425,20 +423,21 @@ static Py_ssize_t card_at(const Text *t, Py_ssize_t p, Py_ssize_t hi, int *group
     Py_ssize_t j = p + 5;
     *grouped = 1;
 #define SEP(i) ((i) < hi && at(t, (i)) == s)
-    if (d_at(t, j, hi, 4) && SEP(j + 4) && d_at(t, j + 5, hi, 4) && SEP(j + 9) && d_at(t, j + 10, hi, 4)) {
+    if (digits_at(t, j, hi, 4) && SEP(j + 4) && digits_at(t, j + 5, hi, 4) && SEP(j + 9)
+        && digits_at(t, j + 10, hi, 4)) {
         Py_ssize_t e = j + 14;
-        if (SEP(e) && d_at(t, e + 1, hi, 3) && after_ok(t, e + 4, hi, seps)) return e + 4;
+        if (SEP(e) && digits_at(t, e + 1, hi, 3) && after_ok(t, e + 4, hi, seps)) return e + 4;
         if (after_ok(t, e, hi, seps)) return e;
     }
-    if (d_at(t, j, hi, 6) && SEP(j + 6) && d_at(t, j + 7, hi, 4)) {
+    if (digits_at(t, j, hi, 6) && SEP(j + 6) && digits_at(t, j + 7, hi, 4)) {
         Py_ssize_t e = j + 11;
-        if (d_at(t, e, hi, 1)) {
+        if (digits_at(t, e, hi, 1)) {
             if (after_ok(t, e + 1, hi, seps)) return e + 1;
         } else if (after_ok(t, e, hi, seps)) {
             return e;
         }
     }
-    if (d_at(t, j, hi, 4) && SEP(j + 4) && d_at(t, j + 5, hi, 4) && SEP(j + 9)) {
+    if (digits_at(t, j, hi, 4) && SEP(j + 4) && digits_at(t, j + 5, hi, 4) && SEP(j + 9)) {
         int last = digits_run(t, j + 10, hi);
         if (last >= 1 && last <= 3 && after_ok(t, j + 10 + last, hi, seps)) return j + 10 + last;
     }
@@ -456,23 +455,23 @@ static int card_valid(const char *d, int n, const Consts *k) {
 /* The end of an _SSN match at p (dashed in *dashed), or -1:
  *   [0-9](?<![0-9A-Za-z_./:+\-][0-9])[0-9]{2}(?:([- ])[0-9]{2}\1[0-9]{4}|[0-9]{6})(?![0-9A-Za-z_]|[./:\-][0-9]) */
 static Py_ssize_t ssn_at(const Text *t, Py_ssize_t p, Py_ssize_t hi, int *dashed) {
-    if (!d_at(t, p, hi, 3)) return -1;
+    if (!digits_at(t, p, hi, 3)) return -1;
     if (p >= 1) {
         Py_UCS4 b = at(t, p - 1);
-        if (alnum_(b) || b == '.' || b == '/' || b == ':' || b == '+' || b == '-') return -1;
+        if (word_ascii(b) || b == '.' || b == '/' || b == ':' || b == '+' || b == '-') return -1;
     }
     const char *seps = "./:-";
     Py_ssize_t j = p + 3;
     if (j < hi && (at(t, j) == '-' || at(t, j) == ' ')) {
         Py_UCS4 s = at(t, j);
-        if (d_at(t, j + 1, hi, 2) && j + 3 < hi && at(t, j + 3) == s && d_at(t, j + 4, hi, 4)
+        if (digits_at(t, j + 1, hi, 2) && j + 3 < hi && at(t, j + 3) == s && digits_at(t, j + 4, hi, 4)
             && after_ok(t, j + 8, hi, seps)) {
             *dashed = s == '-';
             return j + 8;
         }
         return -1; /* the other branch needs a digit here */
     }
-    if (d_at(t, j, hi, 6) && after_ok(t, j + 6, hi, seps)) {
+    if (digits_at(t, j, hi, 6) && after_ok(t, j + 6, hi, seps)) {
         *dashed = 0;
         return j + 6;
     }
@@ -529,7 +528,7 @@ static int octet(const Text *t, Py_ssize_t i, Py_ssize_t hi, int *len) {
 static Py_ssize_t maybe_public_v4_at(const Text *t, Py_ssize_t p, Py_ssize_t hi, int o[4]) {
     if (p >= 1) {
         Py_UCS4 b = at(t, p - 1);
-        if (alnum_(b) || b == '.' || b == '-') return -1;
+        if (word_ascii(b) || b == '.' || b == '-') return -1;
     }
     Py_ssize_t i = p;
     for (int k = 0; k < 4; k++) {

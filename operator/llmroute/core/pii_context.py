@@ -336,7 +336,7 @@ class Context:
         # the window and what follows it: compiled where they are ASCII (3: not, or no extension), else ``_window``
         kind = _compiled_cue(text, classes, start, end, lo, hi, cues.table, _UNIT_WORDS) if _compiled_cue else 3
         if kind == 3:
-            found_cue = self._window(start, end, lo, hi, cues, self._lower if self._lower is not None else self.lower())
+            found_cue = self._window(start, end, lo, hi, cues)
             if found_cue is not None:
                 return found_cue
         elif kind:
@@ -345,11 +345,11 @@ class Context:
         found = cues.pattern.search(label) if label else None
         return Cue.NONE if found is None else _kind(found)
 
-    def _window(self, start: int, end: int, lo: int, hi: int, cues: Cues, lower: str) -> Cue | None:
+    def _window(self, start: int, end: int, lo: int, hi: int, cues: Cues) -> Cue | None:
         """``cue`` in the window ``lo:start`` and what follows the candidate up to ``hi``; None: nothing there (the
         header or key decides). ``_pii_clusters.cue`` answers the same where these are ASCII (its tests compare the
         two), and this runs where they are not (or without the extension)."""
-        text, classes, pattern = self.text, self.classes, cues.pattern
+        text, classes, pattern, lower = self.text, self.classes, cues.pattern, self.lower()
         digit = classes.rfind(b"0", lo, start)
         if digit >= lo:
             lo = digit + 1

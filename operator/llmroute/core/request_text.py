@@ -71,8 +71,8 @@ def _message(path: Path, message: Mapping[str, Any]) -> Iterator[Place]:
         content = message.get(field)
         if isinstance(content, str):  # (the common case, without a generator of its own)
             yield Place((*path, field), content, False)
-        elif content is not None:  # (most messages carry one of the three: no path for the others)
-            yield from _content((*path, field), content)
+        elif isinstance(content, list):  # (most messages carry one of the three: no path for the others)
+            yield from _parts((*path, field), content)
     calls = message.get("tool_calls")
     if isinstance(calls, list):
         for j, call in enumerate(calls):
@@ -84,16 +84,14 @@ def _message(path: Path, message: Mapping[str, Any]) -> Iterator[Place]:
         yield from _arguments((*path, "function_call", "arguments"), legacy.get("arguments"))
 
 
-def _content(path: Path, content: Any) -> Iterator[Place]:
-    if isinstance(content, str):
-        yield Place(path, content, in_json=False)
-    elif isinstance(content, list):
-        for k, part in enumerate(content):
-            if not isinstance(part, Mapping):
-                continue
-            field = _PART_TEXT_FIELDS.get(part.get("type", ""))
-            if field is not None and isinstance(part.get(field), str):
-                yield Place((*path, k, field), part[field], in_json=False)
+def _parts(path: Path, content: list[Any]) -> Iterator[Place]:
+    """The text of content parts (a string content is ``_message``'s own case)."""
+    for k, part in enumerate(content):
+        if not isinstance(part, Mapping):
+            continue
+        field = _PART_TEXT_FIELDS.get(part.get("type", ""))
+        if field is not None and isinstance(part.get(field), str):
+            yield Place((*path, k, field), part[field], in_json=False)
 
 
 def _strings(path: Path, value: Any) -> Iterator[Place]:
