@@ -1,13 +1,14 @@
 """Fuzz the PII detector's compiled part against its Python references, under AddressSanitizer and UBSan (on demand;
-not collected by pytest). ``tests/fuzz/pii-native.sh SECONDS [SEED]`` builds ``_pii_clusters.c`` with the sanitizers
+not collected by pytest). ``tests/fuzz/pii-native.sh SECONDS [SEED]`` builds ``_pii_*.c`` with the sanitizers
 into a temporary folder and runs this with the sanitizer runtime preloaded; run alone, this uses the module that
 ``pip install -e .`` built (no sanitizers: differences only).
 
 Each generated text (up to 80 pieces: digits, separators, cue words, card/SSN/address shapes, version pins, characters
 of every str width, NUL) goes through every compiled function with arbitrary spans and windows: ``plan`` against
-``pii_numbers.plan_py``, ``long_tokens`` against ``pii_keys.long_tokens_py``, ``cue`` against ``Context._window``
-(where it does not leave the window to Python), ``any_word`` against ``pii_context.positive_word_py``, and the test
-hooks. A difference stops the run with the text; the sanitizers stop it on a memory error or undefined behaviour.
+``pii_numbers.plan_py``, ``numbers`` (the driver) against ``pii_numbers.numbers_py``, ``lookup`` against
+``Context.cue`` (with headers and keys), ``long_tokens`` against ``pii_keys.long_tokens_py``, ``cue`` against
+``Context._window`` (where it does not leave the window to Python), ``any_word`` against
+``pii_context.positive_word_py``, and the test hooks. A difference stops the run with the text; the sanitizers stop it on a memory error or undefined behaviour.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ PIECES = [
     "\u20ac", "\u00a3", "\u00e9", "\u0660", "\u4e2d", "\U0001f600", "\x00",
     "call ", "order ", "mobile", "bytes", "(+", "00", "sk-", "4111 1111 1111 1111", "4111-1111-1111-1111",
     "378282246310005", "123-45-6789", "123 45 6789", "8.8.8.8", "34.1.2.3", "192.168.1.1", "172.20.0.1", "==", "@v",
-    "/24", "/32", ".5", "1", "22", "333", "4444",
+    "/24", "/32", ".5", "1", "22", "333", "4444", "phone,order;ip\n", "t\u00e9l,x\n", "+44 20 7946 0958", "DE89",
+    "415-555-0134", "(415) 555-0134", "020 7946 0958", "2001:db8::1", "GB82WEST12345698765432",
 ]
+KEYS = ["", "phone", "order_id", "t\u00e9l\u00e9phone", "ssn"]
 CUES = [pii_context.PHONE, pii_context.CARD, pii_context.SSN, pii_context.IP]
-SHAPES = ["ssn_shape", "card_shape", "dots", "isbn", "date", "edges", "punctuation"]
+SHAPES = ["ssn_shape", "card_shape", "dots", "isbn", "date", "edges", "punctuation", "nanp", "trunk"]
 
 
 def load(path: str | None) -> ModuleType:
@@ -45,8 +48,17 @@ def load(path: str | None) -> ModuleType:
 
 def one(m: ModuleType, rng: random.Random) -> None:
     t = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 80)))
-    ctx = pii_context.Context(t)
+    key = rng.choice(KEYS)
+    ctx = pii_context.Context(t, key)
     assert m.plan(t, ctx.classes, pii_numbers.PLAN_CONSTANTS) == pii_numbers.plan_py(t, ctx.classes), t
+    hits = m.numbers(t, ctx.classes, key, ctx.headers, ctx, pii_numbers._HOOKS)
+    assert hits == list(pii_numbers.numbers_py(t, pii_context.Context(t, key))), (t, key)
+    compiled, reference = pii_context.Context(t, key), pii_context.Context(t, key)  # (the same lookups in order:
+    for _ in range(3):  # what a lookup finds may depend on the headers remembered by the ones before)
+        s = rng.randint(0, len(t))
+        e, which = rng.randint(s, len(t)), rng.randrange(4)
+        got = m.lookup(t, ctx.classes, key, compiled.headers, compiled, pii_numbers._HOOKS, s, e, which)
+        assert got == reference.cue(s, e, CUES[which]).value, (t, key, s, e, which)
     for first in (None, pii_keys._SHAPED_FIRST):
         assert m.long_tokens(t, ctx.tokens, first) == pii_keys.long_tokens_py(t, ctx.tokens, first), t
     lower = ctx.lower()

@@ -45,13 +45,13 @@ def test_ci_runs_the_compiled_plan() -> None:
 
 @compiled
 def test_the_built_extension_is_not_older_than_its_source() -> None:
-    """An editable install compiles the extension once; a change to the C source needs ``pip install -e .`` again
+    """An editable install compiles the extension once; a change to a C source needs ``pip install -e .`` again
     (else these tests would compare the old build)."""
     assert _pii_clusters is not None and _pii_clusters.__file__ is not None
-    source = Path(pii_numbers.__file__).with_name("_pii_clusters.c")
-    if source.exists():
-        assert Path(_pii_clusters.__file__).stat().st_mtime >= source.stat().st_mtime, (
-            "_pii_clusters.c changed after the extension was built: run pip install -e . again"
+    built = Path(_pii_clusters.__file__).stat().st_mtime
+    for source in sorted(Path(pii_numbers.__file__).parent.glob("_pii_*.[ch]")):
+        assert built >= source.stat().st_mtime, (
+            f"{source.name} changed after the extension was built: run pip install -e . again"
         )
 
 
@@ -205,6 +205,8 @@ SHAPES: dict[str, Callable[[str, bytes, int, int], bool]] = {
     "date": lambda t, c, a, b: pii_numbers._holds_date(t[a:b]),
     "edges": lambda t, c, a, b: pii_numbers._PHONE_EDGES.match(t, a) is not None,
     "punctuation": lambda t, c, a, b: pii_numbers._punctuation_not_national(t, c, a, b),
+    "nanp": lambda t, c, a, b: pii_numbers._NANP.fullmatch(t, a, b) is not None,
+    "trunk": lambda t, c, a, b: pii_numbers._TRUNK_SHAPE.fullmatch(t, a, b) is not None,
 }
 """Each shape test of the compiled plan, by its name there, and the pattern or function it stands for."""
 
@@ -264,16 +266,16 @@ def test_bad_arguments_are_errors_not_reads_out_of_bounds() -> None:
 
 
 def test_the_python_plan_drives_the_same_findings() -> None:
-    """``numbers`` on ``plan_py`` (what runs without the extension) finds what it finds on the plan in use, on the
-    dense benchmark texts."""
+    """``numbers_py`` on ``plan_py`` (what runs without the extension) finds what ``numbers`` finds, on the dense
+    benchmark texts."""
     records = pii_corpus.generate(pii_corpus.HELD_OUT_SEED, 300)
     for body in bench_pii.sized_bodies(records, 8 << 10)[:3]:
         for place in request_text.places(body):
             text = place.text
-            used = list(pii_numbers.numbers(text, pii_context.Context(text)))
+            used = pii_numbers.numbers(text, pii_context.Context(text))
             plan, pii_numbers.plan = pii_numbers.plan, pii_numbers.plan_py
             try:
-                python = list(pii_numbers.numbers(text, pii_context.Context(text)))
+                python = list(pii_numbers.numbers_py(text, pii_context.Context(text)))
             finally:
                 pii_numbers.plan = plan
             assert used == python
@@ -453,6 +455,7 @@ def test_without_the_extension_detection_finds_the_same() -> None:
         from llmroute.core import pii, pii_context, pii_keys, pii_numbers
         from llmroute.router import server
         assert not pii_numbers.COMPILED and pii_numbers.plan is pii_numbers.plan_py
+        assert pii_numbers._compiled_numbers is None
         assert pii_context._compiled_cue is None and pii_keys.long_tokens is pii_keys.long_tokens_py
         assert server.detector_build_note() is not None
         texts = json.load(sys.stdin)

@@ -1,63 +1,26 @@
 /* The PII detector's hot loops, compiled: a CPython extension holding no detection rule of its own.
  *
  * Each function does what a Python function of llmroute.core does (that one stays the reference, runs where this is
- * not built, and is compared with this one by tests/unit/test_pii_clusters.py on the corpus, the pinned stress texts
- * and generated texts):
- *   - plan(text, classes, constants): which checks each digit cluster of a text needs, with the card, SSN and IPv4
- *     candidates whose patterns, checksums and ranges hold - pii_numbers.plan_py, as (kind, a, b, c) items in the
- *     order pii_numbers.numbers runs them. Every regex it stands for is written out above the code that does it.
- *   - cue(...): the cue words in the window before a candidate and right after it - pii_context.Context._window,
- *     where what it reads is ASCII (it answers 3 elsewhere, and _window decides).
- *   - any_word(text, table): a positive cue word starts in the text - pii_context.positive_word_py.
- *   - long_tokens(text, tokens, first): the tokens an API key may be - pii_keys.long_tokens_py.
- *   - clusters(), shape(): each shape test alone, for the tests.
- * Everything that validates with a library (phone numbering plans, IBANs) or reads a table header or key stays in
- * Python. It reads the str (any width) and its class bytes (pii_context.Context: one byte per character) within
- * bounds, allocates only its result lists and one item array per call, and holds no state between calls.
+ * not built, and is compared with this one by tests/unit/test_pii_clusters.py and test_pii_driver.py on the corpus,
+ * the pinned stress texts and generated texts). Four files, sharing _pii_native.h:
+ *   - _pii_clusters.c (this one): plan(text, classes, constants), which checks each digit cluster of a text needs,
+ *     with the card, SSN and IPv4 candidates whose patterns, checksums and ranges hold - pii_numbers.plan_py, as
+ *     (kind, a, b, c) items in the order the driver runs them; every regex it stands for is written out above the
+ *     code that does it. Also the module's definition and the test hooks clusters() and shape() (each shape test
+ *     alone).
+ *   - _pii_numbers.c: numbers(...), the driver - pii_numbers.numbers_py: the plan's items, their context lookups and
+ *     decisions, calling the same Python functions for what validates with a library (phone plans, IBANs).
+ *   - _pii_context.c: lookup(...), a candidate's whole cue lookup - pii_context.Context.cue, table headers included;
+ *     cue(...), its window - Context._window where what it reads is ASCII (3 elsewhere: _window decides);
+ *     any_word(text, table) - pii_context.positive_word_py.
+ *   - _pii_keys.c: long_tokens(text, tokens, first), the tokens an API key may be - pii_keys.long_tokens_py.
+ * It reads the str (any width) and its class bytes (pii_context.Context: one byte per character) within bounds,
+ * allocates only its results, one item array per call and the headers it remembers (in the Context's dict), and
+ * holds no state between calls.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <string.h>
-
-/* Item kinds: pii_numbers.PLAN_IPV6 ... PLAN_PHONE_AT (the tests compare whole items). */
-enum { K_IPV6 = 0, K_IBAN = 1, K_IPV4 = 2, K_SSN = 3, K_CARD = 4, K_NATIONAL = 5, K_INTL = 6, K_PHONE_AT = 7 };
-
-typedef struct {
-    const unsigned char *c; /* class bytes */
-    Py_ssize_t n;           /* characters (== class bytes) */
-    int kind;               /* the str's storage */
-    const void *data;
-} Text;
-
-static inline Py_UCS4 at(const Text *t, Py_ssize_t i) { return PyUnicode_READ(t->kind, t->data, i); }
-static inline int is_digit(Py_UCS4 ch) { return ch >= '0' && ch <= '9'; }
-static inline int is_upper(Py_UCS4 ch) { return ch >= 'A' && ch <= 'Z'; }
-static inline int word_ascii(Py_UCS4 ch) {
-    return is_digit(ch) || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_';
-}
-/* pii_numbers._PHONE_BEFORE (and _NOT_BEFORE, the same set as a character class). */
-static inline int phone_before(Py_UCS4 ch) {
-    if (word_ascii(ch)) return 1;
-    switch (ch) {
-    case '+': case '-': case '.': case '/': case '@': case '#': case '$': case '%': case '^': case '&': case '*':
-    case 0x20AC: /* euro */ case 0x00A3: /* pound */
-        return 1;
-    default:
-        return 0;
-    }
-}
+#include "_pii_native.h"
 
 /* --- over the class bytes ------------------------------------------------------------------------------------- */
-
-static Py_ssize_t count_byte(const unsigned char *c, Py_ssize_t a, Py_ssize_t b, unsigned char x) {
-    Py_ssize_t k = 0;
-    for (Py_ssize_t i = a; i < b; i++) k += c[i] == x;
-    return k;
-}
-
-static int has_byte(const unsigned char *c, Py_ssize_t a, Py_ssize_t b, unsigned char x) {
-    return a < b && memchr(c + a, x, (size_t)(b - a)) != NULL;
-}
 
 static inline int zero_or_a(unsigned char x) { return x == '0' || x == 'a'; }
 static inline int separator(unsigned char x) {
@@ -321,15 +284,6 @@ static int punctuation_not_national(const Text *t, Py_ssize_t a, Py_ssize_t b) {
            || (has_byte(c, a, b, '-') && (shaped(t, a, b, "ddd-dd-dddd") || isbn_full(t, a, b)));
 }
 
-typedef struct {
-    Py_ssize_t kind, a, b, c;
-} Item;
-
-typedef struct {
-    Item *items;
-    Py_ssize_t len, cap;
-} Items;
-
 static int push(Items *out, Py_ssize_t kind, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) {
     if (out->len == out->cap) {
         Py_ssize_t cap = out->cap ? out->cap * 2 : 32;
@@ -342,15 +296,63 @@ static int push(Items *out, Py_ssize_t kind, Py_ssize_t a, Py_ssize_t b, Py_ssiz
     return 0;
 }
 
-/* --- candidates: the matches of a type's pattern whose checksum holds, before any context ------------------------ */
+/* pii_numbers._NANP.fullmatch(text[a:b]):
+ *   (?:\+?1[-. ]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-. ])[2-9][0-9]{2}[-. ][0-9]{4}
+ * One path at most: the prefix is taken when the text starts with '+' or '1' (without it the next character would
+ * have to be '(' or 2-9), a separator after its '1' and a space after ')' are taken when present (the next
+ * character would have to be '(' or 2-9 again). */
+static inline int nanp_sep(Py_UCS4 ch) { return ch == '-' || ch == '.' || ch == ' '; }
+static inline int two_to_nine(Py_UCS4 ch) { return ch >= '2' && ch <= '9'; }
 
-/* What plan() is given besides the text: pii_net._NOT_PUBLIC_V4 ((net, mask) pairs), pii_net._PINS (joined: two
- * characters each) and pii_numbers._SSN_NEVER_ISSUED, from pii_numbers.PLAN_CONSTANTS. */
-typedef struct {
-    PyObject *ranges;
-    PyObject *pins;
-    PyObject *never_issued;
-} Consts;
+int nanp_full(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t i = a;
+    if (i < b && at(t, i) == '+') i++;
+    if (i > a && !(i < b && at(t, i) == '1')) return 0;
+    if (i < b && at(t, i) == '1') {
+        i++;
+        if (i < b && nanp_sep(at(t, i))) i++;
+    }
+    if (i < b && at(t, i) == '(') {
+        if (b - i < 5 || !two_to_nine(at(t, i + 1)) || !is_digit(at(t, i + 2)) || !is_digit(at(t, i + 3))
+            || at(t, i + 4) != ')')
+            return 0;
+        i += 5;
+        if (i < b && at(t, i) == ' ') i++;
+    } else {
+        if (b - i < 4 || !two_to_nine(at(t, i)) || !is_digit(at(t, i + 1)) || !is_digit(at(t, i + 2))
+            || !nanp_sep(at(t, i + 3)))
+            return 0;
+        i += 4;
+    }
+    if (b - i != 8 || !two_to_nine(at(t, i)) || !is_digit(at(t, i + 1)) || !is_digit(at(t, i + 2))
+        || !nanp_sep(at(t, i + 3)))
+        return 0;
+    for (i += 4; i < b; i++)
+        if (!is_digit(at(t, i))) return 0;
+    return 1;
+}
+
+/* pii_numbers._TRUNK_SHAPE.fullmatch(text[a:b]): \(?0[0-9]*\)?(?:[ \-][0-9]{2,})+
+ * One path: each optional part is taken when present (what follows it could not start with that character), each
+ * run of digits is taken whole (what follows it is a separator or the end). */
+int trunk_full(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t i = a, groups = 0;
+    if (i < b && at(t, i) == '(') i++;
+    if (!(i < b && at(t, i) == '0')) return 0;
+    for (i++; i < b && is_digit(at(t, i)); i++) {}
+    if (i < b && at(t, i) == ')') i++;
+    while (i < b) {
+        Py_UCS4 sep = at(t, i++);
+        if (sep != ' ' && sep != '-') return 0;
+        Py_ssize_t run = i;
+        while (i < b && is_digit(at(t, i))) i++;
+        if (i - run < 2) return 0;
+        groups++;
+    }
+    return groups > 0;
+}
+
+/* --- candidates: the matches of a type's pattern whose checksum holds, before any context ------------------------ */
 
 static inline int digits_run(const Text *t, Py_ssize_t i, Py_ssize_t stop) {
     Py_ssize_t k = 0;
@@ -661,7 +663,7 @@ done:
 }
 
 /* A str and its class (or token) bytes as a Text; -1 with ValueError when they differ in length. */
-static int text_of(PyObject *text, PyObject *classes, Text *t) {
+int text_of(PyObject *text, PyObject *classes, Text *t) {
     if (PyBytes_GET_SIZE(classes) != PyUnicode_GET_LENGTH(text)) {
         PyErr_SetString(PyExc_ValueError, "classes must hold one byte per character of text");
         return -1;
@@ -703,250 +705,55 @@ static PyObject *to_list(const Items *out) {
     return list;
 }
 
+/* pii_numbers.PLAN_CONSTANTS into *k (borrowed references); -1 with TypeError when it is not that shape. */
+int read_consts(PyObject *consts, Consts *k) {
+    if (!PyTuple_Check(consts)
+        || !PyArg_ParseTuple(consts, "O!O!O!", &PyTuple_Type, &k->ranges, &PyUnicode_Type, &k->pins, &PyTuple_Type,
+                             &k->never_issued)) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "constants: (ranges, pins, never issued), as pii_numbers.PLAN_CONSTANTS");
+        return -1;
+    }
+    return 0;
+}
+
+/* The plan's items for the whole text into *out (which the caller frees); -1 with an exception set. */
+int plan_items(const Text *t, Items *out, const Consts *k) {
+    const unsigned char *c = t->c;
+    Py_ssize_t p = 0, end = 0;
+    while (p < t->n) {
+        const unsigned char *z = memchr(c + p, '0', (size_t)(t->n - p));
+        if (z == NULL) break;
+        p = z - c;
+        int branch = cluster_at(c, t->n, p, &end);
+        if (!branch) {
+            p++;
+            continue;
+        }
+        int r = cluster(t, out, p, end, branch, k);
+        if (r < 0) {
+            if (r == -2) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "ranges: (net, mask) pairs of ints");
+            } else {
+                PyErr_NoMemory();
+            }
+            return -1;
+        }
+        p = end;
+    }
+    return 0;
+}
+
 static PyObject *plan(PyObject *self, PyObject *args) {
     Text t;
     Items out = {NULL, 0, 0};
     PyObject *text, *classes, *consts;
     Consts k;
-    if (!PyArg_ParseTuple(args, "UO!O!", &text, &PyBytes_Type, &classes, &PyTuple_Type, &consts)) return NULL;
-    if (!PyArg_ParseTuple(consts, "O!O!O!", &PyTuple_Type, &k.ranges, &PyUnicode_Type, &k.pins, &PyTuple_Type,
-                          &k.never_issued)) {
-        PyErr_SetString(PyExc_TypeError, "constants: (ranges, pins, never issued), as pii_numbers.PLAN_CONSTANTS");
+    if (!PyArg_ParseTuple(args, "UO!O", &text, &PyBytes_Type, &classes, &consts) || read_consts(consts, &k) < 0
+        || text_of(text, classes, &t) < 0)
         return NULL;
-    }
-    if (text_of(text, classes, &t) < 0) return NULL;
-    const unsigned char *c = t.c;
-    Py_ssize_t p = 0, end = 0;
-    while (p < t.n) {
-        const unsigned char *z = memchr(c + p, '0', (size_t)(t.n - p));
-        if (z == NULL) break;
-        p = z - c;
-        int branch = cluster_at(c, t.n, p, &end);
-        if (!branch) {
-            p++;
-            continue;
-        }
-        int r = cluster(&t, &out, p, end, branch, &k);
-        if (r < 0) {
-            PyMem_Free(out.items);
-            if (r == -2) {
-                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "ranges: (net, mask) pairs of ints");
-                return NULL;
-            }
-            return PyErr_NoMemory();
-        }
-        p = end;
-    }
-    PyObject *list = to_list(&out);
+    PyObject *list = plan_items(&t, &out, &k) < 0 ? NULL : to_list(&out);
     PyMem_Free(out.items);
-    return list;
-}
-
-/* --- context: the cue words around a candidate (pii_context.Context._window, where what it reads is ASCII) ------ */
-
-static inline int lower_letter(Py_UCS4 ch) { return ch >= 'a' && ch <= 'z'; }
-/* The character at i, lowercased if it is an ASCII letter. */
-static inline Py_UCS4 lc(const Text *t, Py_ssize_t i) {
-    Py_UCS4 ch = at(t, i);
-    return (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
-}
-
-enum { CUE_NONE = 0, CUE_POSITIVE = 1, CUE_NEGATIVE = 2, CUE_UNDECIDED = 3 };
-
-/* A cue word of `table` at i (Cues.ascii matched at i, on the text lowercased): `table` holds, for each letter a-z,
- * the words starting with it as (rest, kind) pairs in the order the pattern tries them; a word counts with no letter
- * before it and none after it (`stop` ends the string, as an end position does). Its length, and its kind in *kind;
- * 0 if none, -1 if `table` is not made of such pairs. `positive_only`: only the positive words (Cues.after's). The
- * characters it reads (i - 1 to the word's end, within stop) are ASCII: the caller checks. */
-static Py_ssize_t cue_word(const Text *t, Py_ssize_t i, Py_ssize_t stop, PyObject *table, int positive_only,
-                           int *kind) {
-    Py_UCS4 first = i < stop ? lc(t, i) : 0;
-    if (!lower_letter(first) || (i >= 1 && lower_letter(lc(t, i - 1)))) return 0;
-    PyObject *words = PyTuple_GET_ITEM(table, first - 'a');
-    if (!PyTuple_Check(words)) return -1;
-    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++) {
-        PyObject *pair = PyTuple_GET_ITEM(words, w), *rest;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(rest = PyTuple_GET_ITEM(pair, 0))
-            || !PyUnicode_IS_ASCII(rest) || !PyLong_Check(PyTuple_GET_ITEM(pair, 1)))
-            return -1;
-        long k = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
-        if (positive_only && k != CUE_POSITIVE) continue;
-        Py_ssize_t len = PyUnicode_GET_LENGTH(rest), e = i + 1 + len;
-        if (e > stop) continue;
-        const char *r = (const char *)PyUnicode_DATA(rest);
-        Py_ssize_t x = 0;
-        while (x < len && lc(t, i + 1 + x) == (Py_UCS4)(unsigned char)r[x]) x++;
-        if (x < len || (e < stop && lower_letter(lc(t, e)))) continue;
-        *kind = (int)k;
-        return 1 + len;
-    }
-    return 0;
-}
-
-static int all_ascii(const Text *t, Py_ssize_t a, Py_ssize_t b) {
-    if (t->kind == PyUnicode_1BYTE_KIND) {
-        const unsigned char *d = (const unsigned char *)t->data;
-        for (Py_ssize_t i = a; i < b; i++)
-            if (d[i] >= 128) return 0;
-        return 1;
-    }
-    for (Py_ssize_t i = a; i < b; i++)
-        if (at(t, i) >= 128) return 0;
-    return 1;
-}
-
-/* cue(text, classes, start, end, lo, hi, table, units) -> 0 none, 1 positive, 2 negative, 3 undecided: what
- * Context._window finds - the nearest cue word in the window lo:start (after the last digit in it), a '#' right
- * before the candidate, else a positive word or a unit right after it (within hi, after up to three of
- * " \t([:-"). It reads the text lowercased where it is ASCII; where the window or what follows it (or the
- * character before either) is not, the answer is 3: _window's patterns for other scripts decide. `table`:
- * Cues.table; `units`: the unit words, in order. */
-static PyObject *cue(PyObject *self, PyObject *args) {
-    PyObject *text, *classes, *table, *units;
-    Py_ssize_t start, end, lo, hi;
-    if (!PyArg_ParseTuple(args, "UO!nnnnOO!", &text, &PyBytes_Type, &classes, &start, &end, &lo, &hi, &table,
-                          &PyTuple_Type, &units))
-        return NULL;
-    Text t;
-    if (text_of(text, classes, &t) < 0) return NULL;
-    if (!(0 <= lo && lo <= start && start <= end && end <= hi && hi <= t.n)) {
-        PyErr_SetString(PyExc_ValueError, "lo <= start <= end <= hi within the text are needed");
-        return NULL;
-    }
-    if (!PyTuple_Check(table) || PyTuple_GET_SIZE(table) != 26) goto bad_table;
-    int ascii = PyUnicode_IS_ASCII(text), kind = CUE_NONE;
-    const unsigned char *c = t.c;
-    for (Py_ssize_t d = start - 1; d >= lo; d--) /* the window starts after the last digit in it */
-        if (c[d] == '0') {
-            lo = d + 1;
-            break;
-        }
-    if (has_byte(c, lo, start, 'a') || has_byte(c, lo, start, 'x')) { /* every cue word and '#' holds one */
-        if (!ascii && (!all_ascii(&t, lo, start) || (lo >= 1 && at(&t, lo - 1) >= 128)))
-            return PyLong_FromLong(CUE_UNDECIDED);
-        int last = CUE_NONE;
-        for (Py_ssize_t i = lo; i < start;) { /* as finditer walks: the last match is the nearest cue */
-            Py_ssize_t len = cue_word(&t, i, start, table, 0, &kind);
-            if (len < 0) goto bad_table;
-            if (len) {
-                last = kind;
-                i += len;
-            } else {
-                i++;
-            }
-        }
-        if (last != CUE_NONE) return PyLong_FromLong(last);
-        /* _IMMEDIATE_NEGATIVE: [#№][ \t]?$ over max(lo, start - 2):start (no '№' in an ASCII window; `$` also
-         * matches before a newline that ends the string, which a window on one line never holds) */
-        Py_UCS4 last1 = start - 1 >= lo ? at(&t, start - 1) : 0;
-        if (last1 == '#' || (start - 2 >= lo && at(&t, start - 2) == '#'
-                             && (last1 == ' ' || last1 == '\t' || last1 == '\n')))
-            return PyLong_FromLong(CUE_NEGATIVE);
-    }
-    Py_ssize_t j = end; /* Cues.after: the skip (possessive), then a positive word, else a unit */
-    for (int k = 0; k < 3 && j < hi && at(&t, j) < 128 && at(&t, j) && strchr(" \t([:-", (int)at(&t, j)); k++) j++;
-    if (!ascii && (j == 0 || !all_ascii(&t, j, hi) || at(&t, j - 1) >= 128)) /* (at 0 _window reads text[0] as */
-        return PyLong_FromLong(CUE_UNDECIDED);                                /* the one before: no candidate) */
-    Py_ssize_t word = cue_word(&t, j, hi, table, 1, &kind);
-    if (word < 0) goto bad_table;
-    if (word) return PyLong_FromLong(CUE_POSITIVE);
-    for (Py_ssize_t u = 0; u < PyTuple_GET_SIZE(units); u++) {
-        PyObject *unit = PyTuple_GET_ITEM(units, u);
-        if (!PyUnicode_Check(unit) || !PyUnicode_IS_ASCII(unit)) {
-            PyErr_SetString(PyExc_TypeError, "units: ASCII str");
-            return NULL;
-        }
-        Py_ssize_t len = PyUnicode_GET_LENGTH(unit), e = j + len, x = 0;
-        const char *r = (const char *)PyUnicode_DATA(unit);
-        if (e > hi) continue;
-        while (x < len && lc(&t, j + x) == (Py_UCS4)(unsigned char)r[x]) x++;
-        if (x == len && !(e < hi && lower_letter(lc(&t, e)))) return PyLong_FromLong(CUE_NEGATIVE);
-    }
-    if (j < hi && at(&t, j) == '%') return PyLong_FromLong(CUE_NEGATIVE);
-    return PyLong_FromLong(CUE_NONE);
-bad_table:
-    PyErr_SetString(PyExc_TypeError, "table: 26 tuples of (str, int) pairs, for the letters a-z");
-    return NULL;
-}
-
-/* any_word(text, table) -> bool: a positive word of `table` starts somewhere in the ASCII `text` read lowercased,
- * with no letter before it (Cues.positive.search: the words without "no letter after"). */
-static PyObject *any_word(PyObject *self, PyObject *args) {
-    PyObject *text, *table;
-    if (!PyArg_ParseTuple(args, "UO!", &text, &PyTuple_Type, &table)) return NULL;
-    if (!PyUnicode_IS_ASCII(text)) {
-        PyErr_SetString(PyExc_ValueError, "an ASCII text is needed");
-        return NULL;
-    }
-    if (PyTuple_GET_SIZE(table) != 26) goto bad_table;
-    Text t = {NULL, PyUnicode_GET_LENGTH(text), PyUnicode_KIND(text), PyUnicode_DATA(text)};
-    for (Py_ssize_t i = 0; i < t.n; i++) {
-        Py_UCS4 first = lc(&t, i);
-        if (!lower_letter(first) || (i >= 1 && lower_letter(lc(&t, i - 1)))) continue;
-        PyObject *words = PyTuple_GET_ITEM(table, first - 'a');
-        if (!PyTuple_Check(words)) goto bad_table;
-        for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++) {
-            PyObject *pair = PyTuple_GET_ITEM(words, w), *rest;
-            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
-                || !PyUnicode_Check(rest = PyTuple_GET_ITEM(pair, 0)) || !PyUnicode_IS_ASCII(rest)
-                || !PyLong_Check(PyTuple_GET_ITEM(pair, 1)))
-                goto bad_table;
-            if (PyLong_AsLong(PyTuple_GET_ITEM(pair, 1)) != CUE_POSITIVE) continue;
-            Py_ssize_t len = PyUnicode_GET_LENGTH(rest), x = 0;
-            const char *r = (const char *)PyUnicode_DATA(rest);
-            if (i + 1 + len > t.n) continue;
-            while (x < len && lc(&t, i + 1 + x) == (Py_UCS4)(unsigned char)r[x]) x++;
-            if (x == len) Py_RETURN_TRUE;
-        }
-    }
-    Py_RETURN_FALSE;
-bad_table:
-    PyErr_SetString(PyExc_TypeError, "table: 26 tuples of (str, int) pairs, for the letters a-z");
-    return NULL;
-}
-
-/* --- API keys: the tokens long enough to be one ------------------------------------------------------------------ */
-
-/* long_tokens(text, tokens, first) -> [(start, end), ...]: the runs of 16 or more token bytes ('t' in
- * pii_context.Context.tokens), as pii_keys.keys walks them with tokens.find; with `first` (a str), only the runs whose
- * first character is one of its characters (what pii_keys.keys looks at when no key-like name is in the text). */
-static PyObject *long_tokens(PyObject *self, PyObject *args) {
-    PyObject *text, *tokens, *first;
-    if (!PyArg_ParseTuple(args, "UO!O", &text, &PyBytes_Type, &tokens, &first)) return NULL;
-    if (first != Py_None && !PyUnicode_Check(first)) {
-        PyErr_SetString(PyExc_TypeError, "first: a str or None");
-        return NULL;
-    }
-    Py_ssize_t n = PyBytes_GET_SIZE(tokens);
-    if (PyUnicode_GET_LENGTH(text) != n) {
-        PyErr_SetString(PyExc_ValueError, "tokens must hold one byte per character of text");
-        return NULL;
-    }
-    const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(tokens);
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
-    PyObject *list = PyList_New(0);
-    for (Py_ssize_t i = 0; list != NULL && i < n;) {
-        if (t[i] != 't') {
-            i++;
-            continue;
-        }
-        Py_ssize_t j = i;
-        while (j < n && t[j] == 't') j++;
-        if (j - i >= 16) {
-            int wanted = 1;
-            if (first != Py_None) {
-                Py_UCS4 ch = PyUnicode_READ(kind, data, i);
-                wanted = PyUnicode_FindChar(first, ch, 0, PyUnicode_GET_LENGTH(first), 1) >= 0;
-            }
-            if (wanted) {
-                PyObject *span = Py_BuildValue("(nn)", i, j);
-                if (span == NULL || PyList_Append(list, span) < 0) Py_CLEAR(list);
-                Py_XDECREF(span);
-            }
-        }
-        i = j;
-    }
     return list;
 }
 
@@ -989,6 +796,8 @@ static PyObject *shape(PyObject *self, PyObject *args) {
     else if (!strcmp(name, "date")) r = date_search(&t, a, b);
     else if (!strcmp(name, "edges")) r = phone_edges(&t, a);
     else if (!strcmp(name, "punctuation")) r = punctuation_not_national(&t, a, b);
+    else if (!strcmp(name, "nanp")) r = nanp_full(&t, a, b);
+    else if (!strcmp(name, "trunk")) r = trunk_full(&t, a, b);
     else {
         PyErr_Format(PyExc_ValueError, "no shape test %s", name);
         return NULL;
@@ -998,9 +807,11 @@ static PyObject *shape(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"plan", plan, METH_VARARGS, "plan(text, classes, constants) -> [(kind, a, b, c), ...]: each cluster's checks."},
-    {"cue", cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, table, units) -> 0-3: Context._window's."},
-    {"any_word", any_word, METH_VARARGS, "any_word(text, table) -> bool: a positive cue word starts in the text."},
-    {"long_tokens", long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]: key tokens."},
+    {"numbers", py_numbers, METH_VARARGS, "numbers(text, classes, key, headers, ctx, hooks) -> [hit, ...]."},
+    {"lookup", py_lookup, METH_VARARGS, "lookup(text, classes, key, headers, ctx, start, end, cues) -> 0-2: a cue."},
+    {"cue", py_cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, table, units) -> 0-3: Context._window's."},
+    {"any_word", py_any_word, METH_VARARGS, "any_word(text, table) -> bool: a positive cue word starts in the text."},
+    {"long_tokens", py_long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]."},
     {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},
     {"shape", shape, METH_VARARGS, "shape(name, text, classes, a, b) -> bool: one shape test alone (tests)."},
     {NULL, NULL, 0, NULL},

@@ -1,4 +1,4 @@
-"""The compiled digit-cluster plan (``_pii_clusters.c``); ``pii_numbers.plan_py`` is what it mirrors."""
+"""The PII detector's compiled part (``_pii_*.c``); each function mirrors the Python one its docstring names."""
 
 def plan(text: str, classes: bytes, constants: object, /) -> list[tuple[int, int, int, int]]: ...
 def clusters(text: str, classes: bytes, /) -> list[tuple[int, int, int]]: ...
@@ -16,3 +16,24 @@ def cue(
 ) -> int: ...
 def long_tokens(text: str, tokens: bytes, first: str | None, /) -> list[tuple[int, int]]: ...
 def any_word(text: str, table: tuple[tuple[tuple[str, int], ...], ...], /) -> bool: ...
+def numbers(
+    text: str,
+    classes: bytes,
+    key: str,
+    headers: dict[int, tuple[str, str] | None],
+    ctx: object,
+    hooks: tuple[object, ...],
+    /,
+) -> list[tuple[str, int, int, float]]: ...
+def lookup(
+    text: str,
+    classes: bytes,
+    key: str,
+    headers: dict[int, tuple[str, str] | None],
+    ctx: object,
+    hooks: tuple[object, ...],
+    start: int,
+    end: int,
+    which: int,
+    /,
+) -> int: ...

@@ -248,7 +248,7 @@ except ImportError:  # not built
     _positive_word = positive_word_py
 
 _UNSEEN = ("", "")
-"""What ``Context._headers`` answers for a row not looked at yet (by identity)."""
+"""What ``Context.headers`` answers for a row not looked at yet (by identity)."""
 
 
 class Context:
@@ -260,8 +260,9 @@ class Context:
     def __init__(self, text: str, key: str = "") -> None:
         self.text = text
         self.key = key
-        self._headers: dict[int, tuple[str, str] | None] = {}
-        """Row start -> (header row, delimiter) of the table it belongs to, or None."""
+        self.headers: dict[int, tuple[str, str] | None] = {}
+        """Row start -> (header row, delimiter) of the table it belongs to, or None (filled by ``_table``; the
+        compiled lookup, ``_pii_clusters.lookup``, reads and fills the same)."""
         self._phone_positive: bool | None = None
         ascii_text = text.encode("ascii", "replace")  # one byte per character; both views are always used
         self.classes: bytes = ascii_text.translate(_CLASS_TABLE)
@@ -322,8 +323,8 @@ class Context:
         text, classes = self.text, self.classes  # (conditional expressions below: cheaper than ``max``/``min``)
         line_start = text.rfind("\n", start - _LINE_LOOKBACK if start > _LINE_LOOKBACK else 0, start) + 1
         table: tuple[str, str] | None = None
-        if line_start or start < _LINE_LOOKBACK:
-            table = self._headers.get(line_start, _UNSEEN)
+        if line_start:  # (a row at the text's start has no row above it to be its header: ``_table``)
+            table = self.headers.get(line_start, _UNSEEN)
             if table is _UNSEEN:
                 table = self._table(line_start)
         lo = start - WINDOW if start - WINDOW > line_start else line_start
@@ -342,8 +343,7 @@ class Context:
         elif kind:
             return Cue.POSITIVE if kind == 1 else Cue.NEGATIVE
         label = self.key if table is None else _cell(table, text.count(table[1], line_start, start))
-        found = cues.pattern.search(label) if label else None
-        return Cue.NONE if found is None else _kind(found)
+        return Cue(label_cue(label, cues)) if label else Cue.NONE
 
     def _window(self, start: int, end: int, lo: int, hi: int, cues: Cues) -> Cue | None:
         """``cue`` in the window ``lo:start`` and what follows the candidate up to ``hi``; None: nothing there (the
@@ -400,8 +400,8 @@ class Context:
 
     def _table(self, row_start: int) -> tuple[str, str] | None:
         """The header row and delimiter of the delimited table whose row starts at ``row_start``, if it is one (not
-        looked up yet: ``cue`` looks in ``_headers`` first)."""
-        text, headers = self.text, self._headers
+        looked up yet: ``cue`` looks in ``headers`` first)."""
+        text, headers = self.text, self.headers
         row_end = text.find("\n", row_start)
         row_end = row_end if row_end >= 0 else len(text)
         count = text.count
@@ -436,8 +436,15 @@ class Context:
             visited.append(prev_start)
             pos = prev_start
         for v in visited:
-            self._headers[v] = found
+            self.headers[v] = found
         return found
+
+
+def label_cue(label: str, cues: Cues) -> int:
+    """The first cue word in a column header's cell or a key (``Cue`` values: 0 none, 1 positive, 2 negative). The
+    compiled lookup searches an ASCII label itself (``Cues.table``, the same words) and calls this for any other."""
+    found = cues.pattern.search(label)
+    return 0 if found is None else 1 if found.lastgroup == "pos" else 2
 
 
 def _cell(table: tuple[str, str], column: int) -> str:

@@ -30,7 +30,7 @@ from functools import lru_cache
 import phonenumbers
 from stdnum import numdb
 
-from llmroute.core import pii_net, pii_plans
+from llmroute.core import pii_context, pii_net, pii_plans
 from llmroute.core.pii_context import CARD, IP, PHONE, SSN, Context, Cue
 
 Hit = tuple[str, int, int, float]
@@ -351,17 +351,25 @@ def _national(ctx: Context, start: int, end: int, candidate: str, digits: int) -
     """``_phone`` of a national ``candidate`` of ``digits`` digits whose shape it let through (at most 12 digits, no
     ``/``, balanced parentheses, no SSN or ISBN shape, dots only as phone numbers use them)."""
     nanp = _NANP.fullmatch(candidate) is not None
-    if not (nanp or (8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate))) and not ctx.phone_may_be_positive():
+    trunk = 8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate) is not None
+    if not (nanp or trunk) and not ctx.phone_may_be_positive():
         return 0.0  # only a positive cue makes a phone of a number of another shape, and the text has none (its
         # scan of the text comes last: it costs more than the shape tests)
     cue = ctx.cue(start, end, PHONE)
     if cue is Cue.NEGATIVE:
         return 0.0
+    return _validated(candidate, nanp, trunk, cue is Cue.POSITIVE)
+
+
+def _validated(candidate: str, nanp: bool, trunk: bool, positive: bool) -> float:
+    """``_national``'s answer once the shape and the cue are known: ``nanp``, ``candidate`` is written as a North
+    American number; ``trunk``, as a national number after a trunk 0 (8-12 digits); ``positive``, its cue says phone
+    (a negative cue never gets here). Where none of the three holds the answer is 0 without validating."""
     if nanp and valid_in(candidate, "US"):
-        return 0.95 if cue is Cue.POSITIVE else 0.8
-    if cue is Cue.POSITIVE:
+        return 0.95 if positive else 0.8
+    if positive:
         return 0.75 if valid_in_any(candidate, _REGIONS) else 0.0
-    if 8 <= digits <= 12 and _TRUNK_SHAPE.fullmatch(candidate):
+    if trunk:
         return 0.7 if valid_in_any(candidate, _TRUNK_REGIONS) else 0.0
     return 0.0
 
@@ -405,11 +413,13 @@ Item = tuple[int, int, int, int]
 ``PLAN_IBAN`` head (at ``a``) how many of the items after it belong to its cluster (skipped when the IBAN validates)."""
 
 
-def numbers(text: str, ctx: Context) -> Iterator[Hit]:
+def numbers_py(text: str, ctx: Context) -> Iterator[Hit]:
     """Every card, SSN, IBAN, phone and IP address: the checks ``plan`` says each digit cluster needs, in order.
 
     The plan decides on shapes alone (what a cluster may be, from its characters and those around it); what it
-    yields here validates a candidate and reads its context."""
+    yields here validates a candidate and reads its context. ``_pii_clusters.numbers`` (compiled) returns the same
+    hits in the same order, calling the functions this calls for what validates with a library (the tests compare
+    the two); ``numbers`` is that one where it is built."""
     items = iter(plan(text, ctx.classes, PLAN_CONSTANTS))
     for kind, a, b, c in items:
         if kind == PLAN_NATIONAL:
@@ -534,6 +544,38 @@ except ImportError:  # not built (no C compiler where it was installed): the sam
 
 PLAN_CONSTANTS = (pii_net._NOT_PUBLIC_V4, "".join(sorted(pii_net._PINS)), tuple(sorted(_SSN_NEVER_ISSUED)))
 """The tables the compiled plan reads: ranges that hold no public IPv4 address, version pins, voided SSNs."""
+
+_HOOKS = (
+    PLAN_CONSTANTS,
+    pii_context._UNIT_WORDS,
+    (PHONE, CARD, SSN, IP),
+    (PHONE.table, CARD.table, SSN.table, IP.table),
+    ("phone", "credit_card", "us_ssn", "ip_address"),
+    pii_context.label_cue,
+    _validated,
+    _phone,
+    phone_at,
+    iban_at,
+    pii_net.ipv6_at,
+)
+"""What the compiled driver is given: the plan's constants, the unit words, the cues it looks up (in the order of its
+``CUES_*``) with their word tables, the type names of its hits, and the Python functions ``numbers_py`` calls for a
+non-ASCII label, a national number's validation, an international number, ``phone_at``, an IBAN and an IPv6 address."""
+
+_Headers = dict[int, tuple[str, str] | None]
+_compiled_numbers: Callable[[str, bytes, str, _Headers, object, tuple[object, ...]], list[Hit]] | None
+try:
+    from llmroute.core._pii_clusters import numbers as _compiled_numbers
+except ImportError:  # not built
+    _compiled_numbers = None
+
+
+def numbers(text: str, ctx: Context) -> list[Hit]:
+    """``numbers_py``'s hits, from the compiled driver where it is built (one call per text, no Python per item but
+    the validations)."""
+    if _compiled_numbers is not None:
+        return _compiled_numbers(text, ctx.classes, ctx.key, ctx.headers, ctx, _HOOKS)
+    return list(numbers_py(text, ctx))
 COMPILED = _compiled_plan is not None
 """Whether ``plan`` is the compiled one (``_pii_clusters.c``); CI fails when it is not built
 (``tests/unit/test_pii_clusters.py``)."""
