@@ -51,13 +51,14 @@ def one(m: ModuleType, rng: random.Random) -> None:
     key = rng.choice(KEYS)
     ctx = pii_context.Context(t, key)
     assert m.plan(t, ctx.classes, pii_numbers.PLAN_CONSTANTS) == pii_numbers.plan_py(t, ctx.classes), t
-    hits = m.numbers(t, ctx.classes, key, ctx.headers, ctx, pii_numbers._HOOKS)
+    hooks = (*pii_numbers._HOOKS[:3], tuple(m.words(c.table) for c in CUES), *pii_numbers._HOOKS[4:])
+    hits = m.numbers(t, ctx.classes, key, ctx.headers, ctx, hooks)
     assert hits == list(pii_numbers.numbers_py(t, pii_context.Context(t, key))), (t, key)
     compiled, reference = pii_context.Context(t, key), pii_context.Context(t, key)  # (the same lookups in order:
     for _ in range(3):  # what a lookup finds may depend on the headers remembered by the ones before)
         s = rng.randint(0, len(t))
         e, which = rng.randint(s, len(t)), rng.randrange(4)
-        got = m.lookup(t, ctx.classes, key, compiled.headers, compiled, pii_numbers._HOOKS, s, e, which)
+        got = m.lookup(t, ctx.classes, key, compiled.headers, compiled, hooks, s, e, which)
         assert got == reference.cue(s, e, CUES[which]).value, (t, key, s, e, which)
     for first in (None, pii_keys._SHAPED_FIRST):
         assert m.long_tokens(t, ctx.tokens, first) == pii_keys.long_tokens_py(t, ctx.tokens, first), t
@@ -67,14 +68,14 @@ def one(m: ModuleType, rng: random.Random) -> None:
         e = rng.randint(s, len(t))
         lo, hi = rng.randint(0, s), rng.randint(e, len(t))
         cues = rng.choice(CUES)
-        got = m.cue(t, ctx.classes, s, e, lo, hi, cues.table, pii_context._UNIT_WORDS)
+        got = m.cue(t, ctx.classes, s, e, lo, hi, m.words(cues.table), pii_context._UNIT_WORDS)
         if got == 3:
             assert not t.isascii(), t
             continue
         expected = ctx._window(s, e, lo, hi, cues)
         assert got == (0 if expected is None else expected.value), (t, s, e, lo, hi)
     if lower:
-        assert m.any_word(lower, pii_context.PHONE.table) is pii_context.positive_word_py(lower), t
+        assert m.any_word(lower, m.words(pii_context.PHONE.table)) is pii_context.positive_word_py(lower), t
     for name in SHAPES:
         a = rng.randint(0, len(t))
         m.shape(name, t, ctx.classes, a, rng.randint(a, len(t)))

@@ -321,7 +321,7 @@ def test_compiled_cue_window_is_the_python_one(kind: str, text: str, start: int,
     end = min(len(text), start + length)
     lo, hi = max(0, start - back), min(len(text), end + ahead)
     ctx = pii_context.Context(text)
-    found = _pii_clusters.cue(text, ctx.classes, start, end, lo, hi, cues.table, pii_context._UNIT_WORDS)
+    found = _pii_clusters.cue(text, ctx.classes, start, end, lo, hi, cues.words, pii_context._UNIT_WORDS)
     if found == 3:
         assert not text.isascii()
         return
@@ -351,15 +351,18 @@ def test_cue_lookups_are_the_same_with_and_without_the_compiled_window(text: str
 @compiled
 def test_compiled_cue_refuses_what_it_cannot_read() -> None:
     assert _pii_clusters is not None
-    table, units = pii_context.PHONE.table, pii_context._UNIT_WORDS
+    table, units = pii_context.PHONE.words, pii_context._UNIT_WORDS
     with pytest.raises(ValueError, match="one byte per character"):
         _pii_clusters.cue("call 1234567", b"aaaa 000000", 5, 12, 0, 12, table, units)
     assert _pii_clusters.cue("tél 1234567", b"axa 0000000", 4, 11, 0, 11, table, units) == 3  # not ASCII: _window
     assert _pii_clusters.cue("tél, call 1234567", b"axa, aaaa 0000000", 10, 17, 5, 17, table, units) == 1
     with pytest.raises(ValueError, match="lo <= start"):
         _pii_clusters.cue("call 1234567", b"aaaa 0000000", 5, 12, 6, 12, table, units)
-    with pytest.raises(TypeError, match="26 tuples"):
-        _pii_clusters.cue("call 1234567", b"aaaa 0000000", 5, 12, 0, 12, table[:3], units)
+    with pytest.raises(TypeError, match="words"):
+        _pii_clusters.cue("call 1234567", b"aaaa 0000000", 5, 12, 0, 12, pii_context.PHONE.table, units)
+    for bad in ((), pii_context.PHONE.table[:3], (((("all", 3),),) * 26), (((("all", 1), 2),) * 26)):
+        with pytest.raises(TypeError, match="26 tuples"):
+            _pii_clusters.words(bad)
     assert _pii_clusters.cue("call 1234567", b"aaaa 0000000", 5, 12, 0, 12, table, units) == 1
     assert _pii_clusters.cue("order 1234567", b"aaaaa 0000000", 6, 13, 0, 13, table, units) == 2
     assert _pii_clusters.cue("1234567 bytes", b"0000000 aaaaa", 0, 7, 0, 13, table, units) == 2
@@ -431,18 +434,18 @@ def test_any_positive_word_is_the_pattern_search(text: str) -> None:
     what follows it does not matter), compiled and as ``PHONE.positive`` finds it."""
     assert _pii_clusters is not None
     lower = text.lower()
-    assert _pii_clusters.any_word(lower, pii_context.PHONE.table) is pii_context.positive_word_py(lower)
+    assert _pii_clusters.any_word(lower, pii_context.PHONE.words) is pii_context.positive_word_py(lower)
 
 
 @compiled
 def test_any_word_refuses_what_it_cannot_read() -> None:
     assert _pii_clusters is not None
     with pytest.raises(ValueError, match="ASCII"):
-        _pii_clusters.any_word("t\u00e9l", pii_context.PHONE.table)
-    with pytest.raises(TypeError, match="26 tuples"):
+        _pii_clusters.any_word("t\u00e9l", pii_context.PHONE.words)
+    with pytest.raises(TypeError, match="words"):
         _pii_clusters.any_word("call", ())
-    assert _pii_clusters.any_word("please callback", pii_context.PHONE.table)  # no letter after needed
-    assert not _pii_clusters.any_word("recall", pii_context.PHONE.table)  # a letter before
+    assert _pii_clusters.any_word("please callback", pii_context.PHONE.words)  # no letter after needed
+    assert not _pii_clusters.any_word("recall", pii_context.PHONE.words)  # a letter before
 
 
 def test_without_the_extension_detection_finds_the_same() -> None:

@@ -217,3 +217,13 @@ def test_bad_arguments_are_errors_not_reads_out_of_bounds() -> None:
 def test_phone_shapes_on_known_numbers(name: str, text: str, expected: bool) -> None:
     assert _pii_clusters.shape(name, text, pii_context.Context(text).classes, 0, len(text)) is expected
     assert clusters.SHAPES[name](text, b"", 0, len(text)) is expected
+
+
+def test_iban_countries_are_every_pair_of_capitals_iban_format_knows() -> None:
+    """The driver calls ``iban_at`` only after two capitals that start some country's IBANs: every other pair is one
+    ``iban_at`` turns away (``iban_format`` is None)."""
+    capitals = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    known = [a + b for a in capitals for b in capitals if pii_numbers.iban_format.__wrapped__(a + b) is not None]
+    countries = pii_numbers.IBAN_COUNTRIES
+    assert [countries[i : i + 2] for i in range(0, len(countries), 2)] == known
+    assert {"DE", "GB", "FR", "NL"} <= set(known) and "US" not in known

@@ -158,7 +158,7 @@ static int punctuated(const unsigned char *c, Py_ssize_t a, Py_ssize_t b) {
 /* --- over the text ---------------------------------------------------------------------------------------------- */
 
 /* text[a:b] has the shape of `tpl`: 'd' a digit, any other byte itself. */
-static int shaped(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *tpl) {
+int shaped(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *tpl) {
     Py_ssize_t len = (Py_ssize_t)strlen(tpl);
     if (b - a != len) return 0;
     for (Py_ssize_t i = 0; i < len; i++) {
@@ -170,7 +170,7 @@ static int shaped(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *tpl) {
 
 /* pii_numbers._DOTS.fullmatch(text, a, b):
  *   [0-9]{3}\.[0-9]{3}\.[0-9]{4}|1\.[0-9]{3}\.[0-9]{3}\.[0-9]{4}|[0-9]{2}(?:\.[0-9]{2}){3,4} */
-static int dots_full(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+int dots_full(const Text *t, Py_ssize_t a, Py_ssize_t b) {
     return shaped(t, a, b, "ddd.ddd.dddd") || shaped(t, a, b, "1.ddd.ddd.dddd") || shaped(t, a, b, "dd.dd.dd.dd")
            || shaped(t, a, b, "dd.dd.dd.dd.dd");
 }
@@ -194,7 +194,7 @@ static int isbn_groups(const Text *t, Py_ssize_t a, Py_ssize_t b) {
 /* pii_numbers._ISBN.fullmatch(text, a, b):
  *   97[89]-?[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]|[0-9]{1,5}-[0-9]{1,7}-[0-9]{1,7}-[0-9]
  * After 978/979 the optional '-' is taken when it is there (the groups cannot start with one). */
-static int isbn_full(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+int isbn_full(const Text *t, Py_ssize_t a, Py_ssize_t b) {
     if (b - a >= 3 && at(t, a) == '9' && at(t, a + 1) == '7' && (at(t, a + 2) == '8' || at(t, a + 2) == '9')) {
         Py_ssize_t r = a + 3;
         if (r < b && at(t, r) == '-') r++;
@@ -809,8 +809,9 @@ static PyMethodDef methods[] = {
     {"plan", plan, METH_VARARGS, "plan(text, classes, constants) -> [(kind, a, b, c), ...]: each cluster's checks."},
     {"numbers", py_numbers, METH_VARARGS, "numbers(text, classes, key, headers, ctx, hooks) -> [hit, ...]."},
     {"lookup", py_lookup, METH_VARARGS, "lookup(text, classes, key, headers, ctx, start, end, cues) -> 0-2: a cue."},
-    {"cue", py_cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, table, units) -> 0-3: Context._window's."},
-    {"any_word", py_any_word, METH_VARARGS, "any_word(text, table) -> bool: a positive cue word starts in the text."},
+    {"words", py_words, METH_O, "words(table) -> the cue words of a Cues.table, compiled (Cues.words)."},
+    {"cue", py_cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, words, units) -> 0-3: Context._window's."},
+    {"any_word", py_any_word, METH_VARARGS, "any_word(text, words) -> bool: a positive cue word starts in the text."},
     {"long_tokens", py_long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]."},
     {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},
     {"shape", shape, METH_VARARGS, "shape(name, text, classes, a, b) -> bool: one shape test alone (tests)."},

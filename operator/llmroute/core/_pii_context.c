@@ -2,32 +2,95 @@
 
 /* --- context: the cue words around a candidate (pii_context.Context._window, where what it reads is ASCII) ------ */
 
-/* A cue word of `table` at i (Cues.ascii matched at i, on the text lowercased): `table` holds, for each letter a-z,
- * the words starting with it as (rest, kind) pairs in the order the pattern tries them; a word counts with no letter
- * before it and none after it (`stop` ends the string, as an end position does). Its length, and its kind in *kind;
- * 0 if none, -1 if `table` is not made of such pairs. `positive_only`: only the positive words (Cues.after's). The
- * characters it reads (i - 1 to the word's end, within stop) are ASCII: the caller checks. */
-Py_ssize_t cue_word(const Text *t, Py_ssize_t i, Py_ssize_t stop, PyObject *table, int positive_only, int *kind) {
+/* A Cues.table compiled once (words(table), a capsule the Cues holds): for each letter a-z, the words starting with
+ * it as (rest, length, kind), in the order the pattern tries them. Looking words up in it is plain C: the tuples cost
+ * a type check and a conversion per word, dozens of words per position. */
+#define WORDS_CAPSULE "llmroute.core._pii_clusters.words"
+
+static void words_free(PyObject *capsule) { PyMem_Free(PyCapsule_GetPointer(capsule, WORDS_CAPSULE)); }
+
+/* words(table) -> the compiled table; TypeError unless `table` is 26 tuples of (ASCII str, 1 or 2) pairs. */
+PyObject *py_words(PyObject *self, PyObject *table) {
+    Py_ssize_t count = 0, chars = 0;
+    if (!PyTuple_Check(table) || PyTuple_GET_SIZE(table) != 26) goto bad;
+    for (int letter = 0; letter < 26; letter++) {
+        PyObject *words = PyTuple_GET_ITEM(table, letter);
+        if (!PyTuple_Check(words)) goto bad;
+        for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++) {
+            PyObject *pair = PyTuple_GET_ITEM(words, w), *rest;
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !PyUnicode_Check(rest = PyTuple_GET_ITEM(pair, 0)) || !PyUnicode_IS_ASCII(rest)
+                || !PyLong_Check(PyTuple_GET_ITEM(pair, 1)))
+                goto bad;
+            long kind = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
+            if (kind != CUE_POSITIVE && kind != CUE_NEGATIVE) goto bad;
+            count++;
+            chars += PyUnicode_GET_LENGTH(rest);
+        }
+    }
+    Words *compiled = PyMem_Malloc(sizeof(Words) + (size_t)count * sizeof(Word) + (size_t)chars);
+    if (compiled == NULL) return PyErr_NoMemory();
+    Word *word = (Word *)(compiled + 1);
+    char *pool = (char *)(word + count);
+    compiled->words = word;
+    for (int letter = 0; letter < 26; letter++) {
+        PyObject *words = PyTuple_GET_ITEM(table, letter);
+        compiled->start[letter] = word - compiled->words;
+        for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++, word++) {
+            PyObject *pair = PyTuple_GET_ITEM(words, w), *rest = PyTuple_GET_ITEM(pair, 0);
+            word->len = PyUnicode_GET_LENGTH(rest);
+            word->kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
+            word->rest = pool;
+            memcpy(pool, PyUnicode_DATA(rest), (size_t)word->len);
+            pool += word->len;
+        }
+    }
+    compiled->start[26] = count;
+    PyObject *capsule = PyCapsule_New(compiled, WORDS_CAPSULE, words_free);
+    if (capsule == NULL) PyMem_Free(compiled);
+    return capsule;
+bad:
+    PyErr_SetString(PyExc_TypeError, "table: 26 tuples of (str, int) pairs, for the letters a-z, kinds 1 or 2");
+    return NULL;
+}
+
+/* The compiled table in a capsule made by words(); NULL with TypeError if it is not one. */
+const Words *words_of(PyObject *capsule) {
+    if (!PyCapsule_IsValid(capsule, WORDS_CAPSULE)) {
+        PyErr_SetString(PyExc_TypeError, "words: a table compiled by _pii_clusters.words (Cues.words)");
+        return NULL;
+    }
+    return PyCapsule_GetPointer(capsule, WORDS_CAPSULE);
+}
+
+/* A cue word of `words` at i (Cues.ascii matched at i, on the text lowercased): a word counts with no letter before
+ * it and none after it (`stop` ends the string, as an end position does), the first that matches in the table's
+ * order. Its length, and its kind in *kind; 0 if none. `positive_only`: only the positive words (Cues.after's and
+ * Cues.positive's); `loose`: no "no letter after" (Cues.positive's). The characters it reads (i - 1 to the word's
+ * end, within stop) are ASCII: the caller checks. */
+Py_ssize_t cue_word(const Text *t, Py_ssize_t i, Py_ssize_t stop, const Words *words, int positive_only, int loose,
+                    int *kind) {
     Py_UCS4 first = i < stop ? lc(t, i) : 0;
     if (!lower_letter(first) || (i >= 1 && lower_letter(lc(t, i - 1)))) return 0;
-    PyObject *words = PyTuple_GET_ITEM(table, first - 'a');
-    if (!PyTuple_Check(words)) return -1;
-    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++) {
-        PyObject *pair = PyTuple_GET_ITEM(words, w), *rest;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(rest = PyTuple_GET_ITEM(pair, 0))
-            || !PyUnicode_IS_ASCII(rest) || !PyLong_Check(PyTuple_GET_ITEM(pair, 1)))
-            return -1;
-        long k = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
-        if (positive_only && k != CUE_POSITIVE) continue;
-        Py_ssize_t len = PyUnicode_GET_LENGTH(rest), e = i + 1 + len;
+    const Word *w = words->words + words->start[first - 'a'], *last = words->words + words->start[first - 'a' + 1];
+    for (; w < last; w++) {
+        if (positive_only && w->kind != CUE_POSITIVE) continue;
+        Py_ssize_t len = w->len, e = i + 1 + len;
         if (e > stop) continue;
-        const char *r = (const char *)PyUnicode_DATA(rest);
         Py_ssize_t x = 0;
-        while (x < len && lc(t, i + 1 + x) == (Py_UCS4)(unsigned char)r[x]) x++;
-        if (x < len || (e < stop && lower_letter(lc(t, e)))) continue;
-        *kind = (int)k;
+        while (x < len && lc(t, i + 1 + x) == (Py_UCS4)(unsigned char)w->rest[x]) x++;
+        if (x < len || (!loose && e < stop && lower_letter(lc(t, e)))) continue;
+        *kind = w->kind;
         return 1 + len;
     }
+    return 0;
+}
+
+/* A positive word starts somewhere in the ASCII `t`, read lowercased, with no letter before it (Cues.positive). */
+int any_positive(const Text *t, const Words *words) {
+    int kind;
+    for (Py_ssize_t i = 0; i < t->n; i++)
+        if (cue_word(t, i, t->n, words, 1, 1, &kind)) return 1;
     return 0;
 }
 
@@ -43,20 +106,14 @@ int all_ascii(const Text *t, Py_ssize_t a, Py_ssize_t b) {
     return 1;
 }
 
-static int bad_table(void) {
-    PyErr_SetString(PyExc_TypeError, "table: 26 tuples of (str, int) pairs, for the letters a-z");
-    return -1;
-}
-
 /* What Context._window finds: 0 none, 1 positive, 2 negative, 3 undecided - the nearest cue word in the window
  * lo:start (after the last digit in it), a '#' right before the candidate, else a positive word or a unit right after
  * it (within hi, after up to three of " \t([:-"). It reads the text lowercased where it is ASCII; where the window
  * or what follows it (or the character before either) is not, the answer is 3: _window's patterns for other scripts
- * decide. `ascii`: the whole text is; `table`: Cues.table (26 tuples: checked here); `units`: the unit words, in
- * order. -1 with an exception set. */
+ * decide. `ascii`: the whole text is; `words`: the cues' compiled table; `units`: the unit words, in order. -1 with
+ * an exception set. */
 int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ssize_t lo, Py_ssize_t hi,
-               PyObject *table, PyObject *units) {
-    if (!PyTuple_Check(table) || PyTuple_GET_SIZE(table) != 26) return bad_table();
+               const Words *words, PyObject *units) {
     int kind = CUE_NONE;
     const unsigned char *c = t->c;
     for (Py_ssize_t d = start - 1; d >= lo; d--) /* the window starts after the last digit in it */
@@ -69,8 +126,7 @@ int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ss
             return CUE_UNDECIDED;
         int last = CUE_NONE;
         for (Py_ssize_t i = lo; i < start;) { /* as finditer walks: the last match is the nearest cue */
-            Py_ssize_t len = cue_word(t, i, start, table, 0, &kind);
-            if (len < 0) return bad_table();
+            Py_ssize_t len = cue_word(t, i, start, words, 0, 0, &kind);
             if (len) {
                 last = kind;
                 i += len;
@@ -90,9 +146,7 @@ int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ss
     for (int k = 0; k < 3 && j < hi && at(t, j) < 128 && at(t, j) && strchr(" \t([:-", (int)at(t, j)); k++) j++;
     if (!ascii && (j == 0 || !all_ascii(t, j, hi) || at(t, j - 1) >= 128)) /* (at 0 _window reads text[0] as */
         return CUE_UNDECIDED;                                               /* the one before: no candidate) */
-    Py_ssize_t word = cue_word(t, j, hi, table, 1, &kind);
-    if (word < 0) return bad_table();
-    if (word) return CUE_POSITIVE;
+    if (cue_word(t, j, hi, words, 1, 0, &kind)) return CUE_POSITIVE;
     for (Py_ssize_t u = 0; u < PyTuple_GET_SIZE(units); u++) {
         PyObject *unit = PyTuple_GET_ITEM(units, u);
         if (!PyUnicode_Check(unit) || !PyUnicode_IS_ASCII(unit)) {
@@ -109,7 +163,7 @@ int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ss
     return CUE_NONE;
 }
 
-/* cue(text, classes, start, end, lo, hi, table, units) -> window_cue's answer. */
+/* cue(text, classes, start, end, lo, hi, words, units) -> window_cue's answer. */
 PyObject *py_cue(PyObject *self, PyObject *args) {
     PyObject *text, *classes, *table, *units;
     Py_ssize_t start, end, lo, hi;
@@ -122,7 +176,9 @@ PyObject *py_cue(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "lo <= start <= end <= hi within the text are needed");
         return NULL;
     }
-    int kind = window_cue(&t, PyUnicode_IS_ASCII(text), start, end, lo, hi, table, units);
+    const Words *words = words_of(table);
+    if (words == NULL) return NULL;
+    int kind = window_cue(&t, PyUnicode_IS_ASCII(text), start, end, lo, hi, words, units);
     return kind < 0 ? NULL : PyLong_FromLong(kind);
 }
 
@@ -132,16 +188,13 @@ PyObject *py_cue(PyObject *self, PyObject *args) {
 #define WINDOW 40          /* pii_context.WINDOW */
 #define AFTER 16           /* pii_context.AFTER */
 
-/* The first cue word of `table` in the ASCII `label` (Cues.pattern.search(label), where label is ASCII: the ascii
+/* The first cue word of `words` in the ASCII `label` (Cues.pattern.search(label), where label is ASCII: the ascii
  * words on it lowercased find the same); CUE_NONE if none. */
-static int label_words(PyObject *label, PyObject *table) {
+static int label_words(PyObject *label, const Words *words) {
     Text l = {NULL, PyUnicode_GET_LENGTH(label), PyUnicode_KIND(label), PyUnicode_DATA(label)};
     int kind = CUE_NONE;
-    for (Py_ssize_t i = 0; i < l.n; i++) {
-        Py_ssize_t len = cue_word(&l, i, l.n, table, 0, &kind);
-        if (len < 0) return bad_table();
-        if (len) return kind;
-    }
+    for (Py_ssize_t i = 0; i < l.n; i++)
+        if (cue_word(&l, i, l.n, words, 0, 0, &kind)) return kind;
     return CUE_NONE;
 }
 
@@ -296,7 +349,8 @@ static PyObject *row_table(const Scan *s, Py_ssize_t row_start) {
  * searched by the hook label_cue (Cues.pattern). The steps are Context.cue's, in its order. */
 int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which) {
     const Text *t = &s->t;
-    PyObject *text = s->text, *table = PyTuple_GET_ITEM(s->tables, which), *row = NULL, *label;
+    PyObject *text = s->text, *row = NULL, *label;
+    const Words *words = s->words[which];
     Py_ssize_t nl = PyUnicode_FindChar(text, '\n', start > LINE_LOOKBACK ? start - LINE_LOOKBACK : 0, start, -1);
     if (nl == -2) return -1;
     Py_ssize_t line_start = nl + 1;
@@ -314,7 +368,7 @@ int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which) {
         Py_ssize_t cell_end = PyUnicode_FindChar(text, delimiter, end, hi, 1);
         if (cell_end >= 0) hi = cell_end;
     }
-    int kind = window_cue(t, s->ascii, start, end, lo, hi, table, s->units);
+    int kind = window_cue(t, s->ascii, start, end, lo, hi, words, s->units);
     if (kind == CUE_UNDECIDED) {
         PyObject *found = PyObject_CallMethod(s->ctx, "_window", "nnnnO", start, end, lo, hi,
                                               PyTuple_GET_ITEM(s->cues, which));
@@ -337,7 +391,7 @@ int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which) {
     if (PyUnicode_GET_LENGTH(label) == 0) {
         kind = CUE_NONE;
     } else if (PyUnicode_IS_ASCII(label)) {
-        kind = label_words(label, table);
+        kind = label_words(label, words);
     } else {
         PyObject *found = PyObject_CallFunctionObjArgs(s->label_cue, label, PyTuple_GET_ITEM(s->cues, which), NULL);
         kind = found == NULL ? -1 : cue_value(found);
@@ -357,38 +411,17 @@ PyObject *py_lookup(PyObject *self, PyObject *args) {
     return kind < 0 ? NULL : PyLong_FromLong(kind);
 }
 
-/* any_word(text, table) -> bool: a positive word of `table` starts somewhere in the ASCII `text` read lowercased,
- * with no letter before it (Cues.positive.search: the words without "no letter after"). */
+/* any_word(text, words) -> bool: a positive word starts somewhere in the ASCII `text` read lowercased, with no letter
+ * before it (Cues.positive.search: the words without "no letter after"). */
 PyObject *py_any_word(PyObject *self, PyObject *args) {
     PyObject *text, *table;
-    if (!PyArg_ParseTuple(args, "UO!", &text, &PyTuple_Type, &table)) return NULL;
+    if (!PyArg_ParseTuple(args, "UO", &text, &table)) return NULL;
+    const Words *words = words_of(table);
+    if (words == NULL) return NULL;
     if (!PyUnicode_IS_ASCII(text)) {
         PyErr_SetString(PyExc_ValueError, "an ASCII text is needed");
         return NULL;
     }
-    if (PyTuple_GET_SIZE(table) != 26) goto bad_table;
     Text t = {NULL, PyUnicode_GET_LENGTH(text), PyUnicode_KIND(text), PyUnicode_DATA(text)};
-    for (Py_ssize_t i = 0; i < t.n; i++) {
-        Py_UCS4 first = lc(&t, i);
-        if (!lower_letter(first) || (i >= 1 && lower_letter(lc(&t, i - 1)))) continue;
-        PyObject *words = PyTuple_GET_ITEM(table, first - 'a');
-        if (!PyTuple_Check(words)) goto bad_table;
-        for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++) {
-            PyObject *pair = PyTuple_GET_ITEM(words, w), *rest;
-            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
-                || !PyUnicode_Check(rest = PyTuple_GET_ITEM(pair, 0)) || !PyUnicode_IS_ASCII(rest)
-                || !PyLong_Check(PyTuple_GET_ITEM(pair, 1)))
-                goto bad_table;
-            if (PyLong_AsLong(PyTuple_GET_ITEM(pair, 1)) != CUE_POSITIVE) continue;
-            Py_ssize_t len = PyUnicode_GET_LENGTH(rest), x = 0;
-            const char *r = (const char *)PyUnicode_DATA(rest);
-            if (i + 1 + len > t.n) continue;
-            while (x < len && lc(&t, i + 1 + x) == (Py_UCS4)(unsigned char)r[x]) x++;
-            if (x == len) Py_RETURN_TRUE;
-        }
-    }
-    Py_RETURN_FALSE;
-bad_table:
-    PyErr_SetString(PyExc_TypeError, "table: 26 tuples of (str, int) pairs, for the letters a-z");
-    return NULL;
+    return PyBool_FromLong(any_positive(&t, words));
 }

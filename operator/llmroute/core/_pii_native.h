@@ -76,13 +76,28 @@ int text_of(PyObject *text, PyObject *classes, Text *t);
 int read_consts(PyObject *consts, Consts *k);
 int plan_items(const Text *t, Items *out, const Consts *k);
 int nanp_full(const Text *t, Py_ssize_t a, Py_ssize_t b);
+int shaped(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *tpl);
+int dots_full(const Text *t, Py_ssize_t a, Py_ssize_t b);
+int isbn_full(const Text *t, Py_ssize_t a, Py_ssize_t b);
 int trunk_full(const Text *t, Py_ssize_t a, Py_ssize_t b);
 
 /* _pii_context.c: the cue words around a candidate */
-Py_ssize_t cue_word(const Text *t, Py_ssize_t i, Py_ssize_t stop, PyObject *table, int positive_only, int *kind);
+typedef struct {
+    const char *rest; /* the word after its first letter */
+    Py_ssize_t len;
+    int kind; /* CUE_POSITIVE or CUE_NEGATIVE */
+} Word;
+typedef struct {
+    Py_ssize_t start[27]; /* the words starting with letter L: words[start[L]:start[L + 1]] */
+    Word *words;
+} Words;
+const Words *words_of(PyObject *capsule);
+Py_ssize_t cue_word(const Text *t, Py_ssize_t i, Py_ssize_t stop, const Words *words, int positive_only, int loose,
+                    int *kind);
 int all_ascii(const Text *t, Py_ssize_t a, Py_ssize_t b);
+int any_positive(const Text *t, const Words *words);
 int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ssize_t lo, Py_ssize_t hi,
-               PyObject *table, PyObject *units);
+               const Words *words, PyObject *units);
 
 /* A text being scanned and what pii_context.Context holds for it (its key, its table headers, the Context itself for
  * the lookups that Python decides), with pii_numbers' hooks: the tables and Python functions the compiled driver
@@ -92,8 +107,9 @@ typedef struct {
     int ascii;
     PyObject *text, *key, *headers, *ctx;
     Consts consts;
-    PyObject *units, *cues, *tables, *names;
-    PyObject *label_cue, *validated, *intl, *phone_at, *iban_at, *ipv6_at;
+    PyObject *units, *cues, *names;
+    const Words *words[4];
+    PyObject *label_cue, *validated, *valid_in, *iban_countries, *iban_at, *ipv6_at;
 } Scan;
 
 enum { CUES_PHONE = 0, CUES_CARD = 1, CUES_SSN = 2, CUES_IP = 3 };
@@ -105,6 +121,7 @@ int read_scan(PyObject *args, Scan *s, Py_ssize_t *start, Py_ssize_t *end, int *
 int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which);
 
 /* the module's functions, one file each */
+PyObject *py_words(PyObject *self, PyObject *table);
 PyObject *py_cue(PyObject *self, PyObject *args);
 PyObject *py_any_word(PyObject *self, PyObject *args);
 PyObject *py_lookup(PyObject *self, PyObject *args);

@@ -10,7 +10,7 @@
 
 static int bad_hooks(void) {
     PyErr_SetString(PyExc_TypeError,
-                    "hooks: (constants, units, cues, tables, names, label_cue, validated, international, phone_at, "
+                    "hooks: (constants, units, cues, words, names, label_cue, validated, valid_in, iban_countries, "
                     "iban_at, ipv6_at), as pii_numbers._HOOKS");
     return -1;
 }
@@ -18,7 +18,7 @@ static int bad_hooks(void) {
 /* The arguments of numbers() (text, classes, key, headers, ctx, hooks) into *s; with `start`, also lookup()'s
  * (start, end, which) after them. -1 with an exception set. */
 int read_scan(PyObject *args, Scan *s, Py_ssize_t *start, Py_ssize_t *end, int *which) {
-    PyObject *classes, *hooks, *consts;
+    PyObject *classes, *hooks, *consts, *tables;
     int ok = start == NULL
                  ? PyArg_ParseTuple(args, "UO!UO!OO!", &s->text, &PyBytes_Type, &classes, &s->key, &PyDict_Type,
                                     &s->headers, &s->ctx, &PyTuple_Type, &hooks)
@@ -26,16 +26,18 @@ int read_scan(PyObject *args, Scan *s, Py_ssize_t *start, Py_ssize_t *end, int *
                                     &s->headers, &s->ctx, &PyTuple_Type, &hooks, start, end, which);
     if (!ok || text_of(s->text, classes, &s->t) < 0) return -1;
     s->ascii = PyUnicode_IS_ASCII(s->text);
-    if (!PyArg_ParseTuple(hooks, "OO!O!O!O!OOOOOO", &consts, &PyTuple_Type, &s->units, &PyTuple_Type, &s->cues,
-                          &PyTuple_Type, &s->tables, &PyTuple_Type, &s->names, &s->label_cue, &s->validated,
-                          &s->intl, &s->phone_at, &s->iban_at, &s->ipv6_at)) {
+    if (!PyArg_ParseTuple(hooks, "OO!O!O!O!OOOUOO", &consts, &PyTuple_Type, &s->units, &PyTuple_Type, &s->cues,
+                          &PyTuple_Type, &tables, &PyTuple_Type, &s->names, &s->label_cue, &s->validated,
+                          &s->valid_in, &s->iban_countries, &s->iban_at, &s->ipv6_at)) {
         PyErr_Clear();
         return bad_hooks();
     }
-    if (PyTuple_GET_SIZE(s->cues) != 4 || PyTuple_GET_SIZE(s->tables) != 4 || PyTuple_GET_SIZE(s->names) != 4)
+    if (PyTuple_GET_SIZE(s->cues) != 4 || PyTuple_GET_SIZE(tables) != 4 || PyTuple_GET_SIZE(s->names) != 4)
         return bad_hooks();
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
         if (!PyUnicode_Check(PyTuple_GET_ITEM(s->names, i))) return bad_hooks();
+        if ((s->words[i] = words_of(PyTuple_GET_ITEM(tables, i))) == NULL) return -1;
+    }
     if (read_consts(consts, &s->consts) < 0) return -1;
     if (start != NULL && !(0 <= *start && *start <= *end && *end <= s->t.n && 0 <= *which && *which < 4)) {
         PyErr_SetString(PyExc_ValueError, "a span of the text and a cues index (0-3) are needed");
@@ -60,35 +62,134 @@ static int hook_hit(PyObject *hits, PyObject *found) {
     return r;
 }
 
-/* A hook's confidence (a float; 0 for none) as a hit of `which`. Steals `found`. */
-static int hook_conf(PyObject *hits, const Scan *s, int which, Py_ssize_t a, Py_ssize_t b, PyObject *found) {
-    if (found == NULL) return -1;
-    double conf = PyFloat_AsDouble(found);
-    Py_DECREF(found);
-    if (conf == -1.0 && PyErr_Occurred()) return -1;
-    return conf != 0.0 ? hit(hits, s, which, a, b, conf) : 0;
+/* The two capitals at a are a country with IBANs (one of hooks' iban_countries, two characters each). */
+static int iban_country(const Scan *s, Py_ssize_t a) {
+    Py_UCS4 x = at(&s->t, a), y = at(&s->t, a + 1);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s->iban_countries);
+    for (Py_ssize_t i = 0; i + 1 < n; i += 2)
+        if (PyUnicode_READ_CHAR(s->iban_countries, i) == x && PyUnicode_READ_CHAR(s->iban_countries, i + 1) == y)
+            return 1;
+    return 0;
 }
 
-/* pii_numbers._national: whether the national candidate a:b of `digits` digits is a phone number. */
-static int national(PyObject *hits, const Scan *s, Py_ssize_t a, Py_ssize_t b, Py_ssize_t digits, int *positive) {
+#define PHONE_SCAN_MAX 4096 /* pii_context._PHONE_SCAN_MAX */
+
+/* Context.phone_may_be_positive: false only when the text and its key are ASCII, at most PHONE_SCAN_MAX characters
+ * long, and hold no positive phone word (Cues.positive; read lowercased as the characters come, which on ASCII is
+ * what the Python scan of the lowercased text sees). */
+static int may_be_positive(const Scan *s) {
+    const Words *words = s->words[CUES_PHONE];
+    if (!s->ascii || s->t.n > PHONE_SCAN_MAX || any_positive(&s->t, words)) return 1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s->key);
+    if (n == 0) return 0;
+    if (!PyUnicode_IS_ASCII(s->key) || n > PHONE_SCAN_MAX) return 1;
+    Text key = {NULL, n, PyUnicode_KIND(s->key), PyUnicode_DATA(s->key)};
+    return any_positive(&key, words);
+}
+
+/* pii_numbers._national: the confidence that the national candidate a:b of `digits` digits is a phone number (0: it
+ * is not); -1 with an exception set. `positive`: may_be_positive's answer once asked (-1 before). */
+static double national(const Scan *s, Py_ssize_t a, Py_ssize_t b, Py_ssize_t digits, int *positive) {
     int nanp = nanp_full(&s->t, a, b), trunk = 8 <= digits && digits <= 12 && trunk_full(&s->t, a, b);
     if (!(nanp || trunk)) { /* only a positive cue makes a phone of another shape: is there one in the text? */
-        if (*positive < 0) {
-            PyObject *found = PyObject_CallMethod(s->ctx, "phone_may_be_positive", NULL);
-            *positive = found == NULL ? -1 : PyObject_IsTrue(found);
-            Py_XDECREF(found);
-            if (*positive < 0) return -1;
-        }
-        if (!*positive) return 0;
+        if (*positive < 0) *positive = may_be_positive(s);
+        if (!*positive) return 0.0;
     }
     int cue = lookup(s, a, b, CUES_PHONE);
-    if (cue < 0) return -1;
-    if (cue == CUE_NEGATIVE || (!nanp && !trunk && cue != CUE_POSITIVE)) return 0; /* (_validated: 0 then) */
+    if (cue < 0) return -1.0;
+    if (cue == CUE_NEGATIVE || (!nanp && !trunk && cue != CUE_POSITIVE)) return 0.0; /* (_validated: 0 then) */
     PyObject *candidate = PyUnicode_Substring(s->text, a, b);
-    if (candidate == NULL) return -1;
+    if (candidate == NULL) return -1.0;
     PyObject *found = PyObject_CallFunction(s->validated, "Oiii", candidate, nanp, trunk, cue == CUE_POSITIVE);
     Py_DECREF(candidate);
-    return hook_conf(hits, s, CUES_PHONE, a, b, found);
+    if (found == NULL) return -1.0;
+    double conf = PyFloat_AsDouble(found);
+    Py_DECREF(found);
+    return conf == -1.0 && PyErr_Occurred() ? -1.0 : conf;
+}
+
+/* pii_numbers.valid_in(number, None): the ASCII text[a:b] as an international number ("+" and the rest after a
+ * leading "00"; "(+44) 20 ..." without its "(" and first ")") is valid. 1, 0, or -1 with an exception set. */
+static int valid_international(const Scan *s, Py_ssize_t a, Py_ssize_t b) {
+    char buf[64];
+    Py_ssize_t len = 0, i = a;
+    Py_UCS4 first = at(&s->t, a);
+    int drop_paren = first == '(';
+    if (b - a + 1 > (Py_ssize_t)sizeof buf) return 0; /* (a cluster of at most 17 digits is never this long) */
+    if (first == '0') { /* "00..." -> "+..." */
+        buf[len++] = '+';
+        i = a + 2;
+    } else if (drop_paren) { /* "(+" -> "+", then the first ")" goes */
+        buf[len++] = '+';
+        i = a + 2;
+    }
+    for (; i < b; i++) {
+        Py_UCS4 ch = at(&s->t, i);
+        if (ch >= 128) return 0; /* (a cluster is ASCII) */
+        if (drop_paren && ch == ')') {
+            drop_paren = 0;
+            continue;
+        }
+        buf[len++] = (char)ch;
+    }
+    PyObject *found = PyObject_CallFunction(s->valid_in, "s#O", buf, len, Py_None);
+    int valid = found == NULL ? -1 : PyObject_IsTrue(found);
+    Py_XDECREF(found);
+    return valid;
+}
+
+/* pii_numbers._phone: the confidence that text[a:b] is a phone number (0: not); -1 with an exception set. */
+static double phone(const Scan *s, Py_ssize_t a, Py_ssize_t b, int *positive) {
+    const Text *t = &s->t;
+    const unsigned char *c = t->c;
+    Py_ssize_t digits = count_byte(c, a, b, '0');
+    if (digits < 7 || digits > 17 || has_byte(c, a, b, '/') || count_byte(c, a, b, '(') != count_byte(c, a, b, ')'))
+        return 0.0;
+    Py_UCS4 first = at(t, a), second = b - a >= 2 ? at(t, a + 1) : 0;
+    if (first == '+' || (first == '0' && second == '0') || (first == '(' && second == '+')) { /* international */
+        if (digits > 16 - (first != '0')) return 0.0;
+        int cue = lookup(s, a, b, CUES_PHONE);
+        if (cue < 0) return -1.0;
+        if (cue == CUE_NEGATIVE) return 0.0;
+        int valid = valid_international(s, a, b);
+        return valid < 0 ? -1.0 : !valid ? 0.0 : cue == CUE_POSITIVE ? 0.97 : 0.9;
+    }
+    if (digits > 12 || (has_byte(c, a, b, '-') && (shaped(t, a, b, "ddd-dd-dddd") || isbn_full(t, a, b))))
+        return 0.0; /* (a national number holding a date never gets here: the plan looks for one first) */
+    if (has_byte(c, a, b, '.') && !dots_full(t, a, b)) return 0.0;
+    return national(s, a, b, digits, positive);
+}
+
+static inline int phone_cut(Py_UCS4 ch) { /* what phone_at strips after the digits: " -.()/\u00a0" */
+    return ch == ' ' || ch == '-' || ch == '.' || ch == '(' || ch == ')' || ch == '/' || ch == 0xA0;
+}
+
+/* pii_numbers.phone_at: the phone number in the digit cluster a:b (with a '+', '(' or '(+' before it), if it is one,
+ * appended to hits; -1 with an exception set. */
+static int phone_at(PyObject *hits, const Scan *s, Py_ssize_t a, Py_ssize_t b, int *positive) {
+    const Text *t = &s->t;
+    Py_ssize_t n = t->n;
+    if (a > 0 && (at(t, a - 1) == '+' || at(t, a - 1) == '(')) {
+        a--;
+        if (a > 0 && at(t, a - 1) == '(' && at(t, a) == '+') a--; /* "(+44) 20 7946 0958" */
+    }
+    if (a > 0 && (phone_before(at(t, a - 1)) || (a >= 2 && at(t, a - 2) == ':' && at(t, a - 1) == ':')))
+        return 0; /* "tel:+1..." is a phone, "arn:aws:iam::004751573971" an account */
+    if (b < n && (word_ascii(at(t, b)) || (at(t, b) == '-' && b + 1 < n && (at(t, b + 1) == 'X' || at(t, b + 1) == 'x'))))
+        return 0;
+    for (int k = 0; k < 2; k++) {
+        double conf = phone(s, a, b, positive);
+        if (conf < 0) return -1;
+        if (conf > 0) return hit(hits, s, CUES_PHONE, a, b, conf);
+        if (!has_byte(t->c, b - 4 > a ? b - 4 : a, b, ' ')) return 0;
+        Py_ssize_t cut = b;
+        while (cut > a && is_digit(at(t, cut - 1))) cut--;
+        while (cut > a && phone_cut(at(t, cut - 1))) cut--;
+        /* only "415 555 0134 2 items": a short group after a space, not a longer number's tail */
+        if (!(0 < b - cut && b - cut <= 3) || cut == a || !(at(t, cut - 1) == ' ' || at(t, cut) == ' ')) return 0;
+        b = cut;
+    }
+    return 0;
 }
 
 /* What numbers_py yields for the item at *i (it advances *i past the items an IBAN's hit skips). */
@@ -97,8 +198,10 @@ static int item(PyObject *hits, const Scan *s, const Items *items, Py_ssize_t *i
     Py_ssize_t a = it->a, b = it->b;
     int cue;
     switch (it->kind) {
-    case K_NATIONAL:
-        return national(hits, s, a, b, it->c, positive);
+    case K_NATIONAL: {
+        double conf = national(s, a, b, it->c, positive);
+        return conf < 0 ? -1 : conf > 0 ? hit(hits, s, CUES_PHONE, a, b, conf) : 0;
+    }
     case K_IPV4: /* c: both first octets below 10 (only a positive cue makes that an address) */
         if ((cue = lookup(s, a, b, CUES_IP)) < 0) return -1;
         if (cue == CUE_NEGATIVE || (it->c && cue != CUE_POSITIVE)) return 0;
@@ -112,15 +215,13 @@ static int item(PyObject *hits, const Scan *s, const Items *items, Py_ssize_t *i
         if (cue == CUE_NEGATIVE) return 0;
         return hit(hits, s, CUES_CARD, a, b, cue == CUE_POSITIVE ? 0.99 : it->c ? 0.9 : 0.8);
     case K_INTL: {
-        PyObject *candidate = PyUnicode_Substring(s->text, a, b);
-        if (candidate == NULL) return -1;
-        PyObject *found = PyObject_CallFunction(s->intl, "OnnO", s->ctx, a, b, candidate);
-        Py_DECREF(candidate);
-        return hook_conf(hits, s, CUES_PHONE, a, b, found);
+        double conf = phone(s, a, b, positive);
+        return conf < 0 ? -1 : conf > 0 ? hit(hits, s, CUES_PHONE, a, b, conf) : 0;
     }
     case K_PHONE_AT:
-        return hook_hit(hits, PyObject_CallFunction(s->phone_at, "OOnn", s->text, s->ctx, a, b)) < 0 ? -1 : 0;
+        return phone_at(hits, s, a, b, positive);
     case K_IBAN: {
+        if (!iban_country(s, a)) return 0; /* (iban_at: no IBAN in a country that has none) */
         int r = hook_hit(hits, PyObject_CallFunction(s->iban_at, "On", s->text, a));
         if (r == 1) /* the rest of the cluster is not looked at (an IBAN holds no other number) */
             *i += b < items->len - 1 - *i ? b : items->len - 1 - *i;

@@ -71,7 +71,7 @@ class Detector:
         hits = pii_keys.keys(text, context)
         if "@" in text:
             hits[:0] = pii_net.emails(text, context)  # e-mail first: overlaps are resolved in this order
-        if b"0" in context.classes:  # a digit
+        if context.classes.find(b"0") >= 0:  # a digit (``in`` would try the bytes as an int first, and raise)
             hits.extend(pii_numbers.numbers(text, context))
         for name, pattern, confidence, reach in self._custom:
             hits.extend((name, m.start(), m.end(), confidence) for m in pattern_cost.finditer(pattern, text, reach))

@@ -22,6 +22,13 @@ AFTER = 16
 """How far after a candidate a positive cue may stand ("+44 20 7946 0958 (mobile)")."""
 
 
+_compiled_words: Callable[[tuple[tuple[tuple[str, int], ...], ...]], object] | None
+try:
+    from llmroute.core._pii_clusters import words as _compiled_words
+except ImportError:  # not built: every lookup runs in Python
+    _compiled_words = None
+
+
 class Cue(Enum):
     """What the context says about a candidate."""
 
@@ -99,6 +106,9 @@ class Cues:
     table: tuple[tuple[tuple[str, int], ...], ...]
     """``ascii``'s words for the compiled lookup (``_pii_clusters.cue``): for each letter a-z, the words starting with
     it as (rest of the word, 1 positive or 2 negative), in the order ``ascii`` tries them."""
+    words: object
+    """``table`` compiled once for the compiled part (``_pii_clusters.words``), which reads only that; None where it
+    is not built."""
 
 
 def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
@@ -111,7 +121,10 @@ def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
         tuple((rest, side + 1) for side, rests in enumerate(ascii_words.get(letter, ((), ()))) for rest in rests)
         for letter in string.ascii_lowercase
     )
-    return Cues(pattern, _ascii_cues(positive[0], negative[0]), _ascii_cues(positive[0], "", loose=True), after, table)
+    words = _compiled_words(table) if _compiled_words is not None else None
+    return Cues(
+        pattern, _ascii_cues(positive[0], negative[0]), _ascii_cues(positive[0], "", loose=True), after, table, words
+    )
 
 
 def _ascii_groups(positive: str, negative: str) -> dict[str, tuple[list[str], list[str]]]:
@@ -226,8 +239,7 @@ _CLASS_TABLE = _table(
 _TOKEN_TABLE = _table({string.digits + string.ascii_letters + "_-.+/!#$%^&*~": "t"}, " ")
 
 
-_CueTable = tuple[tuple[tuple[str, int], ...], ...]
-_compiled_cue: Callable[[str, bytes, int, int, int, int, _CueTable, tuple[str, ...]], int] | None
+_compiled_cue: Callable[[str, bytes, int, int, int, int, object, tuple[str, ...]], int] | None
 try:
     from llmroute.core._pii_clusters import cue as _compiled_cue
 except ImportError:  # not built: ``Context._window`` does the same in Python
@@ -235,7 +247,7 @@ except ImportError:  # not built: ``Context._window`` does the same in Python
 
 def positive_word_py(lower: str) -> bool:
     """A positive phone word starts in ``lower`` (an ASCII text lowercased): ``PHONE.positive`` finds one.
-    ``_pii_clusters.any_word`` answers the same from ``PHONE.table`` (a test compares the two)."""
+    ``_pii_clusters.any_word`` answers the same from ``PHONE.words`` (a test compares the two)."""
     return PHONE.positive.search(lower) is not None
 
 
@@ -243,7 +255,7 @@ try:
     from llmroute.core._pii_clusters import any_word as _any_word
 
     def _positive_word(lower: str) -> bool:
-        return _any_word(lower, PHONE.table)
+        return _any_word(lower, PHONE.words)
 except ImportError:  # not built
     _positive_word = positive_word_py
 
@@ -335,7 +347,7 @@ class Context:
             cell_end = text.find(delimiter, end, hi)
             hi = hi if cell_end < 0 else cell_end
         # the window and what follows it: compiled where they are ASCII (3: not, or no extension), else ``_window``
-        kind = _compiled_cue(text, classes, start, end, lo, hi, cues.table, _UNIT_WORDS) if _compiled_cue else 3
+        kind = _compiled_cue(text, classes, start, end, lo, hi, cues.words, _UNIT_WORDS) if _compiled_cue else 3
         if kind == 3:
             found_cue = self._window(start, end, lo, hi, cues)
             if found_cue is not None:

@@ -181,6 +181,11 @@ def iban_at(text: str, start: int) -> Hit | None:
     return ("iban", start, end, 0.97)
 
 
+IBAN_COUNTRIES = "".join(sorted(p[1] for p in _IBAN_DB.prefixes if iban_format.__wrapped__(p[1])))
+"""The countries whose IBANs ``iban_at`` validates (``iban_format`` is not None), two letters each: elsewhere it
+finds none (a test checks every pair of capitals)."""
+
+
 def _iban_end(text: str, start: int, length: int) -> int | None:
     """Where an IBAN of ``length`` characters starting at ``start`` ends (single spaces between groups allowed)."""
     m = _iban_span(length).match(text, start)
@@ -549,18 +554,19 @@ _HOOKS = (
     PLAN_CONSTANTS,
     pii_context._UNIT_WORDS,
     (PHONE, CARD, SSN, IP),
-    (PHONE.table, CARD.table, SSN.table, IP.table),
+    (PHONE.words, CARD.words, SSN.words, IP.words),
     ("phone", "credit_card", "us_ssn", "ip_address"),
     pii_context.label_cue,
     _validated,
-    _phone,
-    phone_at,
+    valid_in,
+    IBAN_COUNTRIES,
     iban_at,
     pii_net.ipv6_at,
 )
 """What the compiled driver is given: the plan's constants, the unit words, the cues it looks up (in the order of its
-``CUES_*``) with their word tables, the type names of its hits, and the Python functions ``numbers_py`` calls for a
-non-ASCII label, a national number's validation, an international number, ``phone_at``, an IBAN and an IPv6 address."""
+``CUES_*``) with their compiled word tables, the type names of its hits, the Python functions it calls where
+``numbers_py`` does (a label that is not ASCII, a national number's and an international number's validation), the
+countries an IBAN may start with (it calls ``iban_at`` only there) and the IBAN and IPv6 checks."""
 
 _Headers = dict[int, tuple[str, str] | None]
 _compiled_numbers: Callable[[str, bytes, str, _Headers, object, tuple[object, ...]], list[Hit]] | None
