@@ -8,7 +8,8 @@ of every str width, NUL) goes through every compiled function with arbitrary spa
 ``pii_numbers.plan_py``, ``numbers`` (the driver) against ``pii_numbers.numbers_py``, ``lookup`` against
 ``Context.cue`` (with headers and keys), ``long_tokens`` against ``pii_keys.long_tokens_py``, ``cue`` against
 ``Context._window`` (where it does not leave the window to Python), ``any_word`` against
-``pii_context.positive_word_py``, and the test hooks. A difference stops the run with the text; the sanitizers stop it on a memory error or undefined behaviour.
+``pii_context.positive_word_py``, and the test hooks. A difference stops the run with the text; the sanitizers stop it
+on a memory error or undefined behaviour.
 """
 
 from __future__ import annotations
