@@ -6,7 +6,8 @@ into a temporary folder and runs this with the sanitizer runtime preloaded; run 
 Each generated text (up to 80 pieces: digits, separators, cue words, card/SSN/address shapes, version pins, characters
 of every str width, NUL) goes through every compiled function with arbitrary spans and windows: ``plan`` against
 ``pii_numbers.plan_py``, ``numbers`` (the driver) against ``pii_numbers.numbers_py``, ``lookup`` against
-``Context.cue`` (with headers and keys), ``long_tokens`` against ``pii_keys.long_tokens_py``, ``cue`` against
+``Context.cue`` (with headers and keys), ``long_tokens`` against ``pii_keys.long_tokens_py``, ``key_tokens`` against
+``pii_keys.key_tokens_py``, ``cue`` against
 ``Context._window`` (where it does not leave the window to Python), ``any_word`` against
 ``pii_context.positive_word_py``, and the test hooks. A difference stops the run with the text; the sanitizers stop it
 on a memory error or undefined behaviour.
@@ -29,6 +30,8 @@ PIECES = [
     "378282246310005", "123-45-6789", "123 45 6789", "8.8.8.8", "34.1.2.3", "192.168.1.1", "172.20.0.1", "==", "@v",
     "/24", "/32", ".5", "1", "22", "333", "4444", "phone,order;ip\n", "t\u00e9l,x\n", "+44 20 7946 0958", "DE89",
     "415-555-0134", "(415) 555-0134", "020 7946 0958", "2001:db8::1", "GB82WEST12345698765432",
+    "sk-proj-", "AKIA", "ghp_", "eyJ", ".eyJ", "token=", "api_key: ", "9fK2mQ7xL4pW8nT3vB6yH1cR", "xxxx", "\u017f",
+    "\u212a", "settings.",
 ]
 KEYS = ["", "phone", "order_id", "t\u00e9l\u00e9phone", "ssn"]
 CUES = [pii_context.PHONE, pii_context.CARD, pii_context.SSN, pii_context.IP]
@@ -63,6 +66,11 @@ def one(m: ModuleType, rng: random.Random) -> None:
         assert got == reference.cue(s, e, CUES[which]).value, (t, key, s, e, which)
     for first in (None, pii_keys._SHAPED_FIRST):
         assert m.long_tokens(t, ctx.tokens, first) == pii_keys.long_tokens_py(t, ctx.tokens, first), t
+    keys = m.key_tokens(t, ctx.tokens, pii_keys._assigned, pii_keys._random_looking)
+    assert keys == pii_keys.key_tokens_py(t, pii_context.Context(t)), t
+    for name in ("shaped", "random", "random_shaped", "reference", "placeholder"):
+        a = rng.randint(0, len(t))
+        m.key_check(name, t, a, rng.randint(a, len(t)))
     lower = ctx.lower()
     for _ in range(5):
         s = rng.randint(0, len(t))

@@ -813,6 +813,8 @@ static PyMethodDef methods[] = {
     {"cue", py_cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, words, units) -> 0-3: Context._window's."},
     {"any_word", py_any_word, METH_VARARGS, "any_word(text, words) -> bool: a positive cue word starts in the text."},
     {"long_tokens", py_long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]."},
+    {"key_tokens", py_key_tokens, METH_VARARGS, "key_tokens(text, tokens, assigned, random_looking) -> [hit, ...]."},
+    {"key_check", py_key_check, METH_VARARGS, "key_check(name, text, a, b) -> int: one key check alone (tests)."},
     {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},
     {"shape", shape, METH_VARARGS, "shape(name, text, classes, a, b) -> bool: one shape test alone (tests)."},
     {NULL, NULL, 0, NULL},

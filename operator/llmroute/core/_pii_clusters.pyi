@@ -1,5 +1,7 @@
 """The PII detector's compiled part (``_pii_*.c``); each function mirrors the Python one its docstring names."""
 
+from collections.abc import Callable
+
 def plan(text: str, classes: bytes, constants: object, /) -> list[tuple[int, int, int, int]]: ...
 def clusters(text: str, classes: bytes, /) -> list[tuple[int, int, int]]: ...
 def shape(name: str, text: str, classes: bytes, a: int, b: int, /) -> bool: ...
@@ -38,3 +40,11 @@ def lookup(
     which: int,
     /,
 ) -> int: ...
+def key_tokens(
+    text: str,
+    tokens: bytes,
+    assigned: Callable[[str, int, int], bool],
+    random_looking: Callable[[str, bool], bool],
+    /,
+) -> list[tuple[str, int, int, float]]: ...
+def key_check(name: str, text: str, a: int, b: int, /) -> int: ...

@@ -126,6 +126,8 @@ PyObject *py_cue(PyObject *self, PyObject *args);
 PyObject *py_any_word(PyObject *self, PyObject *args);
 PyObject *py_lookup(PyObject *self, PyObject *args);
 PyObject *py_long_tokens(PyObject *self, PyObject *args);
+PyObject *py_key_tokens(PyObject *self, PyObject *args);
+PyObject *py_key_check(PyObject *self, PyObject *args);
 PyObject *py_numbers(PyObject *self, PyObject *args);
 
 #endif

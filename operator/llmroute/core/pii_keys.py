@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 
 from llmroute.core.pii_context import Context
 
@@ -77,19 +78,31 @@ def keys(text: str, ctx: Context) -> list[Hit]:
     at = text.find(_PRIVATE_KEY)
     if pos == -1 and at == -1:
         return []
-    hits: list[Hit] = []
-    lower = ctx.lower()
-    named = not lower or _ASSIGNED_WORDS.search(lower) is not None  # else no window can hold a key-like name
-    if pos != -1:
-        for start, end in long_tokens(text, tokens, None if named else _SHAPED_FIRST):
-            hit = _token(text, start, end, named, lower)
-            if hit is not None:
-                hits.append(hit)
+    if pos == -1:
+        hits: list[Hit] = []
+    elif _compiled_key_tokens is not None:
+        hits = _compiled_key_tokens(text, tokens, _assigned, _random_looking)
+    else:
+        hits = key_tokens_py(text, ctx)
     while at != -1:
         m = _SHAPED.match(text, text.rfind("-----BEGIN", max(0, at - 40), at))
         if m is not None and m.end() == at + len(_PRIVATE_KEY):
             hits.append(("api_key", m.start(), m.end(), 0.97))
         at = text.find(_PRIVATE_KEY, at + 1)
+    return hits
+
+
+def key_tokens_py(text: str, ctx: Context) -> list[Hit]:
+    """The keys among the text's long tokens: vendor shapes, and random-looking values assigned to a key-like name.
+    ``_pii_clusters.key_tokens`` (compiled) finds the same, calling ``_assigned`` and ``_random_looking`` where
+    their patterns and float sums decide (a test compares the two)."""
+    lower = ctx.lower()
+    named = not lower or _ASSIGNED_WORDS.search(lower) is not None  # else no window can hold a key-like name
+    hits: list[Hit] = []
+    for start, end in long_tokens(text, ctx.tokens, None if named else _SHAPED_FIRST):
+        hit = _token(text, start, end, named, lower)
+        if hit is not None:
+            hits.append(hit)
     return hits
 
 
@@ -109,10 +122,13 @@ def long_tokens_py(text: str, tokens: bytes, first: str | None) -> list[tuple[in
     return spans
 
 
+_compiled_key_tokens: Callable[[str, bytes, Callable[..., bool], Callable[..., bool]], list[Hit]] | None
 try:
+    from llmroute.core._pii_clusters import key_tokens as _compiled_key_tokens
     from llmroute.core._pii_clusters import long_tokens
 except ImportError:  # not built
     long_tokens = long_tokens_py
+    _compiled_key_tokens = None
 
 
 def _token(text: str, start: int, end: int, named: bool = True, lower: str = "") -> Hit | None:
