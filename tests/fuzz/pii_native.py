@@ -5,12 +5,11 @@ into a temporary folder and runs this with the sanitizer runtime preloaded; run 
 
 Each generated text (up to 80 pieces: digits, separators, cue words, card/SSN/address shapes, version pins, characters
 of every str width, NUL) goes through every compiled function with arbitrary spans and windows: ``plan`` against
-``pii_numbers.plan_py``, ``numbers`` (the driver) against ``pii_numbers.numbers_py``, ``lookup`` against
-``Context.cue`` (with headers and keys), ``long_tokens`` against ``pii_keys.long_tokens_py``, ``key_tokens`` against
-``pii_keys.key_tokens_py``, ``cue`` against
-``Context._window`` (where it does not leave the window to Python), ``any_word`` against
-``pii_context.positive_word_py``, and the test hooks. A difference stops the run with the text; the sanitizers stop it
-on a memory error or undefined behaviour.
+``pii_numbers.plan_py``, ``numbers`` (the driver) against ``pii_numbers.numbers_py``, ``lookup`` against ``Context.cue``
+(with headers and keys), ``detect_many`` against ``pii.builtin_hits_py``, ``long_tokens`` against
+``pii_keys.long_tokens_py``, ``key_tokens`` against ``pii_keys.key_tokens_py``, ``cue`` against ``Context._window``
+(where it does not leave the window to Python), ``any_word`` against ``pii_context.positive_word_py``, and the test
+hooks. A difference stops the run with the text; the sanitizers stop it on a memory error or undefined behaviour.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import sys
 import time
 from types import ModuleType
 
-from llmroute.core import pii_context, pii_keys, pii_numbers
+from llmroute.core import pii, pii_context, pii_keys, pii_numbers
 
 PIECES = [
     *"0123456789 -.()/:+#,|\n\tTZxXAEabf_=%[",
@@ -66,6 +65,9 @@ def one(m: ModuleType, rng: random.Random) -> None:
         assert got == reference.cue(s, e, CUES[which]).value, (t, key, s, e, which)
     for first in (None, pii_keys._SHAPED_FIRST):
         assert m.long_tokens(t, ctx.tokens, first) == pii_keys.long_tokens_py(t, ctx.tokens, first), t
+    detect_hooks = (*pii._DETECT_HOOKS[:2], hooks, *pii._DETECT_HOOKS[3:])
+    assert m.detect_many([(t, key), (t[: len(t) // 2], "")], detect_hooks) == [
+        pii.builtin_hits_py(t, key), pii.builtin_hits_py(t[: len(t) // 2], "")], (t, key)
     keys = m.key_tokens(t, ctx.tokens, pii_keys._assigned, pii_keys._random_looking)
     assert keys == pii_keys.key_tokens_py(t, pii_context.Context(t)), t
     for name in ("shaped", "random", "random_shaped", "reference", "placeholder"):

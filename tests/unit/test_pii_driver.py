@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmroute.core import pii, pii_context, pii_numbers, request_text
+from llmroute.core import pii, pii_context, pii_keys, pii_numbers, request_text
 from tests.benchmarks import bench_pii, pii_corpus
 from tests.unit import test_pii_clusters as clusters
 from tests.unit import test_pii_stress as stress
@@ -227,3 +227,66 @@ def test_iban_countries_are_every_pair_of_capitals_iban_format_knows() -> None:
     countries = pii_numbers.IBAN_COUNTRIES
     assert [countries[i : i + 2] for i in range(0, len(countries), 2)] == known
     assert {"DE", "GB", "FR", "NL"} <= set(known) and "US" not in known
+
+
+# --- the whole built-in pass over many texts (``core/_pii_detect.c``) -----------------------------------------------
+
+
+@contextmanager
+def all_python() -> Iterator[None]:
+    """``builtin_hits_py`` with every compiled piece below it switched off too (cue window, driver, key walk)."""
+    saved = (pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens)
+    pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens = None, None
+    try:
+        with python_only():
+            yield
+    finally:
+        pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens = saved
+
+
+def assert_same_builtin_hits(items: list[tuple[str, str]]) -> int:
+    found = _pii_clusters.detect_many(items, pii._DETECT_HOOKS)
+    with all_python():
+        expected = [pii.builtin_hits_py(text, key) for text, key in items]
+    for i, (hits, want) in enumerate(zip(found, expected, strict=True)):
+        assert hits == want, f"text {i} (key {items[i][1]!r}): {items[i][0][:120]!r}"
+    return sum(map(len, expected))
+
+
+def test_the_pass_in_use_is_the_compiled_one() -> None:
+    assert pii._compiled_detect is _pii_clusters.detect_many
+
+
+def test_same_builtin_hits_on_the_corpus_and_the_stress_texts() -> None:
+    assert assert_same_builtin_hits(_corpus()) > 2500
+    groups = stress.random_groups()
+    assert assert_same_builtin_hits([tk for texts in groups.values() for tk in texts]) > 1000
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.one_of(clusters.texts, clusters.mixed_texts, TABLES,
+                                    st.sampled_from(["", "mail ada@example.org now", "-----BEGIN PRIVATE KEY-----",
+                                                     "token=9fK2mQ7xL4pW8nT3vB6yH1cR", "\u00e9\u0660@x.io"])),
+                          KEYS), max_size=6))
+def test_same_builtin_hits_on_generated_requests(items: list[tuple[str, str]]) -> None:
+    """Several texts per call (the views buffer is reused and grows), e-mail, keys, PEM and numbers in each."""
+    assert_same_builtin_hits(items)
+
+
+def test_detect_many_is_detect_for_each() -> None:
+    items = _corpus()[-300:]
+    assert pii.DEFAULT.detect_many(items) == [pii.detect(text, key) for text, key in items]
+    detector = pii.Detector([pii.CustomDetector("ticket", r"TCK-[0-9]{6}")])
+    items = [("see TCK-123456 and call 415-555-0134", ""), ("", ""), ("TCK-000001", "x")]
+    assert detector.detect_many(items) == [detector.detect(t, k) for t, k in items]
+    assert [f.type for f in detector.detect_many(items)[0]] == ["ticket", "phone"]
+
+
+def test_detect_many_refuses_what_it_cannot_read() -> None:
+    with pytest.raises(TypeError, match="pairs"):
+        _pii_clusters.detect_many([("text",)], pii._DETECT_HOOKS)
+    with pytest.raises(TypeError, match="pairs"):
+        _pii_clusters.detect_many([("text", None)], pii._DETECT_HOOKS)
+    with pytest.raises(TypeError, match="hooks"):
+        _pii_clusters.detect_many([("text", "")], pii._DETECT_HOOKS[:3])
+    assert _pii_clusters.detect_many([], pii._DETECT_HOOKS) == []

@@ -225,6 +225,21 @@ static int cue_value(PyObject *found) {
     return (int)kind;
 }
 
+/* The Context's table headers: the dict numbers() was given, or one made for this text on first use (detect_many
+ * makes no Context unless a lookup needs Python). A borrowed reference; NULL with an exception set. */
+PyObject *scan_headers(const Scan *s) {
+    Lazy *lazy = s->lazy;
+    if (lazy->headers == NULL) lazy->headers = PyDict_New();
+    return lazy->headers;
+}
+
+/* The text's pii_context.Context: the one numbers() was given, or one made from (text, key) on first use. */
+PyObject *scan_context(const Scan *s) {
+    Lazy *lazy = s->lazy;
+    if (lazy->ctx == NULL) lazy->ctx = PyObject_CallFunctionObjArgs(lazy->context_class, s->text, s->key, NULL);
+    return lazy->ctx;
+}
+
 #define HEADER_CELL_MAX 32 /* pii_context._HEADER_CELL_MAX */
 
 /* headers[row] = found (None for NULL) for each visited row. */
@@ -240,15 +255,15 @@ static int remember(PyObject *headers, const Py_ssize_t *rows, Py_ssize_t n, PyO
 
 /* The header row above `pos` (the start of a row of `cells` delimiters) and the rows it walked, as Context._table:
  * *found (a new reference, or NULL: no header) and the visited rows appended to *rows. */
-static int header_above(const Scan *s, Py_ssize_t pos, Py_UCS4 delimiter, PyObject *delim, Py_ssize_t cells,
-                        Py_ssize_t **rows, Py_ssize_t *n_rows, Py_ssize_t *cap, PyObject **found) {
+static int header_above(const Scan *s, PyObject *headers, Py_ssize_t pos, Py_UCS4 delimiter, PyObject *delim,
+                        Py_ssize_t cells, Py_ssize_t **rows, Py_ssize_t *n_rows, Py_ssize_t *cap, PyObject **found) {
     PyObject *text = s->text;
     *found = NULL;
     while (pos > 0) {
         Py_ssize_t prev_start = PyUnicode_FindChar(text, '\n', 0, pos - 1, -1) + 1;
         PyObject *k = PyLong_FromSsize_t(prev_start);
         if (k == NULL) return -1;
-        PyObject *cached = PyDict_GetItemWithError(s->headers, k);
+        PyObject *cached = PyDict_GetItemWithError(headers, k);
         Py_DECREF(k);
         if (cached != NULL) { /* a row looked up before: its answer, when its delimiter is this one */
             if (PyTuple_Check(cached) && PyTuple_GET_SIZE(cached) == 2 && PyUnicode_Check(PyTuple_GET_ITEM(cached, 1))
@@ -298,9 +313,9 @@ static int header_above(const Scan *s, Py_ssize_t pos, Py_UCS4 delimiter, PyObje
  * whose cells are short, over rows of as many), remembered in headers for the row and every row walked; NULL without
  * an exception when the row is not a table row. A new reference. */
 static PyObject *row_table(const Scan *s, Py_ssize_t row_start) {
-    PyObject *text = s->text, *k = PyLong_FromSsize_t(row_start), *found;
-    if (k == NULL) return NULL;
-    found = PyDict_GetItemWithError(s->headers, k);
+    PyObject *text = s->text, *headers = scan_headers(s), *k, *found;
+    if (headers == NULL || (k = PyLong_FromSsize_t(row_start)) == NULL) return NULL;
+    found = PyDict_GetItemWithError(headers, k);
     Py_DECREF(k);
     if (found != NULL) {
         if (found == Py_None) return NULL;
@@ -334,10 +349,12 @@ static PyObject *row_table(const Scan *s, Py_ssize_t row_start) {
     int r = 0;
     if (cells && row_start) { /* else: no delimiter, not a table row; or no row above to be its header */
         PyObject *delim = PyUnicode_FromOrdinal((int)delimiters[best]);
-        r = delim == NULL ? -1 : header_above(s, row_start, delimiters[best], delim, cells, &rows, &n_rows, &cap, &found);
+        r = delim == NULL ? -1
+                          : header_above(s, headers, row_start, delimiters[best], delim, cells, &rows, &n_rows, &cap,
+                                         &found);
         Py_XDECREF(delim);
     }
-    if (r == 0) r = remember(s->headers, rows, n_rows, found);
+    if (r == 0) r = remember(headers, rows, n_rows, found);
     PyMem_Free(rows);
     if (r < 0) Py_CLEAR(found);
     return found;
@@ -370,8 +387,9 @@ int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which) {
     }
     int kind = window_cue(t, s->ascii, start, end, lo, hi, words, s->units);
     if (kind == CUE_UNDECIDED) {
-        PyObject *found = PyObject_CallMethod(s->ctx, "_window", "nnnnO", start, end, lo, hi,
-                                              PyTuple_GET_ITEM(s->cues, which));
+        PyObject *ctx = scan_context(s), *found = NULL;
+        if (ctx != NULL)
+            found = PyObject_CallMethod(ctx, "_window", "nnnnO", start, end, lo, hi, PyTuple_GET_ITEM(s->cues, which));
         kind = found == NULL ? -1 : found == Py_None ? CUE_NONE : cue_value(found);
         Py_XDECREF(found);
     }
@@ -404,9 +422,10 @@ int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which) {
 /* lookup(text, classes, key, headers, ctx, hooks, start, end, which) -> 0-2: lookup's answer (for the tests). */
 PyObject *py_lookup(PyObject *self, PyObject *args) {
     Scan s;
+    Lazy lazy;
     Py_ssize_t start, end;
     int which;
-    if (read_scan(args, &s, &start, &end, &which) < 0) return NULL;
+    if (read_scan(args, &s, &lazy, &start, &end, &which) < 0) return NULL;
     int kind = lookup(&s, start, end, which);
     return kind < 0 ? NULL : PyLong_FromLong(kind);
 }

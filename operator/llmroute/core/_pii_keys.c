@@ -145,20 +145,31 @@ static Py_ssize_t shaped_key(const Text *t, Py_ssize_t i) {
     }
 }
 
-/* text[a:b] holds `word` (ASCII, lowercase) read lowercased. */
-static int holds(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *word) {
-    Py_ssize_t len = (Py_ssize_t)strlen(word);
-    for (Py_ssize_t i = a; i + len <= b; i++) {
-        Py_ssize_t x = 0;
-        while (x < len && lc(t, i + x) == (Py_UCS4)(unsigned char)word[x]) x++;
-        if (x == len) return 1;
+/* The character as case-insensitive matching compares it with ASCII letters: ASCII lowercased, and the four other
+ * characters Python's re matches with one (dotted and dotless I, long s, Kelvin sign; a test checks there are no
+ * more). Anything else is returned as it is (it matches no ASCII letter). */
+static inline Py_UCS4 fold(Py_UCS4 ch) {
+    if (ch < 128) return (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
+    switch (ch) {
+    case 0x130: case 0x131: return 'i';
+    case 0x17F: return 's';
+    case 0x212A: return 'k';
+    default: return ch;
     }
-    return 0;
 }
 
+/* text[a:b] holds one of `words` (ASCII, lowercase, NULL-terminated), its characters read through fold: one pass,
+ * each position compared only with the words starting with its character. */
 static int holds_any(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *const *words) {
-    for (; *words; words++)
-        if (holds(t, a, b, *words)) return 1;
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 first = fold(at(t, i));
+        for (const char *const *w = words; *w; w++) {
+            if ((Py_UCS4)(unsigned char)(*w)[0] != first) continue;
+            Py_ssize_t x = 1;
+            while ((*w)[x] && i + x < b && fold(at(t, i + x)) == (Py_UCS4)(unsigned char)(*w)[x]) x++;
+            if (!(*w)[x]) return 1;
+        }
+    }
     return 0;
 }
 
@@ -244,7 +255,7 @@ static int token(PyObject *hits, const Text *t, const KeyHooks *h, Py_ssize_t a,
     } else {
         if (!named) return 0;
         Py_ssize_t lo = a > ASSIGNED_REACH ? a - ASSIGNED_REACH : 0;
-        if (all_ascii(t, lo, a) && !holds_any(t, lo, a, ASSIGNED_WORDS)) return 0; /* (_assigned's own first test) */
+        if (!holds_any(t, lo, a, ASSIGNED_WORDS)) return 0; /* (no name _ASSIGNED accepts, in any case: it fails) */
         int r = call_bool(h->assigned, Py_BuildValue("(Onn)", h->text, lo, a));
         if (r <= 0) return r;
         for (e = b; e > a && at(t, e - 1) == '.'; e--) {}
@@ -259,30 +270,36 @@ static int token(PyObject *hits, const Text *t, const KeyHooks *h, Py_ssize_t a,
     return r;
 }
 
-/* key_tokens(text, tokens, assigned, random_looking) -> [hit, ...]: what pii_keys.key_tokens_py finds in the long
- * tokens - vendor-shaped keys and random-looking values assigned to a key-like name - with its two Python functions
- * for the assignment pattern and the entropy where those decide. */
-PyObject *py_key_tokens(PyObject *self, PyObject *args) {
-    PyObject *classes;
-    KeyHooks h;
-    Text t;
-    if (!PyArg_ParseTuple(args, "UO!OO", &h.text, &PyBytes_Type, &classes, &h.assigned, &h.random_looking)) return NULL;
-    if (text_of(h.text, classes, &t) < 0) return NULL;
-    const unsigned char *tok = t.c;
-    /* no key-like name anywhere in an ASCII text: only vendor shapes (_SHAPED_FIRST) can be keys */
-    int named = !PyUnicode_IS_ASCII(h.text) || holds_any(&t, 0, t.n, ASSIGNED_WORDS);
-    PyObject *hits = PyList_New(0);
-    for (Py_ssize_t i = 0; hits != NULL && i < t.n;) {
+int key_tokens_into(PyObject *hits, PyObject *text, const Text *t, PyObject *assigned, PyObject *random_looking) {
+    const KeyHooks h = {text, assigned, random_looking};
+    const unsigned char *tok = t->c;
+    /* no key-like name anywhere in the text: only vendor shapes (_SHAPED_FIRST) can be keys */
+    int named = holds_any(t, 0, t->n, ASSIGNED_WORDS);
+    for (Py_ssize_t i = 0; i < t->n;) {
         if (tok[i] != 't') {
             i++;
             continue;
         }
         Py_ssize_t j = i;
-        while (j < t.n && tok[j] == 't') j++;
-        if (j - i >= 16 && (named || one_of(at(&t, i), "sAgxrhnSe-")) && token(hits, &t, &h, i, j, named) < 0)
-            Py_CLEAR(hits);
+        while (j < t->n && tok[j] == 't') j++;
+        if (j - i >= 16 && (named || one_of(at(t, i), "sAgxrhnSe-")) && token(hits, t, &h, i, j, named) < 0)
+            return -1;
         i = j;
     }
+    return 0;
+}
+
+/* key_tokens(text, tokens, assigned, random_looking) -> [hit, ...]: what pii_keys.key_tokens_py finds in the long
+ * tokens - vendor-shaped keys and random-looking values assigned to a key-like name - with its two Python functions
+ * for the assignment pattern and the entropy where those decide. */
+PyObject *py_key_tokens(PyObject *self, PyObject *args) {
+    PyObject *text, *tokens, *assigned, *random_looking;
+    Text t;
+    if (!PyArg_ParseTuple(args, "UO!OO", &text, &PyBytes_Type, &tokens, &assigned, &random_looking)
+        || text_of(text, tokens, &t) < 0)
+        return NULL;
+    PyObject *hits = PyList_New(0);
+    if (hits != NULL && key_tokens_into(hits, text, &t, assigned, random_looking) < 0) Py_CLEAR(hits);
     return hits;
 }
 

@@ -81,6 +81,9 @@ int dots_full(const Text *t, Py_ssize_t a, Py_ssize_t b);
 int isbn_full(const Text *t, Py_ssize_t a, Py_ssize_t b);
 int trunk_full(const Text *t, Py_ssize_t a, Py_ssize_t b);
 
+/* _pii_keys.c: the keys among a text's long tokens, appended to hits (`tokens`: its token bytes as a Text) */
+int key_tokens_into(PyObject *hits, PyObject *text, const Text *tokens, PyObject *assigned, PyObject *random_looking);
+
 /* _pii_context.c: the cue words around a candidate */
 typedef struct {
     const char *rest; /* the word after its first letter */
@@ -102,10 +105,17 @@ int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ss
 /* A text being scanned and what pii_context.Context holds for it (its key, its table headers, the Context itself for
  * the lookups that Python decides), with pii_numbers' hooks: the tables and Python functions the compiled driver
  * needs (pii_numbers._HOOKS, one tuple; read_scan checks its shape). All borrowed references. */
+/* What a Scan makes only when it needs it: the Context's table headers and the Context itself (for a lookup that
+ * Python decides). Borrowed when numbers()/lookup() are given them; made, and then owned, by detect_many. */
+typedef struct {
+    PyObject *headers, *ctx, *context_class;
+} Lazy;
+
 typedef struct {
     Text t;
     int ascii;
-    PyObject *text, *key, *headers, *ctx;
+    PyObject *text, *key;
+    Lazy *lazy;
     Consts consts;
     PyObject *units, *cues, *names;
     const Words *words[4];
@@ -115,10 +125,14 @@ typedef struct {
 enum { CUES_PHONE = 0, CUES_CARD = 1, CUES_SSN = 2, CUES_IP = 3 };
 
 /* _pii_numbers.c */
-int read_scan(PyObject *args, Scan *s, Py_ssize_t *start, Py_ssize_t *end, int *which);
+int read_hooks(PyObject *hooks, Scan *s);
+int read_scan(PyObject *args, Scan *s, Lazy *lazy, Py_ssize_t *start, Py_ssize_t *end, int *which);
+int numbers_into(PyObject *hits, const Scan *s);
 
 /* _pii_context.c: the whole lookup (Context.cue) for the cues `which` (CUES_*); -1 with an exception set */
 int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which);
+PyObject *scan_headers(const Scan *s);
+PyObject *scan_context(const Scan *s);
 
 /* the module's functions, one file each */
 PyObject *py_words(PyObject *self, PyObject *table);
@@ -127,6 +141,7 @@ PyObject *py_any_word(PyObject *self, PyObject *args);
 PyObject *py_lookup(PyObject *self, PyObject *args);
 PyObject *py_long_tokens(PyObject *self, PyObject *args);
 PyObject *py_key_tokens(PyObject *self, PyObject *args);
+PyObject *py_detect_many(PyObject *self, PyObject *args);
 PyObject *py_key_check(PyObject *self, PyObject *args);
 PyObject *py_numbers(PyObject *self, PyObject *args);
 

@@ -15,20 +15,13 @@ static int bad_hooks(void) {
     return -1;
 }
 
-/* The arguments of numbers() (text, classes, key, headers, ctx, hooks) into *s; with `start`, also lookup()'s
- * (start, end, which) after them. -1 with an exception set. */
-int read_scan(PyObject *args, Scan *s, Py_ssize_t *start, Py_ssize_t *end, int *which) {
-    PyObject *classes, *hooks, *consts, *tables;
-    int ok = start == NULL
-                 ? PyArg_ParseTuple(args, "UO!UO!OO!", &s->text, &PyBytes_Type, &classes, &s->key, &PyDict_Type,
-                                    &s->headers, &s->ctx, &PyTuple_Type, &hooks)
-                 : PyArg_ParseTuple(args, "UO!UO!OO!nni", &s->text, &PyBytes_Type, &classes, &s->key, &PyDict_Type,
-                                    &s->headers, &s->ctx, &PyTuple_Type, &hooks, start, end, which);
-    if (!ok || text_of(s->text, classes, &s->t) < 0) return -1;
-    s->ascii = PyUnicode_IS_ASCII(s->text);
-    if (!PyArg_ParseTuple(hooks, "OO!O!O!O!OOOUOO", &consts, &PyTuple_Type, &s->units, &PyTuple_Type, &s->cues,
-                          &PyTuple_Type, &tables, &PyTuple_Type, &s->names, &s->label_cue, &s->validated,
-                          &s->valid_in, &s->iban_countries, &s->iban_at, &s->ipv6_at)) {
+/* pii_numbers._HOOKS into *s (borrowed references, checked for their shape); -1 with an exception set. */
+int read_hooks(PyObject *hooks, Scan *s) {
+    PyObject *consts, *tables;
+    if (!PyTuple_Check(hooks)
+        || !PyArg_ParseTuple(hooks, "OO!O!O!O!OOOUOO", &consts, &PyTuple_Type, &s->units, &PyTuple_Type, &s->cues,
+                             &PyTuple_Type, &tables, &PyTuple_Type, &s->names, &s->label_cue, &s->validated,
+                             &s->valid_in, &s->iban_countries, &s->iban_at, &s->ipv6_at)) {
         PyErr_Clear();
         return bad_hooks();
     }
@@ -38,7 +31,23 @@ int read_scan(PyObject *args, Scan *s, Py_ssize_t *start, Py_ssize_t *end, int *
         if (!PyUnicode_Check(PyTuple_GET_ITEM(s->names, i))) return bad_hooks();
         if ((s->words[i] = words_of(PyTuple_GET_ITEM(tables, i))) == NULL) return -1;
     }
-    if (read_consts(consts, &s->consts) < 0) return -1;
+    return read_consts(consts, &s->consts);
+}
+
+/* The arguments of numbers() (text, classes, key, headers, ctx, hooks) into *s, whose lazy part is *lazy (the
+ * Context and its headers, borrowed); with `start`, also lookup()'s (start, end, which) after them. -1 with an
+ * exception set. */
+int read_scan(PyObject *args, Scan *s, Lazy *lazy, Py_ssize_t *start, Py_ssize_t *end, int *which) {
+    PyObject *classes, *hooks;
+    *lazy = (Lazy){NULL, NULL, NULL};
+    s->lazy = lazy;
+    int ok = start == NULL
+                 ? PyArg_ParseTuple(args, "UO!UO!OO!", &s->text, &PyBytes_Type, &classes, &s->key, &PyDict_Type,
+                                    &lazy->headers, &lazy->ctx, &PyTuple_Type, &hooks)
+                 : PyArg_ParseTuple(args, "UO!UO!OO!nni", &s->text, &PyBytes_Type, &classes, &s->key, &PyDict_Type,
+                                    &lazy->headers, &lazy->ctx, &PyTuple_Type, &hooks, start, end, which);
+    if (!ok || text_of(s->text, classes, &s->t) < 0 || read_hooks(hooks, s) < 0) return -1;
+    s->ascii = PyUnicode_IS_ASCII(s->text);
     if (start != NULL && !(0 <= *start && *start <= *end && *end <= s->t.n && 0 <= *which && *which < 4)) {
         PyErr_SetString(PyExc_ValueError, "a span of the text and a cues index (0-3) are needed");
         return -1;
@@ -244,15 +253,22 @@ static int item(PyObject *hits, const Scan *s, const Items *items, Py_ssize_t *i
     }
 }
 
+/* numbers_py's hits for the text of *s, appended to hits; -1 with an exception set. */
+int numbers_into(PyObject *hits, const Scan *s) {
+    Items items = {NULL, 0, 0};
+    int r = plan_items(&s->t, &items, &s->consts);
+    int positive = -1; /* Context.phone_may_be_positive(), asked once when a national number needs it */
+    for (Py_ssize_t i = 0; r == 0 && i < items.len; i++) r = item(hits, s, &items, &i, &positive);
+    PyMem_Free(items.items);
+    return r < 0 ? -1 : 0;
+}
+
 /* numbers(text, classes, key, headers, ctx, hooks) -> [(type, start, end, confidence), ...]: numbers_py's hits. */
 PyObject *py_numbers(PyObject *self, PyObject *args) {
     Scan s;
-    if (read_scan(args, &s, NULL, NULL, NULL) < 0) return NULL;
-    Items items = {NULL, 0, 0};
-    PyObject *hits = plan_items(&s.t, &items, &s.consts) < 0 ? NULL : PyList_New(0);
-    int positive = -1; /* Context.phone_may_be_positive(), asked once when a national number needs it */
-    for (Py_ssize_t i = 0; hits != NULL && i < items.len; i++)
-        if (item(hits, &s, &items, &i, &positive) < 0) Py_CLEAR(hits);
-    PyMem_Free(items.items);
+    Lazy lazy;
+    if (read_scan(args, &s, &lazy, NULL, NULL, NULL) < 0) return NULL;
+    PyObject *hits = PyList_New(0);
+    if (hits != NULL && numbers_into(hits, &s) < 0) Py_CLEAR(hits);
     return hits;
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import NamedTuple
@@ -67,15 +67,56 @@ class Detector:
 
         ``key``: the name ``text`` is the value of, when it has one (a JSON key in tool-call arguments: ``"phone"``),
         which counts as context the way a column header does."""
-        context = pii_context.Context(text, key)
-        hits = pii_keys.keys(text, context)
-        if "@" in text:
-            hits[:0] = pii_net.emails(text, context)  # e-mail first: overlaps are resolved in this order
-        if context.classes.find(b"0") >= 0:  # a digit (``in`` would try the bytes as an int first, and raise)
-            hits.extend(pii_numbers.numbers(text, context))
-        for name, pattern, confidence, reach in self._custom:
-            hits.extend((name, m.start(), m.end(), confidence) for m in pattern_cost.finditer(pattern, text, reach))
-        return [Finding(*h) for h in (_resolve(hits) if len(hits) > 1 else hits)]
+        return self.detect_many(((text, key),))[0]
+
+    def detect_many(self, items: Sequence[tuple[str, str]]) -> list[list[Finding]]:
+        """``detect(text, key)`` for each (text, key), in order: the texts of one request in one pass (the built-in
+        types in one compiled call where it is built: ``builtin_hits_py`` for each, without a Python call per text)."""
+        found = _compiled_detect(items, _DETECT_HOOKS) if _compiled_detect is not None else [
+            builtin_hits_py(text, key) for text, key in items
+        ]
+        if self._custom:
+            for (text, _), hits in zip(items, found, strict=True):
+                for name, pattern, confidence, reach in self._custom:
+                    hits.extend(
+                        (name, m.start(), m.end(), confidence) for m in pattern_cost.finditer(pattern, text, reach)
+                    )
+        return [[Finding(*h) for h in (_resolve(hits) if len(hits) > 1 else hits)] if hits else [] for hits in found]
+
+
+def builtin_hits_py(text: str, key: str = "") -> list[Hit]:
+    """The built-in types' hits in ``text`` before overlaps are resolved: e-mail addresses, then keys, then the
+    numeric types. ``_pii_clusters.detect_many`` (compiled) returns the same for many texts at once (a test compares
+    the two); this is what runs without it."""
+    context = pii_context.Context(text, key)
+    hits = pii_keys.keys(text, context)
+    if "@" in text:
+        hits[:0] = pii_net.emails(text, context)  # e-mail first: overlaps are resolved in this order
+    if context.classes.find(b"0") >= 0:  # a digit (``in`` would try the bytes as an int first, and raise)
+        hits.extend(pii_numbers.numbers(text, context))
+    return hits
+
+
+_DETECT_HOOKS = (
+    pii_context._CLASS_TABLE,
+    pii_context._TOKEN_TABLE,
+    pii_numbers._HOOKS,
+    pii_keys._assigned,
+    pii_keys._random_looking,
+    pii_net.emails,
+    pii_keys.pem_keys,
+    pii_keys._PRIVATE_KEY,
+    pii_context.Context,
+)
+"""What the compiled pass is given: the tables of ``Context``'s two byte views, the numeric types' hooks, the Python
+functions it calls where ``builtin_hits_py`` does (a key's assignment pattern and entropy, e-mail addresses, PEM keys)
+and the marker it looks for first, and ``Context`` (made only for a lookup Python decides)."""
+
+_compiled_detect: Callable[[Sequence[tuple[str, str]], tuple[object, ...]], list[list[Hit]]] | None
+try:
+    from llmroute.core._pii_clusters import detect_many as _compiled_detect
+except ImportError:  # not built
+    _compiled_detect = None
 
 
 def _compile_custom(c: CustomDetector) -> tuple[str, re.Pattern[str], float, int]:

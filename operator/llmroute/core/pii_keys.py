@@ -84,6 +84,15 @@ def keys(text: str, ctx: Context) -> list[Hit]:
         hits = _compiled_key_tokens(text, tokens, _assigned, _random_looking)
     else:
         hits = key_tokens_py(text, ctx)
+    if at != -1:
+        hits.extend(pem_keys(text))
+    return hits
+
+
+def pem_keys(text: str) -> list[Hit]:
+    """The PEM private keys in ``text`` (their ``-----BEGIN ... PRIVATE KEY-----`` header)."""
+    hits: list[Hit] = []
+    at = text.find(_PRIVATE_KEY)
     while at != -1:
         m = _SHAPED.match(text, text.rfind("-----BEGIN", max(0, at - 40), at))
         if m is not None and m.end() == at + len(_PRIVATE_KEY):

@@ -46,7 +46,7 @@ from llmroute.api.provider_policy import RedactionMode
 from llmroute.core import redaction as core
 from llmroute.core.pii import CustomDetector, Detector, Finding
 from llmroute.core.redaction import Restorer
-from llmroute.core.request_text import Place, key_of, places
+from llmroute.core.request_text import Place, key_of, places, scan
 from llmroute.core.router_config import Redaction as Settings
 from llmroute.router import jsonwire, metrics, reasoning
 from llmroute.router.sse import StreamRelay
@@ -140,7 +140,7 @@ def covered_after_reload(policy: Policy | None, current: Redaction | None, body:
                 owed[provider] = missing
     if not owed and not policy.blocked:
         return frozenset(providers)
-    held = {f.type for p in places(body) for f in policy.detector.detect(p.text, key_of(p))}
+    held = {f.type for _, f in scan(body, policy.detector)}
     if held & policy.blocked:
         return frozenset()
     return frozenset(p for p in providers if not owed.get(p, frozenset()) & held)
@@ -160,7 +160,8 @@ def prepare(policy: Policy, body: dict[str, Any], raw: bytes,
     request's scan when escalation made one already (over the same body)."""
     texts = places(body)
     if found is None:
-        found = [(p, f) for p in texts for f in policy.detector.detect(p.text, key_of(p))]
+        results = policy.detector.detect_many([(p.text, key_of(p)) for p in texts])
+        found = [(p, f) for p, findings in zip(texts, results, strict=True) for f in findings]
     found = [(p, f) for p, f in found if f.type in policy.types]
     if not found:
         return None

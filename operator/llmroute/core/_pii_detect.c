@@ -1,0 +1,137 @@
+/* The built-in detection pass over all the texts of a request, compiled: pii.builtin_hits_py for each (text, key),
+ * in one call.
+ *
+ * Per text it makes the two byte views pii_context.Context makes (from the same 256-byte tables, which Python passes
+ * in), then does what builtin_hits_py does: e-mail addresses (the Python function pii_net.emails, where the text has
+ * an '@'), the keys among its long tokens (key_tokens_into) and PEM private keys (the Python function, where the
+ * text holds one), and the numeric types (numbers_into) - in that order, as the same hit tuples. A Context is made
+ * only for the rare lookup that Python decides (a window that is not ASCII); table headers go in a dict made for the
+ * text when a lookup needs one. What this saves is per text: no Context, no Python call per pass.
+ */
+#include "_pii_native.h"
+
+static int bad_detect_hooks(void) {
+    PyErr_SetString(PyExc_TypeError,
+                    "hooks: (class table, token table, numbers hooks, assigned, random_looking, emails, pem_keys, "
+                    "Context), as pii._DETECT_HOOKS");
+    return -1;
+}
+
+typedef struct {
+    const unsigned char *class_table, *token_table;
+    PyObject *assigned, *random_looking, *emails, *pem_keys, *pem_marker, *context_class;
+    Scan scan; /* the numeric types' hooks, read once */
+} Detect;
+
+/* Append every item of the iterable `found` (steals it) to hits. */
+static int extend(PyObject *hits, PyObject *found) {
+    if (found == NULL) return -1;
+    PyObject *iter = PyObject_GetIter(found), *h;
+    Py_DECREF(found);
+    if (iter == NULL) return -1;
+    int r = 0;
+    while (r == 0 && (h = PyIter_Next(iter)) != NULL) {
+        r = PyList_Append(hits, h);
+        Py_DECREF(h);
+    }
+    Py_DECREF(iter);
+    return r < 0 || PyErr_Occurred() ? -1 : 0;
+}
+
+/* A run of 16 token bytes (pii_keys._LONG). */
+static int long_token(const unsigned char *tok, Py_ssize_t n) {
+    Py_ssize_t run = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((run = tok[i] == 't' ? run + 1 : 0) >= 16) return 1;
+    return 0;
+}
+
+/* builtin_hits_py(text, key) into hits; `views`: room for 2 bytes per character. */
+static int one(const Detect *d, PyObject *hits, PyObject *text, PyObject *key, unsigned char *views) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    unsigned char *classes = views, *tokens = views + n;
+    for (Py_ssize_t i = 0; i < n; i++) { /* text.encode("ascii", "replace").translate(table) */
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        unsigned char b = ch < 128 ? (unsigned char)ch : '?';
+        classes[i] = d->class_table[b];
+        tokens[i] = d->token_table[b];
+    }
+    Py_ssize_t at = PyUnicode_FindChar(text, '@', 0, n, 1);
+    if (at == -2 || (at >= 0 && extend(hits, PyObject_CallFunctionObjArgs(d->emails, text, Py_None, NULL)) < 0))
+        return -1;
+    if (long_token(tokens, n)) {
+        Text t = {tokens, n, kind, data};
+        if (key_tokens_into(hits, text, &t, d->assigned, d->random_looking) < 0) return -1;
+    }
+    Py_ssize_t pem = PyUnicode_Find(text, d->pem_marker, 0, n, 1);
+    if (pem == -2 || (pem >= 0 && extend(hits, PyObject_CallFunctionObjArgs(d->pem_keys, text, NULL)) < 0))
+        return -1;
+    if (n == 0 || memchr(classes, '0', (size_t)n) == NULL) return 0;
+    Scan s = d->scan;
+    Lazy lazy = {NULL, NULL, d->context_class};
+    s.t = (Text){classes, n, kind, data};
+    s.text = text;
+    s.key = key;
+    s.ascii = PyUnicode_IS_ASCII(text);
+    s.lazy = &lazy;
+    int r = numbers_into(hits, &s);
+    Py_XDECREF(lazy.headers);
+    Py_XDECREF(lazy.ctx);
+    return r;
+}
+
+/* detect_many(items, hooks) -> [[hit, ...], ...]: builtin_hits_py's hits for each (text, key) of `items` (a list or
+ * tuple of pairs of str), in order. */
+PyObject *py_detect_many(PyObject *self, PyObject *args) {
+    PyObject *items, *hooks, *class_table, *token_table, *numbers_hooks;
+    Detect d;
+    if (!PyArg_ParseTuple(args, "OO!", &items, &PyTuple_Type, &hooks)) return NULL;
+    if (!PyArg_ParseTuple(hooks, "O!O!OOOOOUO", &PyBytes_Type, &class_table, &PyBytes_Type, &token_table,
+                          &numbers_hooks, &d.assigned, &d.random_looking, &d.emails, &d.pem_keys, &d.pem_marker,
+                          &d.context_class)
+        || PyBytes_GET_SIZE(class_table) != 256 || PyBytes_GET_SIZE(token_table) != 256) {
+        PyErr_Clear();
+        bad_detect_hooks();
+        return NULL;
+    }
+    if (read_hooks(numbers_hooks, &d.scan) < 0) return NULL;
+    d.class_table = (const unsigned char *)PyBytes_AS_STRING(class_table);
+    d.token_table = (const unsigned char *)PyBytes_AS_STRING(token_table);
+    PyObject *seq = PySequence_Fast(items, "items: a sequence of (text, key) pairs");
+    if (seq == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq), room = 0;
+    unsigned char *views = NULL;
+    PyObject *out = PyList_New(count);
+    for (Py_ssize_t k = 0; out != NULL && k < count; k++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, k), *hits;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(item, 0))
+            || !PyUnicode_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "items: a sequence of (text, key) pairs of str");
+            Py_CLEAR(out);
+            break;
+        }
+        PyObject *text = PyTuple_GET_ITEM(item, 0);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+        if (2 * n > room) {
+            unsigned char *grown = PyMem_Realloc(views, (size_t)(2 * n));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                Py_CLEAR(out);
+                break;
+            }
+            views = grown;
+            room = 2 * n;
+        }
+        if ((hits = PyList_New(0)) == NULL || one(&d, hits, text, PyTuple_GET_ITEM(item, 1), views) < 0) {
+            Py_XDECREF(hits);
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, k, hits);
+    }
+    PyMem_Free(views);
+    Py_DECREF(seq);
+    return out;
+}
