@@ -52,11 +52,20 @@ static int one(const Detect *d, PyObject *hits, PyObject *text, PyObject *key, u
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     unsigned char *classes = views, *tokens = views + n;
-    for (Py_ssize_t i = 0; i < n; i++) { /* text.encode("ascii", "replace").translate(table) */
-        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
-        unsigned char b = ch < 128 ? (unsigned char)ch : '?';
-        classes[i] = d->class_table[b];
-        tokens[i] = d->token_table[b];
+    if (kind == PyUnicode_1BYTE_KIND) { /* text.encode("ascii", "replace").translate(table) */
+        const unsigned char *bytes = data;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char b = bytes[i] < 128 ? bytes[i] : '?';
+            classes[i] = d->class_table[b];
+            tokens[i] = d->token_table[b];
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+            unsigned char b = ch < 128 ? (unsigned char)ch : '?';
+            classes[i] = d->class_table[b];
+            tokens[i] = d->token_table[b];
+        }
     }
     Py_ssize_t at = PyUnicode_FindChar(text, '@', 0, n, 1);
     if (at == -2 || (at >= 0 && extend(hits, PyObject_CallFunctionObjArgs(d->emails, text, Py_None, NULL)) < 0))

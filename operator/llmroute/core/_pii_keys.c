@@ -159,12 +159,15 @@ static inline Py_UCS4 fold(Py_UCS4 ch) {
 }
 
 /* text[a:b] holds one of `words` (ASCII, lowercase, NULL-terminated), its characters read through fold: one pass,
- * each position compared only with the words starting with its character. */
+ * each position compared only with the words starting with its character (most start none). */
 static int holds_any(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *const *words) {
+    unsigned char first[128] = {0};
+    for (const char *const *w = words; *w; w++) first[(unsigned char)(*w)[0]] = 1;
     for (Py_ssize_t i = a; i < b; i++) {
-        Py_UCS4 first = fold(at(t, i));
+        Py_UCS4 f = fold(at(t, i));
+        if (f >= 128 || !first[f]) continue;
         for (const char *const *w = words; *w; w++) {
-            if ((Py_UCS4)(unsigned char)(*w)[0] != first) continue;
+            if ((Py_UCS4)(unsigned char)(*w)[0] != f) continue;
             Py_ssize_t x = 1;
             while ((*w)[x] && i + x < b && fold(at(t, i + x)) == (Py_UCS4)(unsigned char)(*w)[x]) x++;
             if (!(*w)[x]) return 1;

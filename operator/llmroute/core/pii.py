@@ -81,7 +81,7 @@ class Detector:
                     hits.extend(
                         (name, m.start(), m.end(), confidence) for m in pattern_cost.finditer(pattern, text, reach)
                     )
-        return [[Finding(*h) for h in (_resolve(hits) if len(hits) > 1 else hits)] if hits else [] for hits in found]
+        return [[_new(Finding, h) for h in (_resolve(hits) if len(hits) > 1 else hits)] for hits in found]
 
 
 def builtin_hits_py(text: str, key: str = "") -> list[Hit]:
@@ -167,6 +167,8 @@ def resolve_overlapping(hits: list[Hit]) -> list[Hit]:
 
 
 _START = itemgetter(1)
+_new = tuple.__new__
+"""A Finding from a hit as ``Finding(*hit)`` makes it, without the named tuple's constructor (a Python function)."""
 
 DEFAULT = Detector()
 

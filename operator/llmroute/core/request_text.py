@@ -11,7 +11,7 @@ text is skipped. Pure; values are returned to the caller and never logged.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from llmroute.core.pii import DEFAULT, Detector, Finding
@@ -40,7 +40,9 @@ class Place(NamedTuple):
 
 def places(body: Mapping[str, Any]) -> list[Place]:
     """Every non-empty text a chat/completions/embeddings request body carries, in document order."""
-    return [p for p in _walk(body) if p.text]
+    out: list[Place] = []
+    _walk(out, body)
+    return out
 
 
 def scan(body: Mapping[str, Any], detector: Detector = DEFAULT) -> list[tuple[Place, Finding]]:
@@ -59,72 +61,83 @@ def key_of(place: Place) -> str:
     return last if place.in_json and isinstance(last, str) else ""
 
 
-def _walk(body: Mapping[str, Any]) -> Iterator[Place]:
+# The walk appends to one list (no generator per message) and makes each Place with ``tuple.__new__`` (a named
+# tuple's own constructor is a Python function): it runs over every message of every request, ~80 in 8 KB of chat.
+_new = tuple.__new__
+
+
+def _add(out: list[Place], path: Path, text: str, in_json: bool) -> None:
+    if text:
+        out.append(_new(Place, (path, text, in_json)))
+
+
+def _walk(out: list[Place], body: Mapping[str, Any]) -> None:
     messages = body.get("messages")
     if isinstance(messages, list):
         for i, message in enumerate(messages):
-            if isinstance(message, Mapping):
-                yield from _message(("messages", i), message)
+            if type(message) is dict or isinstance(message, Mapping):  # (the exact type first: an ABC check is slow)
+                _message(out, ("messages", i), message)
     for key in ("prompt", "input"):
-        yield from _strings((key,), body.get(key))
+        _strings(out, (key,), body.get(key))
 
 
-def _message(path: Path, message: Mapping[str, Any]) -> Iterator[Place]:
+def _message(out: list[Place], path: Path, message: Mapping[str, Any]) -> None:
     for field in _MESSAGE_TEXT_FIELDS:
         content = message.get(field)
-        if isinstance(content, str):  # (the common case, without a generator of its own)
-            yield Place((*path, field), content, False)
+        if isinstance(content, str):  # (the common case)
+            if content:
+                out.append(_new(Place, ((*path, field), content, False)))
         elif isinstance(content, list):  # (most messages carry one of the three: no path for the others)
-            yield from _parts((*path, field), content)
+            _parts(out, (*path, field), content)
     calls = message.get("tool_calls")
     if isinstance(calls, list):
         for j, call in enumerate(calls):
             function = call.get("function") if isinstance(call, Mapping) else None
             if isinstance(function, Mapping):
-                yield from _arguments((*path, "tool_calls", j, "function", "arguments"), function.get("arguments"))
+                _arguments(out, (*path, "tool_calls", j, "function", "arguments"), function.get("arguments"))
     legacy = message.get("function_call")
     if isinstance(legacy, Mapping):
-        yield from _arguments((*path, "function_call", "arguments"), legacy.get("arguments"))
+        _arguments(out, (*path, "function_call", "arguments"), legacy.get("arguments"))
 
 
-def _parts(path: Path, content: list[Any]) -> Iterator[Place]:
+def _parts(out: list[Place], path: Path, content: list[Any]) -> None:
     """The text of content parts (a string content is ``_message``'s own case)."""
     for k, part in enumerate(content):
         if not isinstance(part, Mapping):
             continue
         field = _PART_TEXT_FIELDS.get(part.get("type", ""))
         if field is not None and isinstance(part.get(field), str):
-            yield Place((*path, k, field), part[field], in_json=False)
+            _add(out, (*path, k, field), part[field], False)
 
 
-def _strings(path: Path, value: Any) -> Iterator[Place]:
+def _strings(out: list[Place], path: Path, value: Any) -> None:
     """``prompt``/``input``: a string or a list of strings; token arrays (ints, lists of ints) are skipped."""
     if isinstance(value, str):
-        yield Place(path, value, in_json=False)
+        _add(out, path, value, False)
     elif isinstance(value, list):
         for k, item in enumerate(value):
             if isinstance(item, str):
-                yield Place((*path, k), item, in_json=False)
+                _add(out, (*path, k), item, False)
 
 
-def _arguments(path: Path, arguments: Any) -> Iterator[Place]:
+def _arguments(out: list[Place], path: Path, arguments: Any) -> None:
     if not isinstance(arguments, str):
         return
     try:
         decoded = json.loads(arguments)
     except ValueError:
-        yield Place(path, arguments, in_json=False)
+        _add(out, path, arguments, False)
         return
-    yield from _json_strings(path, decoded)
+    _json_strings(out, path, decoded)
 
 
-def _json_strings(path: Path, value: Any) -> Iterator[Place]:
+def _json_strings(out: list[Place], path: Path, value: Any) -> None:
     """String values (not keys) anywhere in a decoded JSON document; numbers, booleans and null are not text."""
     if isinstance(value, str):
-        yield Place(path, value, in_json=True)
+        _add(out, path, value, True)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _json_strings((*path, key), item)
+            _json_strings(out, (*path, key), item)
     elif isinstance(value, list):
         for k, item in enumerate(value):
-            yield from _json_strings((*path, k), item)
+            _json_strings(out, (*path, k), item)
