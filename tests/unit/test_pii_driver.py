@@ -245,11 +245,11 @@ def all_python() -> Iterator[None]:
 
 
 def assert_same_builtin_hits(items: list[tuple[str, str]]) -> int:
-    found = _pii_clusters.detect_many(items, pii._DETECT_HOOKS)
+    found = _pii_clusters.detect_many([t for t, _ in items], [k for _, k in items], pii._DETECT_HOOKS)
     with all_python():
         expected = [pii.builtin_hits_py(text, key) for text, key in items]
     for i, (hits, want) in enumerate(zip(found, expected, strict=True)):
-        assert hits == want, f"text {i} (key {items[i][1]!r}): {items[i][0][:120]!r}"
+        assert hits == (want or ()), f"text {i} (key {items[i][1]!r}): {items[i][0][:120]!r}"
     return sum(map(len, expected))
 
 
@@ -274,19 +274,24 @@ def test_same_builtin_hits_on_generated_requests(items: list[tuple[str, str]]) -
 
 
 def test_detect_many_is_detect_for_each() -> None:
-    items = _corpus()[-300:]
-    assert pii.DEFAULT.detect_many(items) == [pii.detect(text, key) for text, key in items]
+    texts, keys = [t for t, _ in _corpus()[-300:]], [k for _, k in _corpus()[-300:]]
+    found = pii.DEFAULT.detect_many(texts, keys)
+    assert [list(f) for f in found] == [pii.detect(text, key) for text, key in zip(texts, keys, strict=True)]
+    assert all(f == () for f in found if not f)  # nothing: the empty tuple, no list kept
     detector = pii.Detector([pii.CustomDetector("ticket", r"TCK-[0-9]{6}")])
-    items = [("see TCK-123456 and call 415-555-0134", ""), ("", ""), ("TCK-000001", "x")]
-    assert detector.detect_many(items) == [detector.detect(t, k) for t, k in items]
-    assert [f.type for f in detector.detect_many(items)[0]] == ["ticket", "phone"]
+    texts, keys = ["see TCK-123456 and call 415-555-0134", "", "TCK-000001", "nothing here"], ["", "", "x", ""]
+    found = detector.detect_many(texts, keys)
+    assert [list(f) for f in found] == [detector.detect(t, k) for t, k in zip(texts, keys, strict=True)]
+    assert [f.type for f in found[0]] == ["ticket", "phone"] and found[3] == ()
 
 
 def test_detect_many_refuses_what_it_cannot_read() -> None:
-    with pytest.raises(TypeError, match="pairs"):
-        _pii_clusters.detect_many([("text",)], pii._DETECT_HOOKS)
-    with pytest.raises(TypeError, match="pairs"):
-        _pii_clusters.detect_many([("text", None)], pii._DETECT_HOOKS)
+    with pytest.raises(TypeError, match="lists of str"):
+        _pii_clusters.detect_many(["text"], [None], pii._DETECT_HOOKS)
+    with pytest.raises(ValueError, match="one key per text"):
+        _pii_clusters.detect_many(["text"], [], pii._DETECT_HOOKS)
+    with pytest.raises(TypeError):
+        _pii_clusters.detect_many(("text",), ("",), pii._DETECT_HOOKS)
     with pytest.raises(TypeError, match="hooks"):
-        _pii_clusters.detect_many([("text", "")], pii._DETECT_HOOKS[:3])
-    assert _pii_clusters.detect_many([], pii._DETECT_HOOKS) == []
+        _pii_clusters.detect_many(["text"], [""], pii._DETECT_HOOKS[:3])
+    assert _pii_clusters.detect_many([], [], pii._DETECT_HOOKS) == []

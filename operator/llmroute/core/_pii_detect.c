@@ -91,12 +91,13 @@ static int one(const Detect *d, PyObject *hits, PyObject *text, PyObject *key, u
     return r;
 }
 
-/* detect_many(items, hooks) -> [[hit, ...], ...]: builtin_hits_py's hits for each (text, key) of `items` (a list or
- * tuple of pairs of str), in order. */
+/* detect_many(texts, keys, hooks) -> [hits, ...]: builtin_hits_py's hits for each text and its key (two lists of
+ * str of one length), in order - a list of hit tuples, or the empty tuple where there are none (most texts: no list
+ * is kept for them). */
 PyObject *py_detect_many(PyObject *self, PyObject *args) {
-    PyObject *items, *hooks, *class_table, *token_table, *numbers_hooks;
+    PyObject *texts, *keys, *hooks, *class_table, *token_table, *numbers_hooks;
     Detect d;
-    if (!PyArg_ParseTuple(args, "OO!", &items, &PyTuple_Type, &hooks)) return NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &texts, &PyList_Type, &keys, &PyTuple_Type, &hooks)) return NULL;
     if (!PyArg_ParseTuple(hooks, "O!O!OOOOOUO", &PyBytes_Type, &class_table, &PyBytes_Type, &token_table,
                           &numbers_hooks, &d.assigned, &d.random_looking, &d.emails, &d.pem_keys, &d.pem_marker,
                           &d.context_class)
@@ -108,20 +109,23 @@ PyObject *py_detect_many(PyObject *self, PyObject *args) {
     if (read_hooks(numbers_hooks, &d.scan) < 0) return NULL;
     d.class_table = (const unsigned char *)PyBytes_AS_STRING(class_table);
     d.token_table = (const unsigned char *)PyBytes_AS_STRING(token_table);
-    PyObject *seq = PySequence_Fast(items, "items: a sequence of (text, key) pairs");
-    if (seq == NULL) return NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq), room = 0;
+    Py_ssize_t count = PyList_GET_SIZE(texts), room = 0;
+    if (PyList_GET_SIZE(keys) != count) {
+        PyErr_SetString(PyExc_ValueError, "texts and keys: one key per text");
+        return NULL;
+    }
     unsigned char *views = NULL;
-    PyObject *out = PyList_New(count);
+    PyObject *out = PyList_New(count), *nothing = PyTuple_New(0);
+    if (nothing == NULL) Py_CLEAR(out);
     for (Py_ssize_t k = 0; out != NULL && k < count; k++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, k), *hits;
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(item, 0))
-            || !PyUnicode_Check(PyTuple_GET_ITEM(item, 1))) {
-            PyErr_SetString(PyExc_TypeError, "items: a sequence of (text, key) pairs of str");
+        /* (the lists are read by index each time: a hook may run any Python, which could change them) */
+        PyObject *text = k < PyList_GET_SIZE(texts) ? PyList_GET_ITEM(texts, k) : NULL;
+        PyObject *key = k < PyList_GET_SIZE(keys) ? PyList_GET_ITEM(keys, k) : NULL;
+        if (text == NULL || key == NULL || !PyUnicode_Check(text) || !PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "texts and keys: lists of str");
             Py_CLEAR(out);
             break;
         }
-        PyObject *text = PyTuple_GET_ITEM(item, 0);
         Py_ssize_t n = PyUnicode_GET_LENGTH(text);
         if (2 * n > room) {
             unsigned char *grown = PyMem_Realloc(views, (size_t)(2 * n));
@@ -133,14 +137,25 @@ PyObject *py_detect_many(PyObject *self, PyObject *args) {
             views = grown;
             room = 2 * n;
         }
-        if ((hits = PyList_New(0)) == NULL || one(&d, hits, text, PyTuple_GET_ITEM(item, 1), views) < 0) {
+        Py_INCREF(text);
+        Py_INCREF(key);
+        PyObject *hits = PyList_New(0);
+        int r = hits == NULL ? -1 : one(&d, hits, text, key, views);
+        Py_DECREF(text);
+        Py_DECREF(key);
+        if (r < 0) {
             Py_XDECREF(hits);
             Py_CLEAR(out);
             break;
         }
+        if (PyList_GET_SIZE(hits) == 0) {
+            Py_DECREF(hits);
+            Py_INCREF(nothing);
+            hits = nothing;
+        }
         PyList_SET_ITEM(out, k, hits);
     }
+    Py_XDECREF(nothing);
     PyMem_Free(views);
-    Py_DECREF(seq);
     return out;
 }

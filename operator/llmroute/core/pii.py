@@ -67,21 +67,32 @@ class Detector:
 
         ``key``: the name ``text`` is the value of, when it has one (a JSON key in tool-call arguments: ``"phone"``),
         which counts as context the way a column header does."""
-        return self.detect_many(((text, key),))[0]
+        return list(self.detect_many([text], [key])[0])
 
-    def detect_many(self, items: Sequence[tuple[str, str]]) -> list[list[Finding]]:
-        """``detect(text, key)`` for each (text, key), in order: the texts of one request in one pass (the built-in
-        types in one compiled call where it is built: ``builtin_hits_py`` for each, without a Python call per text)."""
-        found = _compiled_detect(items, _DETECT_HOOKS) if _compiled_detect is not None else [
-            builtin_hits_py(text, key) for text, key in items
-        ]
+    def detect_many(self, texts: list[str], keys: list[str]) -> list[Sequence[Finding]]:
+        """``detect(text, key)`` for each text and its key, in order (an empty tuple where there is nothing): the
+        texts of one request in one pass - the built-in types in one compiled call where it is built
+        (``builtin_hits_py`` for each, without a Python call per text), and no list kept for a text without a
+        finding (most of them: fewer objects for the garbage collector to walk on a big request)."""
+        if _compiled_detect is not None:
+            found: list[list[Hit] | tuple[()]] = _compiled_detect(texts, keys, _DETECT_HOOKS)
+        else:
+            found = [builtin_hits_py(text, key) or _NOTHING for text, key in zip(texts, keys, strict=True)]
         if self._custom:
-            for (text, _), hits in zip(items, found, strict=True):
-                for name, pattern, confidence, reach in self._custom:
-                    hits.extend(
-                        (name, m.start(), m.end(), confidence) for m in pattern_cost.finditer(pattern, text, reach)
-                    )
-        return [[_new(Finding, h) for h in (_resolve(hits) if len(hits) > 1 else hits)] for hits in found]
+            found = [self._with_custom(text, hits) for text, hits in zip(texts, found, strict=True)]
+        return [[_new(Finding, h) for h in (_resolve(hits) if len(hits) > 1 else hits)] if hits else _NOTHING
+                for hits in found]
+
+    def _with_custom(self, text: str, hits: list[Hit] | tuple[()]) -> list[Hit] | tuple[()]:
+        extra = [
+            (name, m.start(), m.end(), confidence)
+            for name, pattern, confidence, reach in self._custom
+            for m in pattern_cost.finditer(pattern, text, reach)
+        ]
+        return [*hits, *extra] if extra else hits
+
+
+_NOTHING: tuple[()] = ()
 
 
 def builtin_hits_py(text: str, key: str = "") -> list[Hit]:
@@ -112,7 +123,7 @@ _DETECT_HOOKS = (
 functions it calls where ``builtin_hits_py`` does (a key's assignment pattern and entropy, e-mail addresses, PEM keys)
 and the marker it looks for first, and ``Context`` (made only for a lookup Python decides)."""
 
-_compiled_detect: Callable[[Sequence[tuple[str, str]], tuple[object, ...]], list[list[Hit]]] | None
+_compiled_detect: Callable[[list[str], list[str], tuple[object, ...]], list[list[Hit] | tuple[()]]] | None
 try:
     from llmroute.core._pii_clusters import detect_many as _compiled_detect
 except ImportError:  # not built

@@ -50,8 +50,12 @@ def scan(body: Mapping[str, Any], detector: Detector = DEFAULT) -> list[tuple[Pl
 
     A string inside tool-call arguments is scanned with its JSON key as context (``{"phone": "4155550134"}``). All
     the places in one ``detect_many`` call."""
-    found = places(body)
-    results = detector.detect_many([(place.text, key_of(place)) for place in found])
+    return findings_in(places(body), detector)
+
+
+def findings_in(found: list[Place], detector: Detector = DEFAULT) -> list[tuple[Place, Finding]]:
+    """``scan``'s findings in places already walked."""
+    results = detector.detect_many([place.text for place in found], [key_of(place) for place in found])
     return [(place, f) for place, findings in zip(found, results, strict=True) for f in findings]
 
 

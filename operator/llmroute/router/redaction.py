@@ -46,7 +46,7 @@ from llmroute.api.provider_policy import RedactionMode
 from llmroute.core import redaction as core
 from llmroute.core.pii import CustomDetector, Detector, Finding
 from llmroute.core.redaction import Restorer
-from llmroute.core.request_text import Place, key_of, places, scan
+from llmroute.core.request_text import Place, findings_in, places, scan
 from llmroute.core.router_config import Redaction as Settings
 from llmroute.router import jsonwire, metrics, reasoning
 from llmroute.router.sse import StreamRelay
@@ -160,8 +160,7 @@ def prepare(policy: Policy, body: dict[str, Any], raw: bytes,
     request's scan when escalation made one already (over the same body)."""
     texts = places(body)
     if found is None:
-        results = policy.detector.detect_many([(p.text, key_of(p)) for p in texts])
-        found = [(p, f) for p, findings in zip(texts, results, strict=True) for f in findings]
+        found = findings_in(texts, policy.detector)
     found = [(p, f) for p, f in found if f.type in policy.types]
     if not found:
         return None
