@@ -20,7 +20,7 @@ import sys
 import time
 from types import ModuleType
 
-from llmroute.core import pii, pii_context, pii_keys, pii_numbers
+from llmroute.core import pii, pii_context, pii_keys, pii_net, pii_numbers
 
 PIECES = [
     *"0123456789 -.()/:+#,|\n\tTZxXAEabf_=%[",
@@ -30,7 +30,7 @@ PIECES = [
     "/24", "/32", ".5", "1", "22", "333", "4444", "phone,order;ip\n", "t\u00e9l,x\n", "+44 20 7946 0958", "DE89",
     "415-555-0134", "(415) 555-0134", "020 7946 0958", "2001:db8::1", "GB82WEST12345698765432",
     "sk-proj-", "AKIA", "ghp_", "eyJ", ".eyJ", "token=", "api_key: ", "9fK2mQ7xL4pW8nT3vB6yH1cR", "xxxx", "\u017f",
-    "\u212a", "settings.",
+    "\u212a", "settings.", "ada@example.com", "@", ".org", "://x@", "noreply@", "@a.b.c.png",
 ]
 KEYS = ["", "phone", "order_id", "t\u00e9l\u00e9phone", "ssn"]
 CUES = [pii_context.PHONE, pii_context.CARD, pii_context.SSN, pii_context.IP]
@@ -68,6 +68,7 @@ def one(m: ModuleType, rng: random.Random) -> None:
     detect_hooks = (*pii._DETECT_HOOKS[:2], hooks, *pii._DETECT_HOOKS[3:])
     assert m.detect_many([t, t[: len(t) // 2]], [key, ""], detect_hooks) == [
         pii.builtin_hits_py(t, key) or (), pii.builtin_hits_py(t[: len(t) // 2], "") or ()], (t, key)
+    assert m.emails(t, pii_net._NOT_TLDS, pii_net._ROLE) == list(pii_net.emails_py(t)), t
     keys = m.key_tokens(t, ctx.tokens, pii_keys._assigned, pii_keys._random_looking)
     assert keys == pii_keys.key_tokens_py(t, pii_context.Context(t)), t
     for name in ("shaped", "random", "random_shaped", "reference", "placeholder"):

@@ -149,6 +149,7 @@ def test_true_positives(text: str, expected: list[tuple[str, str]]) -> None:
             "trace 4bf92f3577b34da6a3ce929d0e0e4736 commit 9fceb02d0ae598e95dc970b74767f19372d61af8", id="hex-ids"
         ),
         pytest.param("noreply@github.com, git@github.com:acme/api.git, icon@2x.png, lodash@4.17.21", id="email-like"),
+        pytest.param("clone https://alice@github.com/org/repo or ftp://bob@files.example.org/x", id="url-user"),
         pytest.param(
             'api_key = "YOUR_API_KEY", sk-..., AKIAIOSFODNN7EXAMPLE, ghp_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX',
             id="placeholder-keys",

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmroute.core import pii, pii_context, pii_keys, pii_numbers, request_text
+from llmroute.core import pii, pii_context, pii_keys, pii_net, pii_numbers, request_text
 from tests.benchmarks import bench_pii, pii_corpus
 from tests.unit import test_pii_clusters as clusters
 from tests.unit import test_pii_stress as stress
@@ -235,13 +235,13 @@ def test_iban_countries_are_every_pair_of_capitals_iban_format_knows() -> None:
 @contextmanager
 def all_python() -> Iterator[None]:
     """``builtin_hits_py`` with every compiled piece below it switched off too (cue window, driver, key walk)."""
-    saved = (pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens)
-    pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens = None, None
+    saved = (pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens, pii_net._compiled_emails)
+    pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens, pii_net._compiled_emails = None, None, None
     try:
         with python_only():
             yield
     finally:
-        pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens = saved
+        pii_numbers._compiled_numbers, pii_keys._compiled_key_tokens, pii_net._compiled_emails = saved
 
 
 def assert_same_builtin_hits(items: list[tuple[str, str]]) -> int:
@@ -295,3 +295,31 @@ def test_detect_many_refuses_what_it_cannot_read() -> None:
     with pytest.raises(TypeError, match="hooks"):
         _pii_clusters.detect_many(["text"], [""], pii._DETECT_HOOKS[:3])
     assert _pii_clusters.detect_many([], [], pii._DETECT_HOOKS) == []
+
+
+# --- e-mail addresses (``core/_pii_net.c``) ---------------------------------------------------------------------------
+
+MAIL_PIECES = [
+    "@", "@@", ".", "..", "-", "_", "+", "%", ":", "://", "/", " ", "\n", "a", "Z", "9", "ada", "example", "com", "org",
+    "png", "js", "co", "uk", "x" * 30, "a-b", "-a", "a-", "noreply", "git", "Postmaster", "\u00e9", "\u4e2d",
+    "\U0001f600", "\u2028",
+]
+"""What the e-mail checks turn on: local-part characters and the ones they drop, labels (hyphens at either end, too
+long), TLDs (too short, too long, file extensions), role mailboxes in any case, ':' after the host, "://" before the
+user, characters of other scripts (a non-ASCII space after ':' too)."""
+mail_texts = st.lists(st.sampled_from(MAIL_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mail_texts)
+def test_emails_are_the_python_ones(text: str) -> None:
+    assert _pii_clusters.emails(text, pii_net._NOT_TLDS, pii_net._ROLE) == list(pii_net.emails_py(text))
+
+
+def test_emails_on_the_corpus_and_known_addresses() -> None:
+    texts = [t for t, _ in _corpus() if "@" in t]
+    assert sum(len(list(pii_net.emails_py(t))) for t in texts) > 300
+    for text in texts:
+        assert _pii_clusters.emails(text, pii_net._NOT_TLDS, pii_net._ROLE) == list(pii_net.emails_py(text))
+    deep = "a@" + "b." * 300 + "com"  # more labels than any real domain: the regex takes them all, so must this
+    assert _pii_clusters.emails(deep, pii_net._NOT_TLDS, pii_net._ROLE) == list(pii_net.emails_py(deep)) != []

@@ -808,6 +808,7 @@ static PyObject *shape(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"plan", plan, METH_VARARGS, "plan(text, classes, constants) -> [(kind, a, b, c), ...]: each cluster's checks."},
     {"detect_many", py_detect_many, METH_VARARGS, "detect_many(items, hooks) -> [[hit, ...], ...]: built-in hits."},
+    {"emails", py_emails, METH_VARARGS, "emails(text, not_tlds, role) -> [hit, ...]: pii_net.emails_py's hits."},
     {"numbers", py_numbers, METH_VARARGS, "numbers(text, classes, key, headers, ctx, hooks) -> [hit, ...]."},
     {"lookup", py_lookup, METH_VARARGS, "lookup(text, classes, key, headers, ctx, start, end, cues) -> 0-2: a cue."},
     {"words", py_words, METH_O, "words(table) -> the cue words of a Cues.table, compiled (Cues.words)."},

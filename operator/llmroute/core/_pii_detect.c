@@ -2,8 +2,8 @@
  * in one call.
  *
  * Per text it makes the two byte views pii_context.Context makes (from the same 256-byte tables, which Python passes
- * in), then does what builtin_hits_py does: e-mail addresses (the Python function pii_net.emails, where the text has
- * an '@'), the keys among its long tokens (key_tokens_into) and PEM private keys (the Python function, where the
+ * in), then does what builtin_hits_py does: e-mail addresses (emails_into, where the text has an '@'), the keys
+ * among its long tokens (key_tokens_into) and PEM private keys (the Python function, where the
  * text holds one), and the numeric types (numbers_into) - in that order, as the same hit tuples. A Context is made
  * only for the rare lookup that Python decides (a window that is not ASCII); table headers go in a dict made for the
  * text when a lookup needs one. What this saves is per text: no Context, no Python call per pass.
@@ -12,14 +12,14 @@
 
 static int bad_detect_hooks(void) {
     PyErr_SetString(PyExc_TypeError,
-                    "hooks: (class table, token table, numbers hooks, assigned, random_looking, emails, pem_keys, "
-                    "Context), as pii._DETECT_HOOKS");
+                    "hooks: (class table, token table, numbers hooks, assigned, random_looking, not_tlds, role, "
+                    "pem_keys, pem marker, Context), as pii._DETECT_HOOKS");
     return -1;
 }
 
 typedef struct {
     const unsigned char *class_table, *token_table;
-    PyObject *assigned, *random_looking, *emails, *pem_keys, *pem_marker, *context_class;
+    PyObject *assigned, *random_looking, *not_tlds, *role, *pem_keys, *pem_marker, *context_class;
     Scan scan; /* the numeric types' hooks, read once */
 } Detect;
 
@@ -68,8 +68,7 @@ static int one(const Detect *d, PyObject *hits, PyObject *text, PyObject *key, u
         }
     }
     Py_ssize_t at = PyUnicode_FindChar(text, '@', 0, n, 1);
-    if (at == -2 || (at >= 0 && extend(hits, PyObject_CallFunctionObjArgs(d->emails, text, Py_None, NULL)) < 0))
-        return -1;
+    if (at == -2 || (at >= 0 && emails_into(hits, text, d->not_tlds, d->role) < 0)) return -1;
     if (long_token(tokens, n)) {
         Text t = {tokens, n, kind, data};
         if (key_tokens_into(hits, text, &t, d->assigned, d->random_looking) < 0) return -1;
@@ -98,9 +97,9 @@ PyObject *py_detect_many(PyObject *self, PyObject *args) {
     PyObject *texts, *keys, *hooks, *class_table, *token_table, *numbers_hooks;
     Detect d;
     if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &texts, &PyList_Type, &keys, &PyTuple_Type, &hooks)) return NULL;
-    if (!PyArg_ParseTuple(hooks, "O!O!OOOOOUO", &PyBytes_Type, &class_table, &PyBytes_Type, &token_table,
-                          &numbers_hooks, &d.assigned, &d.random_looking, &d.emails, &d.pem_keys, &d.pem_marker,
-                          &d.context_class)
+    if (!PyArg_ParseTuple(hooks, "O!O!OOOO!O!OUO", &PyBytes_Type, &class_table, &PyBytes_Type, &token_table,
+                          &numbers_hooks, &d.assigned, &d.random_looking, &PyFrozenSet_Type, &d.not_tlds,
+                          &PyFrozenSet_Type, &d.role, &d.pem_keys, &d.pem_marker, &d.context_class)
         || PyBytes_GET_SIZE(class_table) != 256 || PyBytes_GET_SIZE(token_table) != 256) {
         PyErr_Clear();
         bad_detect_hooks();

@@ -84,6 +84,10 @@ int trunk_full(const Text *t, Py_ssize_t a, Py_ssize_t b);
 /* _pii_keys.c: the keys among a text's long tokens, appended to hits (`tokens`: its token bytes as a Text) */
 int key_tokens_into(PyObject *hits, PyObject *text, const Text *tokens, PyObject *assigned, PyObject *random_looking);
 
+/* _pii_net.c: the e-mail addresses in a text, appended to hits */
+int emails_into(PyObject *hits, PyObject *text, PyObject *not_tlds, PyObject *role);
+PyObject *py_emails(PyObject *self, PyObject *args);
+
 /* _pii_context.c: the cue words around a candidate */
 typedef struct {
     const char *rest; /* the word after its first letter */

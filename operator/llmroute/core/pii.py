@@ -114,14 +114,16 @@ _DETECT_HOOKS = (
     pii_numbers._HOOKS,
     pii_keys._assigned,
     pii_keys._random_looking,
-    pii_net.emails,
+    pii_net._NOT_TLDS,
+    pii_net._ROLE,
     pii_keys.pem_keys,
     pii_keys._PRIVATE_KEY,
     pii_context.Context,
 )
 """What the compiled pass is given: the tables of ``Context``'s two byte views, the numeric types' hooks, the Python
-functions it calls where ``builtin_hits_py`` does (a key's assignment pattern and entropy, e-mail addresses, PEM keys)
-and the marker it looks for first, and ``Context`` (made only for a lookup Python decides)."""
+functions it calls where ``builtin_hits_py`` does (a key's assignment pattern and entropy), the suffixes and local
+parts no e-mail address has, the PEM keys' function and the marker it looks for first, and ``Context`` (made only for
+a lookup Python decides)."""
 
 _compiled_detect: Callable[[list[str], list[str], tuple[object, ...]], list[list[Hit] | tuple[()]]] | None
 try:
