@@ -7,9 +7,11 @@ Each generated text (up to 80 pieces: digits, separators, cue words, card/SSN/ad
 of every str width, NUL) goes through every compiled function with arbitrary spans and windows: ``plan`` against
 ``pii_numbers.plan_py``, ``numbers`` (the driver) against ``pii_numbers.numbers_py``, ``lookup`` against ``Context.cue``
 (with headers and keys), ``detect_many`` against ``pii.builtin_hits_py``, ``long_tokens`` against
-``pii_keys.long_tokens_py``, ``key_tokens`` against ``pii_keys.key_tokens_py``, ``cue`` against ``Context._window``
-(where it does not leave the window to Python), ``any_word`` against ``pii_context.positive_word_py``, and the test
-hooks. A difference stops the run with the text; the sanitizers stop it on a memory error or undefined behaviour.
+``pii_keys.long_tokens_py``, ``emails`` against ``pii_net.emails_py``, ``walk`` (the body walk, on a body made of the
+text) against ``request_text._walk``, ``key_tokens`` against ``pii_keys.key_tokens_py``, ``cue`` against
+``Context._window`` (where it does not leave the window to Python), ``any_word`` against
+``pii_context.positive_word_py``, and the test hooks. A difference stops the run with the text; the sanitizers stop it
+on a memory error or undefined behaviour.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import time
 from types import ModuleType
 
-from llmroute.core import pii, pii_context, pii_keys, pii_net, pii_numbers
+from llmroute.core import pii, pii_context, pii_keys, pii_net, pii_numbers, request_text
 
 PIECES = [
     *"0123456789 -.()/:+#,|\n\tTZxXAEabf_=%[",
@@ -69,6 +71,13 @@ def one(m: ModuleType, rng: random.Random) -> None:
     assert m.detect_many([t, t[: len(t) // 2]], [key, ""], detect_hooks) == [
         pii.builtin_hits_py(t, key) or (), pii.builtin_hits_py(t[: len(t) // 2], "") or ()], (t, key)
     assert m.emails(t, pii_net._NOT_TLDS, pii_net._ROLE) == list(pii_net.emails_py(t)), t
+    body = {"messages": [{"role": "user", "content": t}, {"content": [{"type": "text", "text": t}], "reasoning": t},
+                         {"tool_calls": [{"function": {"arguments": t}}]}, t], "prompt": [t, 1]}
+    walked: list[object] = []
+    m.walk(walked, body, request_text._WALK_HOOKS)
+    expected: list[object] = []
+    request_text._walk(expected, body)
+    assert walked == expected, t
     keys = m.key_tokens(t, ctx.tokens, pii_keys._assigned, pii_keys._random_looking)
     assert keys == pii_keys.key_tokens_py(t, pii_context.Context(t)), t
     for name in ("shaped", "random", "random_shaped", "reference", "placeholder"):

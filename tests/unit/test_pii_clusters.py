@@ -460,8 +460,8 @@ def test_without_the_extension_detection_finds_the_same() -> None:
         assert not pii_numbers.COMPILED and pii_numbers.plan is pii_numbers.plan_py
         assert pii_numbers._compiled_numbers is None and pii_keys._compiled_key_tokens is None
         assert pii_context.PHONE.words is None and pii._compiled_detect is None
-        from llmroute.core import pii_net
-        assert pii_net._compiled_emails is None
+        from llmroute.core import pii_net, request_text
+        assert pii_net._compiled_emails is None and request_text._compiled_walk is None
         assert pii_context._compiled_cue is None and pii_keys.long_tokens is pii_keys.long_tokens_py
         assert server.detector_build_note() is not None
         texts = json.load(sys.stdin)

@@ -808,6 +808,7 @@ static PyObject *shape(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"plan", plan, METH_VARARGS, "plan(text, classes, constants) -> [(kind, a, b, c), ...]: each cluster's checks."},
     {"detect_many", py_detect_many, METH_VARARGS, "detect_many(items, hooks) -> [[hit, ...], ...]: built-in hits."},
+    {"walk", py_walk, METH_VARARGS, "walk(out, body, hooks): request_text._walk(out, body) for a dict body."},
     {"emails", py_emails, METH_VARARGS, "emails(text, not_tlds, role) -> [hit, ...]: pii_net.emails_py's hits."},
     {"numbers", py_numbers, METH_VARARGS, "numbers(text, classes, key, headers, ctx, hooks) -> [hit, ...]."},
     {"lookup", py_lookup, METH_VARARGS, "lookup(text, classes, key, headers, ctx, start, end, cues) -> 0-2: a cue."},

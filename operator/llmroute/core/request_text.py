@@ -11,7 +11,7 @@ text is skipped. Pure; values are returned to the caller and never logged.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from llmroute.core.pii import DEFAULT, Detector, Finding
@@ -41,7 +41,10 @@ class Place(NamedTuple):
 def places(body: Mapping[str, Any]) -> list[Place]:
     """Every non-empty text a chat/completions/embeddings request body carries, in document order."""
     out: list[Place] = []
-    _walk(out, body)
+    if _compiled_walk is not None and type(body) is dict:
+        _compiled_walk(out, body, _WALK_HOOKS)
+    else:
+        _walk(out, body)
     return out
 
 
@@ -93,6 +96,11 @@ def _message(out: list[Place], path: Path, message: Mapping[str, Any]) -> None:
                 out.append(_new(Place, ((*path, field), content, False)))
         elif isinstance(content, list):  # (most messages carry one of the three: no path for the others)
             _parts(out, (*path, field), content)
+    _calls(out, path, message)
+
+
+def _calls(out: list[Place], path: Path, message: Mapping[str, Any]) -> None:
+    """The strings in a message's tool-call (and legacy function-call) arguments."""
     calls = message.get("tool_calls")
     if isinstance(calls, list):
         for j, call in enumerate(calls):
@@ -145,3 +153,14 @@ def _json_strings(out: list[Place], path: Path, value: Any) -> None:
     elif isinstance(value, list):
         for k, item in enumerate(value):
             _json_strings(out, (*path, k), item)
+
+
+_WALK_HOOKS = (Place, _message, _parts, _calls, _strings)
+"""What the compiled walk is given: the Place type, and the functions of this walk it calls for what is not a dict
+with string contents (a message of another Mapping type, content parts, tool calls, ``prompt``/``input``)."""
+
+_compiled_walk: Callable[[list[Place], dict[str, Any], tuple[object, ...]], None] | None
+try:
+    from llmroute.core._pii_clusters import walk as _compiled_walk
+except ImportError:  # not built: ``_walk``
+    _compiled_walk = None
