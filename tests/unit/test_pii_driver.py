@@ -9,6 +9,7 @@ decisions turn on: cue words in every case, table rows under headers, keys, char
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -323,3 +324,35 @@ def test_emails_on_the_corpus_and_known_addresses() -> None:
         assert _pii_clusters.emails(text, pii_net._NOT_TLDS, pii_net._ROLE) == list(pii_net.emails_py(text))
     deep = "a@" + "b." * 300 + "com"  # more labels than any real domain: the regex takes them all, so must this
     assert _pii_clusters.emails(deep, pii_net._NOT_TLDS, pii_net._ROLE) == list(pii_net.emails_py(deep)) != []
+
+
+# --- IBANs (checked in the driver as ``iban_at`` checks them) ---------------------------------------------------------
+
+ibans = st.builds(lambda seed: pii_corpus.iban(random.Random(seed)), st.integers(0, 10**6))
+"""Valid IBANs of the corpus' countries, printed compact or in groups of four."""
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ibans, st.sampled_from(["", "IBAN ", "x", "_", "9", " ", "\u00e9"]),
+       st.sampled_from(["", " ", "X", "x", "0", ".", " 12"]),
+       st.sampled_from(["keep", "lower", "flip", "drop", "space"]), st.integers(0, 40))
+def test_ibans_are_iban_at(iban: str, before: str, after: str, change: str, at: int) -> None:
+    """A valid IBAN, or one with a character changed, lowercased, dropped or a space doubled, between what may stand
+    around it: the driver finds what ``numbers_py`` (``iban_at``) finds."""
+    at = min(at, len(iban) - 1)
+    if change == "lower":
+        iban = iban.lower()
+    elif change == "flip":
+        iban = iban[:at] + ("7" if iban[at] != "7" else "8") + iban[at + 1 :]
+    elif change == "drop":
+        iban = iban[:at] + iban[at + 1 :]
+    elif change == "space":
+        iban = iban[:at] + " " + iban[at:]
+    assert_same_hits([(before + iban + after, "")])
+
+
+def test_bbans_are_the_registry_lengths() -> None:
+    countries = pii_numbers.IBAN_COUNTRIES
+    for i, bban in enumerate(pii_numbers.IBAN_BBANS):
+        fmt = pii_numbers.iban_format(countries[2 * i : 2 * i + 2])
+        assert fmt is not None and fmt[0] == 4 + len(bban) and set(bban) <= set("nac")

@@ -96,7 +96,8 @@ static int one(const Detect *d, PyObject *hits, PyObject *text, PyObject *key, u
 PyObject *py_detect_many(PyObject *self, PyObject *args) {
     PyObject *texts, *keys, *hooks, *class_table, *token_table, *numbers_hooks;
     Detect d;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &texts, &PyList_Type, &keys, &PyTuple_Type, &hooks)) return NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &texts, &PyList_Type, &keys, &PyTuple_Type, &hooks))
+        return NULL;
     if (!PyArg_ParseTuple(hooks, "O!O!OOOO!O!OUO", &PyBytes_Type, &class_table, &PyBytes_Type, &token_table,
                           &numbers_hooks, &d.assigned, &d.random_looking, &PyFrozenSet_Type, &d.not_tlds,
                           &PyFrozenSet_Type, &d.role, &d.pem_keys, &d.pem_marker, &d.context_class)

@@ -48,10 +48,9 @@ PyObject *py_long_tokens(PyObject *self, PyObject *args) {
 /* --- API keys: which long tokens are keys (pii_keys.keys_py's walk over them) ------------------------------------- */
 
 /* Character classes of _SHAPED's alphabets (ASCII only: the regex classes hold no other character). */
-static inline int alnum(Py_UCS4 ch) { return is_digit(ch) || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z'); }
-static inline int alnum_u(Py_UCS4 ch) { return alnum(ch) || ch == '_'; }             /* [A-Za-z0-9_] */
-static inline int alnum_ud(Py_UCS4 ch) { return alnum(ch) || ch == '_' || ch == '-'; } /* [A-Za-z0-9_\-] */
-static inline int alnum_d(Py_UCS4 ch) { return alnum(ch) || ch == '-'; }               /* [A-Za-z0-9\-] */
+static inline int alnum_u(Py_UCS4 ch) { return ascii_alnum(ch) || ch == '_'; }             /* [A-Za-z0-9_] */
+static inline int alnum_ud(Py_UCS4 ch) { return ascii_alnum(ch) || ch == '_' || ch == '-'; } /* [A-Za-z0-9_\-] */
+static inline int alnum_d(Py_UCS4 ch) { return ascii_alnum(ch) || ch == '-'; }               /* [A-Za-z0-9\-] */
 static inline int upper_digit(Py_UCS4 ch) { return is_digit(ch) || (ch >= 'A' && ch <= 'Z'); } /* [A-Z0-9] */
 
 typedef int (*CharClass)(Py_UCS4);
@@ -83,7 +82,7 @@ static Py_ssize_t prefixed(const Text *t, Py_ssize_t i, const char *lit, CharCla
 /* [sr]k_(?:live|test)_[0-9A-Za-z]{16,} at i: its end, or -1. */
 static Py_ssize_t stripe_key(const Text *t, Py_ssize_t i) {
     if (!(starts(t, i + 1, "k_live_") || starts(t, i + 1, "k_test_"))) return -1;
-    Py_ssize_t k = run(t, i + 8, alnum, -1);
+    Py_ssize_t k = run(t, i + 8, ascii_alnum, -1);
     return k >= 16 ? i + 8 + k : -1;
 }
 
@@ -116,7 +115,7 @@ static Py_ssize_t shaped_key(const Text *t, Py_ssize_t i) {
         return prefixed(t, i, "AIza", alnum_ud, 35, 35);
     case 'g':
         if (i + 3 < t->n && at(t, i + 1) == 'h' && one_of(at(t, i + 2), "pousr") && at(t, i + 3) == '_') {
-            Py_ssize_t k = run(t, i + 4, alnum, 251);
+            Py_ssize_t k = run(t, i + 4, ascii_alnum, 251);
             return k >= 36 ? i + 4 + k : -1;
         }
         if (starts(t, i, "github_pat_")) return prefixed(t, i, "github_pat_", alnum_u, 22, 255);
@@ -128,9 +127,9 @@ static Py_ssize_t shaped_key(const Text *t, Py_ssize_t i) {
         }
         return -1;
     case 'h':
-        return prefixed(t, i, "hf_", alnum, 30, -1);
+        return prefixed(t, i, "hf_", ascii_alnum, 30, -1);
     case 'n':
-        return prefixed(t, i, "npm_", alnum, 36, 36);
+        return prefixed(t, i, "npm_", ascii_alnum, 36, 36);
     case 'S': {
         Py_ssize_t p = prefixed(t, i, "SG.", alnum_ud, 22, 22);
         return p >= 0 ? prefixed(t, p, ".", alnum_ud, 43, 43) : -1;

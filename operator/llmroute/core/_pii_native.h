@@ -20,6 +20,7 @@ typedef struct {
 static inline Py_UCS4 at(const Text *t, Py_ssize_t i) { return PyUnicode_READ(t->kind, t->data, i); }
 static inline int is_digit(Py_UCS4 ch) { return ch >= '0' && ch <= '9'; }
 static inline int is_upper(Py_UCS4 ch) { return ch >= 'A' && ch <= 'Z'; }
+static inline int ascii_alnum(Py_UCS4 ch) { return is_digit(ch) || (ch < 128 && (ch | 32) >= 'a' && (ch | 32) <= 'z'); }
 static inline int word_ascii(Py_UCS4 ch) {
     return is_digit(ch) || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_';
 }
@@ -123,10 +124,10 @@ typedef struct {
     Consts consts;
     PyObject *units, *cues, *names;
     const Words *words[4];
-    PyObject *label_cue, *validated, *valid_in, *iban_countries, *iban_at, *ipv6_at;
+    PyObject *label_cue, *validated, *valid_in, *iban_countries, *iban_bbans, *ipv6_at;
 } Scan;
 
-enum { CUES_PHONE = 0, CUES_CARD = 1, CUES_SSN = 2, CUES_IP = 3 };
+enum { CUES_PHONE = 0, CUES_CARD = 1, CUES_SSN = 2, CUES_IP = 3, CUES_IBAN = 4 }; /* (IBAN: a name, no cues) */
 
 /* _pii_numbers.c */
 int read_hooks(PyObject *hooks, Scan *s);

@@ -10,7 +10,6 @@
 
 #define LOCAL_MAX 64 /* pii_net._LOCAL_MAX */
 
-static inline int ascii_alnum(Py_UCS4 ch) { return ch < 128 && (is_digit(ch) || ((ch | 32) >= 'a' && (ch | 32) <= 'z')); }
 static inline int ascii_letter(Py_UCS4 ch) { return ch < 128 && (ch | 32) >= 'a' && (ch | 32) <= 'z'; }
 static inline int local_char(Py_UCS4 ch) { /* pii_net._LOCAL_CHARS */
     return ascii_alnum(ch) || ch == '.' || ch == '_' || ch == '%' || ch == '+' || ch == '-';

@@ -11,7 +11,7 @@
 static int bad_hooks(void) {
     PyErr_SetString(PyExc_TypeError,
                     "hooks: (constants, units, cues, words, names, label_cue, validated, valid_in, iban_countries, "
-                    "iban_at, ipv6_at), as pii_numbers._HOOKS");
+                    "iban_bbans, ipv6_at), as pii_numbers._HOOKS");
     return -1;
 }
 
@@ -19,14 +19,18 @@ static int bad_hooks(void) {
 int read_hooks(PyObject *hooks, Scan *s) {
     PyObject *consts, *tables;
     if (!PyTuple_Check(hooks)
-        || !PyArg_ParseTuple(hooks, "OO!O!O!O!OOOUOO", &consts, &PyTuple_Type, &s->units, &PyTuple_Type, &s->cues,
+        || !PyArg_ParseTuple(hooks, "OO!O!O!O!OOOUO!O", &consts, &PyTuple_Type, &s->units, &PyTuple_Type, &s->cues,
                              &PyTuple_Type, &tables, &PyTuple_Type, &s->names, &s->label_cue, &s->validated,
-                             &s->valid_in, &s->iban_countries, &s->iban_at, &s->ipv6_at)) {
+                             &s->valid_in, &s->iban_countries, &PyTuple_Type, &s->iban_bbans, &s->ipv6_at)) {
         PyErr_Clear();
         return bad_hooks();
     }
-    if (PyTuple_GET_SIZE(s->cues) != 4 || PyTuple_GET_SIZE(tables) != 4 || PyTuple_GET_SIZE(s->names) != 4)
+    if (PyTuple_GET_SIZE(s->cues) != 4 || PyTuple_GET_SIZE(tables) != 4 || PyTuple_GET_SIZE(s->names) != 5
+        || PyTuple_GET_SIZE(s->iban_bbans) * 2 != PyUnicode_GET_LENGTH(s->iban_countries))
         return bad_hooks();
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(s->iban_bbans); i++)
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(s->iban_bbans, i))) return bad_hooks();
+    if (!PyUnicode_Check(PyTuple_GET_ITEM(s->names, CUES_IBAN))) return bad_hooks();
     for (int i = 0; i < 4; i++) {
         if (!PyUnicode_Check(PyTuple_GET_ITEM(s->names, i))) return bad_hooks();
         if ((s->words[i] = words_of(PyTuple_GET_ITEM(tables, i))) == NULL) return -1;
@@ -63,22 +67,48 @@ static int hit(PyObject *hits, const Scan *s, int which, Py_ssize_t a, Py_ssize_
     return r;
 }
 
-/* Append what a hook returned: a hit tuple, or None (nothing). Steals `found`; 1 if it was a hit, 0 if None. */
-static int hook_hit(PyObject *hits, PyObject *found) {
-    if (found == NULL) return -1;
-    int r = found == Py_None ? 0 : PyList_Append(hits, found) < 0 ? -1 : 1;
-    Py_DECREF(found);
-    return r;
-}
-
-/* The two capitals at a are a country with IBANs (one of hooks' iban_countries, two characters each). */
-static int iban_country(const Scan *s, Py_ssize_t a) {
+/* The country of the two capitals at a among hooks' iban_countries (two characters each): its index there, or -1
+ * (iban_at finds no IBAN in a country that has none). */
+static Py_ssize_t iban_country(const Scan *s, Py_ssize_t a) {
     Py_UCS4 x = at(&s->t, a), y = at(&s->t, a + 1);
     Py_ssize_t n = PyUnicode_GET_LENGTH(s->iban_countries);
     for (Py_ssize_t i = 0; i + 1 < n; i += 2)
         if (PyUnicode_READ_CHAR(s->iban_countries, i) == x && PyUnicode_READ_CHAR(s->iban_countries, i + 1) == y)
-            return 1;
-    return 0;
+            return i / 2;
+    return -1;
+}
+
+static inline int upper_or_digit(Py_UCS4 ch) { return is_digit(ch) || is_upper(ch); }
+
+/* pii_numbers.iban_at(text, a) for a country with IBANs, whose BBAN is `bban` (one class letter per character, as
+ * pii_numbers.IBAN_BBANS writes it: 'n' a digit, 'a' a capital, 'c' either): the IBAN's end, or 0 if none is there.
+ *   - not after an ASCII letter, digit or '_';
+ *   - _iban_span: [0-9A-Z](?: ?[0-9A-Z]){length-1}(?![A-Za-z0-9]) - each character after the first may follow one
+ *     space (a space not followed by one ends the match: one path), and no ASCII letter or digit after the last;
+ *   - the BBAN's classes, and mod 97 of the number the characters make with the first four moved to the end and
+ *     each letter read as 10-35 (int(...) % 97 there) is 1. */
+static Py_ssize_t iban_end(const Scan *s, Py_ssize_t a, PyObject *bban) {
+    const Text *t = &s->t;
+    if (a > 0 && word_ascii(at(t, a - 1))) return 0;
+    Py_ssize_t length = 4 + PyUnicode_GET_LENGTH(bban), i = a, k = 0;
+    Py_UCS4 chars[64];
+    if (length > (Py_ssize_t)(sizeof chars / sizeof *chars)) return 0; /* (the longest IBAN has 34) */
+    for (; k < length; k++) {
+        if (k > 0 && i + 1 < t->n && at(t, i) == ' ' && upper_or_digit(at(t, i + 1))) i++;
+        if (i >= t->n || !upper_or_digit(at(t, i))) return 0;
+        chars[k] = at(t, i++);
+    }
+    if (i < t->n && ascii_alnum(at(t, i))) return 0;
+    for (k = 4; k < length; k++) {
+        Py_UCS4 want = PyUnicode_READ_CHAR(bban, k - 4), ch = chars[k];
+        if ((want == 'n' && !is_digit(ch)) || (want == 'a' && !is_upper(ch))) return 0;
+    }
+    long r = 0;
+    for (k = 0; k < length; k++) {
+        Py_UCS4 ch = chars[(k + 4) % length];
+        r = is_digit(ch) ? (r * 10 + (long)(ch - '0')) % 97 : (r * 100 + (long)(ch - 'A' + 10)) % 97;
+    }
+    return r == 1 ? i : 0;
 }
 
 #define PHONE_SCAN_MAX 4096 /* pii_context._PHONE_SCAN_MAX */
@@ -184,8 +214,9 @@ static int phone_at(PyObject *hits, const Scan *s, Py_ssize_t a, Py_ssize_t b, i
     }
     if (a > 0 && (phone_before(at(t, a - 1)) || (a >= 2 && at(t, a - 2) == ':' && at(t, a - 1) == ':')))
         return 0; /* "tel:+1..." is a phone, "arn:aws:iam::004751573971" an account */
-    if (b < n && (word_ascii(at(t, b)) || (at(t, b) == '-' && b + 1 < n && (at(t, b + 1) == 'X' || at(t, b + 1) == 'x'))))
-        return 0;
+    if (b < n && (word_ascii(at(t, b))
+                  || (at(t, b) == '-' && b + 1 < n && (at(t, b + 1) == 'X' || at(t, b + 1) == 'x'))))
+        return 0; /* a longer token, or an extension ("-x123") */
     for (int k = 0; k < 2; k++) {
         double conf = phone(s, a, b, positive);
         if (conf < 0) return -1;
@@ -230,11 +261,10 @@ static int item(PyObject *hits, const Scan *s, const Items *items, Py_ssize_t *i
     case K_PHONE_AT:
         return phone_at(hits, s, a, b, positive);
     case K_IBAN: {
-        if (!iban_country(s, a)) return 0; /* (iban_at: no IBAN in a country that has none) */
-        int r = hook_hit(hits, PyObject_CallFunction(s->iban_at, "On", s->text, a));
-        if (r == 1) /* the rest of the cluster is not looked at (an IBAN holds no other number) */
-            *i += b < items->len - 1 - *i ? b : items->len - 1 - *i;
-        return r < 0 ? -1 : 0;
+        Py_ssize_t country = iban_country(s, a), end;
+        if (country < 0 || !(end = iban_end(s, a, PyTuple_GET_ITEM(s->iban_bbans, country)))) return 0;
+        *i += b < items->len - 1 - *i ? b : items->len - 1 - *i; /* the rest of the cluster is not looked at (an */
+        return hit(hits, s, CUES_IBAN, a, end, 0.97);              /* IBAN holds no other number) */
     }
     default: { /* K_IPV6 */
         PyObject *found = PyObject_CallFunction(s->ipv6_at, "Onn", s->text, a, b);

@@ -90,7 +90,8 @@ static int walk_body(const Walk *w, PyObject *out, PyObject *body) {
                     Py_XDECREF(cls);
                     Py_XDECREF(abc);
                 }
-                r = mapping < 0 ? -1 : mapping ? call_hook(w->message, out, PyTuple_Pack(2, w->messages, index), msg) : 0;
+                if (mapping > 0) r = call_hook(w->message, out, PyTuple_Pack(2, w->messages, index), msg);
+                else if (mapping < 0) r = -1;
             }
             Py_XDECREF(index);
             Py_DECREF(msg);
@@ -127,7 +128,8 @@ PyObject *py_walk(PyObject *self, PyObject *args) {
     w.place = (PyTypeObject *)place_type;
     PyObject **names[] = {&w.names[0], &w.names[1], &w.names[2], &w.tool_calls, &w.function_call, &w.messages,
                           &w.prompt, &w.input};
-    const char *strs[] = {FIELDS[0], FIELDS[1], FIELDS[2], "tool_calls", "function_call", "messages", "prompt", "input"};
+    const char *strs[] = {FIELDS[0],    FIELDS[1],       FIELDS[2], "tool_calls",
+                          "function_call", "messages", "prompt",   "input"};
     int made = 0, r = 0;
     for (; made < 8; made++)
         if ((*names[made] = PyUnicode_InternFromString(strs[made])) == NULL) break;

@@ -186,6 +186,17 @@ IBAN_COUNTRIES = "".join(sorted(p[1] for p in _IBAN_DB.prefixes if iban_format._
 finds none (a test checks every pair of capitals)."""
 
 
+def _bban(country: str) -> str:
+    """``country``'s BBAN as one class letter per character (``n`` a digit, ``a`` a capital, ``c`` either), from the
+    registry structure ``iban_format`` compiles into its pattern."""
+    info = _IBAN_DB.info(country)
+    return "".join(kind * int(n) for n, kind in _STRUCT.findall(info[0][1]["bban"]))
+
+
+IBAN_BBANS = tuple(_bban(IBAN_COUNTRIES[i : i + 2]) for i in range(0, len(IBAN_COUNTRIES), 2))
+"""Each of ``IBAN_COUNTRIES``' BBANs (``_bban``), in that order: what the compiled driver checks an IBAN against."""
+
+
 def _iban_end(text: str, start: int, length: int) -> int | None:
     """Where an IBAN of ``length`` characters starting at ``start`` ends (single spaces between groups allowed)."""
     m = _iban_span(length).match(text, start)
@@ -555,18 +566,18 @@ _HOOKS = (
     pii_context._UNIT_WORDS,
     (PHONE, CARD, SSN, IP),
     (PHONE.words, CARD.words, SSN.words, IP.words),
-    ("phone", "credit_card", "us_ssn", "ip_address"),
+    ("phone", "credit_card", "us_ssn", "ip_address", "iban"),
     pii_context.label_cue,
     _validated,
     valid_in,
     IBAN_COUNTRIES,
-    iban_at,
+    IBAN_BBANS,
     pii_net.ipv6_at,
 )
 """What the compiled driver is given: the plan's constants, the unit words, the cues it looks up (in the order of its
 ``CUES_*``) with their compiled word tables, the type names of its hits, the Python functions it calls where
 ``numbers_py`` does (a label that is not ASCII, a national number's and an international number's validation), the
-countries an IBAN may start with (it calls ``iban_at`` only there) and the IBAN and IPv6 checks."""
+countries an IBAN may start with and their BBANs (it checks IBANs as ``iban_at`` does), and the IPv6 check."""
 
 _Headers = dict[int, tuple[str, str] | None]
 _compiled_numbers: Callable[[str, bytes, str, _Headers, object, tuple[object, ...]], list[Hit]] | None
