@@ -279,6 +279,7 @@ def test_detect_many_is_detect_for_each() -> None:
     found = pii.DEFAULT.detect_many(texts, keys)
     assert [list(f) for f in found] == [pii.detect(text, key) for text, key in zip(texts, keys, strict=True)]
     assert all(f == () for f in found if not f)  # nothing: the empty tuple, no list kept
+    assert all(type(f) is pii.Finding for fs in found for f in fs)  # made in C, with the named tuple's type
     detector = pii.Detector([pii.CustomDetector("ticket", r"TCK-[0-9]{6}")])
     texts, keys = ["see TCK-123456 and call 415-555-0134", "", "TCK-000001", "nothing here"], ["", "", "x", ""]
     found = detector.detect_many(texts, keys)

@@ -13,13 +13,14 @@
 static int bad_detect_hooks(void) {
     PyErr_SetString(PyExc_TypeError,
                     "hooks: (class table, token table, numbers hooks, assigned, random_looking, not_tlds, role, "
-                    "pem_keys, pem marker, Context), as pii._DETECT_HOOKS");
+                    "pem_keys, pem marker, Context, Finding), as pii._DETECT_HOOKS");
     return -1;
 }
 
 typedef struct {
     const unsigned char *class_table, *token_table;
     PyObject *assigned, *random_looking, *not_tlds, *role, *pem_keys, *pem_marker, *context_class;
+    PyTypeObject *finding; /* pii.Finding: a named tuple of four */
     Scan scan; /* the numeric types' hooks, read once */
 } Detect;
 
@@ -90,23 +91,48 @@ static int one(const Detect *d, PyObject *hits, PyObject *text, PyObject *key, u
     return r;
 }
 
+/* Each hit tuple of `hits` as a Finding (tuple.__new__(Finding, hit) without the named tuple's constructor). */
+static int as_findings(PyTypeObject *finding, PyObject *hits) {
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(hits); j++) {
+        PyObject *h = PyList_GET_ITEM(hits, j);
+        if (!PyTuple_CheckExact(h) || PyTuple_GET_SIZE(h) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a hit is (type, start, end, confidence)");
+            return -1;
+        }
+        PyObject *f = finding->tp_alloc(finding, 4);
+        if (f == NULL) return -1;
+        for (int k = 0; k < 4; k++) {
+            PyObject *v = PyTuple_GET_ITEM(h, k);
+            Py_INCREF(v);
+            PyTuple_SET_ITEM(f, k, v);
+        }
+        PyList_SET_ITEM(hits, j, f); /* (the list held the hit: let it go) */
+        Py_DECREF(h);
+    }
+    return 0;
+}
+
 /* detect_many(texts, keys, hooks) -> [hits, ...]: builtin_hits_py's hits for each text and its key (two lists of
- * str of one length), in order - a list of hit tuples, or the empty tuple where there are none (most texts: no list
- * is kept for them). */
+ * str of one length), in order - a list of Findings (hooks' type), or the empty tuple where there are none (most
+ * texts: no list is kept for them). */
 PyObject *py_detect_many(PyObject *self, PyObject *args) {
     PyObject *texts, *keys, *hooks, *class_table, *token_table, *numbers_hooks;
     Detect d;
     if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &texts, &PyList_Type, &keys, &PyTuple_Type, &hooks))
         return NULL;
-    if (!PyArg_ParseTuple(hooks, "O!O!OOOO!O!OUO", &PyBytes_Type, &class_table, &PyBytes_Type, &token_table,
+    PyObject *finding;
+    if (!PyArg_ParseTuple(hooks, "O!O!OOOO!O!OUOO!", &PyBytes_Type, &class_table, &PyBytes_Type, &token_table,
                           &numbers_hooks, &d.assigned, &d.random_looking, &PyFrozenSet_Type, &d.not_tlds,
-                          &PyFrozenSet_Type, &d.role, &d.pem_keys, &d.pem_marker, &d.context_class)
-        || PyBytes_GET_SIZE(class_table) != 256 || PyBytes_GET_SIZE(token_table) != 256) {
+                          &PyFrozenSet_Type, &d.role, &d.pem_keys, &d.pem_marker, &d.context_class, &PyType_Type,
+                          &finding)
+        || PyBytes_GET_SIZE(class_table) != 256 || PyBytes_GET_SIZE(token_table) != 256
+        || !PyType_IsSubtype((PyTypeObject *)finding, &PyTuple_Type)) {
         PyErr_Clear();
         bad_detect_hooks();
         return NULL;
     }
     if (read_hooks(numbers_hooks, &d.scan) < 0) return NULL;
+    d.finding = (PyTypeObject *)finding;
     d.class_table = (const unsigned char *)PyBytes_AS_STRING(class_table);
     d.token_table = (const unsigned char *)PyBytes_AS_STRING(token_table);
     Py_ssize_t count = PyList_GET_SIZE(texts), room = 0;
@@ -152,6 +178,10 @@ PyObject *py_detect_many(PyObject *self, PyObject *args) {
             Py_DECREF(hits);
             Py_INCREF(nothing);
             hits = nothing;
+        } else if (as_findings(d.finding, hits) < 0) {
+            Py_DECREF(hits);
+            Py_CLEAR(out);
+            break;
         }
         PyList_SET_ITEM(out, k, hits);
     }

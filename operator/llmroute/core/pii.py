@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from llmroute.api import pattern_cost
 from llmroute.api.provider_policy import BUILTIN_PII_TYPES
@@ -72,20 +72,22 @@ class Detector:
     def detect_many(self, texts: list[str], keys: list[str]) -> list[Sequence[Finding]]:
         """``detect(text, key)`` for each text and its key, in order (an empty tuple where there is nothing): the
         texts of one request in one pass - the built-in types in one compiled call where it is built
-        (``builtin_hits_py`` for each, without a Python call per text), and no list kept for a text without a
-        finding (most of them: fewer objects for the garbage collector to walk on a big request)."""
+        (``builtin_hits_py`` for each, as Findings, without a Python call per text or per finding), and no list kept
+        for a text without a finding (most of them: fewer objects for the garbage collector on a big request)."""
         if _compiled_detect is not None:
-            found: list[list[Hit] | tuple[()]] = _compiled_detect(texts, keys, _DETECT_HOOKS)
+            found = _compiled_detect(texts, keys, _DETECT_HOOKS)
         else:
-            found = [builtin_hits_py(text, key) or _NOTHING for text, key in zip(texts, keys, strict=True)]
+            found = [
+                [_new(Finding, h) for h in builtin_hits_py(text, key)] or _NOTHING
+                for text, key in zip(texts, keys, strict=True)
+            ]
         if self._custom:
             found = [self._with_custom(text, hits) for text, hits in zip(texts, found, strict=True)]
-        return [[_new(Finding, h) for h in (_resolve(hits) if len(hits) > 1 else hits)] if hits else _NOTHING
-                for hits in found]
+        return [(list(_resolve(hits)) if len(hits) > 1 else hits) if hits else _NOTHING for hits in found]
 
-    def _with_custom(self, text: str, hits: list[Hit] | tuple[()]) -> list[Hit] | tuple[()]:
+    def _with_custom(self, text: str, hits: list[Finding] | tuple[()]) -> list[Finding] | tuple[()]:
         extra = [
-            (name, m.start(), m.end(), confidence)
+            _new(Finding, (name, m.start(), m.end(), confidence))
             for name, pattern, confidence, reach in self._custom
             for m in pattern_cost.finditer(pattern, text, reach)
         ]
@@ -119,13 +121,14 @@ _DETECT_HOOKS = (
     pii_keys.pem_keys,
     pii_keys._PRIVATE_KEY,
     pii_context.Context,
+    Finding,
 )
 """What the compiled pass is given: the tables of ``Context``'s two byte views, the numeric types' hooks, the Python
 functions it calls where ``builtin_hits_py`` does (a key's assignment pattern and entropy), the suffixes and local
-parts no e-mail address has, the PEM keys' function and the marker it looks for first, and ``Context`` (made only for
-a lookup Python decides)."""
+parts no e-mail address has, the PEM keys' function and the marker it looks for first, ``Context`` (made only for a
+lookup Python decides), and ``Finding``, the type of what it returns."""
 
-_compiled_detect: Callable[[list[str], list[str], tuple[object, ...]], list[list[Hit] | tuple[()]]] | None
+_compiled_detect: Callable[[list[str], list[str], tuple[object, ...]], list[list[Finding] | tuple[()]]] | None
 try:
     from llmroute.core._pii_clusters import detect_many as _compiled_detect
 except ImportError:  # not built
@@ -150,7 +153,11 @@ def _compile_custom(c: CustomDetector) -> tuple[str, re.Pattern[str], float, int
     return (c.name, pattern, c.confidence, pattern_cost.reach(c.pattern))
 
 
-def _resolve(hits: list[Hit]) -> Iterator[Hit]:
+H = TypeVar("H", bound=Hit)
+"""A hit, or a Finding (a hit as a named tuple): overlaps are resolved the same way for both."""
+
+
+def _resolve(hits: list[H]) -> Iterator[H]:
     """A non-overlapping subset, in order of start: longest first, then most confident, then earliest.
 
     Most texts' hits overlap nowhere: then that subset is all of them, in order of start (distinct starts, spans not
@@ -166,10 +173,10 @@ def _resolve(hits: list[Hit]) -> Iterator[Hit]:
     return iter(resolve_overlapping(hits))
 
 
-def resolve_overlapping(hits: list[Hit]) -> list[Hit]:
+def resolve_overlapping(hits: list[H]) -> list[H]:
     """:func:`_resolve`'s general way, for hits that may overlap (also what its shortcut is tested against)."""
     starts: list[int] = []
-    kept: list[Hit] = []
+    kept: list[H] = []
     for h in sorted(hits, key=lambda h: (h[1] - h[2], -h[3], h[1])):
         i = bisect_left(starts, h[1])
         if (i < len(kept) and kept[i][1] < h[2]) or (i > 0 and kept[i - 1][2] > h[1]):
