@@ -357,3 +357,20 @@ def test_bbans_are_the_registry_lengths() -> None:
     for i, bban in enumerate(pii_numbers.IBAN_BBANS):
         fmt = pii_numbers.iban_format(countries[2 * i : 2 * i + 2])
         assert fmt is not None and fmt[0] == 4 + len(bban) and set(bban) <= set("nac")
+
+
+def test_detect_places_reads_each_place_as_its_text_and_key() -> None:
+    """The compiled pass reads a Place's text and key itself (``place_key``): the same as ``detect_many`` of the
+    lists, with and without custom detectors, on corpus bodies with tool-call arguments (keys) in them."""
+    records = pii_corpus.generate(pii_corpus.HELD_OUT_SEED, 400)
+    found = [p for r in records for p in request_text.places(r.body)]
+    assert any(request_text.key_of(p) for p in found)
+    texts, keys = [p.text for p in found], [request_text.key_of(p) for p in found]
+    for detector in (pii.DEFAULT, pii.Detector([pii.CustomDetector("ticket", r"TCK-[0-9]{6}")])):
+        assert detector.detect_places(found) == detector.detect_many(texts, keys)
+    with pytest.raises(TypeError, match="a Place is"):
+        _pii_clusters.detect_many([("text",)], None, pii._DETECT_HOOKS)
+    with pytest.raises(TypeError, match="a Place is"):
+        _pii_clusters.detect_many([((), "text", False)], None, pii._DETECT_HOOKS)
+    with pytest.raises(TypeError, match="keys"):
+        _pii_clusters.detect_many(["text"], "", pii._DETECT_HOOKS)

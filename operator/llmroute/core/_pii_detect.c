@@ -91,6 +91,22 @@ static int one(const Detect *d, PyObject *hits, PyObject *text, PyObject *key, u
     return r;
 }
 
+/* A Place's text and key (request_text.key_of: the last element of its path when that is a str and the place is in
+ * JSON, else ""), borrowed; -1 with an exception set when it is not a Place's shape. */
+static int place_text(PyObject *place, PyObject *empty, PyObject **text, PyObject **key) {
+    if (place == NULL || !PyTuple_Check(place) || PyTuple_GET_SIZE(place) != 3
+        || !PyTuple_Check(PyTuple_GET_ITEM(place, 0)) || PyTuple_GET_SIZE(PyTuple_GET_ITEM(place, 0)) == 0) {
+        PyErr_SetString(PyExc_TypeError, "a Place is (path, text, in_json), its path not empty");
+        return -1;
+    }
+    PyObject *path = PyTuple_GET_ITEM(place, 0), *last = PyTuple_GET_ITEM(path, PyTuple_GET_SIZE(path) - 1);
+    int in_json = PyObject_IsTrue(PyTuple_GET_ITEM(place, 2));
+    if (in_json < 0) return -1;
+    *text = PyTuple_GET_ITEM(place, 1);
+    *key = in_json && PyUnicode_Check(last) ? last : empty;
+    return 0;
+}
+
 /* Each hit tuple of `hits` as a Finding (tuple.__new__(Finding, hit) without the named tuple's constructor). */
 static int as_findings(PyTypeObject *finding, PyObject *hits) {
     for (Py_ssize_t j = 0; j < PyList_GET_SIZE(hits); j++) {
@@ -113,13 +129,16 @@ static int as_findings(PyTypeObject *finding, PyObject *hits) {
 }
 
 /* detect_many(texts, keys, hooks) -> [hits, ...]: builtin_hits_py's hits for each text and its key (two lists of
- * str of one length), in order - a list of Findings (hooks' type), or the empty tuple where there are none (most
- * texts: no list is kept for them). */
+ * str of one length; or, with keys None, a list of request_text Places, each read as its text and key_of), in
+ * order - a list of Findings (hooks' type), or the empty tuple where there are none (most texts: no list is kept). */
 PyObject *py_detect_many(PyObject *self, PyObject *args) {
     PyObject *texts, *keys, *hooks, *class_table, *token_table, *numbers_hooks;
     Detect d;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &texts, &PyList_Type, &keys, &PyTuple_Type, &hooks))
+    if (!PyArg_ParseTuple(args, "O!OO!", &PyList_Type, &texts, &keys, &PyTuple_Type, &hooks)) return NULL;
+    if (keys != Py_None && !PyList_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "keys: a list of str, or None when texts are Places");
         return NULL;
+    }
     PyObject *finding;
     if (!PyArg_ParseTuple(hooks, "O!O!OOOO!O!OUOO!", &PyBytes_Type, &class_table, &PyBytes_Type, &token_table,
                           &numbers_hooks, &d.assigned, &d.random_looking, &PyFrozenSet_Type, &d.not_tlds,
@@ -136,19 +155,24 @@ PyObject *py_detect_many(PyObject *self, PyObject *args) {
     d.class_table = (const unsigned char *)PyBytes_AS_STRING(class_table);
     d.token_table = (const unsigned char *)PyBytes_AS_STRING(token_table);
     Py_ssize_t count = PyList_GET_SIZE(texts), room = 0;
-    if (PyList_GET_SIZE(keys) != count) {
+    if (keys != Py_None && PyList_GET_SIZE(keys) != count) {
         PyErr_SetString(PyExc_ValueError, "texts and keys: one key per text");
         return NULL;
     }
     unsigned char *views = NULL;
-    PyObject *out = PyList_New(count), *nothing = PyTuple_New(0);
-    if (nothing == NULL) Py_CLEAR(out);
+    PyObject *out = PyList_New(count), *nothing = PyTuple_New(0), *empty = PyUnicode_New(0, 0);
+    if (nothing == NULL || empty == NULL) Py_CLEAR(out);
     for (Py_ssize_t k = 0; out != NULL && k < count; k++) {
         /* (the lists are read by index each time: a hook may run any Python, which could change them) */
-        PyObject *text = k < PyList_GET_SIZE(texts) ? PyList_GET_ITEM(texts, k) : NULL;
-        PyObject *key = k < PyList_GET_SIZE(keys) ? PyList_GET_ITEM(keys, k) : NULL;
+        PyObject *text = k < PyList_GET_SIZE(texts) ? PyList_GET_ITEM(texts, k) : NULL, *key = NULL;
+        if (keys != Py_None) {
+            key = k < PyList_GET_SIZE(keys) ? PyList_GET_ITEM(keys, k) : NULL;
+        } else if (place_text(text, empty, &text, &key) < 0) {
+            Py_CLEAR(out);
+            break;
+        }
         if (text == NULL || key == NULL || !PyUnicode_Check(text) || !PyUnicode_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "texts and keys: lists of str");
+            PyErr_SetString(PyExc_TypeError, "texts and keys: lists of str (or Places, keys None)");
             Py_CLEAR(out);
             break;
         }
@@ -186,6 +210,7 @@ PyObject *py_detect_many(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(out, k, hits);
     }
     Py_XDECREF(nothing);
+    Py_XDECREF(empty);
     PyMem_Free(views);
     return out;
 }

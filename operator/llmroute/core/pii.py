@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from llmroute.api import pattern_cost
 from llmroute.api.provider_policy import BUILTIN_PII_TYPES
@@ -81,6 +81,19 @@ class Detector:
                 [_new(Finding, h) for h in builtin_hits_py(text, key)] or _NOTHING
                 for text, key in zip(texts, keys, strict=True)
             ]
+        return self._finish(texts, found)
+
+    def detect_places(self, places: Sequence[Placed]) -> list[Sequence[Finding]]:
+        """``detect_many`` of the places' texts and keys (``place_key``), read from the places themselves (no two
+        lists made of a big request's places first). ``places``: a list of ``request_text.Place``."""
+        if _compiled_detect is not None:
+            return self._finish([p.text for p in places] if self._custom else [],
+                                _compiled_detect(places, None, _DETECT_HOOKS))  # type: ignore[arg-type]
+        return self.detect_many([p.text for p in places], [place_key(p) for p in places])
+
+    def _finish(self, texts: list[str], found: list[list[Finding] | tuple[()]]) -> list[Sequence[Finding]]:
+        """Custom detectors' hits added (``texts``: what was scanned; read only when there are custom detectors),
+        overlaps resolved."""
         if self._custom:
             found = [self._with_custom(text, hits) for text, hits in zip(texts, found, strict=True)]
         return [(list(_resolve(hits)) if len(hits) > 1 else hits) if hits else _NOTHING for hits in found]
@@ -95,6 +108,25 @@ class Detector:
 
 
 _NOTHING: tuple[()] = ()
+
+
+class Placed(Protocol):
+    """A string in a request body as ``request_text.Place`` holds it: its path from the body's root, the text, and
+    whether the path runs into JSON held in a string (tool-call arguments)."""
+
+    @property
+    def path(self) -> tuple[str | int, ...]: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def in_json(self) -> bool: ...
+
+
+def place_key(place: Placed) -> str:
+    """The JSON key a string in tool-call arguments is the value of, else ``""`` (read like a column header). The
+    compiled pass reads a Place's key the same way."""
+    last = place.path[-1]
+    return last if place.in_json and isinstance(last, str) else ""
 
 
 def builtin_hits_py(text: str, key: str = "") -> list[Hit]:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from llmroute.core.pii import DEFAULT, Detector, Finding
+from llmroute.core.pii import DEFAULT, Detector, Finding, place_key
 
 Path = tuple[str | int, ...]
 
@@ -58,14 +58,12 @@ def scan(body: Mapping[str, Any], detector: Detector = DEFAULT) -> list[tuple[Pl
 
 def findings_in(found: list[Place], detector: Detector = DEFAULT) -> list[tuple[Place, Finding]]:
     """``scan``'s findings in places already walked."""
-    results = detector.detect_many([place.text for place in found], [key_of(place) for place in found])
-    return [(place, f) for place, findings in zip(found, results, strict=True) for f in findings]
+    results = detector.detect_places(found)
+    return [(place, f) for place, findings in zip(found, results, strict=True) if findings for f in findings]
 
 
-def key_of(place: Place) -> str:
-    """The JSON key a string in tool-call arguments is the value of, else ``""``."""
-    last = place.path[-1]
-    return last if place.in_json and isinstance(last, str) else ""
+key_of = place_key
+"""The JSON key a string in tool-call arguments is the value of, else ``""`` (``pii.place_key``)."""
 
 
 # The walk appends to one list (no generator per message) and makes each Place with ``tuple.__new__`` (a named
