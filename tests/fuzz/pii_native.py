@@ -70,6 +70,9 @@ def one(m: ModuleType, rng: random.Random) -> None:
     detect_hooks = (*pii._DETECT_HOOKS[:2], hooks, *pii._DETECT_HOOKS[3:])
     assert m.detect_many([t, t[: len(t) // 2]], [key, ""], detect_hooks) == [
         pii.builtin_hits_py(t, key) or (), pii.builtin_hits_py(t[: len(t) // 2], "") or ()], (t, key)
+    hits = pii.builtin_hits_py(t, key)
+    assert m.detect_many([t], [key], detect_hooks, True) == [(list(pii._resolve(hits)) if len(hits) > 1 else hits)
+                                                             or ()], (t, key)
     assert m.emails(t, pii_net._NOT_TLDS, pii_net._ROLE) == list(pii_net.emails_py(t)), t
     body = {"messages": [{"role": "user", "content": t}, {"content": [{"type": "text", "text": t}], "reasoning": t},
                          {"tool_calls": [{"function": {"arguments": t}}]}, t], "prompt": [t, 1]}

@@ -374,3 +374,32 @@ def test_detect_places_reads_each_place_as_its_text_and_key() -> None:
         _pii_clusters.detect_many([((), "text", False)], None, pii._DETECT_HOOKS)
     with pytest.raises(TypeError, match="keys"):
         _pii_clusters.detect_many(["text"], "", pii._DETECT_HOOKS)
+
+
+hit_lists = st.lists(
+    st.tuples(st.sampled_from(["phone", "email", "us_ssn"]), st.integers(0, 30), st.integers(0, 12),
+              st.sampled_from([0.8, 0.9, 0.95, 0.97])).map(lambda h: (h[0], h[1], h[1] + h[2], h[3])),
+    max_size=12,
+)
+"""Hits that overlap, nest, share starts, lengths and confidences, and are empty (a length of 0)."""
+
+
+@settings(max_examples=3000, deadline=None)
+@given(hit_lists)
+def test_compiled_resolve_is_the_python_one(hits: list[tuple[str, int, int, float]]) -> None:
+    """Overlaps resolved in C (``detect_many`` with ``resolved``) as ``pii._resolve`` resolves them: the same hits,
+    the same order (both sorts stable)."""
+    found = list(hits)
+    _pii_clusters.resolve(found)
+    expected = list(pii._resolve(list(hits))) if len(hits) > 1 else hits
+    assert found == expected
+    assert all(a is b for a, b in zip(found, expected, strict=True))  # the same objects, as the Python one keeps
+
+
+def test_detect_many_resolves_when_asked() -> None:
+    texts = ["call 415-555-0134 or mail ada@example.org", "SSN 078-05-1121, card 4111 1111 1111 1111", ""]
+    raw = _pii_clusters.detect_many(texts, ["", "", ""], pii._DETECT_HOOKS)
+    resolved = _pii_clusters.detect_many(texts, ["", "", ""], pii._DETECT_HOOKS, True)
+    assert resolved == [list(pii._resolve(list(h))) if len(h) > 1 else h for h in raw]
+    with pytest.raises(TypeError, match="a hit is"):
+        _pii_clusters.resolve([("phone", 1, 2)])

@@ -817,6 +817,7 @@ static PyMethodDef methods[] = {
     {"any_word", py_any_word, METH_VARARGS, "any_word(text, words) -> bool: a positive cue word starts in the text."},
     {"long_tokens", py_long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]."},
     {"key_tokens", py_key_tokens, METH_VARARGS, "key_tokens(text, tokens, assigned, random_looking) -> [hit, ...]."},
+    {"resolve", py_resolve, METH_O, "resolve(hits): pii._resolve on a list of hits, in place (tests)."},
     {"key_check", py_key_check, METH_VARARGS, "key_check(name, text, a, b) -> int: one key check alone (tests)."},
     {"clusters", clusters, METH_VARARGS, "clusters(text, classes) -> [(start, end, branch), ...] (tests)."},
     {"shape", shape, METH_VARARGS, "shape(name, text, classes, a, b) -> bool: one shape test alone (tests)."},

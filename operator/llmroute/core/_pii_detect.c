@@ -128,13 +128,95 @@ static int as_findings(PyTypeObject *finding, PyObject *hits) {
     return 0;
 }
 
+/* A hit's start, end and confidence (a Finding of (type, start, end, confidence)). */
+typedef struct {
+    Py_ssize_t start, end;
+    double conf;
+    PyObject *hit;
+} Span;
+
+static int span_of(PyObject *h, Span *sp) {
+    sp->hit = h;
+    sp->start = PyLong_AsSsize_t(PyTuple_GET_ITEM(h, 1));
+    sp->end = PyLong_AsSsize_t(PyTuple_GET_ITEM(h, 2));
+    sp->conf = PyFloat_AsDouble(PyTuple_GET_ITEM(h, 3));
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* resolve_overlapping's order: longest first, then most confident, then earliest. */
+static int before(const Span *a, const Span *b) {
+    if (a->start - a->end != b->start - b->end) return a->start - a->end < b->start - b->end;
+    if (a->conf != b->conf) return a->conf > b->conf;
+    return a->start < b->start;
+}
+
+/* pii._resolve on `hits` (Findings), in place: sorted by start when no two overlap (and none is empty), else
+ * resolve_overlapping's subset - each hit in its order kept unless it overlaps one kept before it - in order of
+ * start. Both sorts are stable, as Python's. */
+static int resolve(PyObject *hits) {
+    Py_ssize_t n = PyList_GET_SIZE(hits), kept = 0;
+    if (n < 2) return 0;
+    Span *sp = PyMem_Malloc((size_t)n * 2 * sizeof(Span));
+    if (sp == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Span *out = sp + n;
+    int r = 0, overlap = 0;
+    for (Py_ssize_t i = 0; r == 0 && i < n; i++) r = span_of(PyList_GET_ITEM(hits, i), &sp[i]);
+    for (Py_ssize_t i = 1; r == 0 && i < n; i++) { /* insertion sort by start (stable; a handful of hits) */
+        Span x = sp[i];
+        Py_ssize_t j = i;
+        for (; j > 0 && sp[j - 1].start > x.start; j--) sp[j] = sp[j - 1];
+        sp[j] = x;
+    }
+    for (Py_ssize_t i = 0; r == 0 && i < n; i++)
+        if ((i > 0 && sp[i].start < sp[i - 1].end) || sp[i].start >= sp[i].end) overlap = 1;
+    if (r == 0 && overlap) {
+        for (Py_ssize_t i = 1; i < n; i++) { /* stable, by resolve_overlapping's key */
+            Span x = sp[i];
+            Py_ssize_t j = i;
+            for (; j > 0 && before(&x, &sp[j - 1]); j--) sp[j] = sp[j - 1];
+            sp[j] = x;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) { /* out: kept, by start (bisect_left on the starts) */
+            Py_ssize_t at = 0;
+            while (at < kept && out[at].start < sp[i].start) at++;
+            if ((at < kept && out[at].start < sp[i].end) || (at > 0 && out[at - 1].end > sp[i].start)) continue;
+            memmove(out + at + 1, out + at, (size_t)(kept - at) * sizeof(Span));
+            out[at] = sp[i];
+            kept++;
+        }
+    } else {
+        out = sp;
+        kept = n;
+    }
+    if (r == 0) {
+        PyObject *resolved = PyList_New(kept);
+        if (resolved == NULL) {
+            r = -1;
+        } else {
+            for (Py_ssize_t i = 0; i < kept; i++) {
+                Py_INCREF(out[i].hit);
+                PyList_SET_ITEM(resolved, i, out[i].hit);
+            }
+            r = PyList_SetSlice(hits, 0, n, resolved);
+            Py_DECREF(resolved);
+        }
+    }
+    PyMem_Free(sp);
+    return r;
+}
+
 /* detect_many(texts, keys, hooks) -> [hits, ...]: builtin_hits_py's hits for each text and its key (two lists of
  * str of one length; or, with keys None, a list of request_text Places, each read as its text and key_of), in
- * order - a list of Findings (hooks' type), or the empty tuple where there are none (most texts: no list is kept). */
+ * order - a list of Findings (hooks' type), or the empty tuple where there are none (most texts: no list is kept);
+ * with `resolved` true, overlaps resolved as pii._resolve does (what Detector.detect_many returns then). */
 PyObject *py_detect_many(PyObject *self, PyObject *args) {
     PyObject *texts, *keys, *hooks, *class_table, *token_table, *numbers_hooks;
     Detect d;
-    if (!PyArg_ParseTuple(args, "O!OO!", &PyList_Type, &texts, &keys, &PyTuple_Type, &hooks)) return NULL;
+    int resolved = 0;
+    if (!PyArg_ParseTuple(args, "O!OO!|p", &PyList_Type, &texts, &keys, &PyTuple_Type, &hooks, &resolved)) return NULL;
     if (keys != Py_None && !PyList_Check(keys)) {
         PyErr_SetString(PyExc_TypeError, "keys: a list of str, or None when texts are Places");
         return NULL;
@@ -202,7 +284,7 @@ PyObject *py_detect_many(PyObject *self, PyObject *args) {
             Py_DECREF(hits);
             Py_INCREF(nothing);
             hits = nothing;
-        } else if (as_findings(d.finding, hits) < 0) {
+        } else if (as_findings(d.finding, hits) < 0 || (resolved && resolve(hits) < 0)) {
             Py_DECREF(hits);
             Py_CLEAR(out);
             break;
@@ -213,4 +295,21 @@ PyObject *py_detect_many(PyObject *self, PyObject *args) {
     Py_XDECREF(empty);
     PyMem_Free(views);
     return out;
+}
+
+/* resolve(hits): resolve() on a list of (type, start, end, confidence) tuples, in place (for the tests). */
+PyObject *py_resolve(PyObject *self, PyObject *hits) {
+    if (!PyList_Check(hits)) {
+        PyErr_SetString(PyExc_TypeError, "hits: a list");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(hits); i++) {
+        PyObject *h = PyList_GET_ITEM(hits, i);
+        if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a hit is (type, start, end, confidence)");
+            return NULL;
+        }
+    }
+    if (resolve(hits) < 0) return NULL;
+    Py_RETURN_NONE;
 }

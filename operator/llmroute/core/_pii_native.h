@@ -148,6 +148,7 @@ PyObject *py_long_tokens(PyObject *self, PyObject *args);
 PyObject *py_key_tokens(PyObject *self, PyObject *args);
 PyObject *py_detect_many(PyObject *self, PyObject *args);
 PyObject *py_walk(PyObject *self, PyObject *args);
+PyObject *py_resolve(PyObject *self, PyObject *hits);
 PyObject *py_key_check(PyObject *self, PyObject *args);
 PyObject *py_numbers(PyObject *self, PyObject *args);
 

@@ -69,13 +69,16 @@ class Detector:
         which counts as context the way a column header does."""
         return list(self.detect_many([text], [key])[0])
 
-    def detect_many(self, texts: list[str], keys: list[str]) -> list[Sequence[Finding]]:
+    def detect_many(self, texts: list[str], keys: list[str]) -> Sequence[Sequence[Finding]]:
         """``detect(text, key)`` for each text and its key, in order (an empty tuple where there is nothing): the
         texts of one request in one pass - the built-in types in one compiled call where it is built
         (``builtin_hits_py`` for each, as Findings, without a Python call per text or per finding), and no list kept
         for a text without a finding (most of them: fewer objects for the garbage collector on a big request)."""
+        found: list[list[Finding] | tuple[()]]
         if _compiled_detect is not None:
-            found = _compiled_detect(texts, keys, _DETECT_HOOKS)
+            found = _compiled_detect(texts, keys, _DETECT_HOOKS, not self._custom)
+            if not self._custom:
+                return found  # (overlaps resolved there)
         else:
             found = [
                 [_new(Finding, h) for h in builtin_hits_py(text, key)] or _NOTHING
@@ -83,12 +86,12 @@ class Detector:
             ]
         return self._finish(texts, found)
 
-    def detect_places(self, places: Sequence[Placed]) -> list[Sequence[Finding]]:
+    def detect_places(self, places: Sequence[Placed]) -> Sequence[Sequence[Finding]]:
         """``detect_many`` of the places' texts and keys (``place_key``), read from the places themselves (no two
         lists made of a big request's places first). ``places``: a list of ``request_text.Place``."""
         if _compiled_detect is not None:
-            return self._finish([p.text for p in places] if self._custom else [],
-                                _compiled_detect(places, None, _DETECT_HOOKS))  # type: ignore[arg-type]
+            found = _compiled_detect(places, None, _DETECT_HOOKS, not self._custom)  # type: ignore[arg-type]
+            return self._finish([p.text for p in places], found) if self._custom else found
         return self.detect_many([p.text for p in places], [place_key(p) for p in places])
 
     def _finish(self, texts: list[str], found: list[list[Finding] | tuple[()]]) -> list[Sequence[Finding]]:
@@ -160,7 +163,7 @@ functions it calls where ``builtin_hits_py`` does (a key's assignment pattern an
 parts no e-mail address has, the PEM keys' function and the marker it looks for first, ``Context`` (made only for a
 lookup Python decides), and ``Finding``, the type of what it returns."""
 
-_compiled_detect: Callable[[list[str], list[str], tuple[object, ...]], list[list[Finding] | tuple[()]]] | None
+_compiled_detect: Callable[[list[str], list[str], tuple[object, ...], bool], list[list[Finding] | tuple[()]]] | None
 try:
     from llmroute.core._pii_clusters import detect_many as _compiled_detect
 except ImportError:  # not built
