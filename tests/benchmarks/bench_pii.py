@@ -354,82 +354,68 @@ def latency(detect: DetectFn | None, bodies: list[dict[str, Any]], budget_s: flo
 
 
 def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) -> dict[str, float]:
-    """Where the time of dense requests of ``size`` goes, and which part of it any detector built like this one (one
-    compiled pass that finds the digit clusters and decides what each needs, ``phonenumbers`` to validate phones,
-    Python for the rest) cannot avoid: median ms per request of each step, timed alone over the same requests.
+    """Where the time of dense requests of ``size`` goes: median ms per request of each step, timed alone over the
+    same requests.
 
-    - ``detect``: the whole detection.
-    - ``views``: one ``Context`` per text (the byte views every pass reads).
-    - ``plan``: the digit clusters and the checks each needs (``pii_numbers.plan``: compiled when built).
-    - ``plan_loop``: visiting each planned check in Python, nothing else.
-    - ``phone_validation``: the phone validations detection makes (``pii_numbers.valid_in``: parse and numbering
-      plan, ``pii_plans``' or ``phonenumbers``'), replayed; ``pii_plans.may_be_valid``, which decides which regions a
-      national number is parsed in, is in ``rest``.
-    - ``context_lookups``: the context lookups detection makes, replayed.
-    - ``keys_pass``: the API-key pass (``pii_keys.keys``) alone, over the same views.
-    - ``floor``: views + plan + plan_loop + phone_validation; every request pays these before any context or other
-      validation.
-    - ``rest``: detect less all of the above and the context lookups: the checks' own work (checksums, shape tests
-      on candidates, IPv4 octets, e-mail addresses) and the Python between the C-level steps, per text and per
-      candidate."""
-    from llmroute.core import pii_context, pii_keys, pii_numbers
+    - ``detect``: the whole detection, as the router calls it (``request_text.scan``).
+    - ``walk``: the body walk alone (``request_text.places``: compiled when built).
+    - ``phone_validation``: the phone validations detection makes (``pii_numbers.valid_in`` for one region, and
+      ``valid_in_any`` for several: parse and numbering plan, ``pii_plans``' or ``phonenumbers``'), replayed.
+    - ``windows``: the context windows that are not ASCII, which Python reads (``Context._window``), replayed.
+    - ``rest``: detect less all of the above - the compiled pass (byte views, e-mail, keys, the digit-cluster plan,
+      context lookups, decisions, IBANs, overlaps) and the Python it calls for the rest (IPv6 addresses, key
+      assignments and entropy, PEM keys).
+    - ``*_calls``: how many of each a request makes (median)."""
+    from llmroute.core import pii_context, pii_numbers
 
-    places = [[(p.text, request_text.key_of(p)) for p in request_text.places(b)] for b in sized_bodies(records, size)]
-    phone_calls: list[list[tuple[str, str | None]]] = []
-    cue_calls: list[list[tuple[pii_context.Context, int, int, pii_context.Cues]]] = []
-    valid_in, cue = pii_numbers.valid_in, pii_context.Context.cue
+    bodies = sized_bodies(records, size)
+    phone_calls: list[list[tuple[Callable[..., object], tuple[object, ...]]]] = []
+    window_calls: list[list[tuple[object, ...]]] = []
+    hooks = pii_numbers._HOOKS
+    valid_in, validated, window = hooks[7], hooks[6], pii_context.Context._window
 
-    def recording_valid_in(number: str, region: str | None) -> bool:
-        phone_calls[-1].append((number, region))
-        return valid_in(number, region)
+    def recording(fn: Callable[..., object]) -> Callable[..., object]:
+        def record(*args: object) -> object:
+            phone_calls[-1].append((fn, args))
+            return fn(*args)
+        return record
 
-    def recording_cue(ctx: pii_context.Context, start: int, end: int, cues: pii_context.Cues) -> pii_context.Cue:
-        cue_calls[-1].append((ctx, start, end, cues))
-        return cue(ctx, start, end, cues)
+    def recording_window(ctx: pii_context.Context, *args: object) -> object:
+        window_calls[-1].append((ctx, *args))
+        return window(ctx, *args)  # type: ignore[arg-type]
 
-    pii_numbers.valid_in, pii_context.Context.cue = recording_valid_in, recording_cue  # type: ignore[method-assign,assignment]
+    saved = pii._DETECT_HOOKS
+    numbers_hooks = (*hooks[:6], recording(validated), recording(valid_in), *hooks[8:])
+    pii._DETECT_HOOKS = (*saved[:2], numbers_hooks, *saved[3:])
+    pii_context.Context._window = recording_window  # type: ignore[method-assign,assignment]
     try:
-        for texts in places:
+        for body in bodies:
             phone_calls.append([])
-            cue_calls.append([])
-            for text, key in texts:
-                pii.detect(text, key)
+            window_calls.append([])
+            request_text.scan(body, pii.DEFAULT)
     finally:
-        pii_numbers.valid_in, pii_context.Context.cue = valid_in, cue  # type: ignore[method-assign]
-    views = [[pii_context.Context(text, key) for text, key in texts] for texts in places]
-
-    def scan(i: int) -> None:
-        for ctx in views[i]:
-            pii_numbers.plan(ctx.text, ctx.classes, pii_numbers.PLAN_CONSTANTS)
-
-    def loop(i: int) -> None:
-        for ctx in views[i]:
-            for _kind, _a, _b, _c in pii_numbers.plan(ctx.text, ctx.classes, pii_numbers.PLAN_CONSTANTS):
-                pass
+        pii._DETECT_HOOKS = saved
+        pii_context.Context._window = window  # type: ignore[method-assign]
+    phone_replay = phone_calls  # (``_validated`` calls ``valid_in``/``valid_in_any`` itself: replaying it, those)
 
     steps: dict[str, Callable[[int], object]] = {
-        "detect": lambda i: [pii.detect(text, key) for text, key in places[i]],
-        "views": lambda i: [pii_context.Context(text, key) for text, key in places[i]],
-        "plan": scan,
-        "plan_loop": loop,
-        "phone_validation": lambda i: [valid_in(number, region) for number, region in phone_calls[i]],
-        "context_lookups": lambda i: [cue(*call) for call in cue_calls[i]],
-        "keys_pass": lambda i: [pii_keys.keys(ctx.text, ctx) for ctx in views[i]],
+        "detect": lambda i: request_text.scan(bodies[i], pii.DEFAULT),
+        "walk": lambda i: request_text.places(bodies[i]),
+        "phone_validation": lambda i: [fn(*args) for fn, args in phone_replay[i]],
+        "windows": lambda i: [window(*call) for call in window_calls[i]],  # type: ignore[arg-type]
     }
     out: dict[str, float] = {}
     for name, step in steps.items():
         times = []
         for _ in range(runs):
-            for i in range(len(places)):
+            for i in range(len(bodies)):
                 t0 = time.process_time()
                 step(i)
                 times.append(time.process_time() - t0)
         out[name] = statistics.median(times) * 1e3
-    out["plan_loop"] -= out["plan"]
-    out["floor"] = out["views"] + out["plan"] + out["plan_loop"] + out["phone_validation"]
-    out["rest"] = out["detect"] - out["floor"] - out["context_lookups"] - out["keys_pass"]
-    out["phone_validation_calls"] = statistics.median(len(c) for c in phone_calls)
-    out["context_lookup_calls"] = statistics.median(len(c) for c in cue_calls)
+    out["rest"] = out["detect"] - out["walk"] - out["phone_validation"] - out["windows"]
+    out["phone_validation_calls"] = statistics.median(len(c) for c in phone_replay)
+    out["window_calls"] = statistics.median(len(c) for c in window_calls)
     return out
 
 

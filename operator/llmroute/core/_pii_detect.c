@@ -24,21 +24,6 @@ typedef struct {
     Scan scan; /* the numeric types' hooks, read once */
 } Detect;
 
-/* Append every item of the iterable `found` (steals it) to hits. */
-static int extend(PyObject *hits, PyObject *found) {
-    if (found == NULL) return -1;
-    PyObject *iter = PyObject_GetIter(found), *h;
-    Py_DECREF(found);
-    if (iter == NULL) return -1;
-    int r = 0;
-    while (r == 0 && (h = PyIter_Next(iter)) != NULL) {
-        r = PyList_Append(hits, h);
-        Py_DECREF(h);
-    }
-    Py_DECREF(iter);
-    return r < 0 || PyErr_Occurred() ? -1 : 0;
-}
-
 /* A run of 16 token bytes (pii_keys._LONG). */
 static int long_token(const unsigned char *tok, Py_ssize_t n) {
     Py_ssize_t run = 0;
@@ -75,7 +60,7 @@ static int one(const Detect *d, PyObject *hits, PyObject *text, PyObject *key, u
         if (key_tokens_into(hits, text, &t, d->assigned, d->random_looking) < 0) return -1;
     }
     Py_ssize_t pem = PyUnicode_Find(text, d->pem_marker, 0, n, 1);
-    if (pem == -2 || (pem >= 0 && extend(hits, PyObject_CallFunctionObjArgs(d->pem_keys, text, NULL)) < 0))
+    if (pem == -2 || (pem >= 0 && extend_hits(hits, PyObject_CallFunctionObjArgs(d->pem_keys, text, NULL)) < 0))
         return -1;
     if (n == 0 || memchr(classes, '0', (size_t)n) == NULL) return 0;
     Scan s = d->scan;

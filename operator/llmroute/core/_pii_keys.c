@@ -161,7 +161,14 @@ static inline Py_UCS4 fold(Py_UCS4 ch) {
  * each position compared only with the words starting with its character (most start none). */
 static int holds_any(const Text *t, Py_ssize_t a, Py_ssize_t b, const char *const *words) {
     unsigned char first[128] = {0};
-    for (const char *const *w = words; *w; w++) first[(unsigned char)(*w)[0]] = 1;
+    for (const char *const *w = words; *w; w++) {
+        first[(unsigned char)(*w)[0]] = 1;
+        if ((*w)[0] >= 'a' && (*w)[0] <= 'z') first[(unsigned char)(*w)[0] - 32] = 1; /* (its capital folds to it) */
+    }
+    if (t->kind == PyUnicode_1BYTE_KIND) { /* (most texts: skip the positions no word starts at byte by byte) */
+        const unsigned char *d = t->data;
+        while (a < b && d[a] < 128 && !first[d[a]]) a++;
+    }
     for (Py_ssize_t i = a; i < b; i++) {
         Py_UCS4 f = fold(at(t, i));
         if (f >= 128 || !first[f]) continue;
@@ -244,6 +251,19 @@ static int random_value(const Text *t, const KeyHooks *h, Py_ssize_t a, Py_ssize
     return value == NULL ? -1 : call_bool(h->random_looking, Py_BuildValue("(NO)", value, shaped ? Py_True : Py_False));
 }
 
+/* pii_keys._assigned(text, lo, a): a key-like name is assigned the value at a. Where text[lo - 1:a] is ASCII, the
+ * Python function is given it lowercased (its `lower` argument: _ASSIGNED_ASCII, a plain search, instead of the
+ * case-insensitive _ASSIGNED), with the character before lo that its look-behind reads. */
+static int assigned(const Text *t, const KeyHooks *h, Py_ssize_t lo, Py_ssize_t a) {
+    Py_ssize_t from = lo > 0 ? lo - 1 : 0;
+    if (!all_ascii(t, from, a)) return call_bool(h->assigned, Py_BuildValue("(Onn)", h->text, lo, a));
+    PyObject *lower = PyUnicode_New(a - from, 127);
+    if (lower == NULL) return -1;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(lower);
+    for (Py_ssize_t i = from; i < a; i++) d[i - from] = (Py_UCS1)lc(t, i);
+    return call_bool(h->assigned, Py_BuildValue("(NnnO)", lower, lo - from, a - from, lower));
+}
+
 /* pii_keys._token: the key in the token a:b, if it is one, appended to hits; -1 with an exception set. */
 static int token(PyObject *hits, const Text *t, const KeyHooks *h, Py_ssize_t a, Py_ssize_t b, int named) {
     Py_ssize_t e = shaped_key(t, a);
@@ -258,7 +278,7 @@ static int token(PyObject *hits, const Text *t, const KeyHooks *h, Py_ssize_t a,
         if (!named) return 0;
         Py_ssize_t lo = a > ASSIGNED_REACH ? a - ASSIGNED_REACH : 0;
         if (!holds_any(t, lo, a, ASSIGNED_WORDS)) return 0; /* (no name _ASSIGNED accepts, in any case: it fails) */
-        int r = call_bool(h->assigned, Py_BuildValue("(Onn)", h->text, lo, a));
+        int r = assigned(t, h, lo, a);
         if (r <= 0) return r;
         for (e = b; e > a && at(t, e - 1) == '.'; e--) {}
         r = random_value(t, h, a, e, 0);

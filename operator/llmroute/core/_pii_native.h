@@ -133,6 +133,7 @@ enum { CUES_PHONE = 0, CUES_CARD = 1, CUES_SSN = 2, CUES_IP = 3, CUES_IBAN = 4 }
 int read_hooks(PyObject *hooks, Scan *s);
 int read_scan(PyObject *args, Scan *s, Lazy *lazy, Py_ssize_t *start, Py_ssize_t *end, int *which);
 int numbers_into(PyObject *hits, const Scan *s);
+int extend_hits(PyObject *hits, PyObject *found);
 
 /* _pii_context.c: the whole lookup (Context.cue) for the cues `which` (CUES_*); -1 with an exception set */
 int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which);

@@ -67,6 +67,21 @@ static int hit(PyObject *hits, const Scan *s, int which, Py_ssize_t a, Py_ssize_
     return r;
 }
 
+/* Append every item of the iterable `found` (steals it: what a Python hook returned) to hits. */
+int extend_hits(PyObject *hits, PyObject *found) {
+    if (found == NULL) return -1;
+    PyObject *iter = PyObject_GetIter(found), *h;
+    Py_DECREF(found);
+    if (iter == NULL) return -1;
+    int r = 0;
+    while (r == 0 && (h = PyIter_Next(iter)) != NULL) {
+        r = PyList_Append(hits, h);
+        Py_DECREF(h);
+    }
+    Py_DECREF(iter);
+    return r < 0 || PyErr_Occurred() ? -1 : 0;
+}
+
 /* The country of the two capitals at a among hooks' iban_countries (two characters each): its index there, or -1
  * (iban_at finds no IBAN in a country that has none). */
 static Py_ssize_t iban_country(const Scan *s, Py_ssize_t a) {
@@ -266,20 +281,8 @@ static int item(PyObject *hits, const Scan *s, const Items *items, Py_ssize_t *i
         *i += b < items->len - 1 - *i ? b : items->len - 1 - *i; /* the rest of the cluster is not looked at (an */
         return hit(hits, s, CUES_IBAN, a, end, 0.97);              /* IBAN holds no other number) */
     }
-    default: { /* K_IPV6 */
-        PyObject *found = PyObject_CallFunction(s->ipv6_at, "Onn", s->text, a, b);
-        if (found == NULL) return -1;
-        PyObject *iter = PyObject_GetIter(found), *h;
-        Py_DECREF(found);
-        if (iter == NULL) return -1;
-        int r = 0;
-        while (r == 0 && (h = PyIter_Next(iter)) != NULL) {
-            r = PyList_Append(hits, h);
-            Py_DECREF(h);
-        }
-        Py_DECREF(iter);
-        return r < 0 || PyErr_Occurred() ? -1 : 0;
-    }
+    default: /* K_IPV6 */
+        return extend_hits(hits, PyObject_CallFunction(s->ipv6_at, "Onn", s->text, a, b));
     }
 }
 
