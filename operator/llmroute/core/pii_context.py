@@ -104,8 +104,8 @@ class Cues:
     all of them, as ``cue`` skips them), then a positive word (``lastgroup`` ``pos``: where ``ascii`` matches a word
     and it is positive, since it tries a letter's positive words first) or else a unit (``unit``)."""
     table: tuple[tuple[tuple[str, int], ...], ...]
-    """``ascii``'s words for the compiled lookup (``_pii_clusters.cue``): for each letter a-z, the words starting with
-    it as (rest of the word, 1 positive or 2 negative), in the order ``ascii`` tries them."""
+    """``ascii``'s words for the compiled lookups: for each letter a-z, the words starting with it as (rest of the
+    word, 1 positive or 2 negative), in the order ``ascii`` tries them (compiled into ``words``)."""
     words: object
     """``table`` compiled once for the compiled part (``_pii_clusters.words``), which reads only that; None where it
     is not built."""

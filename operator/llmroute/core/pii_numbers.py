@@ -10,7 +10,8 @@ types its shape allows, and only when the shape that type's pattern needs is in 
 ``Context.classes``, bytes, with look-arounds that every match of the real pattern satisfies, so the shortcut never
 drops a finding): that pass is ``plan`` - the checks each cluster needs, with the card, SSN and IPv4 candidates whose
 patterns and checksums hold - compiled in ``_pii_clusters.c`` where it is built and ``plan_py`` where it is not (the
-same items: tests compare them), and ``numbers`` runs those checks that read context or validate. Parsing a phone
+same items: tests compare them), and ``numbers`` runs those checks that read context or validate (``numbers_py``; the
+compiled driver, ``_pii_clusters.numbers``, where it is built). Parsing a phone
 number is slow (15-27 us in ``phonenumbers``, 4-10 us in ``pii_plans``, which follows its steps for the strings this
 module validates and falls back to it for any other), so it runs only on candidates that the shape checks and the
 context let through, a national number is parsed only in the regions whose plan may accept it
@@ -153,15 +154,21 @@ _IBAN_BASE10 = {ord(ch): str(i) for i, ch in enumerate(string.ascii_uppercase, 1
 """Letters to 10..35, as ISO 13616 (and python-stdnum's ``mod_97_10`` check) reads them."""
 
 
-@lru_cache(maxsize=128)
-def iban_format(country: str) -> tuple[int, re.Pattern[str]] | None:
-    """The IBAN length for ``country`` and the pattern of its BBAN (the part after the check digits), from
-    python-stdnum's registry; None: not an IBAN country."""
+def _bban_groups(country: str) -> list[tuple[str, str]] | None:
+    """``country``'s BBAN (the part after the check digits) as python-stdnum's registry writes it: (count, class)
+    groups, ``n`` digits, ``a`` capitals, ``c`` either; None: not an IBAN country."""
     info = _IBAN_DB.info(country)
     bban = info[0][1].get("bban") if info and len(info[0][0]) == 2 else None
-    if not bban:
+    return _STRUCT.findall(bban) if bban else None
+
+
+@lru_cache(maxsize=128)
+def iban_format(country: str) -> tuple[int, re.Pattern[str]] | None:
+    """The IBAN length for ``country`` and the pattern of its BBAN, from python-stdnum's registry; None: not an IBAN
+    country."""
+    groups = _bban_groups(country)
+    if groups is None:
         return None
-    groups = _STRUCT.findall(bban)
     return (4 + sum(int(n) for n, _ in groups), re.compile("".join(f"{_STRUCT_CHARS[k]}{{{n}}}" for n, k in groups)))
 
 
@@ -181,20 +188,17 @@ def iban_at(text: str, start: int) -> Hit | None:
     return ("iban", start, end, 0.97)
 
 
-IBAN_COUNTRIES = "".join(sorted(p[1] for p in _IBAN_DB.prefixes if iban_format.__wrapped__(p[1])))
+IBAN_COUNTRIES = "".join(sorted(p[1] for p in _IBAN_DB.prefixes if _bban_groups(p[1])))
 """The countries whose IBANs ``iban_at`` validates (``iban_format`` is not None), two letters each: elsewhere it
 finds none (a test checks every pair of capitals)."""
 
 
-def _bban(country: str) -> str:
-    """``country``'s BBAN as one class letter per character (``n`` a digit, ``a`` a capital, ``c`` either), from the
-    registry structure ``iban_format`` compiles into its pattern."""
-    info = _IBAN_DB.info(country)
-    return "".join(kind * int(n) for n, kind in _STRUCT.findall(info[0][1]["bban"]))
-
-
-IBAN_BBANS = tuple(_bban(IBAN_COUNTRIES[i : i + 2]) for i in range(0, len(IBAN_COUNTRIES), 2))
-"""Each of ``IBAN_COUNTRIES``' BBANs (``_bban``), in that order: what the compiled driver checks an IBAN against."""
+IBAN_BBANS = tuple(
+    "".join(kind * int(n) for n, kind in _bban_groups(IBAN_COUNTRIES[i : i + 2]) or ())
+    for i in range(0, len(IBAN_COUNTRIES), 2)
+)
+"""Each of ``IBAN_COUNTRIES``' BBANs as one class letter per character (``_bban_groups`` spelt out), in that order:
+what the compiled driver checks an IBAN against, as ``iban_format``'s pattern does."""
 
 
 def _iban_end(text: str, start: int, length: int) -> int | None:
