@@ -12,6 +12,6 @@ include="$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])'
 suffix="$(python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 gcc -shared -fPIC -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
   -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -I"$include" \
-  operator/llmroute/core/_pii_{clusters,context,numbers,keys,net,detect,walk}.c -o "$out/_pii_clusters$suffix"
+  operator/llmroute/core/_pii_{clusters,context,numbers,keys,net,detect,walk,script}.c -o "$out/_pii_clusters$suffix"
 LD_PRELOAD="$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 \
   python tests/fuzz/pii_native.py "$seconds" "$seed" "$out/_pii_clusters$suffix"

@@ -2,18 +2,21 @@
  *
  * Each function does what a Python function of llmroute.core does (that one stays the reference, runs where this is
  * not built, and is compared with this one by tests/unit/test_pii_clusters.py and test_pii_driver.py on the corpus,
- * the pinned stress texts and generated texts). Four files, sharing _pii_native.h:
+ * the pinned stress texts and generated texts). Its files, sharing _pii_native.h:
  *   - _pii_clusters.c (this one): plan(text, classes, constants), which checks each digit cluster of a text needs,
  *     with the card, SSN and IPv4 candidates whose patterns, checksums and ranges hold - pii_numbers.plan_py, as
  *     (kind, a, b, c) items in the order the driver runs them; every regex it stands for is written out above the
  *     code that does it. Also the module's definition and the test hooks clusters() and shape() (each shape test
  *     alone).
  *   - _pii_numbers.c: numbers(...), the driver - pii_numbers.numbers_py: the plan's items, their context lookups and
- *     decisions, calling the same Python functions for what validates with a library (phone plans, IBANs).
+ *     decisions, calling the same Python functions for what validates with a library (phone plans, IPv6).
  *   - _pii_context.c: lookup(...), a candidate's whole cue lookup - pii_context.Context.cue, table headers included;
- *     cue(...), its window - Context._window where what it reads is ASCII (3 elsewhere: _window decides);
- *     any_word(text, table) - pii_context.positive_word_py.
- *   - _pii_keys.c: long_tokens(text, tokens, first), the tokens an API key may be - pii_keys.long_tokens_py.
+ *     cue(...), its window - Context._window; any_word(text, table) - pii_context.positive_word_py.
+ *   - _pii_script.c: the window's search where it is not ASCII - Cues.pattern and _UNITS under IGNORECASE, as re
+ *     compiles them (pii_context._script describes them).
+ *   - _pii_keys.c: long_tokens and key_tokens, the tokens an API key may be and the keys - pii_keys.key_tokens_py.
+ *   - _pii_net.c: emails - pii_net.emails_py. _pii_walk.c: walk - request_text._walk.
+ *   - _pii_detect.c: detect_many, one call per request over all its texts - pii.Detector.detect_many.
  * It reads the str (any width) and its class bytes (pii_context.Context: one byte per character) within bounds,
  * allocates only its results, one item array per call and the headers it remembers (in the Context's dict), and
  * holds no state between calls.
@@ -812,7 +815,8 @@ static PyMethodDef methods[] = {
     {"emails", py_emails, METH_VARARGS, "emails(text, not_tlds, role) -> [hit, ...]: pii_net.emails_py's hits."},
     {"numbers", py_numbers, METH_VARARGS, "numbers(text, classes, key, headers, ctx, hooks) -> [hit, ...]."},
     {"lookup", py_lookup, METH_VARARGS, "lookup(text, classes, key, headers, ctx, start, end, cues) -> 0-2: a cue."},
-    {"words", py_words, METH_O, "words(table) -> the cue words of a Cues.table, compiled (Cues.words)."},
+    {"words", py_words, METH_VARARGS, "words(table, script=None) -> a Cues.table (and Cues.pattern), compiled."},
+    {"script_chars", py_script_chars, METH_VARARGS, "script_chars(words, alt, k, text) -> bytes: test hook."},
     {"cue", py_cue, METH_VARARGS, "cue(text, classes, start, end, lo, hi, words, units) -> 0-3: Context._window's."},
     {"any_word", py_any_word, METH_VARARGS, "any_word(text, words) -> bool: a positive cue word starts in the text."},
     {"long_tokens", py_long_tokens, METH_VARARGS, "long_tokens(text, tokens, first) -> [(start, end), ...]."},

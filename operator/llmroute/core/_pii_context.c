@@ -1,16 +1,24 @@
 #include "_pii_native.h"
 
-/* --- context: the cue words around a candidate (pii_context.Context._window, where what it reads is ASCII) ------ */
+/* --- context: the cue words around a candidate (pii_context.Context._window; _pii_script.c where not ASCII) ----- */
 
 /* A Cues.table compiled once (words(table), a capsule the Cues holds): for each letter a-z, the words starting with
  * it as (rest, length, kind), in the order the pattern tries them. Looking words up in it is plain C: the tuples cost
  * a type check and a conversion per word, dozens of words per position. */
 #define WORDS_CAPSULE "llmroute.core._pii_clusters.words"
 
-static void words_free(PyObject *capsule) { PyMem_Free(PyCapsule_GetPointer(capsule, WORDS_CAPSULE)); }
+static void words_free(PyObject *capsule) {
+    Words *words = PyCapsule_GetPointer(capsule, WORDS_CAPSULE);
+    if (words != NULL) script_free(words->script);
+    PyMem_Free(words);
+}
 
-/* words(table) -> the compiled table; TypeError unless `table` is 26 tuples of (ASCII str, 1 or 2) pairs. */
-PyObject *py_words(PyObject *self, PyObject *table) {
+/* words(table, script=None) -> the compiled table; TypeError unless `table` is 26 tuples of (ASCII str, 1 or 2) pairs
+ * and `script` None or what script_compile reads (pii_context._script: Cues.pattern for windows that are not ASCII;
+ * without it those are left to Context._window). */
+PyObject *py_words(PyObject *self, PyObject *args) {
+    PyObject *table, *spec = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O", &table, &spec)) return NULL;
     Py_ssize_t count = 0, chars = 0;
     if (!PyTuple_Check(table) || PyTuple_GET_SIZE(table) != 26) goto bad;
     for (int letter = 0; letter < 26; letter++) {
@@ -33,6 +41,11 @@ PyObject *py_words(PyObject *self, PyObject *table) {
     Word *word = (Word *)(compiled + 1);
     char *pool = (char *)(word + count);
     compiled->words = word;
+    compiled->script = NULL;
+    if (spec != Py_None && (compiled->script = script_compile(spec)) == NULL) {
+        PyMem_Free(compiled);
+        return NULL;
+    }
     for (int letter = 0; letter < 26; letter++) {
         PyObject *words = PyTuple_GET_ITEM(table, letter);
         compiled->start[letter] = word - compiled->words;
@@ -47,7 +60,10 @@ PyObject *py_words(PyObject *self, PyObject *table) {
     }
     compiled->start[26] = count;
     PyObject *capsule = PyCapsule_New(compiled, WORDS_CAPSULE, words_free);
-    if (capsule == NULL) PyMem_Free(compiled);
+    if (capsule == NULL) {
+        script_free(compiled->script);
+        PyMem_Free(compiled);
+    }
     return capsule;
 bad:
     PyErr_SetString(PyExc_TypeError, "table: 26 tuples of (str, int) pairs, for the letters a-z, kinds 1 or 2");
@@ -109,9 +125,9 @@ int all_ascii(const Text *t, Py_ssize_t a, Py_ssize_t b) {
 /* What Context._window finds: 0 none, 1 positive, 2 negative, 3 undecided - the nearest cue word in the window
  * lo:start (after the last digit in it), a '#' right before the candidate, else a positive word or a unit right after
  * it (within hi, after up to three of " \t([:-"). It reads the text lowercased where it is ASCII; where the window
- * or what follows it (or the character before either) is not, the answer is 3: _window's patterns for other scripts
- * decide. `ascii`: the whole text is; `words`: the cues' compiled table; `units`: the unit words, in order. -1 with
- * an exception set. */
+ * or what follows it (or the character before either) is not, Cues.pattern and _UNITS as _pii_script.c runs them
+ * (the words' script), or, for words compiled without one, the answer is 3: _window decides. `ascii`: the whole text
+ * is; `words`: the cues' compiled table; `units`: the unit words, in order. -1 with an exception set. */
 int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ssize_t lo, Py_ssize_t hi,
                const Words *words, PyObject *units) {
     int kind = CUE_NONE;
@@ -122,30 +138,35 @@ int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ss
             break;
         }
     if (has_byte(c, lo, start, 'a') || has_byte(c, lo, start, 'x')) { /* every cue word and '#' holds one */
-        if (!ascii && (!all_ascii(t, lo, start) || (lo >= 1 && at(t, lo - 1) >= 128)))
-            return CUE_UNDECIDED;
         int last = CUE_NONE;
-        for (Py_ssize_t i = lo; i < start;) { /* as finditer walks: the last match is the nearest cue */
-            Py_ssize_t len = cue_word(t, i, start, words, 0, 0, &kind);
-            if (len) {
-                last = kind;
-                i += len;
-            } else {
-                i++;
+        if (!ascii && (!all_ascii(t, lo, start) || (lo >= 1 && at(t, lo - 1) >= 128))) {
+            if (words->script == NULL) return CUE_UNDECIDED;
+            last = script_search(t, words->script, lo, start); /* Cues.pattern.finditer(text, lo, start) */
+        } else {
+            for (Py_ssize_t i = lo; i < start;) { /* as finditer walks: the last match is the nearest cue */
+                Py_ssize_t len = cue_word(t, i, start, words, 0, 0, &kind);
+                if (len) {
+                    last = kind;
+                    i += len;
+                } else {
+                    i++;
+                }
             }
         }
         if (last != CUE_NONE) return last;
-        /* _IMMEDIATE_NEGATIVE: [#№][ \t]?$ over max(lo, start - 2):start (no '№' in an ASCII window; `$` also
-         * matches before a newline that ends the string, which a window on one line never holds) */
-        Py_UCS4 last1 = start - 1 >= lo ? at(t, start - 1) : 0;
-        if (last1 == '#' || (start - 2 >= lo && at(t, start - 2) == '#'
-                             && (last1 == ' ' || last1 == '\t' || last1 == '\n')))
+        /* _IMMEDIATE_NEGATIVE: [#№][ \t]?$ over max(lo, start - 2):start (`$` also matches before a newline that
+         * ends the string, which a window on one line never holds) */
+        Py_UCS4 last1 = start - 1 >= lo ? at(t, start - 1) : 0, last2 = start - 2 >= lo ? at(t, start - 2) : 0;
+        if (last1 == '#' || last1 == 0x2116 || ((last2 == '#' || last2 == 0x2116)
+                                                && (last1 == ' ' || last1 == '\t' || last1 == '\n')))
             return CUE_NEGATIVE;
     }
     Py_ssize_t j = end; /* Cues.after: the skip (possessive), then a positive word, else a unit */
     for (int k = 0; k < 3 && j < hi && at(t, j) < 128 && at(t, j) && strchr(" \t([:-", (int)at(t, j)); k++) j++;
-    if (!ascii && (j == 0 || !all_ascii(t, j, hi) || at(t, j - 1) >= 128)) /* (at 0 _window reads text[0] as */
-        return CUE_UNDECIDED;                                               /* the one before: no candidate) */
+    if (!ascii && (j == 0 || !all_ascii(t, j, hi) || at(t, j - 1) >= 128)) { /* (at 0 _window reads text[0] */
+        if (words->script == NULL || j == 0) return CUE_UNDECIDED;            /* as the one before: no candidate) */
+        return script_after(t, words->script, j, hi);
+    }
     if (cue_word(t, j, hi, words, 1, 0, &kind)) return CUE_POSITIVE;
     for (Py_ssize_t u = 0; u < PyTuple_GET_SIZE(units); u++) {
         PyObject *unit = PyTuple_GET_ITEM(units, u);
@@ -362,8 +383,8 @@ static PyObject *row_table(const Scan *s, Py_ssize_t row_start) {
 
 /* Context.cue(start, end, cues): the nearest cue before the candidate, else a positive cue or a unit right after
  * it, else its column header or key. The window stays on the candidate's line, in its cell when the line is a table
- * row; window_cue reads it where it is ASCII and Context._window where it is not, and a label that is not ASCII is
- * searched by the hook label_cue (Cues.pattern). The steps are Context.cue's, in its order. */
+ * row; window_cue reads it (Context._window decides only for words compiled without a script), and a label that is
+ * not ASCII is searched by the hook label_cue (Cues.pattern). The steps are Context.cue's, in its order. */
 int lookup(const Scan *s, Py_ssize_t start, Py_ssize_t end, int which) {
     const Text *t = &s->t;
     PyObject *text = s->text, *row = NULL, *label;

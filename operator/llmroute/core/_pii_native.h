@@ -95,9 +95,11 @@ typedef struct {
     Py_ssize_t len;
     int kind; /* CUE_POSITIVE or CUE_NEGATIVE */
 } Word;
+typedef struct Script Script; /* _pii_script.c: the cue words in any script */
 typedef struct {
     Py_ssize_t start[27]; /* the words starting with letter L: words[start[L]:start[L + 1]] */
     Word *words;
+    Script *script; /* Cues.pattern and the units for windows that are not ASCII; NULL: left to Context._window */
 } Words;
 const Words *words_of(PyObject *capsule);
 Py_ssize_t cue_word(const Text *t, Py_ssize_t i, Py_ssize_t stop, const Words *words, int positive_only, int loose,
@@ -106,6 +108,12 @@ int all_ascii(const Text *t, Py_ssize_t a, Py_ssize_t b);
 int any_positive(const Text *t, const Words *words);
 int window_cue(const Text *t, int ascii, Py_ssize_t start, Py_ssize_t end, Py_ssize_t lo, Py_ssize_t hi,
                const Words *words, PyObject *units);
+
+/* _pii_script.c: Cues.pattern's search in a window (CUE_*), its positive words or a unit right after a candidate */
+Script *script_compile(PyObject *spec);
+void script_free(Script *s);
+int script_search(const Text *t, const Script *s, Py_ssize_t lo, Py_ssize_t stop);
+int script_after(const Text *t, const Script *s, Py_ssize_t j, Py_ssize_t hi);
 
 /* A text being scanned and what pii_context.Context holds for it (its key, its table headers, the Context itself for
  * the lookups that Python decides), with pii_numbers' hooks: the tables and Python functions the compiled driver
@@ -141,7 +149,7 @@ PyObject *scan_headers(const Scan *s);
 PyObject *scan_context(const Scan *s);
 
 /* the module's functions, one file each */
-PyObject *py_words(PyObject *self, PyObject *table);
+PyObject *py_words(PyObject *self, PyObject *args);
 PyObject *py_cue(PyObject *self, PyObject *args);
 PyObject *py_any_word(PyObject *self, PyObject *args);
 PyObject *py_lookup(PyObject *self, PyObject *args);
@@ -152,5 +160,6 @@ PyObject *py_walk(PyObject *self, PyObject *args);
 PyObject *py_resolve(PyObject *self, PyObject *hits);
 PyObject *py_key_check(PyObject *self, PyObject *args);
 PyObject *py_numbers(PyObject *self, PyObject *args);
+PyObject *py_script_chars(PyObject *self, PyObject *args);
 
 #endif

@@ -9,6 +9,7 @@ Pure string work; it never returns or records the text it looks at.
 
 from __future__ import annotations
 
+import importlib
 import re
 import string
 from collections.abc import Callable
@@ -22,7 +23,7 @@ AFTER = 16
 """How far after a candidate a positive cue may stand ("+44 20 7946 0958 (mobile)")."""
 
 
-_compiled_words: Callable[[tuple[tuple[tuple[str, int], ...], ...]], object] | None
+_compiled_words: Callable[[tuple[tuple[tuple[str, int], ...], ...], object], object] | None
 try:
     from llmroute.core._pii_clusters import words as _compiled_words
 except ImportError:  # not built: every lookup runs in Python
@@ -37,7 +38,8 @@ class Cue(Enum):
     NEGATIVE = 2
 
 
-_LETTERS = "A-Za-z\u00c0-\u024f\u0400-\u04ff"
+_LETTER_RANGES = (("A", "Z"), ("a", "z"), ("\u00c0", "\u024f"), ("\u0400", "\u04ff"))
+_LETTERS = "".join(f"{low}-{high}" for low, high in _LETTER_RANGES)
 """Latin and Cyrillic letters: what a cue word must not be glued to (CJK text has no spaces, so it may be)."""
 
 
@@ -54,10 +56,22 @@ def _by_first_letter(words: str) -> str:
     characters are case variants of each other), and they are tried in their original order. But the engine tests
     a few dozen first characters instead of every word (~150, case-insensitively), which made cue lookups the
     largest cost on number-dense text."""
+    return "|".join(f"{first}(?:{'|'.join(rests)})" for first, rests in _first_letter_groups(words).items())
+
+
+def _first_letter_groups(words: str) -> dict[str, list[str]]:
+    """``words`` by first character (first seen first), each group the rests of its words in their order: the order
+    in which ``_by_first_letter``'s pattern tries them."""
     groups: dict[str, list[str]] = {}
     for word in words.split("|"):
+        if _SPECIAL.intersection(word):
+            raise ValueError(f"cue word {word!r} holds a character patterns read specially")
         groups.setdefault(word[0], []).append(word[1:])
-    return "|".join(f"{first}(?:{'|'.join(rests)})" for first, rests in groups.items())
+    return groups
+
+
+_SPECIAL = frozenset("\\.^$*+?{}[]()|")
+"""What a cue word must not hold: the words go into patterns unescaped, and ``_script`` reads them as literals."""
 
 
 _NEGATIVE_COMMON = (
@@ -80,6 +94,13 @@ _UNITS = re.compile(rf"(?:{'|'.join(_UNIT_WORDS)})(?![{_LETTERS}])|%", re.IGNORE
 """A unit right after a number makes it a quantity ("648155623 bytes")."""
 _UNITS_ASCII = re.compile(_UNITS.pattern.replace(f"[{_LETTERS}]", "[a-z]"))
 """``_UNITS`` for lowercased ASCII text (the same matches, without case folding)."""
+
+
+Matcher = int | tuple[int, ...]
+"""One character of a cue word as an IGNORECASE pattern tests it: an uncased character itself, or a cased one's
+lowercase and the characters ``re._casefix`` lists for it (a text character matches when its lowercase is one)."""
+Alternative = tuple[int, bool, bool, tuple[Matcher, ...]]
+"""(1 positive, 2 negative or 3 a unit; no letter before it; no letter after it; its characters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +127,11 @@ class Cues:
     table: tuple[tuple[tuple[str, int], ...], ...]
     """``ascii``'s words for the compiled lookups: for each letter a-z, the words starting with it as (rest of the
     word, 1 positive or 2 negative), in the order ``ascii`` tries them (compiled into ``words``)."""
+    script: tuple[tuple[Alternative, ...], bytes] | None
+    """``pattern`` and ``_UNITS`` described for the compiled search in windows that are not ASCII (``_script``)."""
     words: object
-    """``table`` compiled once for the compiled part (``_pii_clusters.words``), which reads only that; None where it
-    is not built."""
+    """``table`` and ``script`` compiled once for the compiled part (``_pii_clusters.words``), which reads only that;
+    None where it is not built."""
 
 
 def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
@@ -121,9 +144,16 @@ def _either(positive: tuple[str, str], negative: tuple[str, str]) -> Cues:
         tuple((rest, side + 1) for side, rests in enumerate(ascii_words.get(letter, ((), ()))) for rest in rests)
         for letter in string.ascii_lowercase
     )
-    words = _compiled_words(table) if _compiled_words is not None else None
+    script = _script(positive, negative)
+    words = _compiled_words(table, script) if _compiled_words is not None else None
     return Cues(
-        pattern, _ascii_cues(positive[0], negative[0]), _ascii_cues(positive[0], "", loose=True), after, table, words
+        pattern,
+        _ascii_cues(positive[0], negative[0]),
+        _ascii_cues(positive[0], "", loose=True),
+        after,
+        table,
+        script,
+        words,
     )
 
 
@@ -157,6 +187,42 @@ def _ascii_cues(positive: str, negative: str, loose: bool = False) -> re.Pattern
 
 _LETTER = re.compile(f"[{_LETTERS}]", re.IGNORECASE)
 """A character the Latin cues must not follow, as ``pattern``'s look-behind sees it."""
+
+
+def _script(positive: tuple[str, str], negative: tuple[str, str]) -> tuple[tuple[Alternative, ...], bytes] | None:
+    """``Cues.pattern`` and ``_UNITS`` as the compiled window search reads them (``_pii_script.c``), for windows
+    that are not ASCII: the alternatives in the order the pattern tries them (each side's Latin words with their
+    look-arounds, grouped as ``_by_first_letter`` groups them, then its CJK words; then the units), and the letter
+    class of the look-arounds under IGNORECASE as a bitmap of lowercases.
+
+    Characters are read as CPython's ``re`` compiles them (``_sre``'s case functions, ``re._casefix``); where this
+    Python lacks those, None (the compiled lookup then leaves such windows to ``Context._window``). A test compares
+    every character and the letter class with ``re`` over every code point."""
+    try:  # (private modules of ``re``: imported by name, they have no stubs)
+        sre, casefix = importlib.import_module("_sre"), importlib.import_module("re._casefix")
+        iscased, tolower, extra_cases = sre.unicode_iscased, sre.unicode_tolower, casefix._EXTRA_CASES
+    except (ImportError, AttributeError):  # pragma: no cover - another implementation or version of ``re``
+        return None
+    cases: dict[int, tuple[int, ...]] = extra_cases
+
+    def matcher(ch: str) -> Matcher:
+        lo = tolower(ord(ch))
+        return (lo, *cases.get(lo, ())) if iscased(ord(ch)) else ord(ch)
+
+    alternatives: list[Alternative] = []
+    for kind, (latin, cjk) in ((1, positive), (2, negative)):
+        for words, bounded in ((latin, True), (cjk, False)):
+            for first, rests in _first_letter_groups(words).items() if words else ():
+                alternatives.extend((kind, bounded, bounded, tuple(map(matcher, first + rest))) for rest in rests)
+    alternatives.extend((3, False, True, tuple(map(matcher, unit))) for unit in _UNIT_WORDS)
+    alternatives.append((3, False, False, (matcher("%"),)))
+    bits = bytearray(0x10000 // 8)
+    for low, high in _LETTER_RANGES:  # as ``re`` compiles the class under IGNORECASE: each character lowered
+        for cp in range(ord(low), ord(high) + 1):
+            lo = tolower(cp)
+            for c in (lo, *cases.get(lo, ())):
+                bits[c >> 3] |= 1 << (c & 7)  # (all of them below U+10000: an IndexError would say otherwise)
+    return tuple(alternatives), bytes(bits)
 
 
 PHONE = _either(
@@ -346,7 +412,7 @@ class Context:
             lo = max(lo, text.rfind(delimiter, lo, start) + 1)
             cell_end = text.find(delimiter, end, hi)
             hi = hi if cell_end < 0 else cell_end
-        # the window and what follows it: compiled where they are ASCII (3: not, or no extension), else ``_window``
+        # the window and what follows it: compiled (3: no extension, or no ``_script`` here), else ``_window``
         kind = _compiled_cue(text, classes, start, end, lo, hi, cues.words, _UNIT_WORDS) if _compiled_cue else 3
         if kind == 3:
             found_cue = self._window(start, end, lo, hi, cues)
