@@ -361,7 +361,8 @@ def floor(records: list[pii_corpus.Record], size: int = 8 << 10, runs: int = 5) 
     - ``walk``: the body walk alone (``request_text.places``: compiled when built).
     - ``phone_validation``: the phone validations detection makes (``pii_numbers.valid_in`` for one region, and
       ``valid_in_any`` for several: parse and numbering plan, ``pii_plans``' or ``phonenumbers``'), replayed.
-    - ``windows``: the context windows that are not ASCII, which Python reads (``Context._window``), replayed.
+    - ``windows``: the context windows Python reads (``Context._window``), replayed: none where the extension has
+      ``_pii_script.c`` (it reads windows in every script); kept so that a window falling back to Python shows.
     - ``rest``: detect less all of the above - the compiled pass (byte views, e-mail, keys, the digit-cluster plan,
       context lookups, decisions, IBANs, overlaps) and the Python it calls for the rest (IPv6 addresses, key
       assignments and entropy, PEM keys).
