@@ -63,6 +63,9 @@ def test_the_words_read_back_are_the_patterns() -> None:
     for cues in CUES.values():
         for word in _words(cues):
             assert cues.pattern.fullmatch(word) is not None, word
+        assert cues.script is not None  # and the compiled description spells the same words, then the units
+        spelled = ["".join(chr(m if isinstance(m, int) else m[0]) for m in chars) for *_, chars in cues.script[0]]
+        assert spelled == [*_words(cues), *pii_context._UNIT_WORDS, "%"]
 
 
 @compiled
@@ -90,7 +93,6 @@ def test_every_character_and_the_letter_class_match_what_re_matches() -> None:
 
 
 # --- whole windows ---------------------------------------------------------------------------------------------------
-
 
 
 def _variant(word: str, picks: list[int]) -> str:
