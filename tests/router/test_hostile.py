@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from llmroute.router.limits import EVICT_IDLE_MIN_S
 from tests.figures import record
 
 from .conftest import KEYS, MESSAGES, Hub, RouterProcess, config_docs, make_aclient, write_config
@@ -630,6 +631,7 @@ def test_at_the_cap_the_keep_alive_connection_idle_longest_makes_room(hub: Hub, 
             assert (answer := read_answer(sock, wait_close_s=0)) is not None and answer.status == 200
             idle.append(sock)
             time.sleep(0.15)
+        time.sleep(EVICT_IDLE_MIN_S)  # pooled, not between two requests: each may now be closed
         newcomer = exchange(router, get("/v1/models"), wait_close_s=0)
         assert newcomer is not None and newcomer.status == 200
         assert closed_within(idle[0], 1.0), "the connection idle longest was kept"
@@ -643,6 +645,43 @@ def test_at_the_cap_the_keep_alive_connection_idle_longest_makes_room(hub: Hub, 
     finally:
         router.stop()
     assert {r: after[r] - before[r] for r in after if after[r] != before[r]} == {"evicted": 1}
+
+
+def test_at_the_cap_a_half_head_makes_room_before_an_older_keep_alive_connection(hub: Hub, tmp_path: Path) -> None:
+    """A connection that has been answered keeps its slot while one that never sent a whole head holds another, even
+    when the answered one has been idle longer; and ones answered moments ago are not closed at all (the newcomer is
+    refused) - their clients are between two requests."""
+    folder = write_config(tmp_path / "config", config_docs(hub))
+    router = RouterProcess([str(folder)], tmp_path / "router.log", env={"LLMROUTE_MAX_CONNECTIONS": "3"})
+    try:
+        before = rejections(router)
+        served = []
+        for _ in range(2):
+            sock = connect(router)
+            sock.sendall(get("/healthz"))
+            assert (answer := read_answer(sock, wait_close_s=0)) is not None and answer.status == 200
+            served.append(sock)
+        time.sleep(EVICT_IDLE_MIN_S)  # both idle long enough to be closed, were nothing else waiting
+        half = connect(router)
+        half.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: r\r\nX-Slow: ".encode())
+        time.sleep(0.3)  # past its round trip
+        newcomer = exchange(router, get("/v1/models"), wait_close_s=0)
+        assert newcomer is not None and newcomer.status == 200
+        assert closed_within(half, 1.0), "the half head was kept"
+        time.sleep(0.2)  # (the newcomer has closed: its slot is free again)
+        served.append(connect(router))
+        for sock in served:  # the answered ones were not touched; all three are now between requests
+            sock.sendall(get("/healthz"))
+            assert (answer := read_answer(sock, wait_close_s=0)) is not None and answer.status == 200
+        refused = exchange(router, get("/v1/models"), wait_close_s=0)
+        assert refused is not None and refused.status == 503  # nothing may be closed: refused, not evicted
+        for sock in (*served, half):
+            sock.close()
+        time.sleep(0.3)
+        after = rejections(router)
+    finally:
+        router.stop()
+    assert {r: after[r] - before[r] for r in after if after[r] != before[r]} == {"evicted": 1, "connection_cap": 1}
 
 
 def test_a_slowloris_flood_at_the_cap_does_not_lock_out_a_well_behaved_client(hub: Hub, tmp_path: Path) -> None:

@@ -8,11 +8,12 @@ aiohttp themselves use; this module owns only framing around it: keep-alive, pip
 bodies (chunked, gzip/deflate), ``Expect: 100-continue``, responses and the drain.
 
 * :class:`HttpServer` - the protocol factory for ``loop.create_server``: counts the open connections and keeps those
-  waiting for a request head (accepted, or idle after a response) in the order they began waiting. A connection
-  past ``max_connections`` closes the one waiting longest (:func:`llmroute.router.limits.evictee`); when none may
-  be closed (every open connection is busy) it gets a fixed 503 and is closed at once: no parser, no timer; busy
-  connections are not touched. :meth:`HttpServer.shutdown` drains: idle connections close at once, busy ones after
-  their response, what is left when the timeout passes is cut.
+  waiting for a request head in the order they began waiting, in two sets: accepted and not yet sent a whole head
+  (``fresh``), and idle after an answer (``idle``). A connection past ``max_connections`` closes the fresh one
+  waiting longest, else the one idle longest (:func:`llmroute.router.limits.evictee_at_cap`: a client between two
+  requests keeps its connection while half heads hold slots); when none may be closed it gets a fixed 503 and is
+  closed at once: no parser, no timer; busy connections are not touched. :meth:`HttpServer.shutdown` drains: idle
+  connections close at once, busy ones after their response, what is left when the timeout passes is cut.
 * :class:`Connection` - one timer, re-armed lazily (:class:`llmroute.router.deadline.Deadline`: an attribute write
   per request; the timer fires at most once per deadline and re-schedules itself when the deadline moved). Where
   the parser is decides the deadline: in a HEAD (from ``accept``, or from the first byte after the previous
@@ -56,7 +57,7 @@ from llmroute.router.deadline import Deadline
 from llmroute.router.limits import (
     Limits,
     body_timeout,
-    evictee,
+    evictee_at_cap,
     head_too_large,
     http_status,
     internal_error,
@@ -265,7 +266,8 @@ class _Abort(Exception):
 
 
 class HttpServer:
-    """The protocol factory: the open connections, the ones waiting for a head (oldest first), the drain."""
+    """The protocol factory: the open connections, the ones waiting for a head (fresh and idle, oldest first), the
+    drain."""
 
     def __init__(self, handler: Handler, limits: Limits, max_connections: int,
                  body_limit: Callable[[], int] = lambda: MAX_BODY) -> None:
@@ -277,7 +279,8 @@ class HttpServer:
         self.loop = asyncio.get_running_loop()
         self.open = 0
         self.connections: set[Connection] = set()
-        self.waiting: OrderedDict[Connection, float] = OrderedDict()  # waiting for a head, since; oldest first
+        self.fresh: OrderedDict[Connection, float] = OrderedDict()  # accepted, no whole head yet: since, oldest first
+        self.idle: OrderedDict[Connection, float] = OrderedDict()  # answered, waiting for the next head: since
         self.draining = False
         self.refused = 0  # connections refused since the last warning
         self.evicted = 0  # waiting connections closed to admit new ones since the last warning
@@ -290,9 +293,9 @@ class HttpServer:
         return Connection(self)
 
     def make_room(self, now: float) -> bool:
-        """At the cap: close the connection waiting longest for a request head (True), or count a refusal (False).
-        ``waiting`` is in the order connections began waiting, so its first entry decides."""
-        victim = evictee(islice(self.waiting.items(), 1), now)
+        """At the cap: close a connection waiting for a request head (True), or count a refusal (False). ``fresh`` and
+        ``idle`` are each in the order connections began waiting, so their first entries decide."""
+        victim = evictee_at_cap(islice(self.fresh.items(), 1), islice(self.idle.items(), 1), now)
         if victim is not None:
             victim.evict()
             self.evicted += 1
@@ -392,7 +395,7 @@ class Connection(asyncio.Protocol):
         self.transport = t
         server.open += 1
         server.connections.add(self)
-        server.waiting[self] = now
+        server.fresh[self] = now
         self._deadline.arm(now + server.limits.head_timeout_s)
 
     def evict(self) -> None:
@@ -400,8 +403,14 @@ class Connection(asyncio.Protocol):
         log.debug("closing a connection waiting for a request head to admit a new one at the connection cap")
         self._evicted = True
         self.server.open -= 1
-        self.server.waiting.pop(self, None)
+        self._not_waiting()
         self._close()
+
+    def _not_waiting(self) -> None:
+        """This connection no longer waits for a head (it has one, is refused, closed or evicted)."""
+        server = self.server
+        server.fresh.pop(self, None)
+        server.idle.pop(self, None)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._refused:
@@ -409,7 +418,7 @@ class Connection(asyncio.Protocol):
         server = self.server
         if not self._evicted:
             server.open -= 1
-        server.waiting.pop(self, None)
+        self._not_waiting()
         self._deadline.cancel()
         if self._parsing is not None:
             self._parsing._fail(ClientClosed("the client closed the connection before the body's end"))
@@ -526,7 +535,7 @@ class Connection(asyncio.Protocol):
             self, parser.get_method().decode("ascii"), _path(self._url), headers, parser.get_http_version(),
             parser.should_keep_alive(), int(length) if length is not None else None, chunked,
             zlib.decompressobj(_DECODERS[coding]) if coding in _DECODERS else None, expect is not None)
-        self.server.waiting.pop(self, None)
+        self._not_waiting()
         if request._complete:
             self.phase, self._deadline.at = _WAIT, 0.0
         else:
@@ -559,7 +568,7 @@ class Connection(asyncio.Protocol):
         self._stopped = True
         if reason is not None:
             metrics.client_rejected(reason)
-        self.server.waiting.pop(self, None)
+        self._not_waiting()
         self.phase, self._deadline.at = _WAIT, 0.0
         if self._parsing is not None:
             self._parsing._fail(BadBody("the body's chunked framing is broken"))
@@ -690,9 +699,9 @@ class Connection(asyncio.Protocol):
         self._resume_reading()
         if self.phase == _WAIT:
             now = self.loop.time()
-            waiting = self.server.waiting
-            waiting.pop(self, None)
-            waiting[self] = now
+            idle = self.server.idle
+            idle.pop(self, None)
+            idle[self] = now
             self._deadline.arm(now + self.server.limits.idle_timeout_s)
 
     def _linger(self) -> None:

@@ -46,9 +46,13 @@ ENV = {
 FD_RESERVE = 64
 """File descriptors kept out of the connection cap: config files, the listener, logs, probes."""
 EVICT_MIN_WAIT_S = 0.1
-"""A connection waiting for less than this is not closed to make room: a client that has just connected (or just
-had its answer) gets a round trip to send its request, so a burst of new clients at the cap cannot close each other
-in turn before any of them is served."""
+"""A connection waiting for its first request head for less than this is not closed to make room: a client that has
+just connected gets a round trip to send its request, so a burst of new clients at the cap cannot close each other in
+turn before any of them is served."""
+EVICT_IDLE_MIN_S = 1.0
+"""A keep-alive connection idle after an answer for less than this is not closed to make room: its client is between
+two requests (an SDK sends the next one within milliseconds) and would pay a failed request and a retry's back-off;
+one idle for longer sits in a pool and costs its client a reconnect."""
 K = TypeVar("K")
 
 
@@ -106,15 +110,30 @@ def connection_cap(configured: int, fd_limit: int) -> int:
 def evictee(waiting: Iterable[tuple[K, float]], now: float, min_wait_s: float = EVICT_MIN_WAIT_S) -> K | None:
     """The connection to close so a new one can be admitted at the cap, or None (refuse the new one: 503).
 
-    ``waiting``: the open connections waiting for a request head, each with the time it began waiting (accepted, or
-    its last response sent); busy connections are not in it and are never chosen. The one waiting longest wins, if it
-    has waited at least ``min_wait_s`` by ``now``; ties go to the first listed."""
+    ``waiting``: open connections waiting for a request head, each with the time it began waiting (accepted, or its
+    last response sent); busy connections are not in it and are never chosen. The one waiting longest wins, if it
+    has waited at least ``min_wait_s`` by ``now``; ties go to the first listed (:func:`evictee_at_cap` asks it of
+    the connections that never sent a request first, then of the idle keep-alive ones)."""
     oldest: K | None = None
     oldest_since = now - min_wait_s
     for conn, since in waiting:
         if since <= oldest_since and (oldest is None or since < oldest_since):
             oldest, oldest_since = conn, since
     return oldest
+
+
+def evictee_at_cap(
+    fresh: Iterable[tuple[K, float]], idle: Iterable[tuple[K, float]], now: float
+) -> K | None:
+    """The connection to close so a new one can be admitted at the cap, or None (refuse the new one: 503).
+
+    First the one waiting longest for its first request head (``fresh``: accepted, no complete head yet - a slow or
+    silent client, or a slowloris' half head) once it has waited :data:`EVICT_MIN_WAIT_S`; only where none has, the
+    keep-alive connection idle longest after an answer (``idle``) once idle :data:`EVICT_IDLE_MIN_S`. A client that
+    has been served and is about to send its next request is not the one closed while connections that never sent a
+    request hold slots (:func:`evictee` on each, oldest first)."""
+    victim = evictee(fresh, now)
+    return victim if victim is not None else evictee(idle, now, EVICT_IDLE_MIN_S)
 
 
 def _number(raw: str, kind: type[float] | type[int], name: str) -> float | int:
