@@ -344,7 +344,8 @@ async def test_demand_signal(router: RouterProcess, aclient: openai.AsyncOpenAI,
     sent_at = time.monotonic()
     task = asyncio.create_task(phi_chat(aclient))
     await until(router, held(1))
-    await asyncio.sleep(2.2)
+    # three posts while held (at once, then each second), then the pod comes, well within maxWait (3 s)
+    await until(router, lambda _: sum(post[0] > sent_at for post in demand.posts) >= 3, timeout_s=2.6)
     endpoints.set(await start_pod(pods))
     assert (await task)[0] == "gpu"
     await asyncio.sleep(0.3)
