@@ -304,3 +304,18 @@ def test_numbers_shorter_than_a_plan_allows_are_valid_nowhere_in_it() -> None:
                 for written in (digits, grouped(digits, rng)):
                     assert not pii_numbers.valid_in(written, region) or pii_plans.may_be_valid(digits, region)
                     assert not library(written, region) or pii_plans.may_be_valid(digits, region), (written, region)
+
+
+def test_viable_is_phonenumbers_viability_on_every_short_string_valid_in_reads() -> None:
+    """Every string of up to five characters of digits and `` -.()/`` (with and without a leading ``+``): ``viable``
+    answers what ``phonenumbers``' ``_is_viable_phone_number`` (a regex) answers."""
+    import itertools
+
+    from phonenumbers import phonenumberutil
+
+    alphabet = "01 -.()/"
+    for n in range(6):
+        for chars in itertools.product(alphabet, repeat=n):
+            for national in ("".join(chars), "+" + "".join(chars), "++" + "".join(chars)):
+                digits = national.translate(pii_plans._SEPARATORS).lstrip("+")
+                assert pii_plans.viable(national, digits) is phonenumberutil._is_viable_phone_number(national), national

@@ -239,7 +239,6 @@ def _non_geo(cc: int) -> _Types | None:
 
 # --- parsing -------------------------------------------------------------------------------------------------------
 
-_viable = phonenumberutil._is_viable_phone_number
 _extract_country_code = phonenumberutil._extract_country_code
 _test_number_length = phonenumberutil._test_number_length
 _match_national_number = phonenumberutil._match_national_number
@@ -252,6 +251,14 @@ _NOT_STRIPPED = frozenset(
 )
 _TOO_LONG = phonenumberutil.ValidationResult.TOO_LONG
 _PUNCTUATION = " -.()/"
+
+
+def viable(national: str, digits: str) -> bool:
+    """``_is_viable_phone_number(national)`` for a string of ASCII digits and `` -.()/`` after at most a leading ``+``
+    (``digits``: its digits). Its pattern, matched whole, is two digits, or plus signs and then three digits or more
+    each after any punctuation, then any punctuation, letters and digits: on such a string, two digits alone or three
+    digits or more. A regex match less per validation."""
+    return len(digits) >= 3 or (len(digits) == 2 and national == digits)
 
 
 def valid_in(number: str, region: str | None) -> bool | None:
@@ -272,9 +279,9 @@ def valid_in(number: str, region: str | None) -> bool | None:
         return None
     end = len(number.rstrip(_PUNCTUATION))  # ``_extract_possible_number``: from the first ``+`` or digit to the
     national = number[: end if end > 1 else 0] if region is None else number[:end].lstrip(_PUNCTUATION)  # last digit
-    if not _viable(national):
-        return False
     digits = national.translate(_SEPARATORS).lstrip("+")  # ``_normalize``
+    if not viable(national, digits):
+        return False
     if region is None:  # ``_maybe_extract_country_code`` after a plus
         if len(digits) <= 2:
             return False
