@@ -189,21 +189,50 @@ _LETTER = re.compile(f"[{_LETTERS}]", re.IGNORECASE)
 """A character the Latin cues must not follow, as ``pattern``'s look-behind sees it."""
 
 
+def _re_case_rules() -> tuple[Callable[[int], bool], Callable[[int], int], dict[int, tuple[int, ...]]] | None:
+    """How CPython's ``re`` compares characters under IGNORECASE: ``_sre``'s ``unicode_iscased`` and
+    ``unicode_tolower`` and ``re._casefix``'s extra cases (private modules, imported by name: they have no stubs);
+    None on a Python without them."""
+    try:
+        sre, casefix = importlib.import_module("_sre"), importlib.import_module("re._casefix")
+        return sre.unicode_iscased, sre.unicode_tolower, casefix._EXTRA_CASES
+    except (ImportError, AttributeError):  # pragma: no cover - another implementation or version of ``re``
+        return None
+
+
+_CASE_RULES = _re_case_rules() if _compiled_words is not None else None
+"""Read once, where the compiled part that needs them (``_script``) is built."""
+
+
+def _letter_bits(rules: tuple[Callable[[int], bool], Callable[[int], int], dict[int, tuple[int, ...]]]) -> bytes:
+    """The look-arounds' letter class (``_LETTER_RANGES``) as ``re`` compiles it under IGNORECASE - each character
+    lowered, with its extra cases - as a bitmap of lowercases (all of them below U+10000: an IndexError would say
+    otherwise)."""
+    _, tolower, cases = rules
+    bits = bytearray(0x10000 // 8)
+    for low, high in _LETTER_RANGES:
+        for cp in range(ord(low), ord(high) + 1):
+            lo = tolower(cp)
+            for c in (lo, *cases.get(lo, ())):
+                bits[c >> 3] |= 1 << (c & 7)
+    return bytes(bits)
+
+
+_LETTER_BITS = _letter_bits(_CASE_RULES) if _CASE_RULES is not None else b""
+
+
 def _script(positive: tuple[str, str], negative: tuple[str, str]) -> tuple[tuple[Alternative, ...], bytes] | None:
     """``Cues.pattern`` and ``_UNITS`` as the compiled window search reads them (``_pii_script.c``), for windows
     that are not ASCII: the alternatives in the order the pattern tries them (each side's Latin words with their
     look-arounds, grouped as ``_by_first_letter`` groups them, then its CJK words; then the units), and the letter
-    class of the look-arounds under IGNORECASE as a bitmap of lowercases.
+    class of the look-arounds (``_LETTER_BITS``).
 
-    Characters are read as CPython's ``re`` compiles them (``_sre``'s case functions, ``re._casefix``); where this
-    Python lacks those, None (the compiled lookup then leaves such windows to ``Context._window``). A test compares
-    every character and the letter class with ``re`` over every code point."""
-    try:  # (private modules of ``re``: imported by name, they have no stubs)
-        sre, casefix = importlib.import_module("_sre"), importlib.import_module("re._casefix")
-        iscased, tolower, extra_cases = sre.unicode_iscased, sre.unicode_tolower, casefix._EXTRA_CASES
-    except (ImportError, AttributeError):  # pragma: no cover - another implementation or version of ``re``
+    Characters are read as CPython's ``re`` compiles them (``_CASE_RULES``); where this Python lacks those, or the
+    compiled part is not built, None (a compiled lookup then leaves such windows to ``Context._window``). A test
+    compares every character and the letter class with ``re`` over every code point."""
+    if _CASE_RULES is None:
         return None
-    cases: dict[int, tuple[int, ...]] = extra_cases
+    iscased, tolower, cases = _CASE_RULES
 
     def matcher(ch: str) -> Matcher:
         lo = tolower(ord(ch))
@@ -216,13 +245,7 @@ def _script(positive: tuple[str, str], negative: tuple[str, str]) -> tuple[tuple
                 alternatives.extend((kind, bounded, bounded, tuple(map(matcher, first + rest))) for rest in rests)
     alternatives.extend((3, False, True, tuple(map(matcher, unit))) for unit in _UNIT_WORDS)
     alternatives.append((3, False, False, (matcher("%"),)))
-    bits = bytearray(0x10000 // 8)
-    for low, high in _LETTER_RANGES:  # as ``re`` compiles the class under IGNORECASE: each character lowered
-        for cp in range(ord(low), ord(high) + 1):
-            lo = tolower(cp)
-            for c in (lo, *cases.get(lo, ())):
-                bits[c >> 3] |= 1 << (c & 7)  # (all of them below U+10000: an IndexError would say otherwise)
-    return tuple(alternatives), bytes(bits)
+    return tuple(alternatives), _LETTER_BITS
 
 
 PHONE = _either(
